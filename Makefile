@@ -1,0 +1,44 @@
+# Cairn — the Makefile only delegates to go (and to apt-get for test deps).
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+DATA     ?= ./cairn-data
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+# Packages cheap enough for the race detector; the rest run without it.
+RACE_PKGS  ?= ./pool/... ./pullers/... ./appliance/... ./fusefs/... ./images/...
+PLAIN_PKGS ?= ./cmd/... ./internal/... ./iso/...
+
+export CGO_ENABLED ?= 0
+
+.PHONY: build run test test-race lint deps bench fmt clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/cairn ./cmd/cairn
+
+run: build
+	./bin/cairn serve --data $(DATA)
+
+# make test = deps, then the whole suite. Race-detected packages need cgo.
+test: deps build
+	CGO_ENABLED=1 $(GO) test -count=1 -race -timeout 40m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 40m $(PLAIN_PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+# deps installs what the tests need: Debian packages via apt-get as root
+# (otherwise it prints the command), and the S3 test server into a cache
+# outside the repo.
+deps:
+	@sh internal/testenv/install-deps.sh
+
+bench: build
+	$(GO) run ./internal/bench -out BENCHMARKS.md
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin dist
