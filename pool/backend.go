@@ -4,7 +4,16 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
+
+// ObjectInfo describes one stored name. ModTime is when it was last
+// written; GC uses it for its grace period.
+type ObjectInfo struct {
+	Name    string
+	Size    int64
+	ModTime time.Time
+}
 
 // Errors of the Backend contract. Implementations wrap them so callers can
 // use errors.Is.
@@ -32,8 +41,8 @@ var (
 type Backend interface {
 	Put(ctx context.Context, name string, r io.Reader, size int64) error
 	Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error)
-	Stat(ctx context.Context, name string) (size int64, err error)
-	List(ctx context.Context, prefix string, fn func(name string, size int64) error) error
+	Stat(ctx context.Context, name string) (ObjectInfo, error)
+	List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error
 	Delete(ctx context.Context, name string) error
 	// Location returns the backend's user-facing location (a path or s3:// URL)
 	// for messages. It never contains secrets.
