@@ -3,7 +3,9 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -53,4 +55,38 @@ type Backend interface {
 // directory: syncfs). Backends without one are durable on Put's return.
 type Syncer interface {
 	Sync(ctx context.Context) error
+}
+
+// ValidateName checks a backend name: a non-empty relative slash-separated
+// path of clean elements (no "", ".", ".." elements, no leading or trailing
+// slash, no backslash or NUL), at most 1024 bytes. Elements starting with
+// ".tmp-" are reserved for backends' temporary files. Every Backend
+// rejects other names with ErrInvalidName, so a hostile name can never
+// escape a backend's root.
+func ValidateName(name string) error {
+	if name == "" || len(name) > 1024 {
+		return fmt.Errorf("%w: %q", ErrInvalidName, name)
+	}
+	for _, el := range strings.Split(name, "/") {
+		if el == "" || el == "." || el == ".." || strings.HasPrefix(el, ".tmp-") || strings.ContainsAny(el, "\\\x00") {
+			return fmt.Errorf("%w: %q", ErrInvalidName, name)
+		}
+	}
+	return nil
+}
+
+// validPrefix checks a List prefix: "" or a string that could start a
+// valid name (it may end in "/" or in a partial element).
+func validPrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	trimmed := strings.TrimSuffix(prefix, "/")
+	if trimmed == "" {
+		return fmt.Errorf("%w: prefix %q", ErrInvalidName, prefix)
+	}
+	if err := ValidateName(trimmed); err != nil {
+		return fmt.Errorf("%w: prefix %q", ErrInvalidName, prefix)
+	}
+	return nil
 }
