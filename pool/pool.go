@@ -112,9 +112,9 @@ type OpenOptions struct {
 // A Pool is an open content-addressed store on a Backend. It is safe for
 // concurrent use.
 type Pool struct {
-	b     Backend
-	id    identity
-	keys  *keys // nil for an unencrypted pool
+	b    Backend
+	id   identity
+	keys *keys // nil for an unencrypted pool
 	fly  [64]flight
 }
 
