@@ -1,0 +1,24 @@
+// Command bench is `make bench`: it generates the deterministic corpus
+// (package corpus) in a work directory outside the repository, runs Cairn,
+// restic, borg and rsync over the same scenarios, and writes BENCHMARKS.md.
+//
+// # Scenarios
+//
+// For every run and every tool, starting from the pristine corpus and an
+// empty repository: first snapshot, no-change snapshot, mutated snapshot
+// (after corpus.Mutate in place) and a full restore of that latest snapshot,
+// which is then compared byte for byte with the source. The corpus is
+// reverted afterwards so the next run starts from the same state. rsync
+// copies (first and no-change) are the transfer floor.
+//
+// Each timed command is one child process; wall time comes from the clock,
+// CPU time (user+sys) and peak RSS from its rusage. Stored bytes are the
+// repository's apparent and allocated sizes. The source is read once before
+// timing so it is in the page cache, and dirty pages are synced before every
+// timed command.
+//
+// # Flags
+//
+// BENCH_QUICK=1 (or -quick) uses a ≈200 MiB corpus. -tools selects tools,
+// -runs the number of runs, -work the work directory.
+package main

@@ -1,0 +1,392 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cairn-backup/cairn/internal/bench/corpus"
+)
+
+type options struct {
+	out, work, tools, cairnBin string
+	runs                       int
+	seed                       uint64
+	quick, flat                bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "report to write")
+	flag.StringVar(&o.work, "work", "/var/tmp/cairn-bench", "work directory (corpus, repositories); outside the repository")
+	flag.StringVar(&o.tools, "tools", "cairn,restic,borg,rsync", "comma-separated tools to run")
+	flag.StringVar(&o.cairnBin, "cairn", "bin/cairn", "cairn binary")
+	flag.IntVar(&o.runs, "runs", 3, "runs per scenario")
+	flag.Uint64Var(&o.seed, "seed", 1, "corpus seed")
+	flag.BoolVar(&o.quick, "quick", os.Getenv("BENCH_QUICK") == "1", "≈200 MiB corpus (also BENCH_QUICK=1)")
+	flag.BoolVar(&o.flat, "flat", true, "run the flat-RSS check (many small files)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(ctx, log, o); err != nil {
+		log.Error("bench failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+// Scenario names, in report order.
+const (
+	scFirst    = "first"
+	scNoChange = "nochange"
+	scMutated  = "mutated"
+	scRestore  = "restore"
+)
+
+var scenarios = []string{scFirst, scNoChange, scMutated, scRestore}
+
+// mutateSeed is the same for every run, so every run sees the same change.
+const mutateSeed = 1000
+
+type key struct{ scenario, tool string }
+
+type result struct {
+	samples []sample
+	errs    []string
+}
+
+type flatResult struct {
+	tool   string
+	files  int
+	bytes  int64
+	wall   time.Duration
+	maxRSS int64
+	err    string
+}
+
+type bench struct {
+	o       options
+	log     *slog.Logger
+	tools   []tool
+	plan    *corpus.Plan
+	src     string
+	stamp   string
+	logs    string
+	results map[key]*result
+	flat    []flatResult
+	verify  map[string][]string // tool → restore verification notes
+	changes *corpus.Changes
+	genTime time.Duration
+	info    machineInfo
+	load0   string
+	start   time.Time
+}
+
+func run(ctx context.Context, log *slog.Logger, o options) error {
+	b := &bench{o: o, log: log, results: map[key]*result{}, verify: map[string][]string{}, start: time.Now()}
+	b.load0 = loadavg()
+	if !filepath.IsAbs(o.work) {
+		return fmt.Errorf("-work %s: must be absolute", o.work)
+	}
+	if err := b.setupTools(ctx); err != nil {
+		return err
+	}
+	b.info = machine(ctx, o.work)
+	b.logs = filepath.Join(o.work, "logs")
+	if err := os.MkdirAll(b.logs, 0o755); err != nil {
+		return err
+	}
+	cfg, name := corpus.Full(o.seed), "full"
+	if o.quick {
+		cfg, name = corpus.Quick(o.seed), "quick"
+	}
+	b.plan = corpus.NewPlan(cfg)
+	b.src = filepath.Join(o.work, "corpus-"+name, "src")
+	b.stamp = filepath.Join(o.work, "corpus-"+name+".stamp")
+	d, err := b.ensureCorpus(ctx, b.plan, b.src, b.stamp)
+	if err != nil {
+		return err
+	}
+	b.genTime = d
+	for r := 1; r <= o.runs; r++ {
+		for _, t := range b.tools {
+			if err := b.cycle(ctx, t, r); err != nil {
+				return err
+			}
+		}
+	}
+	if o.flat {
+		if err := b.flatCheck(ctx); err != nil {
+			return err
+		}
+	}
+	return b.writeReport(ctx)
+}
+
+func (b *bench) setupTools(ctx context.Context) error {
+	var missing []string
+	for _, n := range strings.Split(b.o.tools, ",") {
+		switch n = strings.TrimSpace(n); n {
+		case "cairn":
+			bin, err := filepath.Abs(b.o.cairnBin)
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(bin); err != nil {
+				return fmt.Errorf("cairn binary %s: %w (run `make build`)", bin, err)
+			}
+			b.tools = append(b.tools, cairn{bin: bin})
+		case "restic":
+			b.tools = append(b.tools, restic{})
+		case "borg":
+			b.tools = append(b.tools, borg{})
+		case "rsync":
+			b.tools = append(b.tools, rsync{})
+		case "":
+		default:
+			return fmt.Errorf("-tools: unknown tool %q", n)
+		}
+		pkg := map[string]string{"restic": "restic", "borg": "borgbackup", "rsync": "rsync"}[n]
+		if _, err := exec.LookPath(n); pkg != "" && err != nil {
+			missing = append(missing, pkg)
+		}
+	}
+	if _, err := os.Stat(timeBin); err != nil {
+		missing = append(missing, "time")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	args := append([]string{"install", "-y", "--no-install-recommends"}, missing...)
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("missing tools; install them with: sudo apt-get %s", strings.Join(args, " "))
+	}
+	b.log.Info("installing", "packages", missing)
+	cmd := exec.CommandContext(ctx, "apt-get", args...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if err := runQuiet(ctx, cmd); err != nil {
+		return fmt.Errorf("installing %v: %w", missing, err)
+	}
+	return nil
+}
+
+// ensureCorpus generates p at src unless the stamp says it is already there,
+// then reads it into the page cache. It returns the generation time (zero if
+// reused).
+func (b *bench) ensureCorpus(ctx context.Context, p *corpus.Plan, src, stamp string) (time.Duration, error) {
+	var d time.Duration
+	if corpus.CheckStamp(stamp, p) != nil {
+		st := p.Stats()
+		b.log.Info("generating corpus", "dir", src, "files", st.Files, "bytes", st.Bytes)
+		if err := os.RemoveAll(src); err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		if err := corpus.Generate(ctx, src, p); err != nil {
+			return 0, err
+		}
+		d = time.Since(start)
+		if err := corpus.WriteStamp(stamp, p); err != nil {
+			return 0, err
+		}
+		b.log.Info("generated", "took", d.Round(time.Millisecond))
+	} else {
+		b.log.Info("reusing corpus", "dir", src)
+	}
+	n, bytes, err := warm(src)
+	b.log.Info("warmed", "files", n, "bytes", bytes)
+	return d, err
+}
+
+func (b *bench) record(k key, s sample, err error) {
+	r := b.results[k]
+	if r == nil {
+		r = &result{}
+		b.results[k] = r
+	}
+	if err != nil {
+		r.errs = append(r.errs, err.Error())
+		b.log.Error("scenario failed", "tool", k.tool, "scenario", k.scenario, "err", err)
+		return
+	}
+	r.samples = append(r.samples, s)
+	b.log.Info("measured", "tool", k.tool, "scenario", k.scenario, "wall", s.Wall.Round(time.Millisecond),
+		"cpu", s.CPU.Round(time.Millisecond), "rss_mib", s.MaxRSS>>20, "stored_mib", s.Stored>>20, "bg_cores", fmt.Sprintf("%.2f", s.Others))
+}
+
+// cycle runs every scenario once for t, from an empty repository and the
+// pristine corpus, and leaves the corpus pristine again.
+func (b *bench) cycle(ctx context.Context, t tool, run int) (err error) {
+	name := t.Name()
+	repo := filepath.Join(b.o.work, "repo-"+name)
+	state := filepath.Join(b.o.work, "state-"+name)
+	dst := filepath.Join(b.o.work, "restore-"+name)
+	logPath := filepath.Join(b.logs, fmt.Sprintf("%s-run%d.log", name, run))
+	for _, d := range []string{repo, state, dst} {
+		if err := os.RemoveAll(d); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		for _, d := range []string{repo, state, dst} {
+			if rerr := os.RemoveAll(d); err == nil {
+				err = rerr
+			}
+		}
+	}()
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		return err
+	}
+	b.log.Info("cycle", "tool", name, "run", run)
+	if err := t.Init(ctx, repo, state); err != nil {
+		b.record(key{scFirst, name}, sample{}, err)
+		return ctx.Err()
+	}
+	var prev int64
+	backup := func(sc string) bool {
+		s, err := b.measureCmd(ctx, t.Backup(ctx, repo, state, b.src, sc), logPath)
+		if err == nil {
+			s.Stored, s.StoredAlloc, err = du(repo)
+			s.Growth, prev = s.Stored-prev, s.Stored
+		}
+		b.record(key{sc, name}, s, err)
+		return err == nil
+	}
+	if !backup(scFirst) || !backup(scNoChange) || name == "rsync" {
+		return ctx.Err()
+	}
+
+	// Mutate in place; the stamp goes first so an interrupted run regenerates.
+	if err := os.Remove(b.stamp); err != nil {
+		return err
+	}
+	ch, err := corpus.Mutate(ctx, b.src, mutateSeed)
+	if err != nil {
+		return err
+	}
+	b.changes = &ch
+	defer func() {
+		if rerr := corpus.Revert(context.WithoutCancel(ctx), b.src, b.plan, ch); rerr != nil {
+			err = errors.Join(err, rerr)
+			return
+		}
+		if werr := corpus.WriteStamp(b.stamp, b.plan); err == nil {
+			err = werr
+		}
+		if _, _, werr := warm(b.src); err == nil {
+			err = werr
+		}
+	}()
+	if _, _, err := warm(b.src); err != nil {
+		return err
+	}
+	if !backup(scMutated) {
+		return ctx.Err()
+	}
+
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	cmd, root := t.Restore(ctx, repo, state, dst, b.src, scMutated)
+	s, err := b.measureCmd(ctx, cmd, logPath)
+	b.record(key{scRestore, name}, s, err)
+	if err == nil {
+		n, verr := compareTrees(b.src, root)
+		note := fmt.Sprintf("run %d: restored tree identical to the source (%d files, contents and mtimes)", run, n)
+		if verr != nil {
+			note = fmt.Sprintf("run %d: NOT identical: %v", run, verr)
+			b.log.Error("restore verification failed", "tool", name, "err", verr)
+		}
+		b.verify[name] = append(b.verify[name], note)
+	}
+	return ctx.Err()
+}
+
+// measureCmd measures cmd and the CPU other processes used meanwhile.
+func (b *bench) measureCmd(ctx context.Context, cmd *exec.Cmd, logPath string) (sample, error) {
+	syscall.Sync() // don't charge the previous step's writeback to this one
+	before, busy0 := processCPU(), busyJiffies()
+	s, err := measure(ctx, cmd, logPath)
+	if err == nil && s.Wall > 0 {
+		// Per-process deltas overcount (a reaped child's whole life lands
+		// in its parent's cutime); system busy time includes kernel work
+		// done for the child. Take the smaller.
+		busy := time.Duration(busyJiffies()-busy0) * 10 * time.Millisecond // USER_HZ = 100
+		others := min(othersCPU(before, processCPU()), max(0, busy-s.CPU))
+		s.Others = others.Seconds() / s.Wall.Seconds()
+	}
+	return s, err
+}
+
+// flatCheck snapshots a small-files-only tree at two sizes (×10 files) and
+// records peak RSS, for Cairn and restic as a reference.
+func (b *bench) flatCheck(ctx context.Context) error {
+	sizes := []int{50_000, 500_000}
+	if b.o.quick {
+		sizes = []int{5_000, 50_000}
+	}
+	var tools []tool
+	for _, t := range b.tools {
+		if t.Name() == "cairn" || t.Name() == "restic" {
+			tools = append(tools, t)
+		}
+	}
+	if len(tools) == 0 {
+		return nil
+	}
+	for _, n := range sizes {
+		p := corpus.NewPlan(corpus.SmallOnly(b.o.seed, n))
+		src := filepath.Join(b.o.work, fmt.Sprintf("flat-%d", n), "src")
+		if _, err := b.ensureCorpus(ctx, p, src, filepath.Join(b.o.work, fmt.Sprintf("flat-%d.stamp", n))); err != nil {
+			return err
+		}
+		for _, t := range tools {
+			name := t.Name()
+			repo := filepath.Join(b.o.work, "repo-flat-"+name)
+			state := filepath.Join(b.o.work, "state-flat-"+name)
+			os.RemoveAll(repo)
+			os.RemoveAll(state)
+			if err := os.MkdirAll(state, 0o755); err != nil {
+				return err
+			}
+			fr := flatResult{tool: name, files: n, bytes: p.Stats().Bytes}
+			err := t.Init(ctx, repo, state)
+			if err == nil {
+				var s sample
+				s, err = b.measureCmd(ctx, t.Backup(ctx, repo, state, src, "flat"), filepath.Join(b.logs, fmt.Sprintf("flat-%s-%d.log", name, n)))
+				fr.wall, fr.maxRSS = s.Wall, s.MaxRSS
+			}
+			if err != nil {
+				fr.err = err.Error()
+			}
+			b.log.Info("flat", "tool", name, "files", n, "wall", fr.wall.Round(time.Millisecond), "rss_mib", fr.maxRSS>>20, "err", fr.err)
+			b.flat = append(b.flat, fr)
+			os.RemoveAll(repo)
+			os.RemoveAll(state)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+	}
+	return nil
+}
+
+func (b *bench) toolNames() []string {
+	var out []string
+	for _, t := range b.tools {
+		out = append(out, t.Name())
+	}
+	return out
+}
+
+func (b *bench) has(name string) bool { return slices.Contains(b.toolNames(), name) }
