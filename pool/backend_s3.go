@@ -1,0 +1,261 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// S3Config describes an S3-compatible bucket.
+type S3Config struct {
+	Endpoint  string // host:port
+	Bucket    string
+	Prefix    string // optional key prefix inside the bucket, without slashes at the ends
+	Region    string // optional; "us-east-1" when empty
+	AccessKey string
+	SecretKey string
+	Insecure  bool              // plain HTTP instead of HTTPS
+	Transport http.RoundTripper // optional
+}
+
+// S3Backend stores each name as an object key (Prefix + "/" + name) in one
+// bucket. S3 PUTs are atomic and durable on return, so it has no Sync.
+// minio-go's own retries are off: the retry decorator is the one place
+// that retries.
+type S3Backend struct {
+	c        *minio.Client
+	bucket   string
+	prefix   string // "" or "dir/" — always ends in "/"
+	location string
+}
+
+var _ Backend = (*S3Backend)(nil)
+
+// NewS3Backend connects to the bucket and checks that it exists.
+func NewS3Backend(ctx context.Context, cfg S3Config) (*S3Backend, error) {
+	prefix := strings.Trim(cfg.Prefix, "/")
+	loc := "s3://" + cfg.Endpoint + "/" + cfg.Bucket
+	if prefix != "" {
+		if err := ValidateName(prefix); err != nil {
+			return nil, fmt.Errorf("s3 %s: bad prefix: %w", loc, err)
+		}
+		loc += "/" + prefix
+		prefix += "/"
+	}
+	if cfg.Endpoint == "" || cfg.Bucket == "" {
+		return nil, fmt.Errorf("s3 %s: endpoint and bucket are required", loc)
+	}
+	region := cfg.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	c, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:        credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure:       !cfg.Insecure,
+		Region:       region,
+		BucketLookup: minio.BucketLookupPath,
+		Transport:    cfg.Transport,
+		MaxRetries:   1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3 %s: %w", loc, err)
+	}
+	b := &S3Backend{c: c, bucket: cfg.Bucket, prefix: prefix, location: loc}
+	ok, err := c.BucketExists(ctx, cfg.Bucket)
+	if err != nil {
+		return nil, b.wrap("connect", "", err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("s3 %s: bucket %q does not exist", loc, cfg.Bucket)
+	}
+	return b, nil
+}
+
+// Location returns s3://endpoint/bucket[/prefix], without credentials.
+func (b *S3Backend) Location() string { return b.location }
+
+func (b *S3Backend) key(name string) string { return b.prefix + name }
+
+// wrap names what failed and maps S3 errors onto the Backend contract:
+// a missing key is ErrNotFound; throttling, 5xx and network failures are
+// ErrTransient.
+func (b *S3Backend) wrap(op, name string, err error) error {
+	where := b.location
+	if name != "" {
+		where += "/" + name
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s %s: %w", op, where, err)
+	}
+	if class := s3Class(err); class != nil {
+		return fmt.Errorf("%s %s: %w: %v", op, where, class, err)
+	}
+	return fmt.Errorf("%s %s: %w", op, where, err)
+}
+
+func s3Class(err error) error {
+	resp := minio.ToErrorResponse(err)
+	switch resp.Code {
+	case "NoSuchKey", "NotFound":
+		return ErrNotFound
+	case "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "RequestLimitExceeded",
+		"Throttling", "ThrottlingException", "TooManyRequests", "XMinioServerNotInitialized", "OperationAborted":
+		return ErrTransient
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound && resp.Code != "NoSuchBucket":
+		return ErrNotFound
+	case resp.StatusCode >= 500, resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusRequestTimeout:
+		return ErrTransient
+	}
+	var ne net.Error
+	var ue *url.Error
+	switch {
+	case errors.As(err, &ne), errors.As(err, &ue),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
+		return ErrTransient
+	}
+	return nil
+}
+
+func (b *S3Backend) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	info, err := b.c.PutObject(ctx, b.bucket, b.key(name), r, size, minio.PutObjectOptions{
+		ContentType: "application/octet-stream",
+	})
+	if err != nil {
+		return b.wrap("put", name, err)
+	}
+	if size >= 0 && info.Size != size {
+		return fmt.Errorf("put %s/%s: stored %d bytes, want %d", b.location, name, info.Size, size)
+	}
+	return nil
+}
+
+// s3Body maps read errors of a streaming body onto the contract.
+type s3Body struct {
+	obj  *minio.Object
+	b    *S3Backend
+	name string
+}
+
+func (s *s3Body) Read(p []byte) (int, error) {
+	n, err := s.obj.Read(p)
+	if err != nil && err != io.EOF {
+		err = s.b.wrap("read", s.name, err)
+	}
+	return n, err
+}
+
+func (s *s3Body) Close() error { return s.obj.Close() }
+
+func (b *S3Backend) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	if off < 0 {
+		return nil, fmt.Errorf("get %s/%s: negative offset %d", b.location, name, off)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if length == 0 {
+		if _, err := b.Stat(ctx, name); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	var opts minio.GetObjectOptions
+	switch {
+	case length > 0:
+		opts.SetRange(off, off+length-1)
+	case off > 0:
+		opts.SetRange(off, 0)
+	}
+	obj, err := b.c.GetObject(ctx, b.bucket, b.key(name), opts)
+	if err == nil {
+		_, err = obj.Stat() // GetObject is lazy: this sends the request
+	}
+	if err != nil {
+		if obj != nil {
+			obj.Close()
+		}
+		if minio.ToErrorResponse(err).Code == "InvalidRange" {
+			// The object exists but off is at or past its end.
+			return io.NopCloser(strings.NewReader("")), nil
+		}
+		return nil, b.wrap("get", name, err)
+	}
+	return &s3Body{obj: obj, b: b, name: name}, nil
+}
+
+func (b *S3Backend) Stat(ctx context.Context, name string) (ObjectInfo, error) {
+	if err := ValidateName(name); err != nil {
+		return ObjectInfo{}, err
+	}
+	oi, err := b.c.StatObject(ctx, b.bucket, b.key(name), minio.StatObjectOptions{})
+	if err != nil {
+		return ObjectInfo{}, b.wrap("stat", name, err)
+	}
+	return ObjectInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified}, nil
+}
+
+func (b *S3Backend) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	if err := validPrefix(prefix); err != nil {
+		return err
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := b.c.ListObjects(lctx, b.bucket, minio.ListObjectsOptions{Prefix: b.key(prefix), Recursive: true})
+	var err error
+	for oi := range ch {
+		if err != nil {
+			continue // drain after cancel so the lister goroutine ends
+		}
+		if oi.Err != nil {
+			err = b.wrap("list", prefix, oi.Err)
+			cancel()
+			continue
+		}
+		name := strings.TrimPrefix(oi.Key, b.prefix)
+		if ValidateName(name) != nil {
+			continue // not ours (or a key no Backend call could have made)
+		}
+		if ferr := fn(ObjectInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified}); ferr != nil {
+			err = ferr
+			cancel()
+		}
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	return err
+}
+
+func (b *S3Backend) Delete(ctx context.Context, name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if err := b.c.RemoveObject(ctx, b.bucket, b.key(name), minio.RemoveObjectOptions{}); err != nil {
+		if errors.Is(s3Class(err), ErrNotFound) {
+			return nil
+		}
+		return b.wrap("delete", name, err)
+	}
+	return nil
+}
