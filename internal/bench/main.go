@@ -22,7 +22,7 @@ type options struct {
 	out, work, tools, cairnBin string
 	runs                       int
 	seed                       uint64
-	quick, flat                bool
+	quick, flat, genOnly       bool
 }
 
 func main() {
@@ -35,6 +35,7 @@ func main() {
 	flag.Uint64Var(&o.seed, "seed", 1, "corpus seed")
 	flag.BoolVar(&o.quick, "quick", os.Getenv("BENCH_QUICK") == "1", "≈200 MiB corpus (also BENCH_QUICK=1)")
 	flag.BoolVar(&o.flat, "flat", true, "run the flat-RSS check (many small files)")
+	flag.BoolVar(&o.genOnly, "gen-only", false, "only generate the corpora (and reuse them later)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -118,6 +119,15 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		return err
 	}
 	b.genTime = d
+	if o.genOnly {
+		for _, n := range b.flatSizes() {
+			p := corpus.NewPlan(corpus.SmallOnly(o.seed, n))
+			if _, err := b.ensureCorpus(ctx, p, b.flatDir(n), b.flatDir(n)+".stamp"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for r := 1; r <= o.runs; r++ {
 		for _, t := range b.tools {
 			if err := b.cycle(ctx, t, r); err != nil {
@@ -331,10 +341,6 @@ func (b *bench) measureCmd(ctx context.Context, cmd *exec.Cmd, logPath string) (
 // flatCheck snapshots a small-files-only tree at two sizes (×10 files) and
 // records peak RSS, for Cairn and restic as a reference.
 func (b *bench) flatCheck(ctx context.Context) error {
-	sizes := []int{50_000, 500_000}
-	if b.o.quick {
-		sizes = []int{5_000, 50_000}
-	}
 	var tools []tool
 	for _, t := range b.tools {
 		if t.Name() == "cairn" || t.Name() == "restic" {
@@ -344,10 +350,10 @@ func (b *bench) flatCheck(ctx context.Context) error {
 	if len(tools) == 0 {
 		return nil
 	}
-	for _, n := range sizes {
+	for _, n := range b.flatSizes() {
 		p := corpus.NewPlan(corpus.SmallOnly(b.o.seed, n))
-		src := filepath.Join(b.o.work, fmt.Sprintf("flat-%d", n), "src")
-		if _, err := b.ensureCorpus(ctx, p, src, filepath.Join(b.o.work, fmt.Sprintf("flat-%d.stamp", n))); err != nil {
+		src := b.flatDir(n)
+		if _, err := b.ensureCorpus(ctx, p, src, src+".stamp"); err != nil {
 			return err
 		}
 		for _, t := range tools {
@@ -380,6 +386,15 @@ func (b *bench) flatCheck(ctx context.Context) error {
 	}
 	return nil
 }
+
+func (b *bench) flatSizes() []int {
+	if b.o.quick {
+		return []int{5_000, 50_000}
+	}
+	return []int{50_000, 500_000}
+}
+
+func (b *bench) flatDir(n int) string { return filepath.Join(b.o.work, fmt.Sprintf("flat-%d", n)) }
 
 func (b *bench) toolNames() []string {
 	var out []string
