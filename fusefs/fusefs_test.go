@@ -21,6 +21,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/cairn-backup/cairn/internal/testenv"
 )
 
 const childEnv = "CAIRN_FUSEFS_TEST_CHILD"
@@ -43,7 +45,7 @@ func TestMain(m *testing.M) {
 // impossible here.
 func needFUSE(t *testing.T) {
 	t.Helper()
-	need(t, "fusermount3") // TODO: testenv.Need once internal/testenv lands
+	testenv.Need(t, "fusermount3")
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("FUSE: %v", err)
@@ -486,14 +488,3 @@ func TestInodeHelpers(t *testing.T) {
 	}
 }
 
-func need(t *testing.T, bins ...string) {
-	t.Helper()
-	for _, b := range bins {
-		if _, err := exec.LookPath(b); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not installed: %v", b, err)
-			}
-			t.Skipf("%s not installed", b)
-		}
-	}
-}

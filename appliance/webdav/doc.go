@@ -1,0 +1,46 @@
+// Package webdav serves the read-only restore tree over WebDAV (class 1),
+// for desktop file managers and clients such as rclone and cadaver. It is a
+// thin adapter over an io/fs.FS (in Cairn, (*pool.Pool).FS), built on
+// golang.org/x/net/webdav.
+//
+// # Authentication
+//
+// NewHandler does NO authentication or authorisation. Callers MUST wrap it
+// in the appliance's auth middleware, and MUST pass an fs.FS already
+// restricted to the hosts the user may see (hidden hosts then answer 404,
+// never 403, so their names do not leak).
+//
+// # Read-only, twice
+//
+//   - Method level: OPTIONS, GET, HEAD and PROPFIND only. OPTIONS answers
+//     "DAV: 1" and "Allow: OPTIONS, GET, HEAD, PROPFIND" (no class 2, so
+//     clients do not try LOCK); every other method gets 405 with that Allow
+//     header.
+//   - File-system level: the x/net/webdav FileSystem adapter returns
+//     os.ErrPermission for every write (Mkdir, RemoveAll, Rename, OpenFile
+//     with any write flag), in case a method slips past the filter.
+//
+// # Paths
+//
+// CleanPath turns a request path into an fs.FS name. It rejects NUL bytes
+// and invalid UTF-8 (so overlong encodings of "." and "/" are refused, not
+// decoded), and resolves "." and ".." lexically against the root, so no
+// path can climb out of the tree. A backslash is an ordinary character, as
+// it is in a Linux file name. Names that are not valid UTF-8 are therefore
+// not reachable over WebDAV.
+//
+// # Symlinks
+//
+// A symlink is shown as what it points to (so /<host>/latest is a
+// directory, the newest snapshot), resolved inside the tree with at most 40
+// hops. Absolute targets, targets that climb above the root, and targets
+// that leave the link's own host are treated as missing: they are left out
+// of listings and answer 404. Staying within one host means a link can
+// never reveal a host the caller's view hides.
+//
+// # Depth
+//
+// PROPFIND takes Depth 0 or 1. Depth infinity (also the default when the
+// header is missing) is refused with 403 and the RFC 4918
+// propfind-finite-depth precondition, so one request cannot walk a pool.
+package webdav

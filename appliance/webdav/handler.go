@@ -1,0 +1,83 @@
+package webdav
+
+import (
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"golang.org/x/net/webdav"
+)
+
+// Allow is the method list of the read-only share, as OPTIONS and every 405
+// answer it.
+const Allow = "OPTIONS, GET, HEAD, PROPFIND"
+
+// NewHandler serves fsys read-only over WebDAV under prefix (e.g. "/dav";
+// "" for the root). It does no authentication: callers MUST wrap it in the
+// appliance's auth middleware and pass an fsys filtered to what the caller
+// may see.
+func NewHandler(fsys fs.FS, prefix string) http.Handler {
+	prefix = strings.TrimRight(prefix, "/")
+	log := slog.Default().With("component", "webdav")
+	return &handler{
+		prefix: prefix,
+		dav: &webdav.Handler{
+			Prefix:     prefix,
+			FileSystem: NewFileSystem(fsys),
+			// Required by x/net/webdav even though LOCK is never allowed.
+			LockSystem: webdav.NewMemLS(),
+			Logger: func(r *http.Request, err error) {
+				if err != nil {
+					log.Debug("request", "method", r.Method, "path", r.URL.Path, "err", err)
+				}
+			},
+		},
+	}
+}
+
+type handler struct {
+	prefix string
+	dav    *webdav.Handler
+}
+
+const finiteDepth = `<?xml version="1.0" encoding="utf-8"?>
+<D:error xmlns:D="DAV:"><D:propfind-finite-depth/></D:error>
+`
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodOptions:
+		w.Header().Set("Allow", Allow)
+		w.Header().Set("DAV", "1")
+		w.Header().Set("MS-Author-Via", "DAV")
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+		return
+	case http.MethodGet, http.MethodHead, "PROPFIND":
+	default:
+		w.Header().Set("Allow", Allow)
+		http.Error(w, "read-only share: "+r.Method+" is not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, h.prefix)
+	if !ok || (rest != "" && rest[0] != '/') {
+		http.NotFound(w, r)
+		return
+	}
+	if _, err := CleanPath(rest); err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method == "PROPFIND" {
+		switch r.Header.Get("Depth") {
+		case "0", "1":
+		default:
+			w.Header().Set("Content-Type", "application/xml; charset=utf-8")
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte(finiteDepth))
+			return
+		}
+	}
+	h.dav.ServeHTTP(w, r)
+}
