@@ -487,4 +487,3 @@ func TestInodeHelpers(t *testing.T) {
 		t.Errorf("unescape = %q", got)
 	}
 }
-
