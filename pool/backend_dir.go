@@ -81,11 +81,13 @@ func pathErr(err error) error {
 	return err
 }
 
+func (b *DirBackend) full(name string) string { return filepath.Join(b.path, filepath.FromSlash(name)) }
+
 func (b *DirBackend) wrap(op, name string, err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s %s: %w", op, filepath.Join(b.path, filepath.FromSlash(name)), ErrNotFound)
+		return fmt.Errorf("%s %s: %w", op, b.full(name), ErrNotFound)
 	}
-	return fmt.Errorf("%s %s: %w", op, filepath.Join(b.path, filepath.FromSlash(name)), pathErr(err))
+	return fmt.Errorf("%s %s: %w", op, b.full(name), pathErr(err))
 }
 
 func (b *DirBackend) ensureDir(dir string) error {
@@ -118,7 +120,7 @@ func (b *DirBackend) Put(ctx context.Context, name string, r io.Reader, size int
 	}
 	dir := path.Dir(name)
 	if err := b.ensureDir(dir); err != nil {
-		return b.wrap("create directory for", name, err)
+		return fmt.Errorf("write %s: create directory %s: %w", b.full(name), b.full(dir), pathErr(err))
 	}
 	tmp := tempName(dir)
 	f, err := b.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

@@ -1,7 +1,14 @@
 package pool_test
 
 import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cairn-backup/cairn/pool"
 	"github.com/cairn-backup/cairn/pool/backendtest"
@@ -13,4 +20,70 @@ func TestDirBackendConformance(t *testing.T) {
 
 func TestMemBackendConformance(t *testing.T) {
 	backendtest.Run(t, func(t *testing.T) pool.Backend { return backendtest.NewMem() })
+}
+
+func TestDirBackendSafety(t *testing.T) {
+	ctx := context.Background()
+	b := newDir(t)
+	outside := t.TempDir()
+	// A symlink planted inside the root must not lead writes or reads out.
+	if err := os.Symlink(outside, filepath.Join(b.Location(), "objects")); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(outside, "secret"), []byte("s"), 0o600)
+	if err := b.Put(ctx, "objects/ab/x", strings.NewReader("x"), 1); err == nil {
+		t.Fatal("put through a symlink out of the root succeeded")
+	}
+	if _, err := b.Get(ctx, "objects/secret", 0, -1); err == nil {
+		t.Fatal("read through a symlink out of the root succeeded")
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 1 {
+		t.Fatalf("something was written outside the root: %v", ents)
+	}
+}
+
+func TestDirBackendDetails(t *testing.T) {
+	ctx := context.Background()
+	b := newDir(t)
+	// Temporary files are never listed; ModTime is the file's mtime.
+	if err := b.Put(ctx, "snapshots/a", strings.NewReader("a"), 1); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(b.Location(), "snapshots", ".tmp-leftover"), []byte("partial"), 0o600)
+	mt := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	os.Chtimes(filepath.Join(b.Location(), "snapshots", "a"), mt, mt)
+	var got []pool.ObjectInfo
+	b.List(ctx, "snapshots/", func(oi pool.ObjectInfo) error { got = append(got, oi); return nil })
+	if len(got) != 1 || got[0].Name != "snapshots/a" || !got[0].ModTime.Equal(mt) {
+		t.Fatalf("list: %+v", got)
+	}
+	// No temp file is left behind by a put, and new files are private.
+	if err := b.Put(ctx, "objects/aa/bb/c", strings.NewReader("data"), 4); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(b.Location(), "objects", "aa", "bb"))
+	if len(ents) != 1 {
+		t.Fatalf("dir has %d entries after put", len(ents))
+	}
+	if fi, _ := os.Stat(filepath.Join(b.Location(), "objects", "aa", "bb", "c")); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", fi.Mode())
+	}
+	// A directory removed behind the backend's cache is recreated.
+	os.RemoveAll(filepath.Join(b.Location(), "objects"))
+	if err := b.Put(ctx, "objects/aa/bb/d", strings.NewReader("d"), 1); err != nil {
+		t.Fatal(err)
+	}
+	// Failures name the full path and keep the cause.
+	err := b.Put(ctx, "snapshots/a/sub", strings.NewReader("x"), 1)
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(b.Location(), "snapshots", "a", "sub")) || !(errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EEXIST)) {
+		t.Fatalf("put under a file: %v", err)
+	}
+	if _, err := pool.NewDirBackend(filepath.Join(t.TempDir(), "missing")); !errors.Is(err, pool.ErrNotFound) {
+		t.Fatalf("missing root: %v", err)
+	}
+	c, err := pool.CreateDirBackend(filepath.Join(t.TempDir(), "new", "root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 }
