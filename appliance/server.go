@@ -1,0 +1,280 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cairn-backup/cairn/appliance/catalog"
+	"github.com/cairn-backup/cairn/appliance/internal/secret"
+	"github.com/cairn-backup/cairn/pool"
+)
+
+// Defaults of Config.
+const (
+	DefaultDataDir = "cairn-data"
+	DefaultListen  = "127.0.0.1:8080"
+	SocketName     = "cairn.sock"
+)
+
+// Config configures an appliance. Zero values take the defaults.
+type Config struct {
+	DataDir string // default ./cairn-data
+	Listen  string // TCP address; default 127.0.0.1:8080; "-" disables TCP
+	DB      string // catalog: "" = DATA/catalog.db (SQLite), or postgres://…
+	Pool    string // pool directory; "" = DATA/pool
+	Version string
+	Logger  *slog.Logger
+	// MaxJobs is the global limit of concurrently running backups
+	// (default 1).
+	MaxJobs int
+	// Now is the clock (default time.Now); tests inject one.
+	Now func() time.Time
+}
+
+// A Server is an open appliance: data dir locked, catalog and pool open,
+// job runner started. Serve exposes it over HTTP; Close releases it.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	dataDir   string
+	lock      *dirLock
+	cat       *catalog.DB
+	box       *secret.Box
+	pool      *pool.Pool
+	jobs      *jobRunner
+	events    *broker
+	handler   http.Handler
+	routes    []route
+	started   time.Time
+	now       func() time.Time
+	health    healthState
+	usage     poolUsage
+	lastCheck checkResult
+	closeOne  sync.Once
+}
+
+// New opens the appliance in cfg.DataDir: it takes the data dir lock,
+// opens (or creates) the catalog, the secret key and the pool, recovers
+// jobs interrupted by a crash and starts the job runner.
+func New(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = DefaultDataDir
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.MaxJobs <= 0 {
+		cfg.MaxJobs = 1
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, dataDir: dir, now: cfg.Now, events: newBroker()}
+	s.started = s.now()
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.lock, err = lockDataDir(dir); err != nil {
+		return nil, err
+	}
+	dsn := cfg.DB
+	if dsn == "" {
+		dsn = filepath.Join(dir, "catalog.db")
+	}
+	if s.cat, err = catalog.Open(ctx, dsn); err != nil {
+		return nil, err
+	}
+	if s.box, err = secret.LoadOrCreate(filepath.Join(dir, "secret.key")); err != nil {
+		return nil, err
+	}
+	if err = s.openPool(ctx); err != nil {
+		return nil, err
+	}
+	s.jobs = newJobRunner(s)
+	if err = s.jobs.recover(ctx); err != nil {
+		return nil, err
+	}
+	s.buildRoutes()
+	s.jobs.start()
+	return s, nil
+}
+
+// openPool opens the pool the catalog expects, or initialises a new one on
+// first run and records its identity in the catalog.
+func (s *Server) openPool(ctx context.Context) error {
+	dir := s.cfg.Pool
+	if dir == "" {
+		dir = filepath.Join(s.dataDir, "pool")
+	}
+	want, known, err := s.cat.Setting(ctx, catalog.SettingPoolID)
+	if err != nil {
+		return err
+	}
+	if known {
+		b, err := pool.NewDirBackend(dir)
+		if err != nil {
+			return fmt.Errorf("wrong or missing storage: the catalog expects pool %s at %s: %w", want, dir, err)
+		}
+		p, err := pool.Open(ctx, b, pool.OpenOptions{ExpectID: want})
+		if err != nil {
+			return fmt.Errorf("wrong or missing storage: the catalog expects pool %s at %s: %w", want, dir, err)
+		}
+		s.pool = p
+		return nil
+	}
+	b, err := pool.CreateDirBackend(dir)
+	if err != nil {
+		return err
+	}
+	p, err := pool.Open(ctx, b, pool.OpenOptions{})
+	if err == nil {
+		s.log.Info("adopting the existing pool found in the data dir; run `cairn catalog rebuild` to index its snapshots",
+			"pool", p.ID(), "location", p.Location())
+	} else {
+		if _, serr := b.Stat(ctx, pool.IdentityName); serr == nil {
+			return fmt.Errorf("pool %s: %w", dir, err) // present but unreadable: never overwrite
+		}
+		if p, err = pool.Init(ctx, b, pool.InitOptions{}); err != nil {
+			return fmt.Errorf("init pool %s: %w", dir, err)
+		}
+		s.log.Info("initialised a new pool", "pool", p.ID(), "location", p.Location())
+	}
+	if err := s.cat.SetSetting(ctx, catalog.SettingPoolID, p.ID()); err != nil {
+		return err
+	}
+	if err := s.cat.SetSetting(ctx, catalog.SettingPoolLocation, p.Location()); err != nil {
+		return err
+	}
+	s.pool = p
+	return nil
+}
+
+// Handler returns the HTTP handler of the API (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Catalog returns the open catalog.
+func (s *Server) Catalog() *catalog.DB { return s.cat }
+
+// Pool returns the open pool.
+func (s *Server) Pool() *pool.Pool { return s.pool }
+
+// SocketPath is the unix socket of the API in the data dir.
+func (s *Server) SocketPath() string { return filepath.Join(s.dataDir, SocketName) }
+
+// Serve listens on cfg.Listen and on the unix socket until ctx is done,
+// then shuts down: stops accepting, cancels running jobs (marked
+// interrupted, re-queued on the next start) and waits for handlers.
+// ready, when not nil, is called with the TCP address once listening.
+func (s *Server) Serve(ctx context.Context, ready func(tcpAddr string)) error {
+	sock := s.SocketPath()
+	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale socket %s: %w", sock, err)
+	}
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ul.Close()
+		return fmt.Errorf("chmod %s: %w", sock, err)
+	}
+	listeners := []net.Listener{ul}
+	tcpAddr := ""
+	if s.cfg.Listen != "-" {
+		tl, err := net.Listen("tcp", s.cfg.Listen)
+		if err != nil {
+			ul.Close()
+			return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+		}
+		tcpAddr = tl.Addr().String()
+		listeners = append(listeners, tl)
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ConnContext:       connContext,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, len(listeners))
+	for _, l := range listeners {
+		go func() { errc <- srv.Serve(l) }()
+	}
+	s.log.Info("cairn serve listening", "http", tcpAddr, "socket", sock, "data", s.dataDir,
+		"pool", s.pool.ID(), "catalog", s.cat.Where(), "version", s.cfg.Version)
+	if ready != nil {
+		ready(tcpAddr)
+	}
+	go s.healthLoop(ctx)
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.log.Info("shutting down")
+	s.jobs.stop() // cancels running jobs: they end as interrupted
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	s.events.close() // ends SSE streams so Shutdown need not wait for them
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	os.Remove(sock)
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}
+
+// Close stops the job runner and releases the catalog, pool and lock.
+func (s *Server) Close() error {
+	s.closeOne.Do(func() {
+		if s.jobs != nil {
+			s.jobs.stop()
+		}
+		if s.cat != nil {
+			s.cat.Close()
+		}
+		if s.pool != nil {
+			if c, ok := s.pool.Backend().(io.Closer); ok {
+				c.Close()
+			}
+		}
+		s.lock.release()
+	})
+	return nil
+}
+
+// Run is New + Serve + Close: the whole life of `cairn serve`.
+func Run(ctx context.Context, cfg Config, ready func(tcpAddr string)) error {
+	s, err := New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.Serve(ctx, ready)
+}

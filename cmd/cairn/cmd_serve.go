@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/cairn-backup/cairn/appliance"
+)
+
+func init() {
+	register(&command{name: "serve", short: "run the appliance (API, scheduler, jobs)", run: runServe})
+}
+
+// apDataDirDefault is --data's default: $CAIRN_DATA, else ./cairn-data.
+func apDataDirDefault() string {
+	if d := os.Getenv("CAIRN_DATA"); d != "" {
+		return d
+	}
+	return appliance.DefaultDataDir
+}
+
+func runServe(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	data := fs.String("data", apDataDirDefault(), "data directory (catalog, pool, socket, keys); env CAIRN_DATA")
+	listen := fs.String("listen", appliance.DefaultListen, `HTTP address to listen on ("-" = unix socket only)`)
+	db := fs.String("db", "", "catalog database: empty = DATA/catalog.db (SQLite), or postgres://…")
+	poolDir := fs.String("pool", "", "pool directory (default DATA/pool)")
+	maxJobs := fs.Int("max-jobs", 1, "backups running at once (global limit)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: cairn serve [flags]\n\nRuns the appliance in the data directory. Needs no flags on a first run.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return apUsageErr(err)
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	return appliance.Run(ctx, appliance.Config{
+		DataDir: *data, Listen: *listen, DB: *db, Pool: *poolDir,
+		Version: version, Logger: log, MaxJobs: *maxJobs,
+	}, nil)
+}
+
+// apUsageErr turns a flag parse error into errUsage (flag already printed
+// the reason and the usage) or passes -h through.
+func apUsageErr(err error) error {
+	if err == flag.ErrHelp {
+		return err
+	}
+	return errUsage
+}
