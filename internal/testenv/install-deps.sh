@@ -1,0 +1,79 @@
+#!/bin/sh
+# install-deps.sh installs what the test suite needs. It is idempotent and
+# takes well under 5 s when everything is already present.
+#
+#  1. Debian packages (apt-get, as root; otherwise it prints the command and
+#     exits 0, or 1 under CI=true).
+#  2. The S3 test server (VersityGW), built once with `go install` into a cache
+#     directory outside the repo. internal/testenv finds it there; the binary is
+#     never committed.
+#
+# Environment: CAIRN_TESTENV_CACHE overrides the cache directory
+# (default ${XDG_CACHE_HOME:-$HOME/.cache}/cairn-testenv).
+set -eu
+
+# Keep this list in sync with what internal/testenv and the tests shell out to.
+PKGS="fuse3 samba smbclient openssh-server openssh-client vsftpd rsync postgresql
+mariadb-server mariadb-client litmus cadaver rclone openssl passwd util-linux ca-certificates"
+
+# VersityGW: Apache-2.0, posix backend, builds with Go 1.26 in about a minute.
+S3_MODULE=github.com/versity/versitygw/cmd/versitygw
+S3_VERSION=v1.8.0
+
+CACHE=${CAIRN_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cairn-testenv}
+BIN=$CACHE/bin
+
+missing=""
+for p in $PKGS; do
+	# dpkg-query is one fork per package and takes a few ms each.
+	st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+	[ "$st" = installed ] || missing="$missing $p"
+done
+
+if [ -z "$missing" ]; then
+	echo "deps: debian packages: all present"
+else
+	cmd="apt-get install -y --no-install-recommends$missing"
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: debian packages missing:$missing"
+		echo "deps: run as root: apt-get update && DEBIAN_FRONTEND=noninteractive $cmd"
+		if [ "${CI:-}" = true ]; then exit 1; fi
+	else
+		echo "deps: installing:$missing"
+		export DEBIAN_FRONTEND=noninteractive
+		log=$(mktemp)
+		# shellcheck disable=SC2086
+		if ! { apt-get -o DPkg::Lock::Timeout=600 update &&
+			apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $missing; } >"$log" 2>&1; then
+			cat "$log"
+			rm -f "$log"
+			echo "deps: apt-get failed"
+			exit 1
+		fi
+		rm -f "$log"
+		echo "deps: debian packages: installed"
+	fi
+fi
+
+stamp=$BIN/versitygw.version
+if [ -x "$BIN/versitygw" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$S3_VERSION" ]; then
+	echo "deps: s3 server: $BIN/versitygw ($S3_VERSION) present"
+elif ! command -v go >/dev/null 2>&1; then
+	echo "deps: s3 server: go not on PATH, cannot build $S3_MODULE@$S3_VERSION"
+	if [ "${CI:-}" = true ]; then exit 1; fi
+else
+	echo "deps: s3 server: building $S3_MODULE@$S3_VERSION into $BIN (about a minute, once)"
+	mkdir -p "$BIN"
+	# Build outside the repo so the project's go.mod is not consulted.
+	log=$(mktemp)
+	if ! (cd / && GOBIN=$BIN GOFLAGS=-buildvcs=false CGO_ENABLED=0 \
+		go install -trimpath -ldflags='-s -w' "$S3_MODULE@$S3_VERSION") >"$log" 2>&1; then
+		cat "$log"
+		rm -f "$log"
+		echo "deps: s3 server: build failed"
+		exit 1
+	fi
+	rm -f "$log"
+	echo "$S3_VERSION" >"$stamp"
+	echo "deps: s3 server: built $BIN/versitygw"
+fi
