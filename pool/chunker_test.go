@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// randBytes returns n deterministic pseudo-random bytes.
-func randBytes(seed uint64, n int) []byte {
+// cdcRand returns n deterministic pseudo-random bytes.
+func cdcRand(seed uint64, n int) []byte {
 	r := rand.New(rand.NewPCG(seed, seed^0x5eed))
 	b := make([]byte, n)
 	for i := 0; i+8 <= n; i += 8 {
@@ -23,7 +23,7 @@ func randBytes(seed uint64, n int) []byte {
 }
 
 func TestChunkSizes(t *testing.T) {
-	data := randBytes(1, 64<<20)
+	data := cdcRand(1, 64<<20)
 	sizes := Chunks(data)
 	total := 0
 	for i, n := range sizes {
@@ -102,19 +102,19 @@ func offsets(data []byte) func(func(int, int) bool) {
 }
 
 func TestChunkDedupAfterInsertion(t *testing.T) {
-	data := randBytes(2, 48<<20)
+	data := cdcRand(2, 48<<20)
 	frac, newChunks := dedupAfterInsert(data)
 	if frac < 0.9 || newChunks > 3 {
 		t.Fatalf("after a 15-byte insertion only %.1f%% dedups (%d new chunks)", 100*frac, newChunks)
 	}
 	t.Logf("dedup after insertion: %.2f%%, %d new chunks", 100*frac, newChunks)
-	if !bytes.Equal(data[:16], randBytes(2, 16)) {
-		t.Fatal("randBytes not deterministic")
+	if !bytes.Equal(data[:16], cdcRand(2, 16)) {
+		t.Fatal("cdcRand not deterministic")
 	}
 }
 
 func BenchmarkChunker(b *testing.B) {
-	data := randBytes(3, 64<<20)
+	data := cdcRand(3, 64<<20)
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
 	for b.Loop() {

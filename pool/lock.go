@@ -1,0 +1,241 @@
+package pool
+
+import (
+	"container/list"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+	"weak"
+)
+
+// Writer/GC coordination (FORMAT.md §8).
+//
+// In one process, writers register with the Pool's shared state. While a
+// GC runs, every digest a writer references (stores, dedups against or
+// reuses) is recorded under one mutex, and GC's check-and-delete of an
+// object holds the same mutex, so either GC sees the reference and keeps
+// the object, or the object is gone before the writer looks for it and the
+// writer stores it again. What writers referenced before the GC started is
+// taken from their open-directory stacks and pending writes (GC's roots).
+//
+// Across processes, lock objects locks/writer-<instance>-<n> and
+// locks/gc-<instance> with a heartbeat: GC refuses to sweep while a
+// foreign, fresh writer lock exists, and a new writer waits while a
+// foreign, fresh GC lock exists. Each side writes its lock before looking
+// for the other's, so at least one of them sees the other.
+
+const locksPrefix = "locks/"
+
+// Lock timing. Variables so tests can shorten them.
+var (
+	lockRefresh  = 5 * time.Minute  // heartbeat: rewrite the lock this often
+	lockStale    = 30 * time.Minute // a lock not refreshed for this long is dead
+	lockWaitPoll = time.Second      // how often a new writer re-checks GC locks
+)
+
+// ErrLocked reports that another process holds a lock that prevents the
+// operation (a GC sweep while a foreign backup is running).
+var ErrLocked = errors.New("pool locked")
+
+// ErrContentMissing: Add was asked to reuse content (r == nil) that is not
+// in the pool (quarantined or swept). The caller should Add the entry again
+// with a reader.
+var ErrContentMissing = errors.New("reused content is missing from the pool")
+
+// poolState is the in-process state shared by everything that uses one
+// *Pool: registered writers, GC bookkeeping, caches.
+type poolState struct {
+	instance string // random; names this process's lock objects
+
+	mu       sync.Mutex
+	writers  map[*Writer]struct{}
+	nextLock int
+	gcActive int
+	gcRefs   map[Digest]struct{}      // referenced by writers while a GC runs
+	deleting map[Digest]chan struct{} // objects GC is deleting right now
+
+	gcMu sync.Mutex // one GC at a time per process
+
+	chunks *lru // decoded file data by digest
+	trees  *lru // decoded trees by digest
+}
+
+var states sync.Map // weak.Pointer[Pool] → *poolState
+
+// state returns p's shared in-process state, created on first use and
+// dropped when p is garbage.
+func (p *Pool) state() *poolState {
+	wp := weak.Make(p)
+	if s, ok := states.Load(wp); ok {
+		return s.(*poolState)
+	}
+	var rb [8]byte
+	rand.Read(rb[:])
+	s := &poolState{
+		instance: hex.EncodeToString(rb[:]),
+		writers:  map[*Writer]struct{}{},
+		deleting: map[Digest]chan struct{}{},
+		chunks:   newLRU(32 << 20),
+		trees:    newLRU(8 << 20),
+	}
+	actual, loaded := states.LoadOrStore(wp, s)
+	if !loaded {
+		runtime.AddCleanup(p, func(wp weak.Pointer[Pool]) { states.Delete(wp) }, wp)
+	}
+	return actual.(*poolState)
+}
+
+// refLocked notes that a writer references d. It must be called, with
+// st.mu held, before the writer checks whether d exists or relies on it.
+// It returns a channel to wait on (after unlocking) when GC is deleting d
+// right now; the caller must then treat d as absent.
+func (st *poolState) refLocked(d Digest) chan struct{} {
+	if st.gcActive == 0 {
+		return nil
+	}
+	st.gcRefs[d] = struct{}{}
+	return st.deleting[d]
+}
+
+// lockInfo is the content of a lock object. It is informational; GC goes
+// by the object's name and modification time.
+type lockInfo struct {
+	Kind     string    `json:"kind"` // "writer" or "gc"
+	Instance string    `json:"instance"`
+	Host     string    `json:"host"`
+	PID      int       `json:"pid"`
+	Created  time.Time `json:"created"`
+	Snapshot string    `json:"snapshot,omitempty"` // host/source being written
+}
+
+// heldLock is a lock object kept fresh by a heartbeat goroutine.
+type heldLock struct {
+	p    *Pool
+	name string
+	stop chan struct{}
+	done chan struct{}
+}
+
+func (p *Pool) takeLock(ctx context.Context, name string, info lockInfo) (*heldLock, error) {
+	hn, _ := os.Hostname()
+	info.Instance, info.Host, info.PID, info.Created = p.state().instance, hn, os.Getpid(), time.Now().UTC()
+	data, _ := json.Marshal(info)
+	if err := p.PutNamed(ctx, name, KindManifest, data); err != nil {
+		return nil, fmt.Errorf("take lock %s: %w", name, err)
+	}
+	l := &heldLock{p: p, name: name, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		t := time.NewTicker(lockRefresh)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-t.C:
+				// A failed refresh is retried at the next tick; the lock
+				// only goes stale after several misses.
+				p.PutNamed(context.WithoutCancel(ctx), name, KindManifest, data)
+			}
+		}
+	}()
+	return l, nil
+}
+
+// release stops the heartbeat and deletes the lock object.
+func (l *heldLock) release(ctx context.Context) {
+	if l == nil {
+		return
+	}
+	close(l.stop)
+	<-l.done
+	l.p.DeleteNamed(context.WithoutCancel(ctx), l.name)
+}
+
+// foreignLocks lists fresh lock objects of kind ("writer" or "gc") that
+// belong to other instances.
+func (p *Pool) foreignLocks(ctx context.Context, kind string, now time.Time) ([]string, error) {
+	mine := locksPrefix + kind + "-" + p.state().instance + "-"
+	var out []string
+	err := p.Backend().List(ctx, locksPrefix+kind+"-", func(oi ObjectInfo) error {
+		if strings.HasPrefix(oi.Name, mine) {
+			return nil
+		}
+		if now.Sub(oi.ModTime) < lockStale {
+			out = append(out, oi.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list locks at %s: %w", p.Location(), err)
+	}
+	return out, nil
+}
+
+// lru is a byte-bounded least-recently-used cache. Values are shared and
+// must not be modified.
+type lru struct {
+	mu    sync.Mutex
+	max   int
+	size  int
+	order *list.List // front: most recently used; values *lruItem
+	items map[Digest]*list.Element
+}
+
+type lruItem struct {
+	d    Digest
+	v    any
+	size int
+}
+
+func newLRU(max int) *lru { return &lru{max: max, order: list.New(), items: map[Digest]*list.Element{}} }
+
+func (c *lru) get(d Digest) (any, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[d]
+	if !ok {
+		return nil, false
+	}
+	c.order.MoveToFront(el)
+	return el.Value.(*lruItem).v, true
+}
+
+func (c *lru) add(d Digest, v any, size int) {
+	if size > c.max/4 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.items[d]; ok {
+		return
+	}
+	c.items[d] = c.order.PushFront(&lruItem{d: d, v: v, size: size})
+	c.size += size
+	for c.size > c.max {
+		el := c.order.Back()
+		it := el.Value.(*lruItem)
+		c.order.Remove(el)
+		delete(c.items, it.d)
+		c.size -= it.size
+	}
+}
+
+// remove drops d (after a quarantine, so nobody serves stale data).
+func (c *lru) remove(d Digest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[d]; ok {
+		c.size -= el.Value.(*lruItem).size
+		c.order.Remove(el)
+		delete(c.items, d)
+	}
+}
