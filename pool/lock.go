@@ -196,7 +196,9 @@ type lruItem struct {
 	size int
 }
 
-func newLRU(max int) *lru { return &lru{max: max, order: list.New(), items: map[Digest]*list.Element{}} }
+func newLRU(max int) *lru {
+	return &lru{max: max, order: list.New(), items: map[Digest]*list.Element{}}
+}
 
 func (c *lru) get(d Digest) (any, bool) {
 	c.mu.Lock()
