@@ -84,9 +84,10 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	w.rootDev = st.Dev
 	e := w.entry(".", &st)
 	e.Xattrs = w.xattrsFd(fd, ".")
-	if err := w.add(ctx, ".", e, nil); err != nil {
-		return err
+	if err := w.j.Sink.Add(ctx, ".", e, nil); err != nil {
+		return fmt.Errorf("local %s: store the root: %w", root, err)
 	}
+	w.added(".", &e)
 	if err := w.walkDir(ctx, fd, ""); err != nil {
 		return err
 	}
@@ -143,17 +144,34 @@ func (w *walker) report(rel string) {
 	}
 }
 
-// add hands one entry to the sink. A failing sink fails the pull.
-func (w *walker) add(ctx context.Context, rel string, e pool.Entry, r io.Reader) error {
+// add hands one entry to the sink. An entry the sink rejects
+// (pool.ErrEntry) is a per-file error and stored is false; any other sink
+// failure fails the pull.
+func (w *walker) add(ctx context.Context, rel string, e pool.Entry, r io.Reader) (stored bool, err error) {
 	if err := w.j.Sink.Add(ctx, rel, e, r); err != nil {
-		return fmt.Errorf("local %s: store %s: %w", w.root, rel, err)
+		return false, w.addFailed(ctx, rel, err)
 	}
+	w.added(rel, &e)
+	return true, nil
+}
+
+func (w *walker) addFailed(ctx context.Context, rel string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, pool.ErrEntry) {
+		w.recordError(rel, err)
+		return nil
+	}
+	return fmt.Errorf("local %s: store %s: %w", w.root, rel, err)
+}
+
+func (w *walker) added(rel string, e *pool.Entry) {
 	w.prog.Files++
 	if e.Type == pool.TypeFile {
 		w.prog.Bytes += e.Size
 	}
 	w.report(rel)
-	return nil
 }
 
 // readNames returns the names in the open directory fd, sorted bytewise.
@@ -245,10 +263,12 @@ func (w *walker) visit(ctx context.Context, dirfd int, name, rel string) error {
 		}
 		e.Target = target
 		e.Xattrs = w.xattrsPath(rel)
-		return w.add(ctx, rel, e, nil)
+		_, err = w.add(ctx, rel, e, nil)
+		return err
 	default:
 		e.Xattrs = w.xattrsPath(rel)
-		return w.add(ctx, rel, e, nil)
+		_, err := w.add(ctx, rel, e, nil)
+		return err
 	}
 }
 
@@ -256,7 +276,8 @@ func (w *walker) visitDir(ctx context.Context, dirfd int, name, rel string, e po
 	if w.oneFS && st.Dev != w.rootDev {
 		// A mount point: keep the directory itself, not what is mounted.
 		e.Xattrs = w.xattrsPath(rel)
-		return w.add(ctx, rel, e, nil)
+		_, err := w.add(ctx, rel, e, nil)
+		return err
 	}
 	fd, err := openRetry(func() (int, error) {
 		return unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -274,7 +295,8 @@ func (w *walker) visitDir(ctx context.Context, dirfd int, name, rel string, e po
 		// it), but its contents are missing.
 		w.recordError(rel, fmt.Errorf("open directory: %w", err))
 		e.Xattrs = w.xattrsPath(rel)
-		return w.add(ctx, rel, e, nil)
+		_, err = w.add(ctx, rel, e, nil)
+		return err
 	}
 	defer unix.Close(fd)
 	var fst unix.Stat_t
@@ -284,8 +306,8 @@ func (w *walker) visitDir(ctx context.Context, dirfd int, name, rel string, e po
 	}
 	e = w.entry(name, &fst)
 	e.Xattrs = w.xattrsFd(fd, rel)
-	if err := w.add(ctx, rel, e, nil); err != nil {
-		return err
+	if stored, err := w.add(ctx, rel, e, nil); !stored || err != nil {
+		return err // a rejected directory: its children would be too
 	}
 	return w.walkDir(ctx, fd, rel)
 }
@@ -293,17 +315,26 @@ func (w *walker) visitDir(ctx context.Context, dirfd int, name, rel string, e po
 func (w *walker) visitFile(ctx context.Context, dirfd int, name, rel string, e pool.Entry, st *unix.Stat_t) error {
 	if prev, ok := w.previous(ctx, rel); ok && prev.Type == pool.TypeFile &&
 		prev.Size == e.Size && prev.ModTime == e.ModTime &&
-		(e.Size == 0 || !prev.Content.IsZero()) {
-		e.Content, e.Chunked = prev.Content, prev.Chunked
-		e.Xattrs = w.xattrsPath(rel)
-		if e.Size > 0 {
+		e.Size > 0 && !prev.Content.IsZero() {
+		skip := e
+		skip.Content, skip.Chunked = prev.Content, prev.Chunked
+		skip.Xattrs = w.xattrsPath(rel)
+		err := w.j.Sink.Add(ctx, rel, skip, nil)
+		if err == nil {
 			w.prog.Skipped++
+			w.added(rel, &skip)
+			return nil
 		}
-		return w.add(ctx, rel, e, nil)
+		if !errors.Is(err, pool.ErrContentMissing) || ctx.Err() != nil {
+			return w.addFailed(ctx, rel, err)
+		}
+		// The content was quarantined or collected since: read the file
+		// again, which also heals the pool.
 	}
 	if e.Size == 0 {
 		e.Xattrs = w.xattrsPath(rel)
-		return w.add(ctx, rel, e, eofReader{})
+		_, err := w.add(ctx, rel, e, eofReader{})
+		return err
 	}
 	fd, err := openFileAt(dirfd, name)
 	if err != nil {
@@ -333,14 +364,12 @@ func (w *walker) visitFile(ctx context.Context, dirfd int, name, rel string, e p
 			w.recordError(rel, r.err)
 			return nil
 		}
-		return fmt.Errorf("local %s: store %s: %w", w.root, rel, err)
+		return w.addFailed(ctx, rel, err)
 	}
-	w.prog.Files++
-	w.prog.Bytes += e.Size
 	if r.left == 0 && r.grew() {
 		w.recordError(rel, fmt.Errorf("file grew while being read; stored its first %d bytes", e.Size))
 	}
-	w.report(rel)
+	w.added(rel, &e)
 	return nil
 }
 

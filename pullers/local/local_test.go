@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -420,7 +423,7 @@ func TestSinkFailureFailsPull(t *testing.T) {
 	write(t, filepath.Join(src, "b"), []byte("b"), 0o644)
 	s := newMemSink(t)
 	boom := errors.New("disk full")
-	s.failAdd = func(p string) error {
+	s.failAdd = func(p string, _ pool.Entry, _ io.Reader) error {
 		if p == "a" {
 			return boom
 		}
@@ -432,6 +435,53 @@ func TestSinkFailureFailsPull(t *testing.T) {
 	}
 	if _, ok := s.entries["b"]; ok {
 		t.Error("pull went on after the sink failed")
+	}
+}
+
+func TestRejectedEntries(t *testing.T) {
+	src := t.TempDir()
+	for _, p := range []string{"a", "bad/x", "bad/y", "c"} {
+		write(t, filepath.Join(src, p), []byte(p), 0o644)
+	}
+	s := newMemSink(t)
+	s.failAdd = func(p string, _ pool.Entry, _ io.Reader) error {
+		if p == "a" || p == "bad" {
+			return fmt.Errorf("%w: %q: no", pool.ErrEntry, p)
+		}
+		return nil
+	}
+	pull(t, src, s, nil, nil, nil)
+	if got := slices.Sorted(maps.Keys(s.entries)); !slices.Equal(got, []string{".", "c"}) {
+		t.Errorf("stored %q, want . and c", got)
+	}
+	for _, p := range []string{"a", "bad"} {
+		if !errors.Is(s.errs[p], pool.ErrEntry) {
+			t.Errorf("%q: recorded %v", p, s.errs[p])
+		}
+	}
+	if len(s.errs) != 2 {
+		t.Errorf("errors %v: the children of a rejected directory must not be visited", s.errs)
+	}
+}
+
+// A skipped file whose previous content is gone from the pool is read
+// again (the heal path).
+func TestSkipContentMissing(t *testing.T) {
+	src := t.TempDir()
+	write(t, filepath.Join(src, "a"), []byte("aaa"), 0o644)
+	write(t, filepath.Join(src, "b"), []byte("bbb"), 0o644)
+	first := newMemSink(t)
+	pull(t, src, first, nil, nil, nil)
+	s := newMemSink(t)
+	s.failAdd = func(p string, _ pool.Entry, r io.Reader) error {
+		if p == "a" && r == nil {
+			return fmt.Errorf("%w: %q: %w", pool.ErrEntry, p, pool.ErrContentMissing)
+		}
+		return nil
+	}
+	prog := pull(t, src, s, first, nil, nil)
+	if string(s.data["a"]) != "aaa" || s.reads != 1 || prog.Skipped != 1 || len(s.errs) != 0 {
+		t.Errorf("a read %q, %d reads, %d skipped, errors %v", s.data["a"], s.reads, prog.Skipped, s.errs)
 	}
 }
 

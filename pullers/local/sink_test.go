@@ -27,7 +27,7 @@ type memSink struct {
 	reads   int               // files whose reader was consumed
 	errs    map[string]error
 	onAdd   func(path string) // test hook, called before the reader is read
-	failAdd func(path string) error
+	failAdd func(path string, e pool.Entry, r io.Reader) error
 
 	open []string // stack of directories whose entries may still come
 }
@@ -49,7 +49,7 @@ func (s *memSink) Add(ctx context.Context, p string, e pool.Entry, r io.Reader) 
 		s.onAdd(p)
 	}
 	if s.failAdd != nil {
-		if err := s.failAdd(p); err != nil {
+		if err := s.failAdd(p, e, r); err != nil {
 			return err
 		}
 	}
