@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"syscall"
 
@@ -117,12 +116,15 @@ func s3Class(err error) error {
 	case resp.StatusCode >= 500, resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusRequestTimeout:
 		return ErrTransient
 	}
+	// Network trouble is transient; a client-side mistake wrapped in a
+	// *url.Error (such as a short body) is not.
+	var oe *net.OpError
 	var ne net.Error
-	var ue *url.Error
 	switch {
-	case errors.As(err, &ne), errors.As(err, &ue),
-		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
+	case errors.As(err, &oe),
+		errors.As(err, &ne) && ne.Timeout(),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
 		return ErrTransient
 	}
 	return nil
@@ -135,10 +137,29 @@ func (b *S3Backend) Put(ctx context.Context, name string, r io.Reader, size int6
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	info, err := b.c.PutObject(ctx, b.bucket, b.key(name), r, size, minio.PutObjectOptions{
+	// A seekable input (the pool's bytes.Reader) goes to minio as is, so it
+	// can sign and send it without a copy; its length is checked up front.
+	// Other inputs are counted, to tell a short input from a network error.
+	cr := &countReader{r: r}
+	var in io.Reader = cr
+	if sk, ok := r.(io.Seeker); ok && size >= 0 {
+		cur, err1 := sk.Seek(0, io.SeekCurrent)
+		end, err2 := sk.Seek(0, io.SeekEnd)
+		if _, err3 := sk.Seek(cur, io.SeekStart); err1 == nil && err2 == nil && err3 == nil {
+			if end-cur < size {
+				return fmt.Errorf("put %s/%s: short input: %d of %d bytes", b.location, name, end-cur, size)
+			}
+			in = r
+		}
+	}
+	info, err := b.c.PutObject(ctx, b.bucket, b.key(name), in, size, minio.PutObjectOptions{
 		ContentType: "application/octet-stream",
 	})
 	if err != nil {
+		if cr.eof && size >= 0 && cr.n < size {
+			// Our input's fault, not the network's: never transient.
+			return fmt.Errorf("put %s/%s: short input: %d of %d bytes", b.location, name, cr.n, size)
+		}
 		return b.wrap("put", name, err)
 	}
 	if size >= 0 && info.Size != size {
@@ -147,23 +168,42 @@ func (b *S3Backend) Put(ctx context.Context, name string, r io.Reader, size int6
 	return nil
 }
 
+// countReader notices an input that ends before its declared size.
+type countReader struct {
+	r   io.Reader
+	n   int64
+	eof bool
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err == io.EOF {
+		c.eof = true
+	}
+	return n, err
+}
+
 // s3Body maps read errors of a streaming body onto the contract.
 type s3Body struct {
-	obj  *minio.Object
+	rc   io.ReadCloser
 	b    *S3Backend
 	name string
 }
 
 func (s *s3Body) Read(p []byte) (int, error) {
-	n, err := s.obj.Read(p)
+	n, err := s.rc.Read(p)
 	if err != nil && err != io.EOF {
 		err = s.b.wrap("read", s.name, err)
 	}
 	return n, err
 }
 
-func (s *s3Body) Close() error { return s.obj.Close() }
+func (s *s3Body) Close() error { return s.rc.Close() }
 
+// Get sends one GET (with a Range header for a part) and streams its body.
+// It does not use minio.Object, which re-requests with an ETag
+// precondition and so fails when the name is overwritten meanwhile.
 func (b *S3Backend) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
@@ -187,21 +227,16 @@ func (b *S3Backend) Get(ctx context.Context, name string, off, length int64) (io
 	case off > 0:
 		opts.SetRange(off, 0)
 	}
-	obj, err := b.c.GetObject(ctx, b.bucket, b.key(name), opts)
-	if err == nil {
-		_, err = obj.Stat() // GetObject is lazy: this sends the request
-	}
+	rc, _, _, err := minio.Core{Client: b.c}.GetObject(ctx, b.bucket, b.key(name), opts)
 	if err != nil {
-		if obj != nil {
-			obj.Close()
-		}
-		if minio.ToErrorResponse(err).Code == "InvalidRange" {
+		resp := minio.ToErrorResponse(err)
+		if resp.Code == "InvalidRange" || resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
 			// The object exists but off is at or past its end.
 			return io.NopCloser(strings.NewReader("")), nil
 		}
 		return nil, b.wrap("get", name, err)
 	}
-	return &s3Body{obj: obj, b: b, name: name}, nil
+	return &s3Body{rc: rc, b: b, name: name}, nil
 }
 
 func (b *S3Backend) Stat(ctx context.Context, name string) (ObjectInfo, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -46,6 +47,7 @@ func decorated(o pool.DecorateOptions) (pool.Backend, *backendtest.Faulty, *fake
 	ft := newFakeTime()
 	f := backendtest.NewFaulty(backendtest.NewMem())
 	o.Sleep, o.Now = ft.Sleep, ft.Now
+	o.Logger = slog.New(slog.DiscardHandler)
 	return pool.Decorate(f, o), f, ft
 }
 
