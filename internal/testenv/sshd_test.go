@@ -90,6 +90,17 @@ func TestSSHD(t *testing.T) {
 		t.Fatalf("ssh CLI cat: %v, sha %s want %s", err, sha(cli), sha(up))
 	}
 
+	// rsync over ssh (exec of "rsync --server --sender" on the server).
+	Need(t, "rsync")
+	src := filepath.Join(s.Dir, "tree")
+	fillTree(t, src)
+	dest := filepath.Join(t.TempDir(), "dest")
+	rsh := "ssh " + strings.Join(s.SSHArgs(), " ")
+	if out, err := exec.Command("rsync", "-a", "-e", rsh, s.User+"@"+s.Host+":"+src+"/", dest+"/").CombinedOutput(); err != nil {
+		t.Fatalf("rsync over ssh: %v\n%s", err, out)
+	}
+	assertSameTree(t, src, dest)
+
 	// Password auth.
 	if s.Password == "" {
 		t.Fatalf("Password is empty: password auth was not set up (see test log)")
