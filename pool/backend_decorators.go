@@ -423,3 +423,6 @@ func (l *limitBackend) Delete(ctx context.Context, name string) error {
 	defer l.release()
 	return l.inner.Delete(ctx, name)
 }
+
+// Size forwards the wrapped body's size hint (see sizeHint).
+func (b *limitBody) Size() int64 { return sizeHint(b.rc) }

@@ -189,7 +189,11 @@ type s3Body struct {
 	rc   io.ReadCloser
 	b    *S3Backend
 	name string
+	size int64
 }
+
+// Size is the body's length, a hint for readers that buffer it.
+func (s *s3Body) Size() int64 { return s.size }
 
 func (s *s3Body) Read(p []byte) (int, error) {
 	n, err := s.rc.Read(p)
@@ -227,7 +231,7 @@ func (b *S3Backend) Get(ctx context.Context, name string, off, length int64) (io
 	case off > 0:
 		opts.SetRange(off, 0)
 	}
-	rc, _, _, err := minio.Core{Client: b.c}.GetObject(ctx, b.bucket, b.key(name), opts)
+	rc, oi, _, err := minio.Core{Client: b.c}.GetObject(ctx, b.bucket, b.key(name), opts)
 	if err != nil {
 		resp := minio.ToErrorResponse(err)
 		if resp.Code == "InvalidRange" || resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
@@ -236,7 +240,7 @@ func (b *S3Backend) Get(ctx context.Context, name string, off, length int64) (io
 		}
 		return nil, b.wrap("get", name, err)
 	}
-	return &s3Body{rc: rc, b: b, name: name}, nil
+	return &s3Body{rc: rc, b: b, name: name, size: oi.Size}, nil
 }
 
 func (b *S3Backend) Stat(ctx context.Context, name string) (ObjectInfo, error) {

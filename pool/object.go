@@ -120,6 +120,8 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder) {
 			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 			zstd.WithEncoderCRC(false), // the digest or AEAD tag covers the plaintext
 			zstd.WithZeroFrames(true),
+			zstd.WithLowerEncoderMem(true),
+			zstd.WithWindowSize(4<<20),
 		)
 		if err != nil {
 			panic("pool: zstd encoder: " + err.Error())

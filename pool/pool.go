@@ -514,7 +514,12 @@ func readAll(ctx context.Context, b Backend, name string, max int64) ([]byte, er
 		return nil, err
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, max+1))
+	var data []byte
+	if n := sizeHint(rc); n > 0 && n <= max {
+		// One allocation of the right size instead of io.ReadAll's growth.
+		data = make([]byte, 0, n+1)
+	}
+	data, err = readInto(data, io.LimitReader(rc, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
@@ -522,4 +527,38 @@ func readAll(ctx context.Context, b Backend, name string, max int64) ([]byte, er
 		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorrupt, name, max)
 	}
 	return data, nil
+}
+
+// sizeHint returns the size of a Get body when the backend knows it
+// (an *os.File, an S3 body), else 0.
+func sizeHint(r io.Reader) int64 {
+	switch v := r.(type) {
+	case interface{ Stat() (os.FileInfo, error) }:
+		if fi, err := v.Stat(); err == nil && fi.Mode().IsRegular() {
+			return fi.Size()
+		}
+	case interface{ Size() int64 }:
+		return v.Size()
+	}
+	return 0
+}
+
+// readInto appends all of r to buf, growing it only when needed.
+func readInto(buf []byte, r io.Reader) ([]byte, error) {
+	if cap(buf) == 0 {
+		return io.ReadAll(r)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }

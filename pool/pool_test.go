@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -468,19 +470,59 @@ func benchmarkPut(b *testing.B, data func(i int) []byte) {
 	})
 }
 
+// sourceText returns n bytes of real text: Go sources from GOROOT
+// (compresses about 4:1, like typical text files).
+func sourceText(b *testing.B, n int) []byte {
+	var buf bytes.Buffer
+	filepath.WalkDir(filepath.Join(runtime.GOROOT(), "src", "net"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".go") && buf.Len() < n {
+			data, _ := os.ReadFile(p)
+			buf.Write(data)
+		}
+		return nil
+	})
+	if buf.Len() < n {
+		b.Skip("not enough Go sources for text")
+	}
+	return buf.Bytes()[:n]
+}
+
 // BenchmarkPut measures Put of distinct 1 MiB objects on a local
 // directory, from GOMAXPROCS goroutines (as the snapshot writer does).
 func BenchmarkPut(b *testing.B) {
-	text := textBytes(1 << 20)
+	text := sourceText(b, 2<<20)
 	random := randBytes(1<<20 + 4096)
 	b.Run("compressible", func(b *testing.B) {
-		benchmarkPut(b, func(i int) []byte {
-			d := bytes.Clone(text)
-			copy(d, strings.Repeat(string(rune('a'+i%26)), 8)+string(rune(i))+string(rune(i>>16)))
-			return d
-		})
+		benchmarkPut(b, func(i int) []byte { return text[i%4096 : i%4096+1<<20] })
 	})
 	b.Run("random", func(b *testing.B) {
 		benchmarkPut(b, func(i int) []byte { return random[i%4096 : i%4096+1<<20] })
 	})
+}
+
+// BenchmarkGet measures Get (read, decompress, verify) of 1 MiB objects.
+func BenchmarkGet(b *testing.B) {
+	ctx := context.Background()
+	be, err := pool.NewDirBackend(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, _ := pool.Init(ctx, be, pool.InitOptions{})
+	for name, data := range map[string][]byte{"compressible": sourceText(b, 1<<20), "random": randBytes(1 << 20)} {
+		d, _, err := p.Put(ctx, pool.KindData, data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(1 << 20)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, _, err := p.Get(ctx, d); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }
