@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -84,7 +85,9 @@ func pathErr(err error) error {
 func (b *DirBackend) full(name string) string { return filepath.Join(b.path, filepath.FromSlash(name)) }
 
 func (b *DirBackend) wrap(op, name string, err error) error {
-	if errors.Is(err, fs.ErrNotExist) {
+	// A file where a directory of the name should be also means "no such
+	// object" — except when writing, where it is a real conflict.
+	if errors.Is(err, fs.ErrNotExist) || (op != "write" && errors.Is(err, syscall.ENOTDIR)) {
 		return fmt.Errorf("%s %s: %w", op, b.full(name), ErrNotFound)
 	}
 	return fmt.Errorf("%s %s: %w", op, b.full(name), pathErr(err))

@@ -175,6 +175,13 @@ func testMissing(t *testing.T, b pool.Backend) {
 	if _, err := b.Stat(ctx, "m"); !errors.Is(err, pool.ErrNotFound) {
 		t.Errorf("stat prefix dir: %v, want ErrNotFound", err)
 	}
+	// A name below an object is missing, too.
+	if _, err := b.Stat(ctx, "m/present/below"); !errors.Is(err, pool.ErrNotFound) {
+		t.Errorf("stat below an object: %v, want ErrNotFound", err)
+	}
+	if _, err := b.Get(ctx, "m/present/below", 0, -1); !errors.Is(err, pool.ErrNotFound) {
+		t.Errorf("get below an object: %v, want ErrNotFound", err)
+	}
 	if got := list(t, b, "nothing/here/"); len(got) != 0 {
 		t.Errorf("list of absent prefix: %v", keys(got))
 	}
