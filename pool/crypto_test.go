@@ -59,7 +59,7 @@ func TestDerivedKeys(t *testing.T) {
 	}
 	// The subkeys are independent: the check value is not a prefix of
 	// anything the digest key produces for the same input.
-	if strings.Contains(a.keyCheck(id), a.hash([]byte("cairn key check\x00"+id)).String()[:32]) {
+	if strings.Contains(a.keyCheck(id), a.hash([]byte("cairn key check\x00" + id)).String()[:32]) {
 		t.Fatal("key check shares the digest key")
 	}
 	// Pooled keyed hashers are safe to use concurrently.
