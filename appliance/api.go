@@ -205,6 +205,14 @@ func (s *Server) allRoutes() []route {
 
 		{method: "GET", pattern: "/api/v1/snapshots", minRole: roleUser, json: s.handleSnapshotList},
 		{method: "GET", pattern: "/api/v1/snapshots/{id}", minRole: roleUser, json: s.handleSnapshotGet},
+		{method: "GET", pattern: "/api/v1/snapshots/{id}/tree/{path...}", minRole: roleUser, json: s.handleSnapshotTree},
+		{method: "GET", pattern: "/api/v1/snapshots/{id}/file/{path...}", minRole: roleUser, raw: s.handleSnapshotFile},
+		{method: "POST", pattern: "/api/v1/restores", minRole: roleOperator, json: s.handleRestore},
+
+		{method: "GET", pattern: "/api/v1/pool", minRole: roleOperator, json: s.handlePoolStats},
+		{method: "POST", pattern: "/api/v1/pool/check", minRole: roleOperator, json: s.handlePoolCheck},
+		{method: "POST", pattern: "/api/v1/pool/gc", minRole: roleAdmin, json: s.handlePoolGC},
+		{method: "POST", pattern: "/api/v1/catalog/rebuild", minRole: roleAdmin, json: s.handleCatalogRebuild},
 
 		{method: "GET", pattern: "/api/v1/users", minRole: roleAdmin, json: s.handleUserList},
 		{method: "POST", pattern: "/api/v1/users", minRole: roleAdmin, json: s.handleUserCreate},

@@ -32,6 +32,7 @@ type Progress struct {
 	BytesTotal  int64     `json:"bytes_total,omitempty"` // estimate from the previous snapshot; 0 = unknown
 	Rate        float64   `json:"rate"`                  // bytes/s since start
 	ETA         float64   `json:"eta_seconds,omitempty"`
+	Result      any       `json:"result,omitempty"` // kind-specific outcome (check, gc)
 	Started     time.Time `json:"started"`
 	Updated     time.Time `json:"updated"`
 }

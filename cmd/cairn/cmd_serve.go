@@ -8,6 +8,10 @@ import (
 	"os"
 
 	"github.com/cairn-backup/cairn/appliance"
+
+	// Pullers register their methods in init; the appliance finds them
+	// by name.
+	_ "github.com/cairn-backup/cairn/pullers/local"
 )
 
 func init() {

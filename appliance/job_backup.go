@@ -1,0 +1,252 @@
+package appliance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cairn-backup/cairn/appliance/catalog"
+	"github.com/cairn-backup/cairn/pool"
+	"github.com/cairn-backup/cairn/pullers"
+)
+
+func init() { executors["backup"] = runBackup }
+
+// previousTree is the pullers.Previous of the last snapshot of a source.
+type previousTree struct {
+	p    *pool.Pool
+	root pool.Digest
+}
+
+func (pt *previousTree) Lookup(ctx context.Context, path string) (pool.Entry, bool, error) {
+	e, err := pt.p.Lookup(ctx, pt.root, path)
+	if errors.Is(err, pool.ErrNotFound) {
+		return pool.Entry{}, false, nil
+	}
+	if err != nil {
+		return pool.Entry{}, false, err
+	}
+	return e, true, nil
+}
+
+// jobSink passes entries to the snapshot writer and logs the first
+// per-file errors as job events.
+type jobSink struct {
+	w      *pool.Writer
+	jc     *jobCtx
+	scrub  func(string) string
+	logged atomic.Int64
+}
+
+const maxLoggedFileErrors = 20
+
+func (js *jobSink) Add(ctx context.Context, path string, e pool.Entry, r io.Reader) error {
+	return js.w.Add(ctx, path, e, r)
+}
+
+func (js *jobSink) RecordError(path string, err error) {
+	js.w.RecordError(path, err)
+	if n := js.logged.Add(1); n <= maxLoggedFileErrors {
+		js.jc.logf("warn", "%s", js.scrub(fmt.Sprintf("%s: %v", path, err)))
+	} else if n == maxLoggedFileErrors+1 {
+		js.jc.logf("warn", "more per-file errors: see the snapshot's manifest")
+	}
+}
+
+// scrubber returns a function that masks every secret value in a message,
+// so a puller error that echoes a credential never reaches a log or the
+// catalog.
+func scrubber(secret map[string]string) func(string) string {
+	var vals []string
+	for _, v := range secret {
+		if len(v) >= 3 {
+			vals = append(vals, v)
+		}
+	}
+	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
+	return func(s string) string {
+		for _, v := range vals {
+			s = strings.ReplaceAll(s, v, "***")
+		}
+		return s
+	}
+}
+
+// runBackup backs up every (selected) source of the job's host, one after
+// the other, each into its own snapshot. A failing source does not stop
+// the others; the job fails if any did.
+func runBackup(ctx context.Context, jc *jobCtx) error {
+	s := jc.s
+	var params BackupParams
+	if len(jc.job.Params) > 0 {
+		if err := json.Unmarshal(jc.job.Params, &params); err != nil {
+			return fmt.Errorf("job parameters: %w", err)
+		}
+	}
+	h, err := s.cat.Host(ctx, jc.job.Host)
+	if err != nil {
+		return err
+	}
+	srcs, err := s.cat.Sources(ctx, h.ID)
+	if err != nil {
+		return err
+	}
+	if len(params.Sources) > 0 {
+		want := map[string]bool{}
+		for _, n := range params.Sources {
+			want[n] = true
+		}
+		var sel []catalog.Source
+		for _, src := range srcs {
+			if want[src.Name] {
+				sel = append(sel, src)
+			}
+		}
+		srcs = sel
+	}
+	if len(srcs) == 0 {
+		return fmt.Errorf("host %s has no sources to back up", h.Name)
+	}
+	// The previous snapshots' sizes give the ETA its total.
+	var total int64
+	for _, src := range srcs {
+		if last, err := s.cat.LastSnapshot(ctx, h.Name, src.Name, false); err == nil {
+			total += last.Bytes
+		}
+	}
+	jc.update(func(p *Progress) { p.Phase, p.Sources, p.BytesTotal = "pulling", len(srcs), total })
+	jc.logf("info", "backup of %s: %d source(s)", h.Name, len(srcs))
+
+	var failed []string
+	var base Progress // totals of the sources done so far
+	for i, src := range srcs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		jc.update(func(p *Progress) { p.Source, p.SourcesDone = src.Name, i })
+		m, err := s.backupSource(ctx, jc, h, &src, base)
+		if m != nil {
+			base.Files += m.Files
+			base.Bytes += m.Bytes
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			failed = append(failed, err.Error())
+			continue
+		}
+	}
+	jc.update(func(p *Progress) { p.SourcesDone, p.Source, p.Path, p.Phase = len(srcs), "", "", "done" })
+	s.invalidateUsage()
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// backupSource pulls one source into a new snapshot and records it.
+func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, src *catalog.Source, base Progress) (*pool.Manifest, error) {
+	start := s.now()
+	fail := func(err error) (*pool.Manifest, error) {
+		msg := fmt.Sprintf("source %s: %v", src.Name, err)
+		if ctx.Err() == nil {
+			s.cat.PutBackupStatus(context.WithoutCancel(ctx), &catalog.BackupStatus{Host: h.Name, Source: src.Name,
+				Status: "failed", Error: msg, Attempt: s.now(), Duration: s.now().Sub(start)})
+			jc.logf("error", "%s", msg)
+		}
+		return nil, errors.New(msg)
+	}
+	secret := map[string]string{}
+	if src.Secret != nil {
+		var err error
+		if secret, err = s.openSecret(src.Secret); err != nil {
+			return fail(fmt.Errorf("credentials: %w", err))
+		}
+	}
+	scrub := scrubber(secret)
+	pl, err := pullers.Get(src.Method)
+	if err != nil {
+		return fail(err)
+	}
+	var prev pullers.Previous
+	if last, err := s.cat.LastSnapshot(ctx, h.Name, src.Name, false); err == nil {
+		if root, err := pool.ParseDigest(last.Root); err == nil {
+			prev = &previousTree{p: s.pool, root: root}
+		}
+	}
+	// The writer's workers outlive a cancelled pull, so an interrupted
+	// backup can still be finished as a partial snapshot.
+	w, err := s.pool.NewWriter(context.WithoutCancel(ctx), pool.SnapshotMeta{Host: h.Name, Source: src.Name, Start: start,
+		Labels: map[string]string{"job": strconv.FormatInt(jc.job.ID, 10), "method": src.Method}})
+	if err != nil {
+		return fail(err)
+	}
+	sink := &jobSink{w: w, jc: jc, scrub: scrub}
+	pj := &pullers.Job{
+		Host: h.Name,
+		Source: pullers.Source{Method: src.Method, Name: src.Name, Path: src.Path, Excludes: src.Excludes,
+			Options: src.Options, Secret: secret},
+		Sink:     sink,
+		Previous: prev,
+		Progress: func(pp pullers.Progress) {
+			jc.update(func(p *Progress) {
+				p.Files, p.Bytes = base.Files+pp.Files, base.Bytes+pp.Bytes
+				p.Skipped, p.Errors, p.Path = base.Skipped+pp.Skipped, base.Errors+pp.Errors, pp.Path
+			})
+		},
+	}
+	jc.logf("info", "source %s: %s %s", src.Name, src.Method, src.Path)
+	pullErr := pl.Pull(ctx, pj)
+	if ctx.Err() != nil {
+		// Cancelled or shutting down: keep what was pulled as a partial
+		// snapshot (the next backup reuses it), if the tree is usable.
+		w.RecordError(".", context.Cause(ctx))
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		m, err := w.Finish(fctx)
+		if err != nil {
+			return nil, context.Cause(ctx)
+		}
+		s.recordSnapshot(fctx, jc, m)
+		jc.logf("warn", "source %s: kept the partial snapshot %s", src.Name, m.ID)
+		return m, context.Cause(ctx)
+	}
+	if pullErr != nil {
+		w.Abort()
+		return fail(errors.New(scrub(pullErr.Error())))
+	}
+	m, err := w.Finish(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if err := s.recordSnapshot(ctx, jc, m); err != nil {
+		return fail(err)
+	}
+	s.cat.PutBackupStatus(ctx, &catalog.BackupStatus{Host: h.Name, Source: src.Name, Status: m.Status,
+		Attempt: m.End, LastSuccess: m.End, Duration: m.End.Sub(m.Start), Files: m.Files, Bytes: m.Bytes, BytesNew: m.BytesNew})
+	jc.logf("info", "source %s: snapshot %s %s: %d files, %d bytes, %d new, %d errors",
+		src.Name, m.ID, m.Status, m.Files, m.Bytes, m.BytesNew, m.ErrorCount)
+	return m, nil
+}
+
+func manifestRow(m *pool.Manifest, jobID int64) *catalog.Snapshot {
+	return &catalog.Snapshot{ID: m.ID, Host: m.Host, Source: m.Source, Started: m.Start, Finished: m.End,
+		Root: m.Root.String(), Status: m.Status, Files: m.Files, Bytes: m.Bytes, BytesNew: m.BytesNew,
+		Errors: int64(m.ErrorCount), JobID: jobID}
+}
+
+func (s *Server) recordSnapshot(ctx context.Context, jc *jobCtx, m *pool.Manifest) error {
+	if err := s.cat.PutSnapshot(ctx, manifestRow(m, jc.job.ID)); err != nil {
+		return err
+	}
+	s.events.publish(Event{Type: "snapshot", JobID: jc.job.ID, Host: m.Host, Data: snapshotBody(manifestRow(m, jc.job.ID))})
+	return nil
+}
