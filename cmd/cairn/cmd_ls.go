@@ -36,7 +36,9 @@ func resolveSnap(ctx context.Context, p *pool.Pool, ref, host string) (*pool.Man
 		}
 		switch {
 		case ref == "latest":
-			match = []*pool.Manifest{m} // oldest first: the last one is newest
+			if len(match) == 0 || newer(m, match[0]) {
+				match = []*pool.Manifest{m}
+			}
 		case m.ID == ref:
 			match = []*pool.Manifest{m}
 			return errStop

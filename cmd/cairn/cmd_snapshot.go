@@ -180,8 +180,8 @@ func sourceName(abs string) string {
 func latestOf(ctx context.Context, p *pool.Pool, host, source string) (*pool.Manifest, error) {
 	var last *pool.Manifest
 	err := p.Snapshots(ctx, func(m *pool.Manifest) error {
-		if m.Host == host && m.Source == source {
-			last = m // oldest first, so the last one wins
+		if m.Host == host && m.Source == source && newer(m, last) {
+			last = m
 		}
 		return nil
 	})
@@ -189,6 +189,21 @@ func latestOf(ctx context.Context, p *pool.Pool, host, source string) (*pool.Man
 		return nil, fmt.Errorf("find the previous snapshot of %s/%s: %w", host, source, err)
 	}
 	return last, nil
+}
+
+// newer reports whether m started after old (nil: yes). IDs sort by start
+// time only to the second, so the manifests' times decide.
+func newer(m, old *pool.Manifest) bool {
+	if old == nil {
+		return true
+	}
+	if !m.Start.Equal(old.Start) {
+		return m.Start.After(old.Start)
+	}
+	if !m.End.Equal(old.End) {
+		return m.End.After(old.End)
+	}
+	return m.ID > old.ID
 }
 
 // reportingSink prints per-file errors as they happen (the first few),
@@ -298,6 +313,15 @@ func runSnapshotLs(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	slices.SortStableFunc(list, func(a, b *pool.Manifest) int {
+		if newer(a, b) {
+			return 1
+		}
+		if newer(b, a) {
+			return -1
+		}
+		return 0
+	})
 	if *asJSON {
 		return printJSON(list)
 	}
