@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -50,9 +51,15 @@ func runPool(ctx context.Context, args []string) error {
 	return run(ctx, fs, pf, rest)
 }
 
-// poolSubcommand parses a pool subcommand's flags (no positional
-// arguments) and hands over to the appliance when no pool is named.
+// poolSubcommand hands over to the appliance when no pool is named, else
+// parses a pool subcommand's flags (no positional arguments).
 func poolSubcommand(ctx context.Context, fs *flag.FlagSet, pf *poolFlags, args []string, sub string, origArgs []string) (handled bool, err error) {
+	if sub != "init" && !poolGiven(args) && !slices.Contains(args, "-h") && !slices.Contains(args, "--help") {
+		if appliancePool != nil {
+			return true, appliancePool(ctx, origArgs)
+		}
+		return true, errNoPool
+	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return true, err
@@ -63,10 +70,7 @@ func poolSubcommand(ctx context.Context, fs *flag.FlagSet, pf *poolFlags, args [
 		return true, errUsage
 	}
 	if pf.location() == "" && sub != "init" {
-		if appliancePool != nil {
-			return true, appliancePool(ctx, origArgs)
-		}
-		return true, errNoPool
+		return true, errNoPool // --pool ""
 	}
 	return false, nil
 }

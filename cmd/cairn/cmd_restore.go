@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -38,15 +39,18 @@ func runRestore(ctx context.Context, args []string) error {
 			"of the same name are replaced; nothing outside DIR is ever written.\n\n")
 		fs.PrintDefaults()
 	}
+	if !poolGiven(args) && !slices.Contains(args, "-h") && !slices.Contains(args, "--help") {
+		if applianceRestore != nil {
+			return applianceRestore(ctx, args)
+		}
+		return errNoPool
+	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if pf.location() == "" {
-		if applianceRestore != nil {
-			return applianceRestore(ctx, args)
-		}
-		return errNoPool
+		return errNoPool // --pool ""
 	}
 	if len(pos) != 1 || *to == "" {
 		fs.Usage()

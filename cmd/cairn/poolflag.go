@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/cairn-backup/cairn/pool"
 )
@@ -27,6 +28,25 @@ func addPoolFlags(fs *flag.FlagSet) *poolFlags {
 	fs.StringVar(&pf.loc, "pool", "", "pool location: a directory or s3://host/bucket[/prefix] (default $CAIRN_POOL)")
 	fs.StringVar(&pf.keyFile, "key-file", "", "key file of an encrypted pool (default $CAIRN_KEY_FILE)")
 	return pf
+}
+
+// poolGiven reports whether args or the environment name a pool. Verbs
+// with an appliance form decide with it before parsing their flags, so
+// the appliance client's own flags (--server, --data, …) reach it.
+func poolGiven(args []string) bool {
+	if os.Getenv("CAIRN_POOL") != "" {
+		return true
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == "pool" {
+			return true
+		}
+	}
+	return false
 }
 
 // location returns the pool location from the flag or CAIRN_POOL; "" when
