@@ -152,10 +152,22 @@ func (b *bench) setupTools(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if _, err := os.Stat(bin); err != nil {
-				return fmt.Errorf("cairn binary %s: %w (run `make build`)", bin, err)
+			// Others may rebuild bin/cairn while we run; measure one fixed copy.
+			data, err := os.ReadFile(bin)
+			if err != nil {
+				return fmt.Errorf("cairn binary: %w (run `make build`)", err)
 			}
-			b.tools = append(b.tools, cairn{bin: bin})
+			cp := filepath.Join(b.o.work, "bin", "cairn")
+			if err := os.MkdirAll(filepath.Dir(cp), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(cp+".tmp", data, 0o755); err != nil {
+				return err
+			}
+			if err := os.Rename(cp+".tmp", cp); err != nil {
+				return err
+			}
+			b.tools = append(b.tools, cairn{bin: cp})
 		case "restic":
 			b.tools = append(b.tools, restic{})
 		case "borg":
