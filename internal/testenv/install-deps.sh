@@ -20,7 +20,16 @@ mariadb-server mariadb-client litmus cadaver rclone openssl passwd util-linux ca
 S3_MODULE=github.com/versity/versitygw/cmd/versitygw
 S3_VERSION=v1.8.0
 
-CACHE=${CAIRN_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cairn-testenv}
+# Same rule as testenv.CacheDir().
+if [ -n "${CAIRN_TESTENV_CACHE:-}" ]; then
+	CACHE=$CAIRN_TESTENV_CACHE
+elif [ -n "${XDG_CACHE_HOME:-}" ]; then
+	CACHE=$XDG_CACHE_HOME/cairn-testenv
+elif [ -n "${HOME:-}" ]; then
+	CACHE=$HOME/.cache/cairn-testenv
+else
+	CACHE=${TMPDIR:-/tmp}/cairn-testenv-cache
+fi
 BIN=$CACHE/bin
 
 missing=""

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -428,5 +427,3 @@ func needRoot(t testing.TB, what string) {
 	}
 	t.Skipf("testenv: %s needs root", what)
 }
-
-var errNotFound = errors.New("not found")
