@@ -54,7 +54,7 @@ func TestCronNext(t *testing.T) {
 		{"0 9 1,15 * *", time.UTC, fri, "2026-12-01T09:00:00Z"},
 		{"0 0 31 * *", time.UTC, fri, "2026-12-31T00:00:00Z"},
 		{"5-10/2 3 * JAN,jul *", time.UTC, fri, "2027-01-01T03:05:00Z"},
-		{"0 12 * * 7", time.UTC, fri, "2026-11-22T12:00:00Z"},  // 7 is Sunday
+		{"0 12 * * 7", time.UTC, fri, "2026-11-22T12:00:00Z"},   // 7 is Sunday
 		{"0 12 * * 5-7", time.UTC, fri, "2026-11-20T12:00:00Z"}, // Fri..Sun
 		{"0 0 * * 5", time.UTC, fri, "2026-11-27T00:00:00Z"},
 		{"0 0 13 * *", time.UTC, fri, "2026-12-13T00:00:00Z"},
