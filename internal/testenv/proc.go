@@ -85,6 +85,10 @@ func startDaemon(t testing.TB, name string, cmd *exec.Cmd, logPath string) *daem
 // stopTimeout, and waits until no (non-zombie) member of the group is left.
 func (d *daemon) stop(t testing.TB) {
 	pid := d.Pid()
+	// Descendants that left the group (sshd sessions call setsid) would not
+	// get the group signal: remember them now, while their parent links
+	// still lead to the leader.
+	desc := descendants(pid)
 	sig := d.stopSignal
 	if sig == 0 {
 		sig = syscall.SIGTERM
@@ -116,10 +120,44 @@ func (d *daemon) stop(t testing.TB) {
 		}
 		time.Sleep(pollStep)
 	}
+	d.stopStragglers(t, desc)
 	if t.Failed() {
 		t.Logf("testenv: %s log tail (%s):\n%s", d.name, d.logPath, logTail(d.logPath))
 	}
 	_ = os.Remove(d.pidFile)
+}
+
+// stopStragglers terminates processes of desc that are still alive after
+// their leader's group was stopped: SIGTERM, then SIGKILL after stopTimeout.
+func (d *daemon) stopStragglers(t testing.TB, desc []procID) {
+	alive := func() []procID {
+		var out []procID
+		for _, p := range desc {
+			if p.alive() {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	left := alive()
+	if len(left) == 0 {
+		return
+	}
+	for _, p := range left {
+		_ = syscall.Kill(p.pid, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(stopTimeout)
+	for len(left) > 0 {
+		if time.Now().After(deadline) {
+			t.Logf("testenv: %s: killing leftover descendants %v", d.name, left)
+			for _, p := range left {
+				_ = syscall.Kill(p.pid, syscall.SIGKILL)
+			}
+			return
+		}
+		time.Sleep(pollStep)
+		left = alive()
+	}
 }
 
 // exited reports whether the daemon has already exited.
@@ -279,6 +317,7 @@ func procStart(pid int) uint64 {
 
 type procStat struct {
 	state byte
+	ppid  int
 	pgrp  int
 	start uint64
 }
@@ -297,9 +336,10 @@ func readStat(pid int) (procStat, bool) {
 	if len(f) < 20 {
 		return procStat{}, false
 	}
+	ppid, _ := strconv.Atoi(f[1])
 	pgrp, _ := strconv.Atoi(f[2])
 	start, _ := strconv.ParseUint(f[19], 10, 64)
-	return procStat{state: f[0][0], pgrp: pgrp, start: start}, true
+	return procStat{state: f[0][0], ppid: ppid, pgrp: pgrp, start: start}, true
 }
 
 // GroupMembers lists the live (non-zombie) processes in process group pgid.
@@ -319,6 +359,43 @@ func GroupMembers(pgid int) []int {
 		if ok && st.pgrp == pgid && st.state != 'Z' {
 			out = append(out, pid)
 		}
+	}
+	return out
+}
+
+// procID identifies a process across pid reuse.
+type procID struct {
+	pid   int
+	start uint64
+}
+
+func (p procID) alive() bool { return p.start != 0 && procStart(p.pid) == p.start }
+
+// descendants lists the live descendants of pid (not pid itself), wherever
+// their process group: sshd puts each connection in a new session.
+func descendants(pid int) []procID {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]procID{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, ok := readStat(p); ok && st.state != 'Z' {
+			children[st.ppid] = append(children[st.ppid], procID{p, st.start})
+		}
+	}
+	var out []procID
+	queue := []int{pid}
+	for len(queue) > 0 {
+		for _, c := range children[queue[0]] {
+			out = append(out, c)
+			queue = append(queue, c.pid)
+		}
+		queue = queue[1:]
 	}
 	return out
 }

@@ -15,7 +15,14 @@ import (
 
 func TestSSHD(t *testing.T) {
 	var pid int
-	assertGone(t, "sshd", &pid)
+	var sessions []procID
+	var leaked *ssh.Client
+	t.Cleanup(func() { // registered first, so it runs last
+		if leaked != nil {
+			leaked.Close()
+		}
+	})
+	assertGoneAll(t, "sshd", &pid, &sessions)
 	done := timed(t, "sshd")
 	s := SSHD(t)
 	done()
@@ -100,6 +107,20 @@ func TestSSHD(t *testing.T) {
 		t.Fatalf("rsync over ssh: %v\n%s", err, out)
 	}
 	assertSameTree(t, src, dest)
+
+	// A connection left open when the test ends: its per-connection sshd
+	// (in a session of its own, outside sshd's group) must be stopped too.
+	leaked, err = ssh.Dial("tcp", s.Addr, s.ClientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := sshRun(t, leaked, "echo open"); out != "open\n" {
+		t.Fatalf("exec on the leaked connection: %q", out)
+	}
+	sessions = descendants(s.Pid)
+	if len(sessions) == 0 {
+		t.Fatalf("no per-connection sshd found below %d", s.Pid)
+	}
 
 	// Password auth.
 	if s.Password == "" {

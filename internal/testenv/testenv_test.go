@@ -21,7 +21,19 @@ func TestMain(m *testing.M) {
 // it) a check that the process group of a stopped server is empty.
 func assertGone(t *testing.T, name string, pid *int) {
 	t.Helper()
+	assertGoneAll(t, name, pid, new([]procID))
+}
+
+// assertGoneAll is assertGone that also checks extra processes (for
+// example descendants that left the group).
+func assertGoneAll(t *testing.T, name string, pid *int, extra *[]procID) {
+	t.Helper()
 	t.Cleanup(func() {
+		for _, p := range *extra {
+			if p.alive() {
+				t.Errorf("%s: descendant %d still alive after cleanup", name, p.pid)
+			}
+		}
 		if *pid == 0 {
 			return
 		}
