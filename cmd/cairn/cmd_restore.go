@@ -9,9 +9,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -95,24 +99,29 @@ func runRestore(ctx context.Context, args []string) error {
 	r := &restorer{p: p, dest: dest, rootfd: rootfd, root: os.Geteuid() == 0, links: map[uint64]string{},
 		prog: newProgress("restore", total)}
 	r.prog.Start()
+	r.startWorkers(ctx)
 	if e.Type == pool.TypeDir {
 		err = r.dir(ctx, rootfd, ".", e.Subtree)
-		if err == nil && e.ModTime != 0 {
-			// DIR takes the metadata of the restored directory (the
-			// snapshot root has none: Lookup makes it up).
-			r.meta(rootfd, -1, "", ".", &e, dest)
-		}
 	} else {
 		err = r.entry(ctx, rootfd, ".", &e)
 	}
+	r.finish(ctx, err == nil)
+	if err == nil && e.Type == pool.TypeDir && e.ModTime != 0 {
+		// DIR takes the metadata of the restored directory (the
+		// snapshot root has none: Lookup makes it up).
+		r.meta(rootfd, -1, "", ".", &e, dest)
+	}
 	r.prog.Stop()
+	if err == nil {
+		err = ctx.Err()
+	}
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "cairn restore: %s%s (%s/%s): %d files, %d dirs, %s restored to %s in %s\n",
-		m.ID, suffixPath(rel), m.Host, m.Source, r.files, r.dirs, fmtBytes(r.bytes), dest, fmtDuration(r.prog.Elapsed()))
-	if r.nerr > 0 {
-		return fmt.Errorf("%d entries could not be restored (listed above)", r.nerr)
+		m.ID, suffixPath(rel), m.Host, m.Source, r.files.Load(), r.dirs, fmtBytes(r.bytes.Load()), dest, fmtDuration(r.prog.Elapsed()))
+	if n := r.nerr.Load(); n > 0 {
+		return fmt.Errorf("%d entries could not be restored (listed above)", n)
 	}
 	return nil
 }
@@ -129,25 +138,130 @@ func suffixPath(rel string) string {
 // with O_NOFOLLOW, and new files are created under a temporary name and
 // renamed into place, so neither a hostile tree nor a symlink or hard
 // link already in DIR can make it write outside DIR.
+//
+// One goroutine walks the tree and creates directories, symlinks and
+// special files; file contents are read (and verified) from the pool and
+// written by workers. Hard links and directory metadata come last, when
+// every file is in place, directories children first.
 type restorer struct {
 	p      *pool.Pool
 	dest   string
 	rootfd int
 	root   bool              // restore ownership
-	links  map[uint64]string // hard-link id → first restored path (relative)
+	links  map[uint64]string // hard-link id → first restored path (relative); walker only
 	prog   *progress
 
-	files, dirs, bytes int64
-	nerr               int
+	jobs    chan fileJob
+	wg      sync.WaitGroup
+	later   []laterLink // hard links to make after the files
+	postDir []postDir   // directories whose metadata is set last, children first
+
+	files, bytes atomic.Int64
+	dirs         int64
+	nerr         atomic.Int64
+	failMu       sync.Mutex
+}
+
+type fileJob struct {
+	dirfd int // a duplicate owned by the job
+	rel   string
+	e     pool.Entry
+}
+
+type laterLink struct {
+	dirRel, first string
+	e             pool.Entry
+}
+
+type postDir struct {
+	rel string
+	e   pool.Entry
 }
 
 func (r *restorer) fail(rel string, err error) {
-	r.nerr++
+	r.nerr.Add(1)
+	r.failMu.Lock()
+	defer r.failMu.Unlock()
 	fmt.Fprintf(os.Stderr, "\r\x1b[Kcairn restore: %s: %v\n", quoteName(filepath.Join(r.dest, rel)), err)
 }
 
 func (r *restorer) report(rel string) {
-	r.prog.Set(progressState{Files: r.files + r.dirs, Bytes: r.bytes, Errors: int64(r.nerr), Path: rel})
+	r.prog.Set(progressState{Files: r.files.Load(), Bytes: r.bytes.Load(), Errors: r.nerr.Load(), Path: rel})
+}
+
+func (r *restorer) startWorkers(ctx context.Context) {
+	n := max(runtime.GOMAXPROCS(0), 2)
+	r.jobs = make(chan fileJob, 4*n)
+	r.wg.Add(n)
+	for range n {
+		go func() {
+			defer r.wg.Done()
+			for j := range r.jobs {
+				if ctx.Err() == nil {
+					r.file(ctx, j.dirfd, j.rel, &j.e)
+					r.report(j.rel)
+				}
+				unix.Close(j.dirfd)
+			}
+		}()
+	}
+}
+
+// finish waits for the file workers, then makes the hard links and sets
+// the directories' metadata (when complete is set: not after a failure).
+func (r *restorer) finish(ctx context.Context, complete bool) {
+	close(r.jobs)
+	r.wg.Wait()
+	if !complete || ctx.Err() != nil {
+		return
+	}
+	for _, l := range r.later {
+		fd, err := r.openDir(l.dirRel)
+		if err != nil {
+			r.fail(join(l.dirRel, l.e.Name), err)
+			continue
+		}
+		rel := join(l.dirRel, l.e.Name)
+		if err := r.linkInto(fd, rel, l.first, &l.e); err != nil {
+			// The first of the group failed: copy the content instead.
+			r.file(ctx, fd, rel, &l.e)
+		}
+		unix.Close(fd)
+	}
+	for _, d := range r.postDir {
+		dirRel, name := parentOf(d.rel), path.Base(d.rel)
+		pfd, err := r.openDir(dirRel)
+		if err != nil {
+			r.fail(d.rel, err)
+			continue
+		}
+		fd, err := unix.Openat(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			r.fail(d.rel, err)
+		} else {
+			r.meta(fd, pfd, name, d.rel, &d.e, "")
+			unix.Close(fd)
+		}
+		unix.Close(pfd)
+	}
+}
+
+// openDir opens the restored directory rel (relative to the restore
+// root) one element at a time, never following a symlink.
+func (r *restorer) openDir(rel string) (int, error) {
+	fd, err := unix.Dup(r.rootfd)
+	if err != nil || rel == "." {
+		return fd, err
+	}
+	for el := range strings.SplitSeq(rel, "/") {
+		nfd, err := unix.Openat(fd, el, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			return -1, fmt.Errorf("open directory %s: %w", rel, err)
+		}
+		fd = nfd
+	}
+	return fd, nil
 }
 
 func join(dir, name string) string {
@@ -212,12 +326,29 @@ func (r *restorer) entry(ctx context.Context, dirfd int, dirRel string, e *pool.
 			}
 			r.fail(rel, err)
 		}
-		// After the children, so their creation does not bump the mtime
-		// and a read-only mode does not stop them.
-		r.meta(fd, dirfd, e.Name, rel, e, "")
+		// After every child is in place (finish), so their creation does
+		// not bump the mtime and a read-only mode does not stop them.
+		r.postDir = append(r.postDir, postDir{rel: rel, e: *e})
 		return nil
 	case pool.TypeFile:
-		return r.file(ctx, dirfd, rel, e)
+		if e.HardLink != 0 {
+			if first, ok := r.links[e.HardLink]; ok {
+				r.later = append(r.later, laterLink{dirRel: dirRel, first: first, e: *e})
+				return nil
+			}
+			r.links[e.HardLink] = rel
+		}
+		dfd, err := unix.Dup(dirfd)
+		if err != nil {
+			return fmt.Errorf("restore %s: %w", rel, err)
+		}
+		select {
+		case r.jobs <- fileJob{dirfd: dfd, rel: rel, e: *e}:
+		case <-ctx.Done():
+			unix.Close(dfd)
+			return ctx.Err()
+		}
+		return nil
 	}
 	tmp := tempName()
 	var err error
@@ -244,31 +375,19 @@ func (r *restorer) entry(ctx context.Context, dirfd int, dirRel string, e *pool.
 		r.fail(rel, fmt.Errorf("rename into place: %w", err))
 		return nil
 	}
-	r.files++
+	r.files.Add(1)
 	r.meta(-1, dirfd, e.Name, rel, e, "")
 	return nil
 }
 
-// file restores a regular file, or links it to an earlier restored member
-// of its hard-link group.
-func (r *restorer) file(ctx context.Context, dirfd int, rel string, e *pool.Entry) error {
+// file restores a regular file's content and metadata. Failures are
+// reported and counted. Safe for concurrent use.
+func (r *restorer) file(ctx context.Context, dirfd int, rel string, e *pool.Entry) {
 	tmp := tempName()
-	if first, ok := r.links[e.HardLink]; ok && e.HardLink != 0 {
-		if err := r.link(first, dirfd, tmp); err == nil {
-			if err := unix.Renameat(dirfd, tmp, dirfd, e.Name); err != nil {
-				unix.Unlinkat(dirfd, tmp, 0)
-				r.fail(rel, fmt.Errorf("rename into place: %w", err))
-				return nil
-			}
-			r.files++
-			return nil
-		}
-		// Fall back to a copy of the content.
-	}
 	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		r.fail(rel, fmt.Errorf("create: %w", err))
-		return nil
+		return
 	}
 	f := os.NewFile(uintptr(fd), rel)
 	n, err := r.copyContent(ctx, f, e)
@@ -283,18 +402,29 @@ func (r *restorer) file(ctx context.Context, dirfd int, rel string, e *pool.Entr
 	}
 	if err != nil {
 		unix.Unlinkat(dirfd, tmp, 0)
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if ctx.Err() == nil {
+			r.fail(rel, err)
 		}
-		r.fail(rel, err)
+		return
+	}
+	r.bytes.Add(n)
+	r.files.Add(1)
+	r.times(dirfd, e.Name, rel, e)
+}
+
+// linkInto hard-links the restored file first (relative to the restore
+// root) as e.Name in dirfd.
+func (r *restorer) linkInto(dirfd int, rel, first string, e *pool.Entry) error {
+	tmp := tempName()
+	if err := r.link(first, dirfd, tmp); err != nil {
+		return err
+	}
+	if err := unix.Renameat(dirfd, tmp, dirfd, e.Name); err != nil {
+		unix.Unlinkat(dirfd, tmp, 0)
+		r.fail(rel, fmt.Errorf("rename into place: %w", err))
 		return nil
 	}
-	r.bytes += n
-	r.files++
-	r.times(dirfd, e.Name, rel, e)
-	if e.HardLink != 0 {
-		r.links[e.HardLink] = rel
-	}
+	r.files.Add(1)
 	return nil
 }
 
@@ -319,26 +449,12 @@ func (r *restorer) copyContent(ctx context.Context, f *os.File, e *pool.Entry) (
 // link hard-links the earlier restored file first (relative to the
 // restore root) as name in dirfd, walking to it without following links.
 func (r *restorer) link(first string, dirfd int, name string) error {
-	dir, base := ".", first
-	if i := strings.LastIndexByte(first, '/'); i >= 0 {
-		dir, base = first[:i], first[i+1:]
-	}
-	fd, err := unix.Dup(r.rootfd)
+	fd, err := r.openDir(parentOf(first))
 	if err != nil {
 		return err
 	}
-	if dir != "." {
-		for el := range strings.SplitSeq(dir, "/") {
-			nfd, err := unix.Openat(fd, el, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			unix.Close(fd)
-			if err != nil {
-				return err
-			}
-			fd = nfd
-		}
-	}
 	defer unix.Close(fd)
-	return unix.Linkat(fd, base, dirfd, name, 0)
+	return unix.Linkat(fd, path.Base(first), dirfd, name, 0)
 }
 
 // meta applies ownership, xattrs and mode to a restored entry, through
