@@ -43,7 +43,8 @@
 //   - jobs start by Priority (PriorityManual before PriorityScheduled), FIFO
 //     within a priority (a retried job keeps its place);
 //   - at most one job per Key waits to start; enqueueing another returns
-//     ErrDuplicate and raises the waiting job's priority if asked;
+//     ErrDuplicate and raises the waiting job's priority if asked (it keeps
+//     its place in line among jobs of its new priority);
 //   - a failed attempt is retried after BackoffBase, doubling up to
 //     BackoffMax, for MaxAttempts attempts in all, unless the error is
 //     permanent (wraps ErrPermanent, or IsPermanent says so); a panicking

@@ -693,3 +693,37 @@ func TestQueueGeneratedIDsAndPayload(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestQueueActive(t *testing.T) {
+	h := newHarness(t, QueueOptions{})
+	if h.q.Active("web1/etc") {
+		t.Fatal("empty queue reports an active key")
+	}
+	h.enqueue("web1/etc", "web1", PriorityScheduled)
+	h.nextStart()
+	if !h.q.Active("web1/etc") {
+		t.Fatal("running job's key not active")
+	}
+	// A scheduler tick while it runs skips the slot.
+	s := NewScheduler(h.q, SchedulerOptions{Clock: h.clock, Logger: slog.New(slog.DiscardHandler)})
+	if err := s.Set(Source{Key: "web1/etc", Host: "web1", Cron: mustCron(t, "* * * * *"),
+		LastRun: h.clock.Now().Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if jobs := s.Tick(h.clock.Now()); len(jobs) != 0 {
+		t.Fatalf("enqueued %v while the key is running", jobs)
+	}
+	h.finish("web1/etc", nil)
+	h.waitState("web1/etc", StateSucceeded)
+	if h.q.Active("web1/etc") {
+		t.Fatal("finished job's key still active")
+	}
+	if jobs := s.Tick(h.clock.Now().Add(time.Minute)); len(jobs) != 1 {
+		t.Fatalf("next slot enqueued %v", jobs)
+	}
+	h.nextStart()
+	if st := h.q.Stats(); st.Running != 1 {
+		t.Fatalf("%+v", st)
+	}
+	h.finish(h.q.Jobs()[0].ID, nil)
+}
