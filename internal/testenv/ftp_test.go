@@ -15,12 +15,12 @@ import (
 )
 
 func TestFTP(t *testing.T) {
-	var pid int
-	assertGone(t, "vsftpd", &pid)
+	g := watchGone(t, "vsftpd")
 	done := timed(t, "vsftpd")
 	s := FTP(t)
 	done()
-	pid = s.Pid
+	g.pid = s.Pid
+	defer g.snapshot()
 
 	payload := randomBytes(t, 400<<10)
 	if err := os.MkdirAll(filepath.Join(s.AnonDir, "sub"), 0o755); err != nil {

@@ -9,12 +9,12 @@ import (
 )
 
 func TestMariaDB(t *testing.T) {
-	var pid int
-	assertGone(t, "mariadbd", &pid)
+	g := watchGone(t, "mariadbd")
 	done := timed(t, "mariadb")
 	s := MariaDB(t)
 	done()
-	pid = s.Pid
+	g.pid = s.Pid
+	defer g.snapshot()
 	Need(t, "mariadb", "mariadb-dump")
 
 	tcp := func(bin string, args ...string) string {

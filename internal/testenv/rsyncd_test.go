@@ -79,12 +79,12 @@ func assertSameTree(t *testing.T, want, got string) {
 }
 
 func TestRsyncd(t *testing.T) {
-	var pid int
-	assertGone(t, "rsyncd", &pid)
+	g := watchGone(t, "rsyncd")
 	done := timed(t, "rsyncd")
 	s := Rsyncd(t)
 	done()
-	pid = s.Pid
+	g.pid = s.Pid
+	defer g.snapshot()
 	fillTree(t, s.Dir)
 	work := t.TempDir()
 

@@ -16,12 +16,12 @@ import (
 )
 
 func TestS3(t *testing.T) {
-	var pid int
-	assertGone(t, "versitygw", &pid)
+	g := watchGone(t, "versitygw")
 	done := timed(t, "s3")
 	s := S3(t)
 	done()
-	pid = s.Pid
+	g.pid = s.Pid
+	defer g.snapshot()
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -76,12 +76,12 @@ func TestS3(t *testing.T) {
 }
 
 func TestPostgres(t *testing.T) {
-	var pid int
-	assertGone(t, "postgres", &pid)
+	g := watchGone(t, "postgres")
 	done := timed(t, "postgres")
 	s := Postgres(t)
 	done()
-	pid = s.Pid
+	g.pid = s.Pid
+	defer g.snapshot()
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -10,13 +10,13 @@ import (
 )
 
 func TestSamba(t *testing.T) {
-	var pid, rpcPid int
-	assertGone(t, "smbd", &pid)
-	assertGone(t, "samba-dcerpcd", &rpcPid)
+	g, rg := watchGone(t, "smbd"), watchGone(t, "samba-dcerpcd")
 	done := timed(t, "samba")
 	s := Samba(t)
 	done()
-	pid, rpcPid = s.Pid, s.RPCPid
+	g.pid, rg.pid = s.Pid, s.RPCPid
+	defer g.snapshot()
+	defer rg.snapshot()
 	Need(t, "smbclient")
 
 	work := t.TempDir()

@@ -14,19 +14,18 @@ import (
 )
 
 func TestSSHD(t *testing.T) {
-	var pid int
-	var sessions []procID
 	var leaked *ssh.Client
 	t.Cleanup(func() { // registered first, so it runs last
 		if leaked != nil {
 			leaked.Close()
 		}
 	})
-	assertGoneAll(t, "sshd", &pid, &sessions)
+	g := watchGone(t, "sshd")
 	done := timed(t, "sshd")
 	s := SSHD(t)
 	done()
-	pid = s.Pid
+	g.pid = s.Pid
+	defer g.snapshot()
 
 	payload := randomBytes(t, 300<<10)
 	if err := os.WriteFile(filepath.Join(s.Dir, "seed.bin"), payload, 0o600); err != nil {
@@ -117,8 +116,7 @@ func TestSSHD(t *testing.T) {
 	if out := sshRun(t, leaked, "echo open"); out != "open\n" {
 		t.Fatalf("exec on the leaked connection: %q", out)
 	}
-	sessions = descendants(s.Pid)
-	if len(sessions) == 0 {
+	if len(descendants(s.Pid)) == 0 {
 		t.Fatalf("no per-connection sshd found below %d", s.Pid)
 	}
 

@@ -17,37 +17,44 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// assertGone registers (before the server's own cleanup, so it runs after
-// it) a check that the process group of a stopped server is empty.
-func assertGone(t *testing.T, name string, pid *int) {
-	t.Helper()
-	assertGoneAll(t, name, pid, new([]procID))
+// goneCheck asserts that a server left no process behind: registered
+// before the server's helper (so its cleanup runs after the server's), it
+// checks that the process group is empty, the leader is gone, the pidfile
+// is removed, and that every descendant seen by snapshot (deferred right
+// after the server started, so it runs while the test's connections may
+// still be open) is gone too, including those that left the group.
+type goneCheck struct {
+	name string
+	pid  int
+	desc []procID
 }
 
-// assertGoneAll is assertGone that also checks extra processes (for
-// example descendants that left the group).
-func assertGoneAll(t *testing.T, name string, pid *int, extra *[]procID) {
+func watchGone(t *testing.T, name string) *goneCheck {
 	t.Helper()
+	g := &goneCheck{name: name}
 	t.Cleanup(func() {
-		for _, p := range *extra {
+		if g.pid == 0 {
+			return
+		}
+		for _, p := range g.desc {
 			if p.alive() {
 				t.Errorf("%s: descendant %d still alive after cleanup", name, p.pid)
 			}
 		}
-		if *pid == 0 {
-			return
+		if m := GroupMembers(g.pid); len(m) > 0 {
+			t.Errorf("%s: processes left in group %d after cleanup: %v", name, g.pid, m)
 		}
-		if m := GroupMembers(*pid); len(m) > 0 {
-			t.Errorf("%s: processes left in group %d after cleanup: %v", name, *pid, m)
+		if err := syscall.Kill(g.pid, 0); err == nil {
+			t.Errorf("%s: leader pid %d still exists after cleanup", name, g.pid)
 		}
-		if err := syscall.Kill(*pid, 0); err == nil {
-			t.Errorf("%s: leader pid %d still exists after cleanup", name, *pid)
-		}
-		if _, err := os.Stat(filepath.Join(pidDir(), strconv.Itoa(*pid))); err == nil {
-			t.Errorf("%s: pidfile of %d not removed", name, *pid)
+		if _, err := os.Stat(filepath.Join(pidDir(), strconv.Itoa(g.pid))); err == nil {
+			t.Errorf("%s: pidfile of %d not removed", name, g.pid)
 		}
 	})
+	return g
 }
+
+func (g *goneCheck) snapshot() { g.desc = descendants(g.pid) }
 
 func randomBytes(t testing.TB, n int) []byte {
 	t.Helper()
