@@ -14,7 +14,7 @@ set -eu
 
 # Keep this list in sync with what internal/testenv and the tests shell out to.
 PKGS="fuse3 samba smbclient openssh-server openssh-client vsftpd rsync postgresql
-mariadb-server mariadb-client litmus cadaver rclone openssl passwd util-linux ca-certificates"
+mariadb-server mariadb-client litmus cadaver rclone openssl passwd util-linux libpam-modules coreutils ca-certificates"
 
 # VersityGW: Apache-2.0, posix backend, builds with Go 1.26 in about a minute.
 S3_MODULE=github.com/versity/versitygw/cmd/versitygw
@@ -32,11 +32,16 @@ else
 fi
 BIN=$CACHE/bin
 
+# One dpkg-query for all packages (a few ms); unknown packages count as missing.
+# shellcheck disable=SC2086
+installed=" $(dpkg-query -W -f='${Package} ${db:Status-Status}\n' $PKGS 2>/dev/null |
+	awk '$2 == "installed" { printf "%s ", $1 }')"
 missing=""
 for p in $PKGS; do
-	# dpkg-query is one fork per package and takes a few ms each.
-	st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
-	[ "$st" = installed ] || missing="$missing $p"
+	case "$installed" in
+	*" $p "*) ;;
+	*) missing="$missing $p" ;;
+	esac
 done
 
 if [ -z "$missing" ]; then
