@@ -168,6 +168,9 @@ func (f field) parse(s string) (uint64, error) {
 				hi = lo
 			}
 		}
+		if lo > hi {
+			return 0, fmt.Errorf("%s %q selects no value", f.name, item)
+		}
 		if step > f.max-f.min+1 && hasStep {
 			return 0, fmt.Errorf("%s step %d is larger than the field's range %d-%d", f.name, step, f.min, f.max)
 		}
@@ -206,10 +209,11 @@ func (c *Cron) String() string { return c.expr }
 // Location returns the time zone the expression is evaluated in.
 func (c *Cron) Location() *time.Location { return c.loc }
 
-// maxSearch bounds Next: February 29 on a given weekday recurs within 28
-// years, but every expression ParseCron accepts matches within 8 (a Feb 29
-// every 4 years, except across 2100).
-const maxSearchYears = 9
+// maxSearchYears bounds Next. Day-of-month and day-of-week together can
+// select dates as rare as "February 1st when it is a Monday", which can be
+// eleven years apart; the Gregorian calendar repeats every 400 years, but 29
+// covers every weekday/date pairing that can occur.
+const maxSearchYears = 29
 
 // Next returns the first activation strictly after after, in c's location,
 // or the zero time if there is none within the next years (cannot happen for

@@ -66,6 +66,9 @@ func TestCronNext(t *testing.T) {
 		{"0 0 29 2 *", time.UTC, fri, "2028-02-29T00:00:00Z"},
 		{"0 0 29 2 mon", time.UTC, fri, "2027-02-01T00:00:00Z"},
 		{"0 0 29 2 *", time.UTC, "2096-03-01T00:00:00Z", "2104-02-29T00:00:00Z"}, // 2100 is no leap year
+		// AND rule (day-of-month starts with *): February 1st on a Monday.
+		{"0 0 */31 2 1", time.UTC, "2021-02-02T00:00:00Z", "2027-02-01T00:00:00Z"},
+		{"0 0 */31 2 1", time.UTC, "2027-02-02T00:00:00Z", "2038-02-01T00:00:00Z"},
 		{"0 2 * * *", berlin, "2026-11-20T10:17:30+01:00", "2026-11-21T02:00:00+01:00"},
 		// DST spring-forward in New York, 2026-03-08: 02:00 EST jumps to 03:00 EDT.
 		{"30 2 * * *", ny, "2026-03-08T01:00:00-05:00", "2026-03-08T03:00:00-04:00"},
@@ -119,6 +122,7 @@ func TestCronErrors(t *testing.T) {
 		{"1,,2 * * * *", `cron "1,,2 * * * *": minute: empty list item in "1,,2"`},
 		{"-5 * * * *", `cron "-5 * * * *": minute: missing value`},
 		{"@fortnightly", `cron "@fortnightly": unknown descriptor @fortnightly (want @yearly, @monthly, @weekly, @daily or @hourly)`},
+		{"0 0 * * 7/2", `cron "0 0 * * 7/2": day-of-week "7/2" selects no value`},
 		{"0 0 31 2 *", `cron "0 0 31 2 *": never matches: no selected month has any of the selected days of the month`},
 		{"0 0 31 4,6,9,11 *", `cron "0 0 31 4,6,9,11 *": never matches: no selected month has any of the selected days of the month`},
 	}
