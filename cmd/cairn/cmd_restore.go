@@ -182,7 +182,7 @@ func (r *restorer) fail(rel string, err error) {
 	r.nerr.Add(1)
 	r.failMu.Lock()
 	defer r.failMu.Unlock()
-	fmt.Fprintf(os.Stderr, "\r\x1b[Kcairn restore: %s: %v\n", quoteName(filepath.Join(r.dest, rel)), err)
+	fmt.Fprintf(os.Stderr, "%scairn restore: %s: %v\n", r.prog.clear(), quoteName(filepath.Join(r.dest, rel)), err)
 }
 
 func (r *restorer) report(rel string) {

@@ -118,8 +118,8 @@ func runSnapshotCreate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	sink := &reportingSink{Writer: w, out: os.Stderr}
 	prog := newProgress("snapshot", estimate)
+	sink := &reportingSink{Writer: w, out: os.Stderr, clear: prog.clear()}
 	var skipped atomic.Int64
 	job := &pullers.Job{
 		Host:     *host,
@@ -211,6 +211,7 @@ func newer(m, old *pool.Manifest) bool {
 type reportingSink struct {
 	*pool.Writer
 	out   io.Writer
+	clear string // erases the progress bar
 	mu    sync.Mutex
 	shown int
 	more  int
@@ -222,7 +223,7 @@ func (s *reportingSink) RecordError(p string, err error) {
 	s.mu.Lock()
 	if s.shown < maxShownErrors {
 		s.shown++
-		fmt.Fprintf(s.out, "\r\x1b[Kcairn snapshot: warning: %s\n", strings.TrimSpace(err.Error()))
+		fmt.Fprintf(s.out, "%scairn snapshot: warning: %s\n", s.clear, strings.TrimSpace(err.Error()))
 	} else {
 		s.more++
 	}

@@ -119,6 +119,15 @@ func (p *progress) Stop() {
 	}
 }
 
+// clear returns what erases the bar before another line is printed: the
+// escape on a terminal, nothing otherwise (no escapes in logs).
+func (p *progress) clear() string {
+	if p != nil && p.tty && p.w != io.Discard {
+		return "\r\x1b[K"
+	}
+	return ""
+}
+
 // Elapsed is the time since Start.
 func (p *progress) Elapsed() time.Duration { return p.now().Sub(p.start) }
 
