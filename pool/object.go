@@ -293,6 +293,12 @@ func decodeObject(raw []byte, aead cipher.AEAD, binding []byte, trailer bool, su
 	}
 	plain := body
 	if h.comp == compZstd {
+		// A frame that declares another length than the header is refused
+		// before decoding rather than inflated. (Tiny frames may omit it.)
+		var zh zstd.Header
+		if err := zh.Decode(body); err != nil || (zh.HasFCS && zh.FrameContentSize != h.plainLen) {
+			return 0, nil, fmt.Errorf("%w: zstd frame header does not match the object header", ErrCorrupt)
+		}
 		_, dec := zstdCodecs()
 		capHint := h.plainLen
 		if limit := uint64(len(body))*64 + 1024; capHint > limit {

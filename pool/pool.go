@@ -276,11 +276,18 @@ func (p *Pool) Put(ctx context.Context, kind Kind, data []byte) (Digest, bool, e
 // PutDigest is Put for a caller that already computed d = p.Hash(data).
 // A wrong d stores an object that Get will report as corrupt.
 func (p *Pool) PutDigest(ctx context.Context, kind Kind, d Digest, data []byte) (bool, error) {
+	added, _, err := p.PutDigestSize(ctx, kind, d, data)
+	return added, err
+}
+
+// PutDigestSize is PutDigest that also returns the stored size (after
+// compression and encryption) of an object it added; 0 when not added.
+func (p *Pool) PutDigestSize(ctx context.Context, kind Kind, d Digest, data []byte) (added bool, stored int64, err error) {
 	if !kind.valid() {
-		return false, fmt.Errorf("put object %s: invalid kind %d", d, kind)
+		return false, 0, fmt.Errorf("put object %s: invalid kind %d", d, kind)
 	}
 	if len(data) > MaxObjectSize {
-		return false, fmt.Errorf("put object %s: %d bytes exceeds the %d-byte object limit", d, len(data), MaxObjectSize)
+		return false, 0, fmt.Errorf("put object %s: %d bytes exceeds the %d-byte object limit", d, len(data), MaxObjectSize)
 	}
 	f := &p.fly[d[0]&63]
 	f.mu.Lock()
@@ -288,9 +295,9 @@ func (p *Pool) PutDigest(ctx context.Context, kind Kind, d Digest, data []byte) 
 		f.mu.Unlock()
 		select {
 		case <-c.done:
-			return false, c.err
+			return false, 0, c.err
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return false, 0, ctx.Err()
 		}
 	}
 	if f.m == nil {
@@ -300,42 +307,45 @@ func (p *Pool) PutDigest(ctx context.Context, kind Kind, d Digest, data []byte) 
 	f.m[d] = c
 	f.mu.Unlock()
 
-	c.added, c.err = p.putObject(ctx, kind, d, data)
+	stored, c.err = p.putObject(ctx, kind, d, data)
+	c.added = stored >= 0 && c.err == nil
 	f.mu.Lock()
 	delete(f.m, d)
 	f.mu.Unlock()
 	close(c.done)
-	return c.added, c.err
+	return c.added, max(stored, 0), c.err
 }
 
-func (p *Pool) putObject(ctx context.Context, kind Kind, d Digest, data []byte) (bool, error) {
+// putObject returns the stored size, or -1 when the object existed.
+func (p *Pool) putObject(ctx context.Context, kind Kind, d Digest, data []byte) (int64, error) {
 	name := ObjectName(d)
 	if _, err := p.b.Stat(ctx, name); err == nil {
-		return false, nil
+		return -1, nil
 	} else if !errors.Is(err, ErrNotFound) {
-		return false, fmt.Errorf("put object %s: %w", d, err)
+		return 0, fmt.Errorf("put object %s: %w", d, err)
 	}
-	if err := p.putEncoded(ctx, name, kind, data, objectBinding(d), nil); err != nil {
-		return false, fmt.Errorf("put object %s: %w", d, err)
+	n, err := p.putEncoded(ctx, name, kind, data, objectBinding(d), nil)
+	if err != nil {
+		return 0, fmt.Errorf("put object %s: %w", d, err)
 	}
-	return true, nil
+	return n, nil
 }
 
-func (p *Pool) putEncoded(ctx context.Context, name string, kind Kind, data, binding []byte, trailer *Digest) error {
+func (p *Pool) putEncoded(ctx context.Context, name string, kind Kind, data, binding []byte, trailer *Digest) (int64, error) {
 	bp := getBuf(headerSize + nonceSize + len(data) + tagSize + checksumSize + 64)
 	defer putBuf(bp)
 	var enc []byte
 	if p.keys != nil {
 		nonce, err := p.keys.nonce()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		enc = encodeObject((*bp)[:0], kind, data, p.keys.aead, nonce, binding, nil)
 	} else {
 		enc = encodeObject((*bp)[:0], kind, data, nil, nil, binding, trailer)
 	}
 	*bp = enc[:0]
-	return p.b.Put(ctx, name, bytes.NewReader(enc), int64(len(enc)))
+	return int64(len(enc)), p.b.Put(ctx, name, bytes.NewReader(enc), int64(len(enc)))
 }
 
 // Exists reports whether the object d is stored (a Stat; no read).
@@ -453,7 +463,7 @@ func (p *Pool) PutNamed(ctx context.Context, name string, kind Kind, data []byte
 		s := plainSum(data)
 		sum = &s
 	}
-	if err := p.putEncoded(ctx, name, kind, data, namedBinding(name), sum); err != nil {
+	if _, err := p.putEncoded(ctx, name, kind, data, namedBinding(name), sum); err != nil {
 		return fmt.Errorf("put %s: %w", name, err)
 	}
 	return nil

@@ -526,3 +526,24 @@ func BenchmarkGet(b *testing.B) {
 		})
 	}
 }
+
+func TestPutDigestSize(t *testing.T) {
+	ctx := context.Background()
+	for _, enc := range []bool{false, true} {
+		p, _ := initPool(t, newDir(t), enc)
+		for _, data := range [][]byte{textBytes(100000), randBytes(5000), nil} {
+			d := p.Hash(data)
+			added, stored, err := p.PutDigestSize(ctx, pool.KindData, d, data)
+			if err != nil || !added {
+				t.Fatal(added, err)
+			}
+			oi, err := p.Backend().Stat(ctx, p.ObjectName(d))
+			if err != nil || oi.Size != stored {
+				t.Fatalf("enc=%v: stored %d, stat %d (%v)", enc, stored, oi.Size, err)
+			}
+			if added, stored, err := p.PutDigestSize(ctx, pool.KindData, d, data); added || stored != 0 || err != nil {
+				t.Fatalf("second put: %v %d %v", added, stored, err)
+			}
+		}
+	}
+}
