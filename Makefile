@@ -3,7 +3,7 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 DATA     ?= ./cairn-data
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Packages cheap enough for the race detector; the rest run without it.
 RACE_PKGS  ?= ./pool/... ./pullers/... ./appliance/... ./fusefs/... ./images/...
 PLAIN_PKGS ?= ./cmd/... ./internal/... ./iso/...
