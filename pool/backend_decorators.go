@@ -109,6 +109,14 @@ func (o *DecorateOptions) backoff(i int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
+// closeInner closes b when it is an io.Closer (a DirBackend's root handle).
+func closeInner(b Backend) error {
+	if c, ok := b.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
 func syncInner(ctx context.Context, b Backend) error {
 	if s, ok := b.(Syncer); ok {
 		return s.Sync(ctx)
@@ -123,6 +131,7 @@ type retryBackend struct {
 	o     DecorateOptions
 }
 
+func (r *retryBackend) Close() error                   { return closeInner(r.inner) }
 func (r *retryBackend) Unwrap() Backend                { return r.inner }
 func (r *retryBackend) Location() string               { return r.inner.Location() }
 func (r *retryBackend) Sync(ctx context.Context) error { return syncInner(ctx, r.inner) }
@@ -221,6 +230,7 @@ type verifyBackend struct {
 	o        DecorateOptions
 }
 
+func (v *verifyBackend) Close() error                   { return closeInner(v.inner) }
 func (v *verifyBackend) Unwrap() Backend                { return v.inner }
 func (v *verifyBackend) Location() string               { return v.inner.Location() }
 func (v *verifyBackend) Sync(ctx context.Context) error { return syncInner(ctx, v.inner) }
@@ -289,6 +299,7 @@ func (rl *rateBackend) wait(ctx context.Context) error {
 	return rl.sleep(ctx, startAt.Sub(now))
 }
 
+func (rl *rateBackend) Close() error                   { return closeInner(rl.inner) }
 func (rl *rateBackend) Unwrap() Backend                { return rl.inner }
 func (rl *rateBackend) Location() string               { return rl.inner.Location() }
 func (rl *rateBackend) Sync(ctx context.Context) error { return syncInner(ctx, rl.inner) }
@@ -342,6 +353,7 @@ func (l *limitBackend) acquire(ctx context.Context) error {
 
 func (l *limitBackend) release() { <-l.sem }
 
+func (l *limitBackend) Close() error                   { return closeInner(l.inner) }
 func (l *limitBackend) Unwrap() Backend                { return l.inner }
 func (l *limitBackend) Location() string               { return l.inner.Location() }
 func (l *limitBackend) Sync(ctx context.Context) error { return syncInner(ctx, l.inner) }

@@ -264,3 +264,21 @@ func TestDecoratedSync(t *testing.T) {
 		t.Fatalf("sync: %v, calls %d", err, f.Calls(backendtest.OpSync))
 	}
 }
+
+func TestDecoratedClose(t *testing.T) {
+	b, err := pool.NewDirBackend(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := pool.Decorate(b, pool.DecorateOptions{Retries: 1, Verify: true, RateLimit: 100, Concurrency: 2})
+	c, ok := d.(io.Closer)
+	if !ok {
+		t.Fatal("decorated backend is not an io.Closer")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(context.Background(), "x", strings.NewReader("x"), 1); err == nil {
+		t.Fatal("put after close succeeded")
+	}
+}
