@@ -781,3 +781,74 @@ func TestCLIS3Pool(t *testing.T) {
 		t.Errorf("bad credentials: %q", r.stderr)
 	}
 }
+
+// cliPTY opens a pseudo-terminal pair, or skips when the kernel offers
+// none (a container without devpts).
+func cliPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Skipf("unlock pty: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Skipf("pty number: %v", err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("open pty slave: %v", err)
+	}
+	if err := unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 100}); err != nil {
+		t.Fatal(err)
+	}
+	return m, s
+}
+
+// TestCLIProgressBarOnTerminal: with stderr on a terminal, snapshot
+// create draws a bar there and still prints only the ID on stdout.
+func TestCLIProgressBarOnTerminal(t *testing.T) {
+	tmp := t.TempDir()
+	poolDir, src := filepath.Join(tmp, "pool"), filepath.Join(tmp, "src")
+	cliWrite(t, filepath.Join(src, "f"), []byte("data"), 0o644, time.Time{})
+	cliOK(t, nil, "pool", "init", "--pool", poolDir)
+	master, slave := cliPTY(t)
+	cmd := exec.Command(cairnBin, "snapshot", "create", "--pool", poolDir, "--host", "tty", src)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CAIRN_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, slave
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	read := make(chan []byte, 1)
+	go func() {
+		var b bytes.Buffer
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			b.Write(buf[:n])
+			if err != nil { // EIO once the child closed the terminal
+				read <- b.Bytes()
+				return
+			}
+		}
+	}()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("snapshot create on a terminal: %v", err)
+	}
+	tty := string(<-read)
+	if !snapIDRe.MatchString(strings.TrimSpace(out.String())) {
+		t.Errorf("stdout %q", out.String())
+	}
+	if !strings.Contains(tty, "\r\x1b[K[") || !strings.Contains(tty, " files ") || !strings.Contains(tty, "cairn snapshot: ") {
+		t.Errorf("terminal got no progress bar: %q", tty)
+	}
+}

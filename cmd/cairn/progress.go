@@ -70,6 +70,9 @@ func (p *progress) Start() {
 	p.start = p.now()
 	p.lastLine = p.start
 	p.stop, p.done = make(chan struct{}), make(chan struct{})
+	if p.tty {
+		p.tick() // the bar shows at once, not after the first interval
+	}
 	go func() {
 		defer close(p.done)
 		t := time.NewTicker(p.drawEvery)
