@@ -23,7 +23,7 @@ func cdcRand(seed uint64, n int) []byte {
 }
 
 func TestChunkSizes(t *testing.T) {
-	data := cdcRand(1, 64<<20)
+	data := cdcRand(1, 32<<20)
 	sizes := Chunks(data)
 	total := 0
 	for i, n := range sizes {
@@ -102,7 +102,7 @@ func offsets(data []byte) func(func(int, int) bool) {
 }
 
 func TestChunkDedupAfterInsertion(t *testing.T) {
-	data := cdcRand(2, 48<<20)
+	data := cdcRand(2, 24<<20)
 	frac, newChunks := dedupAfterInsert(data)
 	if frac < 0.9 || newChunks > 3 {
 		t.Fatalf("after a 15-byte insertion only %.1f%% dedups (%d new chunks)", 100*frac, newChunks)

@@ -17,7 +17,7 @@ func TestSnapshotFS(t *testing.T) {
 	ctx := context.Background()
 	p, _ := structPool(t)
 	src := t.TempDir()
-	genTree(t, src, 4, 80, 6<<20)
+	genTree(t, src, 4, 80, 2<<20+777)
 	m := backupDir(t, ctx, p, src, "h", "s")
 	fsys := p.SnapshotFS(ctx, m)
 	if err := fstest.TestFS(fsys, "big0.bin", "d00/e0/f0000.txt", "empty/deeper", "link-rel", "hard1"); err != nil {

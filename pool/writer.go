@@ -194,14 +194,12 @@ func (w *Writer) worker() {
 	defer w.wg.Done()
 	for j := range w.jobs {
 		if w.failed() == nil {
-			added, err := w.p.PutDigest(w.ctx, j.kind, j.d, j.data)
+			added, stored, err := w.p.PutDigestSize(w.ctx, j.kind, j.d, j.data)
 			if err != nil {
 				w.fail(err)
 			} else if added {
 				w.objectsNew.Add(1)
-				if oi, err := w.p.Backend().Stat(w.ctx, ObjectName(j.d)); err == nil {
-					w.bytesNew.Add(oi.Size)
-				}
+				w.bytesNew.Add(stored)
 			}
 		}
 		if j.buf != nil {
