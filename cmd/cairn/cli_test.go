@@ -852,3 +852,30 @@ func TestCLIProgressBarOnTerminal(t *testing.T) {
 		t.Errorf("terminal got no progress bar: %q", tty)
 	}
 }
+
+func TestCLIExcludeAndSourceName(t *testing.T) {
+	tmp := t.TempDir()
+	poolDir, src := filepath.Join(tmp, "pool"), filepath.Join(tmp, "src")
+	for _, p := range []string{"keep.txt", "app.log", "cache/blob", "sub/app.log", "sub/keep"} {
+		cliWrite(t, filepath.Join(src, p), []byte(p), 0o644, time.Time{})
+	}
+	cliOK(t, nil, "pool", "init", "--pool", poolDir)
+	id := cliSnapshot(t, poolDir, "h", src, "--source", "etc", "--exclude", "*.log", "--exclude", "cache")
+	out := filepath.Join(tmp, "out")
+	cliOK(t, nil, "restore", "--pool", poolDir, id, "--to", out)
+	got := slices.Sorted(func(yield func(string) bool) {
+		for p := range cliScan(t, out) {
+			if !yield(p) {
+				return
+			}
+		}
+	})
+	if want := []string{"keep.txt", "sub", "sub/keep"}; !slices.Equal(got, want) {
+		t.Errorf("restored %q, want %q", got, want)
+	}
+	var list []struct{ Source string }
+	r := cliOK(t, nil, "snapshot", "ls", "--pool", poolDir, "--source", "etc", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || list[0].Source != "etc" {
+		t.Errorf("snapshot ls --source etc: %v %q", err, r.stdout)
+	}
+}
