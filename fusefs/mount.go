@@ -30,6 +30,9 @@ type Options struct {
 	// VolatileTimeout is the cache time for the root, host directories and
 	// snapshot entries, which change as backups run (default 1 second).
 	VolatileTimeout time.Duration
+	// RefreshInterval is the least time between two re-reads of the
+	// snapshot list, for trees that implement Refresher (default 2 seconds).
+	RefreshInterval time.Duration
 	// AllowOther lets users other than the mounting one see the mount.
 	// Non-root mounts then need user_allow_other in /etc/fuse.conf.
 	AllowOther bool
@@ -64,6 +67,9 @@ func Mount(ctx context.Context, mountpoint string, fsys fs.FS, opts Options) (*S
 	if opts.VolatileTimeout <= 0 {
 		opts.VolatileTimeout = time.Second
 	}
+	if opts.RefreshInterval <= 0 {
+		opts.RefreshInterval = 2 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -71,7 +77,7 @@ func Mount(ctx context.Context, mountpoint string, fsys fs.FS, opts Options) (*S
 	if err := ClearStale(mountpoint); err != nil {
 		return nil, err
 	}
-	t := &tree{fsys: fsys, log: log, cache: opts.CacheTimeout, volatile: opts.VolatileTimeout}
+	t := &tree{fsys: fsys, log: log, cache: opts.CacheTimeout, volatile: opts.VolatileTimeout, refreshEvery: opts.RefreshInterval}
 	root := &node{t: t, path: "."}
 	vol := opts.VolatileTimeout
 	mo := fuse.MountOptions{

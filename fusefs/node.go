@@ -24,6 +24,31 @@ type tree struct {
 	log      *slog.Logger
 	cache    time.Duration // entries and attributes inside snapshots
 	volatile time.Duration // root, host and snapshot-list levels
+
+	refreshEvery time.Duration
+	rmu          sync.Mutex
+	lastRefresh  time.Time
+}
+
+// Refresher is implemented by trees that read their top levels (the
+// snapshot list) once and cache them, like *pool.TreeFS: Refresh makes the
+// next access read them again.
+type Refresher interface{ Refresh() }
+
+// refresh calls Refresh on the tree, at most once per refreshEvery. It is
+// called when the kernel asks about the volatile levels, which it caches
+// only briefly, so new snapshots show up within about that time.
+func (t *tree) refresh() {
+	r, ok := t.fsys.(Refresher)
+	if !ok {
+		return
+	}
+	t.rmu.Lock()
+	defer t.rmu.Unlock()
+	if now := time.Now(); now.Sub(t.lastRefresh) >= t.refreshEvery {
+		r.Refresh()
+		t.lastRefresh = now
+	}
 }
 
 // immutable reports whether path p lies inside a snapshot, where nothing
@@ -218,6 +243,9 @@ func (n *node) child(ctx context.Context, name string, info fs.FileInfo, out *fu
 // Lookup resolves one name, lazily: only that entry is read.
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	p := join(n.path, name)
+	if !immutable(p) {
+		n.t.refresh()
+	}
 	info, err := n.t.lstat(p)
 	if err != nil {
 		return nil, n.t.errno("lookup", p, err)
@@ -226,6 +254,9 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 }
 
 func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if !immutable(n.path) {
+		n.t.refresh()
+	}
 	info, errno := n.stat()
 	if errno != 0 {
 		return errno
@@ -456,6 +487,9 @@ func (d *dirHandle) open() syscall.Errno {
 		d.f.Close()
 	}
 	d.f, d.rd, d.buf, d.off, d.last, d.eof = nil, nil, nil, 0, nil, false
+	if !immutable(d.n.path) {
+		d.n.t.refresh()
+	}
 	f, err := d.n.t.fsys.Open(d.n.path)
 	if err != nil {
 		return d.n.t.errno("opendir", d.n.path, err)
