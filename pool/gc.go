@@ -101,6 +101,14 @@ func (p *Pool) GC(ctx context.Context, o GCOptions) (GCReport, error) {
 		st.mu.Unlock()
 	}()
 
+	// A writer's tree or chunk list may still be on its way to the
+	// backend: mark through the copy in memory wherever it is referenced.
+	inMemory := map[Digest][]byte{}
+	for _, r := range roots {
+		if r.data != nil {
+			inMemory[r.d] = r.data
+		}
+	}
 	marked := map[Digest]struct{}{}
 	var mark func(d Digest, kind Kind, data []byte) error
 	mark = func(d Digest, kind Kind, data []byte) error {
@@ -113,6 +121,9 @@ func (p *Pool) GC(ctx context.Context, o GCOptions) (GCReport, error) {
 		}
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if data == nil {
+			data = inMemory[d]
 		}
 		if data == nil {
 			_, b, err := p.Get(ctx, d)
