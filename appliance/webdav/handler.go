@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"golang.org/x/net/webdav"
 )
@@ -20,8 +22,10 @@ const Allow = "OPTIONS, GET, HEAD, PROPFIND"
 func NewHandler(fsys fs.FS, prefix string) http.Handler {
 	prefix = strings.TrimRight(prefix, "/")
 	log := slog.Default().With("component", "webdav")
+	r, _ := fsys.(Refresher)
 	return &handler{
-		prefix: prefix,
+		refresher: r,
+		prefix:    prefix,
 		dav: &webdav.Handler{
 			Prefix:     prefix,
 			FileSystem: NewFileSystem(fsys),
@@ -39,6 +43,31 @@ func NewHandler(fsys fs.FS, prefix string) http.Handler {
 type handler struct {
 	prefix string
 	dav    *webdav.Handler
+
+	refresher   Refresher // nil when the tree has no cached top levels
+	rmu         sync.Mutex
+	lastRefresh time.Time
+}
+
+// Refresher is implemented by trees that cache their snapshot list, like
+// *pool.TreeFS. The handler calls Refresh at most every RefreshInterval so
+// that new snapshots appear. A tree that wraps another (a per-user filter)
+// should forward Refresh.
+type Refresher interface{ Refresh() }
+
+// RefreshInterval is the least time between two Refresh calls.
+const RefreshInterval = 2 * time.Second
+
+func (h *handler) refresh() {
+	if h.refresher == nil {
+		return
+	}
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
+	if now := time.Now(); now.Sub(h.lastRefresh) >= RefreshInterval {
+		h.refresher.Refresh()
+		h.lastRefresh = now
+	}
 }
 
 const finiteDepth = `<?xml version="1.0" encoding="utf-8"?>
@@ -79,5 +108,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	h.refresh()
 	h.dav.ServeHTTP(w, r)
 }
