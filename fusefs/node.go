@@ -356,8 +356,15 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 
 // OpendirHandle returns a streaming directory handle: entries are read from
 // the restore tree in batches, never the whole directory at once.
+//
+// Listings inside snapshots never change, so the kernel may cache them
+// (FOPEN_CACHE_DIR); the levels above are listed afresh every time.
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	return &dirHandle{n: n}, 0, 0
+	var fl uint32
+	if immutable(n.path) {
+		fl = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
+	}
+	return &dirHandle{n: n}, fl, 0
 }
 
 // Write operations: the restore tree is read-only, always.
