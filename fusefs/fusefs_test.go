@@ -487,3 +487,32 @@ func TestInodeHelpers(t *testing.T) {
 		t.Errorf("unescape = %q", got)
 	}
 }
+
+// TestBusyUnmount unmounts while a file is open: the mount leaves the
+// namespace at once, the open file stays readable, and the server stops
+// when it is closed.
+func TestBusyUnmount(t *testing.T) {
+	needFUSE(t)
+	mp := t.TempDir()
+	s, err := Mount(context.Background(), mp, &liveFS{m: testTree()}, Options{})
+	must(t, err)
+	f, err := os.Open(filepath.Join(mp, "web1/latest/root/etc/hostname"))
+	if err != nil {
+		s.Unmount()
+		t.Fatal(err)
+	}
+	must(t, s.Unmount())
+	if ok, err := Mounted(mp); ok || err != nil {
+		t.Errorf("after busy unmount: mounted=%v %v", ok, err)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil || string(b) != "web1\n" {
+		t.Errorf("open file after lazy unmount: %q %v", b, err)
+	}
+	f.Close()
+	select {
+	case <-s.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("server still running 30s after the last file was closed")
+	}
+}

@@ -136,21 +136,24 @@ func (s *Server) Wait() { <-s.done }
 
 // Unmount unmounts and waits for the server to stop. When the mount is busy
 // (a process still has a file open or its cwd inside), it falls back to a
-// lazy unmount: the mount disappears from the namespace at once and the
-// kernel drops it when the last user lets go. It is safe to call more than
-// once.
+// lazy unmount and returns at once: the mount disappears from the namespace,
+// the server goes on serving the files still open, and Done is closed when
+// the last of them is let go (or when the process exits). It is safe to
+// call more than once.
 func (s *Server) Unmount() error {
 	s.once.Do(func() {
 		err := s.srv.Unmount()
-		if err != nil {
-			s.log.Warn("unmount failed, detaching lazily", "err", err)
-			if derr := detach(s.mountpoint); derr != nil {
-				s.err = fmt.Errorf("unmount %s: %v; lazy unmount: %w", s.mountpoint, err, derr)
-				return
-			}
+		if err == nil {
+			<-s.done
+			s.log.Info("unmounted restore tree")
+			return
 		}
-		<-s.done
-		s.log.Info("unmounted restore tree")
+		s.log.Warn("mount busy, detaching lazily", "err", err)
+		if derr := detach(s.mountpoint); derr != nil {
+			s.err = fmt.Errorf("unmount %s: %v; lazy unmount: %w", s.mountpoint, err, derr)
+			return
+		}
+		s.log.Info("detached restore tree; open files stay readable until closed")
 	})
 	return s.err
 }
