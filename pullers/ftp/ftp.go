@@ -1,0 +1,519 @@
+package ftp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/textproto"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cairn-backup/cairn/pool"
+	"github.com/cairn-backup/cairn/pullers"
+)
+
+// Method is the source method name this puller registers.
+const Method = "ftp"
+
+func init() {
+	pullers.Register(Method, func() pullers.Puller { return New() })
+}
+
+// Puller pulls a directory tree over FTP or explicit FTPS. The zero value
+// is ready to use; one Puller may run several pulls at once.
+type Puller struct {
+	// MaxListing caps the bytes of one directory listing (0: 64 MiB).
+	MaxListing int64
+	// MaxDepth caps directory nesting below the source root (0: 256).
+	MaxDepth int
+}
+
+var _ pullers.Puller = (*Puller)(nil)
+
+// New returns an FTP puller with the default limits.
+func New() *Puller { return &Puller{} }
+
+// maxReconnects bounds how often one pull re-opens a broken control
+// connection.
+const maxReconnects = 5
+
+// Pull walks j.Source.Path on the server into j.Sink. See the package
+// documentation.
+func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
+	if j == nil || j.Sink == nil {
+		return errors.New("ftp pull: no sink")
+	}
+	cfg, err := parseConfig(j.Host, &j.Source)
+	if err != nil {
+		return fmt.Errorf("ftp %s: %w", j.Host, err)
+	}
+	root := j.Source.Path
+	if root == "" {
+		root = "/"
+	}
+	if !strings.HasPrefix(root, "/") {
+		root = "/" + root
+	}
+	root = path.Clean(root)
+	w := &walker{j: j, cfg: cfg, root: root, maxListing: p.MaxListing, maxDepth: p.MaxDepth}
+	if w.maxListing <= 0 {
+		w.maxListing = defaultMaxListing
+	}
+	if w.maxDepth <= 0 {
+		w.maxDepth = defaultMaxDepth
+	}
+	w.excludes, err = parseExcludes(j.Source.Excludes)
+	if err != nil {
+		return fmt.Errorf("ftp %s: %w", cfg.addr, err)
+	}
+	if err := w.open(ctx); err != nil {
+		return fmt.Errorf("ftp %s: %w", cfg.addr, err)
+	}
+	defer func() { w.s.close() }()
+
+	now := time.Now()
+	if err := w.s.c.ChangeDir(root); err != nil {
+		return fmt.Errorf("ftp %s:%s: open source: %w", cfg.addr, root, ctxErr(ctx, err))
+	}
+	rootEntry := pool.Entry{Name: ".", Type: pool.TypeDir, Mode: 0o755, ModTime: now.UnixNano()}
+	if err := j.Sink.Add(ctx, ".", rootEntry, nil); err != nil {
+		return fmt.Errorf("ftp %s: store the root: %w", cfg.addr, err)
+	}
+	w.added(".", &rootEntry)
+	if err := w.walkDir(ctx, "", 0); err != nil {
+		return err
+	}
+	w.report("")
+	return nil
+}
+
+// open connects and logs in. A server that offers MLSD keeps it; one that
+// does not is reconnected with "LIST -a" so hidden files are listed.
+func (w *walker) open(ctx context.Context) error {
+	s, err := connect(ctx, w.cfg, false)
+	if err != nil {
+		return err
+	}
+	if !s.mlsd {
+		s.close()
+		if s, err = connect(ctx, w.cfg, true); err != nil {
+			return err
+		}
+	}
+	w.s = s
+	if fp, verified := s.fingerprint(); w.cfg.tls && fp != "" && !verified && w.cfg.pinned == "" {
+		// Trust on first use: report the fingerprint for the caller to pin.
+		opts := maps.Clone(w.j.Source.Options)
+		if opts == nil {
+			opts = map[string]string{}
+		}
+		opts["tls_fingerprint"] = fp
+		w.j.Source.Options = opts
+		w.cfg.pinned = fp
+	}
+	return nil
+}
+
+// reconnect replaces a broken session after a transport error.
+func (w *walker) reconnect(ctx context.Context, cause error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	w.reconnects++
+	if w.reconnects > maxReconnects {
+		return fmt.Errorf("ftp %s: connection keeps failing: %w", w.cfg.addr, cause)
+	}
+	w.s.close()
+	s, err := connect(ctx, w.cfg, !w.s.mlsd)
+	if err != nil {
+		return fmt.Errorf("ftp %s: reconnect after %v: %w", w.cfg.addr, cause, err)
+	}
+	w.s = s
+	return nil
+}
+
+// protocolErr reports whether err is an FTP reply (the connection is
+// still usable) rather than a transport failure.
+func protocolErr(err error) bool {
+	var te *textproto.Error
+	return errors.As(err, &te)
+}
+
+type walker struct {
+	j          *pullers.Job
+	cfg        *config
+	s          *session
+	root       string
+	excludes   []string
+	maxListing int64
+	maxDepth   int
+	reconnects int
+	prog       pullers.Progress
+}
+
+func (w *walker) remote(rel string) string {
+	if rel == "" {
+		return w.root
+	}
+	if w.root == "/" {
+		return "/" + rel
+	}
+	return w.root + "/" + rel
+}
+
+func (w *walker) recordError(rel string, err error) {
+	w.prog.Errors++
+	w.j.Sink.RecordError(relOrDot(rel), fmt.Errorf("ftp %s:%s: %w", w.cfg.addr, w.remote(rel), err))
+}
+
+func relOrDot(rel string) string {
+	if rel == "" {
+		return "."
+	}
+	return rel
+}
+
+func (w *walker) report(rel string) {
+	w.prog.Path = rel
+	if w.j.Progress != nil {
+		w.j.Progress(w.prog)
+	}
+}
+
+func (w *walker) added(rel string, e *pool.Entry) {
+	w.prog.Files++
+	if e.Type == pool.TypeFile {
+		w.prog.Bytes += e.Size
+	}
+	w.report(rel)
+}
+
+func (w *walker) add(ctx context.Context, rel string, e pool.Entry, r io.Reader) (bool, error) {
+	if err := w.j.Sink.Add(ctx, rel, e, r); err != nil {
+		return false, w.addFailed(ctx, rel, err)
+	}
+	w.added(rel, &e)
+	return true, nil
+}
+
+func (w *walker) addFailed(ctx context.Context, rel string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, pool.ErrEntry) {
+		w.recordError(rel, err)
+		return nil
+	}
+	return fmt.Errorf("ftp %s: store %s: %w", w.cfg.addr, rel, err)
+}
+
+// readDir lists the directory rel and parses it. Bad lines and hostile
+// names are per-file errors; the good entries are returned sorted by name,
+// without duplicates.
+func (w *walker) readDir(ctx context.Context, rel string) ([]ListEntry, error) {
+	dir := w.remote(rel)
+	if err := w.s.c.ChangeDir(dir); err != nil {
+		if protocolErr(err) {
+			w.recordError(rel, fmt.Errorf("open directory: %w", err))
+			return nil, nil
+		}
+		w.recordError(rel, fmt.Errorf("open directory: %w", ctxErr(ctx, err)))
+		return nil, w.reconnect(ctx, err)
+	}
+	lines, err := w.s.list(w.maxListing)
+	if err != nil {
+		w.recordError(rel, fmt.Errorf("list directory: %w", ctxErr(ctx, err)))
+		if protocolErr(err) {
+			return nil, nil
+		}
+		return nil, w.reconnect(ctx, err)
+	}
+	now := time.Now()
+	var out []ListEntry
+	for _, line := range lines {
+		var e ListEntry
+		var err error
+		if w.s.mlsd {
+			e, err = ParseMLSDLine(line)
+		} else {
+			e, err = ParseListLine(line, now)
+		}
+		if errors.Is(err, errSkip) {
+			continue
+		}
+		if err != nil {
+			w.recordError(rel, fmt.Errorf("listing line %q: %w", truncate(line, 200), err))
+			continue
+		}
+		if e.Name == "." || e.Name == ".." {
+			continue
+		}
+		if !pool.ValidName(e.Name) || strings.ContainsAny(e.Name, "\r\n") {
+			w.recordError(rel, fmt.Errorf("server listed a hostile or invalid name %q; skipped", truncate(e.Name, 200)))
+			continue
+		}
+		out = append(out, e)
+	}
+	sort.SliceStable(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	dedup := out[:0]
+	for i, e := range out {
+		if i > 0 && e.Name == out[i-1].Name {
+			w.recordError(rel, fmt.Errorf("server listed %q twice; kept the first", e.Name))
+			continue
+		}
+		dedup = append(dedup, e)
+	}
+	return dedup, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// walkDir emits the children of the directory rel ("" for the root).
+func (w *walker) walkDir(ctx context.Context, rel string, depth int) error {
+	entries, err := w.readDir(ctx, rel)
+	if err != nil {
+		return err
+	}
+	for _, le := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		child := le.Name
+		if rel != "" {
+			child = rel + "/" + le.Name
+		}
+		if excluded(w.excludes, child) {
+			continue
+		}
+		e := entryOf(&le)
+		switch e.Type {
+		case pool.TypeDir:
+			if depth+1 > w.maxDepth {
+				w.recordError(child, fmt.Errorf("deeper than %d levels; not descended", w.maxDepth))
+				continue
+			}
+			stored, err := w.add(ctx, child, e, nil)
+			if err != nil {
+				return err
+			}
+			if stored {
+				if err := w.walkDir(ctx, child, depth+1); err != nil {
+					return err
+				}
+			}
+		case pool.TypeFile:
+			if err := w.visitFile(ctx, child, le, e); err != nil {
+				return err
+			}
+		default:
+			if _, err := w.add(ctx, child, e, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// entryOf converts a listing entry to a pool entry (no content).
+func entryOf(le *ListEntry) pool.Entry {
+	e := pool.Entry{Name: le.Name, Type: le.Type, User: le.User, Group: le.Group,
+		Target: le.Target, Rdev: le.Rdev}
+	if le.HasMode {
+		e.Mode = le.Mode
+	} else if le.Type == pool.TypeDir {
+		e.Mode = 0o755
+	} else {
+		e.Mode = 0o644
+	}
+	if le.HasUID {
+		e.UID = le.UID
+	}
+	if le.HasGID {
+		e.GID = le.GID
+	}
+	if !le.ModTime.IsZero() {
+		e.ModTime = le.ModTime.UnixNano()
+	}
+	if le.Type == pool.TypeFile {
+		e.Size = le.Size
+	}
+	return e
+}
+
+func (w *walker) visitFile(ctx context.Context, rel string, le ListEntry, e pool.Entry) error {
+	remote := w.remote(rel)
+	if !le.Precise && w.s.c.IsGetTimeSupported() {
+		t, err := w.s.c.GetTime(remote)
+		switch {
+		case err == nil && !t.IsZero():
+			e.ModTime = t.UnixNano()
+		case err != nil && !protocolErr(err):
+			w.recordError(rel, fmt.Errorf("MDTM: %w", ctxErr(ctx, err)))
+			return w.reconnect(ctx, err)
+		}
+		// A refused MDTM (550 on some servers for special files) keeps
+		// the listing's time.
+	}
+	if prev, ok := w.previous(ctx, rel); ok && prev.Type == pool.TypeFile &&
+		prev.Size == e.Size && prev.ModTime == e.ModTime && e.Size > 0 && !prev.Content.IsZero() {
+		skip := e
+		skip.Content, skip.Chunked = prev.Content, prev.Chunked
+		err := w.j.Sink.Add(ctx, rel, skip, nil)
+		if err == nil {
+			w.prog.Skipped++
+			w.added(rel, &skip)
+			return nil
+		}
+		if !errors.Is(err, pool.ErrContentMissing) || ctx.Err() != nil {
+			return w.addFailed(ctx, rel, err)
+		}
+	}
+	resp, err := w.s.c.Retr(remote)
+	if err != nil {
+		if protocolErr(err) {
+			w.recordError(rel, fmt.Errorf("RETR: %w", err))
+			return nil
+		}
+		w.recordError(rel, fmt.Errorf("RETR: %w", ctxErr(ctx, err)))
+		return w.reconnect(ctx, err)
+	}
+	r := &exactReader{ctx: ctx, r: resp, size: e.Size, left: e.Size}
+	addErr := w.j.Sink.Add(ctx, rel, e, r)
+	extra := false
+	if addErr == nil && r.err == nil {
+		extra = r.more()
+	}
+	closeErr := resp.Close()
+	if addErr != nil {
+		if r.err != nil && ctx.Err() == nil {
+			w.recordError(rel, r.err)
+			if !protocolErr(closeErr) && closeErr != nil {
+				return w.reconnect(ctx, closeErr)
+			}
+			return nil
+		}
+		return w.addFailed(ctx, rel, addErr)
+	}
+	w.added(rel, &e)
+	switch {
+	case extra:
+		w.recordError(rel, fmt.Errorf("server sent more than the listed %d bytes (changed, or a lying size); stored the first %d", e.Size, e.Size))
+		if closeErr != nil && !protocolErr(closeErr) {
+			return w.reconnect(ctx, closeErr)
+		}
+	case closeErr != nil:
+		w.recordError(rel, fmt.Errorf("transfer did not complete cleanly: %w", ctxErr(ctx, closeErr)))
+		if !protocolErr(closeErr) {
+			return w.reconnect(ctx, closeErr)
+		}
+	}
+	return nil
+}
+
+func (w *walker) previous(ctx context.Context, rel string) (pool.Entry, bool) {
+	if w.j.Previous == nil {
+		return pool.Entry{}, false
+	}
+	e, ok, err := w.j.Previous.Lookup(ctx, rel)
+	if err != nil || !ok {
+		return pool.Entry{}, false
+	}
+	return e, true
+}
+
+// exactReader yields exactly size bytes of a transfer. A short transfer
+// is a per-file error remembered in err, so the puller can tell it from a
+// failing sink.
+type exactReader struct {
+	ctx  context.Context
+	r    io.Reader
+	size int64
+	left int64
+	err  error
+}
+
+func (r *exactReader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	if r.left <= 0 {
+		return 0, io.EOF
+	}
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	n, err := r.r.Read(p)
+	r.left -= int64(n)
+	if n > 0 {
+		return n, nil
+	}
+	if err == nil {
+		return 0, nil
+	}
+	if err == io.EOF {
+		r.err = fmt.Errorf("server sent only %d of the listed %d bytes (changed, or a lying size)", r.size-r.left, r.size)
+	} else {
+		r.err = fmt.Errorf("read: %w", err)
+	}
+	return 0, r.err
+}
+
+// more reports whether the transfer has data beyond size.
+func (r *exactReader) more() bool {
+	var one [1]byte
+	for range 100 {
+		n, err := r.r.Read(one[:])
+		if n > 0 {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// parseExcludes normalizes exclude patterns like the local puller does.
+func parseExcludes(pats []string) ([]string, error) {
+	var out []string
+	for _, pat := range pats {
+		pat = strings.TrimPrefix(strings.TrimPrefix(pat, "./"), "/")
+		pat = strings.TrimSuffix(pat, "/")
+		if pat == "" {
+			continue
+		}
+		if _, err := path.Match(pat, ""); err != nil {
+			return nil, fmt.Errorf("exclude pattern %q: %w", pat, err)
+		}
+		out = append(out, pat)
+	}
+	return out, nil
+}
+
+// excluded reports whether rel matches a pattern as a whole or, for
+// patterns without "/", on its last element.
+func excluded(pats []string, rel string) bool {
+	for _, pat := range pats {
+		if ok, _ := path.Match(pat, rel); ok {
+			return true
+		}
+		if !strings.Contains(pat, "/") {
+			if ok, _ := path.Match(pat, path.Base(rel)); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
