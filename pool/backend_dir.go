@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -282,4 +283,46 @@ func (b *DirBackend) Sync(ctx context.Context) error {
 		return fmt.Errorf("sync %s: %w", b.path, err)
 	}
 	return nil
+}
+
+// A TempCleaner is a Backend that can leave temporary files behind after a
+// crash (a local directory) and can remove them. GC calls it through
+// (*Pool).CleanTemp.
+type TempCleaner interface {
+	// CleanTemp removes temporary files last modified before cutoff and
+	// returns how many it removed.
+	CleanTemp(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+var _ TempCleaner = (*DirBackend)(nil)
+
+// CleanTemp removes .tmp-* files older than cutoff anywhere below the
+// root: leftovers of Puts interrupted by a crash. A cutoff well in the
+// past (GC's grace period) never races a running Put.
+func (b *DirBackend) CleanTemp(ctx context.Context, cutoff time.Time) (int, error) {
+	n := 0
+	err := fs.WalkDir(b.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return b.wrap("clean", p, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), ".tmp-") {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil || !fi.ModTime().Before(cutoff) {
+			return nil
+		}
+		if err := b.root.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return b.wrap("clean", p, err)
+		}
+		n++
+		return nil
+	})
+	return n, err
 }

@@ -87,3 +87,38 @@ func TestDirBackendDetails(t *testing.T) {
 	}
 	c.Close()
 }
+
+func TestCleanTemp(t *testing.T) {
+	ctx := context.Background()
+	b := newDir(t)
+	p, err := pool.Init(ctx, pool.Decorate(b, pool.DecorateOptions{Retries: 1, Concurrency: 2}), pool.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _, _ := p.Put(ctx, pool.KindData, []byte("keep"))
+	dir := filepath.Join(b.Location(), "objects", "ab", "cd")
+	os.MkdirAll(dir, 0o700)
+	old, fresh := filepath.Join(dir, ".tmp-old"), filepath.Join(b.Location(), ".tmp-fresh")
+	os.WriteFile(old, []byte("partial"), 0o600)
+	os.WriteFile(fresh, []byte("in progress"), 0o600)
+	past := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(old, past, past)
+	n, err := p.CleanTemp(ctx, time.Now().Add(-time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("CleanTemp = %d, %v; want 1", n, err)
+	}
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("old temp file kept")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Fatal("fresh temp file removed")
+	}
+	if _, _, err := p.Get(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	// A backend without temp files: nothing to do.
+	pm, _ := pool.Init(ctx, backendtest.NewMem(), pool.InitOptions{})
+	if n, err := pm.CleanTemp(ctx, time.Now()); n != 0 || err != nil {
+		t.Fatal(n, err)
+	}
+}

@@ -572,3 +572,24 @@ func readInto(buf []byte, r io.Reader) ([]byte, error) {
 		}
 	}
 }
+
+// CleanTemp removes temporary files older than cutoff that a crashed Put
+// left behind, when the backend (under its decorators) is a TempCleaner;
+// otherwise it does nothing. It returns how many files it removed.
+func (p *Pool) CleanTemp(ctx context.Context, cutoff time.Time) (int, error) {
+	b := p.b
+	for {
+		if tc, ok := b.(TempCleaner); ok {
+			n, err := tc.CleanTemp(ctx, cutoff)
+			if err != nil {
+				return n, fmt.Errorf("clean temporary files at %s: %w", p.b.Location(), err)
+			}
+			return n, nil
+		}
+		u, ok := b.(interface{ Unwrap() Backend })
+		if !ok {
+			return 0, nil
+		}
+		b = u.Unwrap()
+	}
+}
