@@ -51,8 +51,9 @@ type Writer struct {
 	cancel context.CancelFunc
 	lock   *heldLock
 
-	jobs chan putJob
-	wg   sync.WaitGroup
+	jobs   chan putJob
+	wg     sync.WaitGroup
+	budget byteBudget // bytes queued or being written
 
 	errMu sync.Mutex
 	err   error // first fatal error
@@ -136,12 +137,15 @@ func (p *Pool) NewWriter(ctx context.Context, meta SnapshotMeta) (*Writer, error
 		}
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	workers := runtime.GOMAXPROCS(0)
+	// Twice the cores: a worker blocked in a backend call leaves its core
+	// to another one compressing.
+	workers := 2 * runtime.GOMAXPROCS(0)
 	w := &Writer{
 		p: p, st: st, meta: meta, id: id, ctx: wctx, cancel: cancel, lock: lock,
-		jobs:    make(chan putJob, 2*workers),
+		jobs:    make(chan putJob, writerQueue),
 		pending: map[Digest]*pendingObj{},
 	}
+	w.budget.init(writerBudget)
 	st.mu.Lock()
 	st.writers[w] = struct{}{}
 	st.mu.Unlock()
@@ -205,10 +209,50 @@ func (w *Writer) worker() {
 		if j.buf != nil {
 			putChunkBuf(j.buf)
 		}
+		w.budget.release(len(j.data))
 		w.st.mu.Lock()
 		w.unpinLocked(j.d)
 		w.st.mu.Unlock()
 	}
+}
+
+// Memory bound of the write pipeline: at most writerQueue objects and
+// writerBudget bytes of object data are queued or being written.
+const (
+	writerQueue  = 256
+	writerBudget = 32 << 20
+)
+
+// byteBudget bounds the bytes in flight. Workers always release what they
+// took, even after a failure, so acquire never waits forever.
+type byteBudget struct {
+	mu    sync.Mutex
+	cond  sync.Cond
+	avail int
+	max   int
+}
+
+func (b *byteBudget) init(n int) {
+	b.avail, b.max = n, n
+	b.cond.L = &b.mu
+}
+
+func (b *byteBudget) acquire(n int) {
+	n = min(n, b.max)
+	b.mu.Lock()
+	for b.avail < n {
+		b.cond.Wait()
+	}
+	b.avail -= n
+	b.mu.Unlock()
+}
+
+func (b *byteBudget) release(n int) {
+	n = min(n, b.max)
+	b.mu.Lock()
+	b.avail += n
+	b.mu.Unlock()
+	b.cond.Signal()
 }
 
 // pinLocked makes d a GC root of this writer until unpinLocked.
@@ -262,13 +306,16 @@ func (w *Writer) store(ctx context.Context, kind Kind, d Digest, data []byte, bu
 		}
 		return nil
 	}
+	w.budget.acquire(len(data))
 	select {
 	case w.jobs <- putJob{kind: kind, d: d, data: data, buf: buf}:
 		return nil
 	case <-ctx.Done():
+		w.budget.release(len(data))
 		w.fail(ctx.Err())
 		return ctx.Err()
 	case <-w.ctx.Done():
+		w.budget.release(len(data))
 		if err := w.failed(); err != nil {
 			return err
 		}
