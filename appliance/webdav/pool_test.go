@@ -20,7 +20,7 @@ import (
 
 // storeDir stores the local tree src as one snapshot through the pool's
 // Writer.
-func storeDir(t *testing.T, ctx context.Context, p *pool.Pool, host, source, src string, start time.Time) {
+func storeDir(t testing.TB, ctx context.Context, p *pool.Pool, host, source, src string, start time.Time) {
 	t.Helper()
 	w, err := p.NewWriter(ctx, pool.SnapshotMeta{Host: host, Source: source, Start: start})
 	must(t, err)

@@ -470,7 +470,7 @@ func FuzzWebDAVPath(f *testing.F) {
 	})
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
