@@ -1,0 +1,83 @@
+// Package sftp is the puller for a directory on a host that runs an SSH
+// server with SFTP (method "sftp"), over github.com/pkg/sftp and
+// golang.org/x/crypto/ssh. Nothing is installed on the host. It registers
+// itself with pullers.Register in init.
+//
+// # Source
+//
+//	Options["host"]      host name or address (required)
+//	Options["port"]      default 22
+//	Options["user"]      login name (required)
+//	Options["host_key"]  the pinned host key, authorized_keys format
+//	                     ("ssh-ed25519 AAAA…"). Empty: any key is accepted
+//	                     and reported (Puller.SeenHostKey, Puller.OnHostKey)
+//	                     so the caller can pin it (trust on first use). A
+//	                     different key fails with ErrHostKeyChanged, which
+//	                     wraps pullers.ErrPermanent and names both
+//	                     SHA256 fingerprints.
+//	Options["paths"]     more remote paths, comma-separated (see Paths)
+//	Options["timeout"]   connect and handshake timeout (Go duration), default 30s
+//	Options["full"]      "true": no incremental skip in this run
+//	Options["full_every"] N days: every file is re-read once every N days,
+//	                     a different 1/N of the files each day (chosen by a
+//	                     hash of the path), to catch changes that kept
+//	                     size and mtime (BackupPC's periodic full)
+//	Secret["password"]     password (also answers keyboard-interactive)
+//	Secret["private_key"]  private key, PEM/OpenSSH format
+//	Secret["passphrase"]   for an encrypted private_key
+//	Source.Excludes      globs (path.Match) tried on every path element and
+//	                     on the whole path relative to the snapshot root
+//
+// Refused credentials fail at once with ErrAuth (wraps
+// pullers.ErrPermanent): one clear message, no retry.
+//
+// # Paths
+//
+// With one path (Source.Path, or one entry in Options["paths"]) the
+// snapshot root is that directory; it may be relative to the login
+// directory and is followed if it is a symlink. With several, each must be
+// absolute and is stored at its own location below the snapshot root
+// ("/etc" as etc/, "/srv/www" as srv/www/, with srv stat'ed on the way);
+// a path inside another is pulled once.
+//
+// # Walk and metadata
+//
+// Depth first, names in byte order. SFTP v3 attributes give type, mode
+// (with setuid/setgid/sticky), uid/gid and mtime in whole seconds; owner
+// names, hard links, xattrs and sub-second times are not carried.
+// Symlinks are recorded with their target (READLINK) and never followed.
+// A regular file's metadata is taken from the open handle (FSTAT), so
+// size and content belong together; its content streams into the sink
+// through pkg/sftp's pipelined concurrent reads (up to 64 requests in
+// flight per file).
+//
+// # Hostile servers
+//
+// Every name is checked (pool.ValidName: no "/", NUL, "." or ".."; pkg/sftp
+// takes path.Base first) and duplicates are dropped; a file whose data is
+// shorter or longer than the size its handle reports is a per-file error
+// (at most size+1 bytes are accepted); one listing may send at most
+// MaxListBytes (then the entries so far are kept, an error is recorded and
+// the session is replaced); directories nest at most MaxDepth deep. Nothing
+// is ever written on the host by a pull.
+//
+// # Errors and retries
+//
+// A file that vanished, cannot be opened or read, or changed size while
+// being read is recorded with Sink.RecordError. When the connection drops,
+// it is re-established and the file is tried again (Retries times), then
+// recorded as a per-file error; after 10 reconnects the pull fails.
+// Cancelling ctx closes the connection at once.
+//
+// # Incremental
+//
+// A regular file whose previous entry has the same type, size and mtime
+// (seconds) is emitted with the previous content and not opened, unless
+// Options full / full_every select it for a re-read.
+//
+// # Restore
+//
+// Restore writes a snapshot subtree back to the host over SFTP, by default
+// into a new directory cairn-restore-<time> next to the source, keeping
+// mode and mtime.
+package sftp
