@@ -22,6 +22,9 @@
 //     sequentially): a read at any offset then touches only what it covers.
 //   - FileInfo.Sys() may be a *pool.Entry (uid/gid, ns mtime, rdev, xattrs,
 //     hard-link id) or a *syscall.Stat_t.
+//   - A tree that caches its snapshot list (Refresher, like *pool.TreeFS)
+//     is refreshed at most every Options.RefreshInterval, when the kernel
+//     asks about the volatile levels.
 //
 // # Invariants
 //
@@ -32,4 +35,11 @@
 //     inode. The root is 1.
 //   - Read-only three times over: the "ro" mount option, MS_RDONLY when
 //     mounting directly as root, and EROFS from every write operation.
+//   - default_permissions: the kernel checks each file's recorded owner and
+//     mode, so with AllowOther a user reads only what the source host would
+//     have let that uid read.
+//   - Hard links report nlink 2 (the tree records link groups, not their
+//     size) unless the entry carries Extra["nlink"].
+//   - Unmount falls back to a lazy unmount when busy; ClearStale (also run
+//     by Mount) removes a mount whose server died.
 package fusefs
