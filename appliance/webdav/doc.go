@@ -38,6 +38,15 @@
 // of listings and answer 404. Staying within one host means a link can
 // never reveal a host the caller's view hides.
 //
+// # Properties and freshness
+//
+// ETag is the pool's content digest when FileInfo.Sys() is a *pool.Entry
+// (so it is the same for the same content in every snapshot), else
+// x/net/webdav's mtime+size; the content type comes from the extension, so
+// PROPFIND never opens files. GET supports Range and conditional requests
+// (http.ServeContent). A tree that caches its snapshot list (Refresher,
+// like *pool.TreeFS) is refreshed at most every RefreshInterval.
+//
 // # Depth
 //
 // PROPFIND takes Depth 0 or 1. Depth infinity (also the default when the
