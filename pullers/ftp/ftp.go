@@ -216,18 +216,18 @@ func (w *walker) addFailed(ctx context.Context, rel string, err error) error {
 // without duplicates.
 func (w *walker) readDir(ctx context.Context, rel string) ([]ListEntry, error) {
 	dir := w.remote(rel)
-	if err := w.s.c.ChangeDir(dir); err != nil {
-		if protocolErr(err) {
-			w.recordError(rel, fmt.Errorf("open directory: %w", err))
-			return nil, nil
+	lines, err := w.listDir(dir)
+	if err != nil && !protocolErr(err) && !errors.Is(err, ErrListingTooLong) && ctx.Err() == nil {
+		// The control connection broke (perhaps on an earlier command):
+		// reconnect and try once more.
+		if err := w.reconnect(ctx, err); err != nil {
+			return nil, err
 		}
-		w.recordError(rel, fmt.Errorf("open directory: %w", ctxErr(ctx, err)))
-		return nil, w.reconnect(ctx, err)
+		lines, err = w.listDir(dir)
 	}
-	lines, err := w.s.list(w.maxListing)
 	if err != nil {
 		w.recordError(rel, fmt.Errorf("list directory: %w", ctxErr(ctx, err)))
-		if protocolErr(err) {
+		if protocolErr(err) || errors.Is(err, ErrListingTooLong) {
 			return nil, nil
 		}
 		return nil, w.reconnect(ctx, err)
@@ -268,6 +268,15 @@ func (w *walker) readDir(ctx context.Context, rel string) ([]ListEntry, error) {
 		dedup = append(dedup, e)
 	}
 	return dedup, nil
+}
+
+// listDir changes to dir and lists it (the listing has no path argument,
+// so no server globs or option-parses a name).
+func (w *walker) listDir(dir string) ([]string, error) {
+	if err := w.s.c.ChangeDir(dir); err != nil {
+		return nil, err
+	}
+	return w.s.list(w.maxListing)
 }
 
 func truncate(s string, n int) string {
@@ -351,17 +360,10 @@ func entryOf(le *ListEntry) pool.Entry {
 
 func (w *walker) visitFile(ctx context.Context, rel string, le ListEntry, e pool.Entry) error {
 	remote := w.remote(rel)
-	if !le.Precise && w.s.c.IsGetTimeSupported() {
-		t, err := w.s.c.GetTime(remote)
-		switch {
-		case err == nil && !t.IsZero():
-			e.ModTime = t.UnixNano()
-		case err != nil && !protocolErr(err):
-			w.recordError(rel, fmt.Errorf("MDTM: %w", ctxErr(ctx, err)))
-			return w.reconnect(ctx, err)
+	if !le.Precise {
+		if err := w.mdtm(ctx, remote, &e); err != nil {
+			return err
 		}
-		// A refused MDTM (550 on some servers for special files) keeps
-		// the listing's time.
 	}
 	if prev, ok := w.previous(ctx, rel); ok && prev.Type == pool.TypeFile &&
 		prev.Size == e.Size && prev.ModTime == e.ModTime && e.Size > 0 && !prev.Content.IsZero() {
@@ -377,46 +379,99 @@ func (w *walker) visitFile(ctx context.Context, rel string, le ListEntry, e pool
 			return w.addFailed(ctx, rel, err)
 		}
 	}
-	resp, err := w.s.c.Retr(remote)
-	if err != nil {
-		if protocolErr(err) {
-			w.recordError(rel, fmt.Errorf("RETR: %w", err))
+	for attempt := 0; ; attempt++ {
+		done, sizeErr, err := w.retr(ctx, rel, e)
+		if err != nil || done {
+			return err
+		}
+		// The transfer's length differed from the listed size: the file
+		// changed since it was listed, or the server lies. Ask for its
+		// size and time again and retry once; a second mismatch is a
+		// per-file error and nothing is stored (never a mix of versions).
+		if attempt > 0 {
+			w.recordError(rel, sizeErr)
 			return nil
 		}
-		w.recordError(rel, fmt.Errorf("RETR: %w", ctxErr(ctx, err)))
-		return w.reconnect(ctx, err)
-	}
-	r := &exactReader{ctx: ctx, r: resp, size: e.Size, left: e.Size}
-	addErr := w.j.Sink.Add(ctx, rel, e, r)
-	extra := false
-	if addErr == nil && r.err == nil {
-		extra = r.more()
-	}
-	closeErr := resp.Close()
-	if addErr != nil {
-		if r.err != nil && ctx.Err() == nil {
-			w.recordError(rel, r.err)
-			if !protocolErr(closeErr) && closeErr != nil {
-				return w.reconnect(ctx, closeErr)
+		n, err := w.s.c.FileSize(remote)
+		if err != nil || n < 0 || n == e.Size {
+			if err != nil && !protocolErr(err) {
+				w.recordError(rel, sizeErr)
+				return w.reconnect(ctx, err)
 			}
+			w.recordError(rel, sizeErr)
 			return nil
 		}
-		return w.addFailed(ctx, rel, addErr)
-	}
-	w.added(rel, &e)
-	switch {
-	case extra:
-		w.recordError(rel, fmt.Errorf("server sent more than the listed %d bytes (changed, or a lying size); stored the first %d", e.Size, e.Size))
-		if closeErr != nil && !protocolErr(closeErr) {
-			return w.reconnect(ctx, closeErr)
+		e.Size = n
+		if err := w.mdtm(ctx, remote, &e); err != nil {
+			return err
 		}
-	case closeErr != nil:
-		w.recordError(rel, fmt.Errorf("transfer did not complete cleanly: %w", ctxErr(ctx, closeErr)))
-		if !protocolErr(closeErr) {
-			return w.reconnect(ctx, closeErr)
+	}
+}
+
+// mdtm sets e.ModTime from MDTM (exact seconds) when the server has it. A
+// refused MDTM keeps the listing's time.
+func (w *walker) mdtm(ctx context.Context, remote string, e *pool.Entry) error {
+	if !w.s.c.IsGetTimeSupported() {
+		return nil
+	}
+	t, err := w.s.c.GetTime(remote)
+	switch {
+	case err == nil && !t.IsZero():
+		e.ModTime = t.UnixNano()
+	case err != nil && !protocolErr(err):
+		if err := w.reconnect(ctx, err); err != nil {
+			return err
+		}
+		if t, err := w.s.c.GetTime(remote); err == nil && !t.IsZero() {
+			e.ModTime = t.UnixNano()
 		}
 	}
 	return nil
+}
+
+// retr transfers one file into the sink. done is false when the transfer
+// was longer or shorter than e.Size (sizeErr says how); per-file errors
+// are recorded; err fails the pull.
+func (w *walker) retr(ctx context.Context, rel string, e pool.Entry) (done bool, sizeErr, err error) {
+	remote := w.remote(rel)
+	resp, err := w.s.c.Retr(remote)
+	if err != nil && !protocolErr(err) {
+		// A broken control connection: reconnect and try once more.
+		if err := w.reconnect(ctx, err); err != nil {
+			return true, nil, err
+		}
+		resp, err = w.s.c.Retr(remote)
+	}
+	if err != nil {
+		w.recordError(rel, fmt.Errorf("RETR: %w", ctxErr(ctx, err)))
+		if !protocolErr(err) {
+			return true, nil, w.reconnect(ctx, err)
+		}
+		return true, nil, nil
+	}
+	r := &exactReader{ctx: ctx, r: resp, size: e.Size, left: e.Size}
+	addErr := w.j.Sink.Add(ctx, rel, e, r)
+	closeErr := resp.Close()
+	if closeErr != nil && !protocolErr(closeErr) && ctx.Err() == nil {
+		if err := w.reconnect(ctx, closeErr); err != nil {
+			return true, nil, err
+		}
+	}
+	if addErr != nil {
+		if r.err != nil && ctx.Err() == nil {
+			if errors.Is(r.err, errSizeMismatch) {
+				return false, r.err, nil
+			}
+			w.recordError(rel, r.err)
+			return true, nil, nil
+		}
+		return true, nil, w.addFailed(ctx, rel, addErr)
+	}
+	w.added(rel, &e)
+	if closeErr != nil {
+		w.recordError(rel, fmt.Errorf("the server reported a failed transfer after sending all %d bytes: %w", e.Size, ctxErr(ctx, closeErr)))
+	}
+	return true, nil, nil
 }
 
 func (w *walker) previous(ctx context.Context, rel string) (pool.Entry, bool) {
@@ -430,9 +485,13 @@ func (w *walker) previous(ctx context.Context, rel string) (pool.Entry, bool) {
 	return e, true
 }
 
-// exactReader yields exactly size bytes of a transfer. A short transfer
-// is a per-file error remembered in err, so the puller can tell it from a
-// failing sink.
+// errSizeMismatch marks a transfer longer or shorter than the listed size.
+var errSizeMismatch = errors.New("transfer length differs from the listed size")
+
+// exactReader yields exactly size bytes of a transfer and then checks
+// that the transfer ends there. A short or long transfer, or a read
+// error, fails the read (so the sink rejects the entry) and is remembered
+// in err, so the puller can tell it from a failing sink.
 type exactReader struct {
 	ctx  context.Context
 	r    io.Reader
@@ -445,11 +504,15 @@ func (r *exactReader) Read(p []byte) (int, error) {
 	if r.err != nil {
 		return 0, r.err
 	}
-	if r.left <= 0 {
-		return 0, io.EOF
-	}
 	if err := r.ctx.Err(); err != nil {
 		return 0, err
+	}
+	if r.left <= 0 {
+		if r.more() {
+			r.err = fmt.Errorf("%w: the server sent more than the listed %d bytes (changed, or a lying size)", errSizeMismatch, r.size)
+			return 0, r.err
+		}
+		return 0, io.EOF
 	}
 	if int64(len(p)) > r.left {
 		p = p[:r.left]
@@ -463,7 +526,7 @@ func (r *exactReader) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	if err == io.EOF {
-		r.err = fmt.Errorf("server sent only %d of the listed %d bytes (changed, or a lying size)", r.size-r.left, r.size)
+		r.err = fmt.Errorf("%w: the server sent only %d of the listed %d bytes (changed, or a lying size)", errSizeMismatch, r.size-r.left, r.size)
 	} else {
 		r.err = fmt.Errorf("read: %w", err)
 	}
