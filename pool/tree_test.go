@@ -152,3 +152,34 @@ func FuzzDecodeTree(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeChunkList(f *testing.F) {
+	f.Add(appendChunkList(nil, []int64{5, 1 << 20}, []Digest{{1}, {2}}))
+	f.Add([]byte{1, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		refs, err := decodeChunkList(data)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v is not ErrCorrupt", err)
+			}
+			return
+		}
+		var sizes []int64
+		var ds []Digest
+		var off int64
+		for _, r := range refs {
+			if r.off != off || r.size <= 0 {
+				t.Fatalf("bad offsets %+v", refs)
+			}
+			off += r.size
+			sizes = append(sizes, r.size)
+			ds = append(ds, r.d)
+		}
+		if enc := appendChunkList(nil, sizes, ds); !bytes.Equal(enc, data) {
+			refs2, err := decodeChunkList(enc)
+			if err != nil || !reflect.DeepEqual(refs, refs2) {
+				t.Fatalf("round trip: %v", err)
+			}
+		}
+	})
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // structPool makes a fresh unencrypted pool in a temporary directory.
@@ -461,5 +462,61 @@ func TestConcurrentWriters(t *testing.T) {
 	a, b := mustLookup(t, p, ms[0].Root, "big0.bin"), mustLookup(t, p, ms[2].Root, "big0.bin")
 	if a.Content != b.Content || !a.Chunked {
 		t.Fatal("identical content written concurrently has different digests")
+	}
+}
+
+func TestWriterEncryptedPool(t *testing.T) {
+	ctx := context.Background()
+	b, err := CreateDirBackend(filepath.Join(t.TempDir(), "pool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Init(ctx, b, InitOptions{Encrypt: true, KeyFile: filepath.Join(t.TempDir(), "key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	genTree(t, src, 8, 30, 3<<20)
+	m := backupDir(t, ctx, p, src, "h", "s")
+	compareSnapshot(t, ctx, p, m, src)
+	if rep, err := p.Check(ctx, CheckOptions{ReadData: true}); err != nil || !rep.OK() {
+		t.Fatalf("check: %s, %v", rep.String(), err)
+	}
+	// Names on disk are keyed digests: the plain digest of a file is not there.
+	data, _ := os.ReadFile(filepath.Join(src, "hard1"))
+	if _, err := os.Stat(objectFile(b, plainSum(data))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("plain digest visible in an encrypted pool: %v", err)
+	}
+}
+
+func TestWriterLockHeartbeat(t *testing.T) {
+	ctx := context.Background()
+	p, _ := structPool(t)
+	saved := lockRefresh
+	lockRefresh = 5 * time.Millisecond
+	defer func() { lockRefresh = saved }()
+	w, err := p.NewWriter(ctx, SnapshotMeta{Host: "h", Source: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stat := func() (ObjectInfo, error) { return p.Backend().Stat(ctx, w.lock.name) }
+	first, err := stat()
+	if err != nil {
+		t.Fatalf("writer lock %s: %v", w.lock.name, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		oi, err := stat()
+		if err == nil && oi.ModTime.After(first.ModTime) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("writer lock never refreshed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	w.Abort()
+	if _, err := stat(); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("lock after Abort: %v", err)
 	}
 }
