@@ -198,6 +198,7 @@ func (s *Server) allRoutes() []route {
 		{method: "PUT", pattern: "/api/v1/hosts/{host}/sources/{source}", minRole: roleOperator, json: s.handleSourcePut},
 		{method: "DELETE", pattern: "/api/v1/hosts/{host}/sources/{source}", minRole: roleOperator, json: s.handleSourceDelete},
 		{method: "POST", pattern: "/api/v1/hosts/{host}/backup", minRole: roleOperator, json: s.handleBackupRun},
+		{method: "GET", pattern: "/api/v1/hosts/{host}/retention", minRole: roleUser, json: s.handleRetentionPreview},
 
 		{method: "GET", pattern: "/api/v1/jobs", minRole: roleUser, json: s.handleJobList},
 		{method: "GET", pattern: "/api/v1/jobs/{id}", minRole: roleUser, json: s.handleJobGet},
@@ -205,6 +206,7 @@ func (s *Server) allRoutes() []route {
 
 		{method: "GET", pattern: "/api/v1/snapshots", minRole: roleUser, json: s.handleSnapshotList},
 		{method: "GET", pattern: "/api/v1/snapshots/{id}", minRole: roleUser, json: s.handleSnapshotGet},
+		{method: "DELETE", pattern: "/api/v1/snapshots/{id}", minRole: roleOperator, json: s.handleSnapshotDelete},
 		{method: "GET", pattern: "/api/v1/snapshots/{id}/tree/{path...}", minRole: roleUser, json: s.handleSnapshotTree},
 		{method: "GET", pattern: "/api/v1/snapshots/{id}/file/{path...}", minRole: roleUser, raw: s.handleSnapshotFile},
 		{method: "POST", pattern: "/api/v1/restores", minRole: roleOperator, json: s.handleRestore},

@@ -74,7 +74,6 @@ func (s *Server) handleUserCreate(r *http.Request, p *principal) (any, error) {
 	u := &catalog.User{Name: in.Name, PasswordHash: string(hash), Role: in.Role, Groups: in.Groups, Created: s.now()}
 	if err := s.cat.CreateUser(r.Context(), u); err != nil {
 		if errors.Is(err, catalog.ErrNotFound) {
-			s.cat.DeleteUser(r.Context(), in.Name)
 			return nil, badRequest("%v", err) // unknown group
 		}
 		return nil, err

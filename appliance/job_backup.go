@@ -149,6 +149,11 @@ func runBackup(ctx context.Context, jc *jobCtx) error {
 	if len(failed) > 0 {
 		return errors.New(strings.Join(failed, "; "))
 	}
+	// Retention runs after a successful backup of the host, never after
+	// a failed one (the newest complete snapshot is always kept anyway).
+	if err := s.applyRetention(ctx, jc, h); err != nil {
+		return fmt.Errorf("retention: %w", err)
+	}
 	return nil
 }
 

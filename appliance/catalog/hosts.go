@@ -34,57 +34,60 @@ type Source struct {
 	Secret   []byte // sealed; nil when the source has no credentials
 }
 
-// CreateHost inserts h and sets h.ID. A duplicate name is ErrExists.
+// CreateHost inserts h and sets h.ID. A duplicate name is ErrExists; an
+// unknown group is ErrNotFound and stores nothing.
 func (c *DB) CreateHost(ctx context.Context, h *Host) error {
 	if h.Created.IsZero() {
 		h.Created = time.Now().UTC()
 	}
 	settings, _ := json.Marshal(nonNilMap(h.Settings))
-	id, err := c.insertID(ctx, c.db, "INSERT INTO hosts (name, address, enabled, settings, created) VALUES (?, ?, ?, ?, ?)",
-		h.Name, h.Address, b2i(h.Enabled), string(settings), nanos(h.Created))
-	if isUnique(err) {
-		return fmt.Errorf("host %s: %w", h.Name, ErrExists)
-	}
-	if err != nil {
-		return fmt.Errorf("create host %s: %w", h.Name, err)
-	}
-	h.ID = id
-	return c.setHostGroups(ctx, h)
+	return c.tx(ctx, func(tx *sql.Tx) error {
+		id, err := c.insertID(ctx, tx, "INSERT INTO hosts (name, address, enabled, settings, created) VALUES (?, ?, ?, ?, ?)",
+			h.Name, h.Address, b2i(h.Enabled), string(settings), nanos(h.Created))
+		if isUnique(err) {
+			return fmt.Errorf("host %s: %w", h.Name, ErrExists)
+		}
+		if err != nil {
+			return fmt.Errorf("create host %s: %w", h.Name, err)
+		}
+		h.ID = id
+		return c.setHostGroups(ctx, tx, h)
+	})
 }
 
 // UpdateHost writes h's address, enabled flag, settings, name and groups.
 func (c *DB) UpdateHost(ctx context.Context, h *Host) error {
 	settings, _ := json.Marshal(nonNilMap(h.Settings))
-	res, err := c.exec(ctx, "UPDATE hosts SET name = ?, address = ?, enabled = ?, settings = ? WHERE id = ?",
-		h.Name, h.Address, b2i(h.Enabled), string(settings), h.ID)
-	if isUnique(err) {
-		return fmt.Errorf("host %s: %w", h.Name, ErrExists)
-	}
-	if err != nil {
-		return fmt.Errorf("update host %s: %w", h.Name, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("host %s: %w", h.Name, ErrNotFound)
-	}
-	return c.setHostGroups(ctx, h)
+	return c.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, c.rebind("UPDATE hosts SET name = ?, address = ?, enabled = ?, settings = ? WHERE id = ?"),
+			h.Name, h.Address, b2i(h.Enabled), string(settings), h.ID)
+		if isUnique(err) {
+			return fmt.Errorf("host %s: %w", h.Name, ErrExists)
+		}
+		if err != nil {
+			return fmt.Errorf("update host %s: %w", h.Name, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("host %s: %w", h.Name, ErrNotFound)
+		}
+		return c.setHostGroups(ctx, tx, h)
+	})
 }
 
-func (c *DB) setHostGroups(ctx context.Context, h *Host) error {
-	return c.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, c.rebind("DELETE FROM host_groups WHERE host_id = ?"), h.ID); err != nil {
+func (c *DB) setHostGroups(ctx context.Context, tx *sql.Tx, h *Host) error {
+	if _, err := tx.ExecContext(ctx, c.rebind("DELETE FROM host_groups WHERE host_id = ?"), h.ID); err != nil {
+		return err
+	}
+	for _, g := range h.Groups {
+		gid, err := c.groupID(ctx, tx, g)
+		if err != nil {
+			return fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		if _, err := tx.ExecContext(ctx, c.rebind("INSERT INTO host_groups (host_id, group_id) VALUES (?, ?)"), h.ID, gid); err != nil {
 			return err
 		}
-		for _, g := range h.Groups {
-			gid, err := c.groupID(ctx, tx, g)
-			if err != nil {
-				return fmt.Errorf("host %s: %w", h.Name, err)
-			}
-			if _, err := tx.ExecContext(ctx, c.rebind("INSERT INTO host_groups (host_id, group_id) VALUES (?, ?)"), h.ID, gid); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // DeleteHost removes a host with its sources, schedules and retention.

@@ -28,7 +28,8 @@ type User struct {
 	Created      time.Time
 }
 
-// CreateUser inserts u and sets u.ID; a taken name is ErrExists.
+// CreateUser inserts u and sets u.ID; a taken name is ErrExists, an
+// unknown group ErrNotFound (nothing is stored then).
 func (c *DB) CreateUser(ctx context.Context, u *User) error {
 	if !ValidRole(u.Role) {
 		return fmt.Errorf("user %s: unknown role %q (want admin, operator or user)", u.Name, u.Role)
@@ -36,16 +37,18 @@ func (c *DB) CreateUser(ctx context.Context, u *User) error {
 	if u.Created.IsZero() {
 		u.Created = time.Now().UTC()
 	}
-	id, err := c.insertID(ctx, c.db, "INSERT INTO users (name, password_hash, role, created) VALUES (?, ?, ?, ?)",
-		u.Name, u.PasswordHash, u.Role, nanos(u.Created))
-	if isUnique(err) {
-		return fmt.Errorf("user %s: %w", u.Name, ErrExists)
-	}
-	if err != nil {
-		return fmt.Errorf("create user %s: %w", u.Name, err)
-	}
-	u.ID = id
-	return c.setUserGroups(ctx, u)
+	return c.tx(ctx, func(tx *sql.Tx) error {
+		id, err := c.insertID(ctx, tx, "INSERT INTO users (name, password_hash, role, created) VALUES (?, ?, ?, ?)",
+			u.Name, u.PasswordHash, u.Role, nanos(u.Created))
+		if isUnique(err) {
+			return fmt.Errorf("user %s: %w", u.Name, ErrExists)
+		}
+		if err != nil {
+			return fmt.Errorf("create user %s: %w", u.Name, err)
+		}
+		u.ID = id
+		return c.setUserGroups(ctx, tx, u)
+	})
 }
 
 // UpdateUser writes u's password hash, role and groups.
@@ -53,32 +56,32 @@ func (c *DB) UpdateUser(ctx context.Context, u *User) error {
 	if !ValidRole(u.Role) {
 		return fmt.Errorf("user %s: unknown role %q", u.Name, u.Role)
 	}
-	res, err := c.exec(ctx, "UPDATE users SET password_hash = ?, role = ? WHERE id = ?", u.PasswordHash, u.Role, u.ID)
-	if err != nil {
-		return fmt.Errorf("update user %s: %w", u.Name, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("user %s: %w", u.Name, ErrNotFound)
-	}
-	return c.setUserGroups(ctx, u)
+	return c.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, c.rebind("UPDATE users SET password_hash = ?, role = ? WHERE id = ?"), u.PasswordHash, u.Role, u.ID)
+		if err != nil {
+			return fmt.Errorf("update user %s: %w", u.Name, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("user %s: %w", u.Name, ErrNotFound)
+		}
+		return c.setUserGroups(ctx, tx, u)
+	})
 }
 
-func (c *DB) setUserGroups(ctx context.Context, u *User) error {
-	return c.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, c.rebind("DELETE FROM user_groups WHERE user_id = ?"), u.ID); err != nil {
+func (c *DB) setUserGroups(ctx context.Context, tx *sql.Tx, u *User) error {
+	if _, err := tx.ExecContext(ctx, c.rebind("DELETE FROM user_groups WHERE user_id = ?"), u.ID); err != nil {
+		return err
+	}
+	for _, g := range u.Groups {
+		gid, err := c.groupID(ctx, tx, g)
+		if err != nil {
+			return fmt.Errorf("user %s: %w", u.Name, err)
+		}
+		if _, err := tx.ExecContext(ctx, c.rebind("INSERT INTO user_groups (user_id, group_id) VALUES (?, ?)"), u.ID, gid); err != nil {
 			return err
 		}
-		for _, g := range u.Groups {
-			gid, err := c.groupID(ctx, tx, g)
-			if err != nil {
-				return fmt.Errorf("user %s: %w", u.Name, err)
-			}
-			if _, err := tx.ExecContext(ctx, c.rebind("INSERT INTO user_groups (user_id, group_id) VALUES (?, ?)"), u.ID, gid); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // DeleteUser removes a user and its tokens.

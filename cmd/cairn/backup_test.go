@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,13 +19,16 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // cairnCLI runs the binary with CAIRN_DATA=data and returns stdout,
 // stderr and the exit code.
 func cairnCLI(t *testing.T, data string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(cairnBin, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cairnBin, args...)
 	cmd.Env = append(os.Environ(), "CAIRN_DATA="+data, "CAIRN_PROGRESS=none", "CAIRN_POOL=", "CAIRN_SERVER=", "CAIRN_TOKEN=")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -226,7 +226,9 @@ func TestServeLifecycle(t *testing.T) {
 	}
 
 	// A second serve on the same data dir refuses, naming the holder.
-	second := exec.Command(cairnBin, "serve", "--data", data, "--listen", freePort(t))
+	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	second := exec.CommandContext(sctx, cairnBin, "serve", "--data", data, "--listen", freePort(t))
 	out, err := second.CombinedOutput()
 	if err == nil {
 		t.Fatalf("second serve succeeded:\n%s", out)
@@ -294,7 +296,14 @@ func TestServeDataFromEnv(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit: %v\n%s", err, out.String())
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, out.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("serve did not exit within a minute of SIGTERM:\n%s", out.String())
 	}
 }
