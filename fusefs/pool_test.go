@@ -10,6 +10,7 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/cairn-backup/cairn/pool"
@@ -130,6 +131,9 @@ func TestMountPool(t *testing.T) {
 	}
 	if target, err := os.Readlink(filepath.Join(root, "home/alice/hn")); err != nil || target != "../../etc/hostname" {
 		t.Errorf("readlink %q %v", target, err)
+	}
+	if err := fstest.TestFS(os.DirFS(filepath.Join(mp, "web1", snapName, "root", "home")), "alice/notes.txt", "alice/hl"); err != nil {
+		t.Error(err)
 	}
 	// Tail of the big file.
 	f, err := os.Open(filepath.Join(root, "var/big.bin"))
