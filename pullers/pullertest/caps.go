@@ -13,3 +13,8 @@ var (
 // full paths, so paths past PATH_MAX fail (per-file errors).
 var SFTPCaps = Capabilities{Mode: true, Owner: true, MtimeRes: time.Second, DirMtime: true,
 	Symlinks: true, AllNames: true}
+
+// SMBCaps: size, mtime (100 ns) and DOS attributes; no POSIX mode or
+// owner; Samba follows symlinks server-side and mangles names invalid on
+// Windows.
+var SMBCaps = Capabilities{MtimeRes: 100 * time.Nanosecond, DirMtime: true, Extra: []string{"smb.attrs"}}

@@ -1,0 +1,596 @@
+package smb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hirochachacha/go-smb2"
+
+	"github.com/cairn-backup/cairn/pool"
+	"github.com/cairn-backup/cairn/pullers"
+)
+
+// Method is the source method name this puller registers.
+const Method = "smb"
+
+func init() {
+	pullers.Register(Method, func() pullers.Puller { return New() })
+}
+
+// Limits against a hostile or looping server.
+const (
+	DefaultMaxDepth   = 256
+	DefaultMaxEntries = 1 << 20 // per directory
+)
+
+// ErrAuth is returned when the server refuses the credentials. It wraps
+// pullers.ErrPermanent.
+var ErrAuth = fmt.Errorf("login refused: %w", pullers.ErrPermanent)
+
+// Puller pulls a directory of an SMB share. New makes one.
+type Puller struct {
+	// Dial opens the TCP connection; nil uses net.Dialer.
+	Dial       func(ctx context.Context, network, addr string) (net.Conn, error)
+	MaxDepth   int // 0: DefaultMaxDepth
+	MaxEntries int // 0: DefaultMaxEntries
+	// Dialect, when non-zero, forces one SMB dialect (0x0311 for 3.1.1).
+	Dialect uint16
+}
+
+var _ pullers.Puller = (*Puller)(nil)
+
+// New returns an SMB puller.
+func New() *Puller { return &Puller{} }
+
+type target struct {
+	addr, user, domain, password, share string
+	timeout                             time.Duration
+}
+
+func parseTarget(s pullers.Source) (*target, error) {
+	o := s.Options
+	if o["host"] == "" {
+		return nil, errors.New("smb: no host (Options[\"host\"])")
+	}
+	port := o["port"]
+	if port == "" {
+		port = "445"
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return nil, fmt.Errorf("smb %s: bad port %q", o["host"], port)
+	}
+	t := &target{addr: net.JoinHostPort(o["host"], port), user: o["user"], domain: o["domain"],
+		password: s.Secret["password"], share: o["share"], timeout: time.Minute}
+	if t.share == "" || strings.ContainsAny(t.share, `\/`) {
+		return nil, fmt.Errorf("smb %s: bad or no share %q (Options[\"share\"])", t.addr, t.share)
+	}
+	if t.user == "" {
+		return nil, fmt.Errorf("smb %s: no user (Options[\"user\"])", t.addr)
+	}
+	if v := o["timeout"]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("smb %s: bad timeout %q", t.addr, v)
+		}
+		t.timeout = d
+	}
+	return t, nil
+}
+
+// conn is a mounted share with a watchdog: when the server sends nothing
+// useful for timeout while an operation waits, the connection is closed
+// and the operation fails with errStalled instead of hanging.
+type conn struct {
+	raw     net.Conn
+	sess    *smb2.Session
+	share   *smb2.Share
+	stop    func() bool
+	last    atomic.Int64 // unix nanos of the last completed operation
+	busy    atomic.Int32
+	stalled atomic.Bool
+	done    chan struct{}
+}
+
+var errStalled = errors.New("the server stopped answering")
+
+func (c *conn) Close() {
+	close(c.done)
+	c.stop()
+	c.share.Umount()
+	c.sess.Logoff()
+	c.raw.Close()
+}
+
+// op brackets one server operation for the watchdog.
+func (c *conn) op() func() {
+	c.busy.Add(1)
+	return func() {
+		c.last.Store(time.Now().UnixNano())
+		c.busy.Add(-1)
+	}
+}
+
+func (c *conn) watch(timeout time.Duration) {
+	c.last.Store(time.Now().UnixNano())
+	tick := time.NewTicker(min(timeout/4, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-tick.C:
+			if c.busy.Load() > 0 && time.Since(time.Unix(0, c.last.Load())) > timeout {
+				c.stalled.Store(true)
+				c.raw.Close()
+				return
+			}
+		}
+	}
+}
+
+func (p *Puller) dial(ctx context.Context, t *target) (*conn, error) {
+	dialer := p.Dial
+	if dialer == nil {
+		d := &net.Dialer{Timeout: t.timeout}
+		dialer = d.DialContext
+	}
+	raw, err := dialer(ctx, "tcp", t.addr)
+	if err != nil {
+		return nil, fmt.Errorf("smb %s: connect: %w", t.addr, err)
+	}
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	_ = raw.SetDeadline(time.Now().Add(t.timeout))
+	d := &smb2.Dialer{
+		Negotiator: smb2.Negotiator{SpecifiedDialect: p.Dialect},
+		Initiator:  &smb2.NTLMInitiator{User: t.user, Password: t.password, Domain: t.domain},
+	}
+	sess, err := d.DialContext(ctx, raw)
+	if err != nil {
+		stop()
+		raw.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("smb %s: %w", t.addr, ctx.Err())
+		}
+		var re *smb2.ResponseError
+		if errors.As(err, &re) && (re.Code == statusLogonFailure || re.Code == statusAccountRestriction ||
+			re.Code == statusAccessDenied) {
+			return nil, fmt.Errorf("smb %s: %w: user %q: %v", t.addr, ErrAuth, t.user, err)
+		}
+		return nil, fmt.Errorf("smb %s: negotiate and log in: %w", t.addr, explain(err))
+	}
+	_ = raw.SetDeadline(time.Time{})
+	sess = sess.WithContext(ctx)
+	share, err := sess.Mount(t.share)
+	if err != nil {
+		sess.Logoff()
+		stop()
+		raw.Close()
+		if errors.Is(err, os.ErrPermission) || strings.Contains(err.Error(), "ACCESS_DENIED") {
+			return nil, fmt.Errorf("smb %s: mount share %q: %w: %v", t.addr, t.share, ErrAuth, err)
+		}
+		return nil, fmt.Errorf("smb %s: mount share %q: %w", t.addr, t.share, explain(err))
+	}
+	c := &conn{raw: raw, sess: sess, share: share.WithContext(ctx), stop: stop, done: make(chan struct{})}
+	go c.watch(t.timeout)
+	return c, nil
+}
+
+// NTSTATUS codes ([MS-ERREF] 2.3.1).
+const (
+	statusAccessDenied       = 0xC0000022
+	statusLogonFailure       = 0xC000006D
+	statusAccountRestriction = 0xC000006E
+)
+
+// explain adds what to do about go-smb2's known limits.
+func explain(err error) error {
+	if err != nil && strings.Contains(err.Error(), "signing required") {
+		return fmt.Errorf("%w (go-smb2 rejects the unsigned interim responses a server with mandatory signing sends; "+
+			"set 'server signing = auto' or require encryption ('smb encrypt = required') on the server)", err)
+	}
+	return err
+}
+
+// Pull walks the source into j.Sink. See the package documentation.
+func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
+	if j == nil || j.Sink == nil {
+		return errors.New("smb pull: no sink")
+	}
+	t, err := parseTarget(j.Source)
+	if err != nil {
+		return err
+	}
+	w := &walker{p: p, j: j, t: t, base: cleanBase(j.Source.Path)}
+	w.maxDepth, w.maxEntries = p.MaxDepth, p.MaxEntries
+	if w.maxDepth <= 0 {
+		w.maxDepth = DefaultMaxDepth
+	}
+	if w.maxEntries <= 0 {
+		w.maxEntries = DefaultMaxEntries
+	}
+	if v := j.Source.Options["full"]; v != "" {
+		if w.full, err = strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("smb %s: option full=%q: want true or false", t.addr, v)
+		}
+	}
+	for _, pat := range j.Source.Excludes {
+		pat = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(pat, "./"), "/"), "/")
+		if pat == "" {
+			continue
+		}
+		if _, err := path.Match(pat, ""); err != nil {
+			return fmt.Errorf("smb %s: exclude pattern %q: %w", t.addr, pat, err)
+		}
+		w.excludes = append(w.excludes, pat)
+	}
+	w.cn, err = p.dial(ctx, t)
+	if err != nil {
+		return err
+	}
+	defer func() { w.cn.Close() }()
+	done := w.cn.op()
+	fi, err := w.cn.share.Stat(w.remote(""))
+	done()
+	if err != nil {
+		return w.fatal(ctx, "", fmt.Errorf("source: %w", err))
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s: source is not a directory", w.where(""))
+	}
+	e := w.entry(".", fi)
+	if err := j.Sink.Add(ctx, ".", e, nil); err != nil {
+		return fmt.Errorf("%s: store the root: %w", w.where(""), err)
+	}
+	w.added(".", &e)
+	if err := w.walkDir(ctx, "", 0); err != nil {
+		return err
+	}
+	w.report("")
+	return nil
+}
+
+// cleanBase turns Source.Path into a share-relative slash path ("" for
+// the share root).
+func cleanBase(p string) string {
+	p = path.Clean("/" + strings.ReplaceAll(p, `\`, "/"))
+	return strings.TrimPrefix(p, "/")
+}
+
+type walker struct {
+	p          *Puller
+	j          *pullers.Job
+	t          *target
+	cn         *conn
+	base       string
+	excludes   []string
+	maxDepth   int
+	maxEntries int
+	full       bool
+	prog       pullers.Progress
+}
+
+// remote is the share-relative path of rel, as go-smb2 wants it.
+func (w *walker) remote(rel string) string {
+	p := path.Join(w.base, rel)
+	if p == "." || p == "" {
+		return ""
+	}
+	return strings.ReplaceAll(p, "/", `\`)
+}
+
+func (w *walker) where(rel string) string {
+	return fmt.Sprintf(`smb //%s/%s/%s`, w.t.addr, w.t.share, path.Join(w.base, rel))
+}
+
+// fatal wraps an error that ends the pull, naming a stall for what it is.
+func (w *walker) fatal(ctx context.Context, rel string, err error) error {
+	if w.cn.stalled.Load() {
+		return fmt.Errorf("%s: %w for %v (no reply); gave up", w.where(rel), errStalled, w.t.timeout)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("%s: %w", w.where(rel), explain(err))
+}
+
+// broken: the connection is gone (stalled, closed, cancelled).
+func (w *walker) broken(ctx context.Context) bool {
+	if ctx.Err() != nil || w.cn.stalled.Load() {
+		return true
+	}
+	done := w.cn.op()
+	_, err := w.cn.share.Stat(w.remote(""))
+	done()
+	return err != nil
+}
+
+func (w *walker) recordError(rel string, err error) {
+	w.prog.Errors++
+	w.j.Sink.RecordError(rel, fmt.Errorf("%s: %w", w.where(rel), explain(err)))
+}
+
+func (w *walker) report(rel string) {
+	w.prog.Path = rel
+	if w.j.Progress != nil {
+		w.j.Progress(w.prog)
+	}
+}
+
+func (w *walker) added(rel string, e *pool.Entry) {
+	w.prog.Files++
+	if e.Type == pool.TypeFile {
+		w.prog.Bytes += e.Size
+	}
+	w.report(rel)
+}
+
+func (w *walker) excluded(rel string) bool {
+	for _, pat := range w.excludes {
+		if ok, _ := path.Match(pat, rel); ok {
+			return true
+		}
+		if !strings.Contains(pat, "/") {
+			if ok, _ := path.Match(pat, path.Base(rel)); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (w *walker) add(ctx context.Context, rel string, e pool.Entry) (bool, error) {
+	if err := w.j.Sink.Add(ctx, rel, e, nil); err != nil {
+		return false, w.addFailed(ctx, rel, err)
+	}
+	w.added(rel, &e)
+	return true, nil
+}
+
+func (w *walker) addFailed(ctx context.Context, rel string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, pool.ErrEntry) {
+		w.recordError(rel, err)
+		return nil
+	}
+	return fmt.Errorf("%s: store: %w", w.where(rel), err)
+}
+
+// Attribute bits ([MS-FSCC] 2.6).
+const (
+	attrReadonly = 0x1
+	attrDir      = 0x10
+	attrReparse  = 0x400
+)
+
+// entry converts SMB metadata: the type from the attributes, mtime
+// (LastWriteTime, 100 ns), size; the DOS attributes in Extra["smb.attrs"].
+// SMB carries no POSIX mode: 0755 for directories, 0644 for files (0444
+// when read-only).
+func (w *walker) entry(name string, fi os.FileInfo) pool.Entry {
+	e := pool.Entry{Name: name, ModTime: fi.ModTime().UnixNano()}
+	var attrs uint32
+	if st, ok := fi.(*smb2.FileStat); ok {
+		attrs = st.FileAttributes
+	}
+	e.Extra = map[string]string{"smb.attrs": fmt.Sprintf("0x%08x", attrs)}
+	switch {
+	case attrs&attrReparse != 0 && attrs&attrDir == 0 || fi.Mode()&fs.ModeSymlink != 0:
+		e.Type, e.Mode = pool.TypeSymlink, 0o777
+	case attrs&attrDir != 0 || fi.IsDir():
+		e.Type, e.Mode = pool.TypeDir, 0o755
+	default:
+		e.Type, e.Mode, e.Size = pool.TypeFile, 0o644, max(fi.Size(), 0)
+		if attrs&attrReadonly != 0 {
+			e.Mode = 0o444
+		}
+	}
+	return e
+}
+
+func relOrDot(rel string) string {
+	if rel == "" {
+		return "."
+	}
+	return rel
+}
+
+// list reads a directory in batches, at most maxEntries names.
+func (w *walker) list(rel string) ([]os.FileInfo, error) {
+	done := w.cn.op()
+	defer done()
+	d, err := w.cn.share.Open(w.remote(rel))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	var out []os.FileInfo
+	for {
+		fis, err := d.Readdir(1024)
+		out = append(out, fis...)
+		w.cn.last.Store(time.Now().UnixNano())
+		if errors.Is(err, io.EOF) || (err == nil && len(fis) == 0) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		if len(out) > w.maxEntries {
+			return out[:w.maxEntries], fmt.Errorf("more than %d entries; kept the first ones", w.maxEntries)
+		}
+	}
+}
+
+func (w *walker) walkDir(ctx context.Context, rel string, depth int) error {
+	fis, err := w.list(rel)
+	if err != nil {
+		if w.broken(ctx) {
+			return w.fatal(ctx, rel, fmt.Errorf("read directory: %w", err))
+		}
+		w.recordError(relOrDot(rel), fmt.Errorf("read directory: %w", vanished(err)))
+	}
+	byName := make(map[string]os.FileInfo, len(fis))
+	names := make([]string, 0, len(fis))
+	for _, fi := range fis {
+		name := fi.Name()
+		if name == "." || name == ".." {
+			continue
+		}
+		if !pool.ValidName(name) || strings.ContainsRune(name, '\\') {
+			w.recordError(relOrDot(rel), fmt.Errorf("the server listed an invalid name %q", name))
+			continue
+		}
+		if _, dup := byName[name]; dup {
+			continue
+		}
+		byName[name] = fi
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		child := name
+		if rel != "" {
+			child = rel + "/" + name
+		}
+		if w.excluded(child) {
+			continue
+		}
+		if err := w.visit(ctx, child, w.entry(name, byName[name]), depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func vanished(err error) error {
+	if errors.Is(err, os.ErrNotExist) || strings.Contains(fmt.Sprint(err), "OBJECT_NAME_NOT_FOUND") ||
+		strings.Contains(fmt.Sprint(err), "OBJECT_PATH_NOT_FOUND") {
+		return fmt.Errorf("vanished during backup: %w", err)
+	}
+	return err
+}
+
+func (w *walker) visit(ctx context.Context, rel string, e pool.Entry, depth int) error {
+	switch e.Type {
+	case pool.TypeDir:
+		// The server may follow symlinks to directories: bound the depth.
+		if depth > w.maxDepth || len(rel) > 32<<10 {
+			w.recordError(rel, fmt.Errorf("nested deeper than %d directories or 32 KiB; not descended", w.maxDepth))
+			return nil
+		}
+		if ok, err := w.add(ctx, rel, e); !ok || err != nil {
+			return err
+		}
+		return w.walkDir(ctx, rel, depth)
+	case pool.TypeSymlink:
+		done := w.cn.op()
+		target, err := w.cn.share.Readlink(w.remote(rel))
+		done()
+		if err != nil {
+			if w.broken(ctx) {
+				return w.fatal(ctx, rel, err)
+			}
+			w.recordError(rel, fmt.Errorf("readlink: %w", vanished(err)))
+			return nil
+		}
+		e.Target = strings.ReplaceAll(target, `\`, "/")
+		_, err = w.add(ctx, rel, e)
+		return err
+	}
+	return w.visitFile(ctx, rel, e)
+}
+
+func (w *walker) previous(ctx context.Context, rel string) (pool.Entry, bool) {
+	if w.j.Previous == nil {
+		return pool.Entry{}, false
+	}
+	e, ok, err := w.j.Previous.Lookup(ctx, rel)
+	if err != nil || !ok {
+		return pool.Entry{}, false
+	}
+	return e, true
+}
+
+func (w *walker) visitFile(ctx context.Context, rel string, e pool.Entry) error {
+	if prev, ok := w.previous(ctx, rel); ok && !w.full && prev.Type == pool.TypeFile &&
+		prev.Size == e.Size && prev.ModTime == e.ModTime && e.Size > 0 && !prev.Content.IsZero() {
+		skip := e
+		skip.Content, skip.Chunked = prev.Content, prev.Chunked
+		err := w.j.Sink.Add(ctx, rel, skip, nil)
+		if err == nil {
+			w.prog.Skipped++
+			w.added(rel, &skip)
+			return nil
+		}
+		if !errors.Is(err, pool.ErrContentMissing) || ctx.Err() != nil {
+			return w.addFailed(ctx, rel, err)
+		}
+	}
+	done := w.cn.op()
+	f, err := w.cn.share.Open(w.remote(rel))
+	done()
+	if err != nil {
+		if w.broken(ctx) {
+			return w.fatal(ctx, rel, err)
+		}
+		w.recordError(rel, fmt.Errorf("open: %w", vanished(err)))
+		return nil
+	}
+	defer f.Close()
+	done = w.cn.op()
+	fi, err := f.Stat()
+	done()
+	if err != nil {
+		w.recordError(rel, fmt.Errorf("stat: %w", err))
+		return nil
+	}
+	ne := w.entry(e.Name, fi)
+	if ne.Type != pool.TypeFile {
+		w.recordError(rel, errors.New("replaced during backup (no longer a regular file)"))
+		return nil
+	}
+	e = ne
+	r := &opReader{c: w.cn, r: io.LimitReader(f, e.Size+1)}
+	if err := w.j.Sink.Add(ctx, rel, e, r); err != nil {
+		if ctx.Err() != nil || w.cn.stalled.Load() {
+			return w.fatal(ctx, rel, err)
+		}
+		if !errors.Is(err, pool.ErrEntry) {
+			return fmt.Errorf("%s: store: %w", w.where(rel), err)
+		}
+		if w.broken(ctx) {
+			return w.fatal(ctx, rel, err)
+		}
+		w.recordError(rel, err)
+		return nil
+	}
+	w.added(rel, &e)
+	return nil
+}
+
+// opReader marks each read as one operation for the watchdog.
+type opReader struct {
+	c *conn
+	r io.Reader
+}
+
+func (o *opReader) Read(p []byte) (int, error) {
+	done := o.c.op()
+	defer done()
+	return o.r.Read(p)
+}
