@@ -38,6 +38,7 @@ func TestMain(m *testing.M) {
 		fmt.Println("ready")
 		select {}
 	}
+	testenv.KillLeftovers()
 	os.Exit(m.Run())
 }
 

@@ -13,6 +13,11 @@ import (
 	"github.com/cairn-backup/cairn/internal/testenv"
 )
 
+func TestMain(m *testing.M) {
+	testenv.KillLeftovers()
+	os.Exit(m.Run())
+}
+
 // TestRcloneCopy copies a whole snapshot with rclone's WebDAV backend and
 // compares every file. (litmus cannot run against a read-only share: each
 // of its suites starts with MKCOL; see TESTING.md §9.)
