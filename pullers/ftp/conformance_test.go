@@ -40,7 +40,7 @@ func TestConformanceVsftpd(t *testing.T) {
 			}
 			prepare(t, dir, srv.User)
 			return pullers.Source{Method: Method, Name: "src", Path: "/" + filepath.ToSlash(rel),
-				Options: map[string]string{"address": srv.Addr, "user": srv.User,
+				Options: map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User,
 					"tls_ca": string(srv.CACertPEM)},
 				Secret: map[string]string{"password": srv.Password}}
 		},

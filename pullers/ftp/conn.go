@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -74,18 +75,22 @@ func normFingerprint(s string) (string, error) {
 func parseConfig(host string, src *pullers.Source) (*config, error) {
 	o := src.Options
 	c := &config{tls: true, tofu: true, timeout: defaultTimeout}
-	addr := o["address"]
-	if addr == "" {
-		addr = host
+	h := o["host"]
+	if h == "" {
+		h = host
 	}
-	if addr == "" {
-		return nil, errors.New("no address (Options[\"address\"] or the host name)")
+	if h == "" {
+		return nil, errors.New("no host (Options[\"host\"])")
 	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		addr = net.JoinHostPort(strings.Trim(addr, "[]"), "21")
+	port := o["port"]
+	if port == "" {
+		port = "21"
 	}
-	c.addr = addr
-	c.host, _, _ = net.SplitHostPort(addr)
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return nil, fmt.Errorf("bad port %q", port)
+	}
+	c.host = strings.Trim(h, "[]")
+	c.addr = net.JoinHostPort(c.host, port)
 	c.user = o["user"]
 	c.password = src.Secret["password"]
 	if c.user == "" || strings.EqualFold(c.user, "anonymous") || strings.EqualFold(c.user, "ftp") {

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/textproto"
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairn-backup/cairn/pool"
@@ -30,6 +30,23 @@ type Puller struct {
 	MaxListing int64
 	// MaxDepth caps directory nesting below the source root (0: 256).
 	MaxDepth int
+	// OnFingerprint, when set, is called with the server certificate's
+	// fingerprint ("sha256:<hex>") after every TLS login (also when it
+	// matched the pin or chained to the roots).
+	OnFingerprint func(fingerprint string)
+
+	mu   sync.Mutex
+	seen string
+}
+
+// SeenFingerprint returns the fingerprint ("sha256:<hex>") of the server
+// certificate of the last TLS login that was trusted on first use (no pin,
+// not verified by the roots), or "". The appliance stores it as
+// Options["tls_fingerprint"] after a first pull.
+func (p *Puller) SeenFingerprint() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seen
 }
 
 var _ pullers.Puller = (*Puller)(nil)
@@ -59,7 +76,7 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 		root = "/" + root
 	}
 	root = path.Clean(root)
-	w := &walker{j: j, cfg: cfg, root: root, maxListing: p.MaxListing, maxDepth: p.MaxDepth}
+	w := &walker{p: p, j: j, cfg: cfg, root: root, maxListing: p.MaxListing, maxDepth: p.MaxDepth}
 	if w.maxListing <= 0 {
 		w.maxListing = defaultMaxListing
 	}
@@ -105,15 +122,18 @@ func (w *walker) open(ctx context.Context) error {
 		}
 	}
 	w.s = s
-	if fp, verified := s.fingerprint(); w.cfg.tls && fp != "" && !verified && w.cfg.pinned == "" {
-		// Trust on first use: report the fingerprint for the caller to pin.
-		opts := maps.Clone(w.j.Source.Options)
-		if opts == nil {
-			opts = map[string]string{}
+	if fp, verified := s.fingerprint(); w.cfg.tls && fp != "" {
+		if w.p.OnFingerprint != nil {
+			w.p.OnFingerprint(fp)
 		}
-		opts["tls_fingerprint"] = fp
-		w.j.Source.Options = opts
-		w.cfg.pinned = fp
+		if !verified && w.cfg.pinned == "" {
+			// Trust on first use: report it for the caller to pin, and
+			// hold reconnects of this pull to it.
+			w.p.mu.Lock()
+			w.p.seen = fp
+			w.p.mu.Unlock()
+			w.cfg.pinned = fp
+		}
 	}
 	return nil
 }
@@ -144,6 +164,7 @@ func protocolErr(err error) bool {
 }
 
 type walker struct {
+	p          *Puller
 	j          *pullers.Job
 	cfg        *config
 	s          *session

@@ -77,7 +77,7 @@ func TestHostileServer(t *testing.T) {
 			p := newPool(t)
 			pl := &Puller{MaxListing: 64 << 10}
 			m, _, _, err := pull(t, p, pl, pullers.Source{Method: Method, Path: "/",
-				Options: map[string]string{"address": s.addr(), "tls": "none"}}, nil)
+				Options: map[string]string{"host": "127.0.0.1", "port": portOf(s.addr()), "tls": "none"}}, nil)
 			must(t, err)
 			got := treeOf(t, p, m)
 			want := map[string]string{
@@ -141,7 +141,7 @@ func TestDeepTree(t *testing.T) {
 	}
 	p := newPool(t)
 	m, _, _, err := pull(t, p, &Puller{MaxDepth: 5}, pullers.Source{Path: "/",
-		Options: map[string]string{"address": s.addr(), "tls": "none"}}, nil)
+		Options: map[string]string{"host": "127.0.0.1", "port": portOf(s.addr()), "tls": "none"}}, nil)
 	must(t, err)
 	got := treeOf(t, p, m)
 	if len(got) != 5 || got["d/d/d/d/d"] != "<dir>" {
@@ -165,7 +165,7 @@ func TestCancel(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- New().Pull(ctx, &pullers.Job{Host: "x", Sink: w, Source: pullers.Source{Path: "/",
-			Options: map[string]string{"address": s.addr(), "tls": "none"}}})
+			Options: map[string]string{"host": "127.0.0.1", "port": portOf(s.addr()), "tls": "none"}}})
 	}()
 	// Wait until the listing has started.
 	deadline := time.Now().Add(30 * time.Second)

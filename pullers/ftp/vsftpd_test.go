@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -56,7 +57,7 @@ func TestVsftpdAnonymous(t *testing.T) {
 	want := fillTree(t, srv.AnonDir)
 	p := newPool(t)
 	src := pullers.Source{Method: Method, Path: "/", Excludes: []string{"skip", "*.tmp"},
-		Options: map[string]string{"address": srv.Addr, "tls": "none"}}
+		Options: map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "tls": "none"}}
 	m1, pr1, _, err := pull(t, p, New(), src, nil)
 	must(t, err)
 	if got := treeOf(t, p, m1); !reflect.DeepEqual(got, want) {
@@ -129,18 +130,20 @@ func TestVsftpdFTPS(t *testing.T) {
 	want := fillTree(t, srv.UserDir)
 	p := newPool(t)
 	base := pullers.Source{Method: Method, Path: "/", Excludes: []string{"skip", "*.tmp", "restored*"},
-		Options: map[string]string{"address": srv.Addr, "user": srv.User},
+		Options: map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User},
 		Secret:  map[string]string{"password": srv.Password}}
 	fp := Fingerprint(certDER(t, srv.CACertPEM))
 
 	// Trust on first use.
-	m, _, j, err := pull(t, p, New(), base, nil)
+	var seen []string
+	pl := &Puller{OnFingerprint: func(fp string) { seen = append(seen, fp) }}
+	m, _, _, err := pull(t, p, pl, base, nil)
 	must(t, err)
-	if got := j.Source.Options["tls_fingerprint"]; got != fp {
-		t.Fatalf("learned fingerprint %q, want %q", got, fp)
+	if got := pl.SeenFingerprint(); got != fp {
+		t.Fatalf("SeenFingerprint %q, want %q", got, fp)
 	}
-	if base.Options["tls_fingerprint"] != "" {
-		t.Fatal("the caller's Options map was modified")
+	if len(seen) != 1 || seen[0] != fp {
+		t.Errorf("OnFingerprint calls %q", seen)
 	}
 	if got := treeOf(t, p, m); !reflect.DeepEqual(got, want) {
 		t.Fatalf("FTPS tree %q", keys(got))
@@ -148,25 +151,27 @@ func TestVsftpdFTPS(t *testing.T) {
 
 	// Pinned (right and wrong).
 	pinned := base
-	pinned.Options = map[string]string{"address": srv.Addr, "user": srv.User, "tls_fingerprint": fp}
-	if _, _, j, err := pull(t, p, New(), pinned, nil); err != nil || j.Source.Options["tls_fingerprint"] != fp {
-		t.Fatalf("pinned pull: %v", err)
+	pinned.Options = map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User, "tls_fingerprint": fp}
+	pl = New()
+	if _, _, _, err := pull(t, p, pl, pinned, nil); err != nil || pl.SeenFingerprint() != "" {
+		t.Fatalf("pinned pull: %v (seen %q)", err, pl.SeenFingerprint())
 	}
 	wrong := base
-	wrong.Options = map[string]string{"address": srv.Addr, "user": srv.User,
+	wrong.Options = map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User,
 		"tls_fingerprint": "sha256:" + string(bytes.Repeat([]byte("ab"), 32))}
 	if _, _, _, err := pull(t, p, New(), wrong, nil); !errors.Is(err, ErrCertificateMismatch) || !errors.Is(err, pullers.ErrPermanent) {
 		t.Errorf("wrong pin: %v", err)
 	}
 	noTofu := base
-	noTofu.Options = map[string]string{"address": srv.Addr, "user": srv.User, "tls_tofu": "false"}
+	noTofu.Options = map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User, "tls_tofu": "false"}
 	if _, _, _, err := pull(t, p, New(), noTofu, nil); !errors.Is(err, ErrCertificateUnknown) {
 		t.Errorf("tofu off: %v", err)
 	}
 	ca := base
-	ca.Options = map[string]string{"address": srv.Addr, "user": srv.User, "tls_ca": string(srv.CACertPEM), "tls_tofu": "false"}
-	if _, _, j, err := pull(t, p, New(), ca, nil); err != nil || j.Source.Options["tls_fingerprint"] != "" {
-		t.Errorf("CA-verified pull: %v, options %v", err, j.Source.Options)
+	ca.Options = map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User, "tls_ca": string(srv.CACertPEM), "tls_tofu": "false"}
+	pl = New()
+	if _, _, _, err := pull(t, p, pl, ca, nil); err != nil || pl.SeenFingerprint() != "" {
+		t.Errorf("CA-verified pull: %v (seen %q)", err, pl.SeenFingerprint())
 	}
 	badPw := base
 	badPw.Secret = map[string]string{"password": "wrong-password"}
