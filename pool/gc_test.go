@@ -104,10 +104,9 @@ func TestGCForeignLocks(t *testing.T) {
 	if _, err := p.NewWriter(short, SnapshotMeta{Host: "h", Source: "s"}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("NewWriter during a foreign GC: %v", err)
 	}
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		p.DeleteNamed(ctx, gcLock)
-	}()
+	if err := p.DeleteNamed(ctx, gcLock); err != nil {
+		t.Fatal(err)
+	}
 	w, err := p.NewWriter(ctx, SnapshotMeta{Host: "h", Source: "s"})
 	if err != nil {
 		t.Fatal(err)
