@@ -177,7 +177,7 @@ func (p *Puller) dial(ctx context.Context, t *target) (*conn, error) {
 		stop()
 		raw.Close()
 		if errors.Is(err, os.ErrPermission) || strings.Contains(err.Error(), "ACCESS_DENIED") {
-			return nil, fmt.Errorf("smb %s: mount share %q: %w: %v", t.addr, t.share, ErrAuth, err)
+			return nil, fmt.Errorf("smb %s: mount share %q: %w: %v (wrong user, or the share requires encryption, which needs SMB 3)", t.addr, t.share, ErrAuth, err)
 		}
 		return nil, fmt.Errorf("smb %s: mount share %q: %w", t.addr, t.share, explain(err))
 	}
