@@ -225,6 +225,19 @@ func (w *VersionWriter) Put(ctx context.Context, i int64, data []byte, host *[Ho
 	return nil
 }
 
+// PutZero sets block i to a hole (the caller knows it is all zeros, e.g.
+// from its host hash).
+func (w *VersionWriter) PutZero(i int64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.check(i); err != nil {
+		return err
+	}
+	w.set[i] = blockZero
+	w.stats.ZeroBlocks++
+	return nil
+}
+
 // Reuse sets block i to Prev's block i without its data (the caller knows
 // it is unchanged, e.g. by host hash). Prev's block must have the same
 // length as block i.

@@ -140,6 +140,9 @@ var (
 	zeroHashes = map[int][HostHashSize]byte{}
 )
 
+// ZeroSHA256 returns SHA-256 of n zero bytes: the host hash of a hole.
+func ZeroSHA256(n int) [HostHashSize]byte { return zeroSHA256(n) }
+
 // zeroSHA256 returns SHA-256 of n zero bytes (memoized: only the full
 // block and one tail length occur in practice).
 func zeroSHA256(n int) [HostHashSize]byte {
