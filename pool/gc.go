@@ -33,6 +33,7 @@ type GCReport struct {
 	Kept       int   // unreferenced objects kept because younger than the grace period
 	KeptBytes  int64
 	KeptInUse  int // unreferenced by manifests but taken up by a writer during this GC
+	StaleLocks int // lock objects of crashed processes removed
 }
 
 // GC deletes objects that no snapshot manifest and no running writer
@@ -73,6 +74,7 @@ func (p *Pool) GC(ctx context.Context, o GCOptions) (GCReport, error) {
 		if len(foreign) > 0 {
 			return rep, fmt.Errorf("%w: gc at %s: a backup is running in another process (%s); try again later", ErrLocked, p.Location(), foreign[0])
 		}
+		rep.StaleLocks = p.removeStaleLocks(ctx, time.Now())
 	}
 
 	// Roots from this process's writers, taken in the same critical

@@ -81,8 +81,11 @@ func TestGCForeignLocks(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(b.Location(), foreign), old, old); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.GC(ctx, GCOptions{Grace: -1}); err != nil {
-		t.Fatalf("GC with a stale foreign writer lock: %v", err)
+	if rep, err := p.GC(ctx, GCOptions{Grace: -1}); err != nil || rep.StaleLocks != 1 {
+		t.Fatalf("GC with a stale foreign writer lock: %+v, %v", rep, err)
+	}
+	if _, err := p.Backend().Stat(ctx, foreign); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("stale lock not removed: %v", err)
 	}
 	// GC leaves no lock of its own behind.
 	locks := 0

@@ -241,3 +241,20 @@ func (c *lru) remove(d Digest) {
 		delete(c.items, d)
 	}
 }
+
+// removeStaleLocks deletes foreign lock objects whose heartbeat stopped
+// (their holder crashed). Errors are ignored: a stale lock is harmless.
+func (p *Pool) removeStaleLocks(ctx context.Context, now time.Time) int {
+	mine := p.state().instance
+	var stale []string
+	p.Backend().List(ctx, locksPrefix, func(oi ObjectInfo) error {
+		if !strings.Contains(oi.Name, "-"+mine+"-") && now.Sub(oi.ModTime) >= lockStale {
+			stale = append(stale, oi.Name)
+		}
+		return nil
+	})
+	for _, name := range stale {
+		p.DeleteNamed(ctx, name)
+	}
+	return len(stale)
+}
