@@ -151,6 +151,8 @@ func (c *comparer) mayMiss(rel string) bool {
 		return !c.stable
 	case rel == NoReadPath && c.caps.Unreadable:
 		return true
+	case rel == UnreadablePath && c.s.Unreadable:
+		return true
 	case !c.caps.DeepPaths && strings.HasPrefix(rel, DeepDir+"/"):
 		return true
 	}
@@ -210,6 +212,12 @@ func (c *comparer) dir(fd int, rel string) {
 		}
 		seen[name] = true
 		e := snap[name]
+		if crel == UnreadablePath && c.s.Unreadable {
+			if e != nil {
+				c.errorf("%s: a file nobody can read is in the snapshot (%s, %d bytes)", crel, e.Type, e.Size)
+			}
+			continue
+		}
 		if e == nil {
 			if !c.mayMiss(crel) {
 				c.errorf("%s: missing from the snapshot", crel)
@@ -424,6 +432,9 @@ func (c *comparer) checkManifest(m *pool.Manifest) {
 		if fired, _ := c.s.Fired(); fired && !c.stable && !has(VanishPath) {
 			c.errorf("no per-file error for the vanished %s; errors: %q", VanishPath, m.Errors)
 		}
+		if c.s.Unreadable && !has(UnreadablePath) {
+			c.errorf("no per-file error for the unreadable %s; errors: %q", UnreadablePath, m.Errors)
+		}
 		if c.caps.Unreadable && !has(NoReadPath) {
 			c.errorf("no per-file error for the unreadable %s; errors: %q", NoReadPath, m.Errors)
 		}
@@ -440,6 +451,9 @@ func (c *comparer) allowedError(e string) bool {
 		return true
 	}
 	if c.caps.Unreadable && strings.HasPrefix(e, NoReadPath+": ") {
+		return true
+	}
+	if c.s.Unreadable && strings.HasPrefix(e, UnreadablePath+": ") {
 		return true
 	}
 	if !c.caps.DeepPaths && strings.HasPrefix(e, DeepDir+"/") {

@@ -18,7 +18,9 @@
 //	links/      symlinks: relative, absolute, dangling, a loop, one out of
 //	            the source (to a directory)
 //	hard/       three names of one inode
-//	noread      mode 0000 (see Unreadable below)
+//	noread      mode 0000 (root reads it anyway)
+//	unreadable/ a FUSE mount whose file "secret" fails every open with
+//	            EACCES, for root too (see Unreadable below)
 //	v/          0-trigger, 1-vanish, 2-change: when the puller reports
 //	            v/0-trigger through Progress.Path, 1-vanish is deleted and
 //	            2-change is rewritten in place with other content, size
@@ -40,10 +42,13 @@
 // # Unreadable
 //
 // Tests run as root and the servers of internal/testenv serve as root,
-// and root reads a mode-0000 file. Capabilities.Unreadable says whether
-// the puller is expected to fail on noread; with every real server so far
-// it is false and noread is compared like any other file. The permission
-// error path is covered by the hostile SFTP server tests instead.
+// and root reads a mode-0000 file, so noread is compared like any other
+// file (Capabilities.Unreadable is for a server that logs in as an
+// ordinary user). The file every puller must fail on is unreadable/secret:
+// Generate mounts a small FUSE filesystem (go-fuse, direct mount as root)
+// whose open fails with EACCES for everyone; sshd and smbd see the mount
+// too. It is unmounted in t.Cleanup. Without FUSE (no /dev/fuse, not
+// root) it is left out with a log line, and under CI=true that fails.
 //
 // # Run
 //

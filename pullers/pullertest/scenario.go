@@ -48,6 +48,8 @@ type Scenario struct {
 	OldChange, NewChange []byte
 	// Xattrs is true when XattrPath got its user.cairn attribute.
 	Xattrs bool
+	// Unreadable is true when UnreadablePath is mounted (FUSE).
+	Unreadable bool
 
 	once    sync.Once
 	fired   bool
@@ -148,9 +150,11 @@ func Generate(t testing.TB, dir string, o Options) *Scenario {
 	file(ChangePath, s.OldChange, 0o644)
 
 	deep(t, root)
+	mkdir(UnreadableDir)
 
 	// mtimes last, children before parents, the deep tree by descriptor.
 	fail("mtimes", setTimes(root, base))
+	s.Unreadable = mountUnreadable(t, filepath.Join(root, UnreadableDir))
 	return s
 }
 
