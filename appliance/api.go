@@ -245,8 +245,18 @@ func (s *Server) checkStorage(ctx context.Context) error {
 		err = s.cat.Ping(ctx)
 	}
 	s.health.mu.Lock()
+	was := s.health.err
 	s.health.checked, s.health.err = s.now(), err
 	s.health.mu.Unlock()
+	// Wrong or missing storage: backups wait instead of failing one by one.
+	switch {
+	case err != nil && was == nil:
+		s.log.Error("storage check failed: pausing the backup queue", "err", err)
+		s.jobs.q.Pause()
+	case err == nil && was != nil:
+		s.log.Info("storage is back: resuming the backup queue")
+		s.jobs.q.Resume()
+	}
 	return err
 }
 

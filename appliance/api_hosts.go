@@ -262,7 +262,7 @@ func (s *Server) handleHostCreate(r *http.Request, p *principal) (any, error) {
 	if in.Name == nil {
 		return nil, badRequest("host name is required")
 	}
-	h := &catalog.Host{Name: *in.Name, Enabled: true}
+	h := &catalog.Host{Name: *in.Name, Enabled: true, Created: s.now()}
 	if err := checkName("host", h.Name); err != nil {
 		return nil, err
 	}
@@ -393,6 +393,7 @@ func (s *Server) applyHostInput(ctx context.Context, h *catalog.Host, in *HostIn
 			return err
 		}
 	}
+	s.schedulesChanged(ctx)
 	return nil
 }
 
@@ -401,6 +402,7 @@ func (s *Server) handleHostDelete(r *http.Request, p *principal) (any, error) {
 	if err := s.cat.DeleteHost(r.Context(), name); err != nil {
 		return nil, err
 	}
+	s.schedulesChanged(r.Context())
 	s.log.Info("host removed", "host", name, "by", p.Name)
 	return nil, nil
 }

@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
+	"github.com/cairn-backup/cairn/appliance/schedule"
+	"github.com/cairn-backup/cairn/pullers"
 )
 
 // Causes of a job's cancellation: they decide its final state.
@@ -108,26 +112,30 @@ func (jc *jobCtx) logf(level, format string, args ...any) {
 
 type runningJob struct {
 	jc     *jobCtx
-	cancel context.CancelCauseFunc
+	cancel context.CancelCauseFunc // immediate jobs only; queued ones cancel through the queue
 	done   chan struct{}
 }
 
-// jobRunner runs queued jobs: backups within the global limit and never
-// two for one host; other kinds (restore, check, gc) start at once. Queue
-// order: manual jobs first, then oldest. The queue lives in the catalog,
-// so queued jobs survive a restart.
+// jobRunner runs jobs. Backups go through the schedule.Queue: within the
+// global limit, never two for one host, manual ones first, transient
+// failures of scheduled runs retried with backoff. Other kinds (restore,
+// check, gc) start at once. The catalog is the record: queued jobs are
+// re-submitted on start, so they survive a restart. The schedule.Scheduler
+// feeds the queue from the hosts' cron schedules.
 type jobRunner struct {
 	s         *Server
 	executors map[string]executor
-	queued    map[string]bool // kinds that wait for a slot in the queue
+	queued    map[string]bool // kinds that go through the queue
+	q         *schedule.Queue
+	sched     *schedule.Scheduler
 
-	mu      sync.Mutex
-	running map[int64]*runningJob
-	stopped bool
-	kick    chan struct{}
-	quit    chan struct{}
-	wg      sync.WaitGroup
-	loopWG  sync.WaitGroup
+	mu       sync.Mutex
+	running  map[int64]*runningJob
+	stopped  bool
+	wg       sync.WaitGroup // immediate jobs
+	schedCtx context.Context
+	schedEnd context.CancelFunc
+	schedWG  sync.WaitGroup
 }
 
 func newJobRunner(s *Server) *jobRunner {
@@ -136,14 +144,24 @@ func newJobRunner(s *Server) *jobRunner {
 		executors: map[string]executor{},
 		queued:    map[string]bool{"backup": true},
 		running:   map[int64]*runningJob{},
-		kick:      make(chan struct{}, 1),
-		quit:      make(chan struct{}),
 	}
 	for k, e := range executors {
 		r.executors[k] = e
 	}
+	r.q = schedule.NewQueue(r.runQueued, schedule.QueueOptions{
+		Limit:         s.cfg.MaxJobs,
+		Clock:         s.clock,
+		BackoffBase:   s.cfg.RetryBackoff,
+		IsPermanent:   func(err error) bool { return errors.Is(err, pullers.ErrPermanent) },
+		OnStateChange: r.onState,
+		Logger:        s.log,
+	})
+	r.sched = schedule.NewScheduler(schedEnqueuer{r}, schedule.SchedulerOptions{Clock: s.clock, Logger: s.log})
+	r.schedCtx, r.schedEnd = context.WithCancel(context.Background())
 	return r
 }
+
+func qid(id int64) string { return strconv.FormatInt(id, 10) }
 
 // recover marks jobs of a dead process interrupted and re-queues them.
 func (r *jobRunner) recover(ctx context.Context) error {
@@ -157,76 +175,207 @@ func (r *jobRunner) recover(ctx context.Context) error {
 	return nil
 }
 
-func (r *jobRunner) start() {
-	r.loopWG.Add(1)
-	go r.loop()
-	r.poke()
-}
-
-func (r *jobRunner) poke() {
-	select {
-	case r.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (r *jobRunner) loop() {
-	defer r.loopWG.Done()
-	for {
-		select {
-		case <-r.quit:
-			return
-		case <-r.kick:
-		}
-		if err := r.dispatch(); err != nil {
-			r.s.log.Error("job queue", "err", err)
-		}
-	}
-}
-
-// dispatch starts every queued job that may run now.
-func (r *jobRunner) dispatch() error {
-	queued, err := r.s.cat.QueuedJobs(context.Background())
+// start submits the catalog's queued jobs, loads the schedules and starts
+// the scheduler.
+func (r *jobRunner) start(ctx context.Context) error {
+	queued, err := r.s.cat.QueuedJobs(ctx)
 	if err != nil {
 		return err
+	}
+	for _, j := range queued {
+		if err := r.submit(j); err != nil {
+			r.s.log.Error("re-submit queued job", "job", j.ID, "err", err)
+		}
+	}
+	if err := r.loadSchedules(ctx); err != nil {
+		return err
+	}
+	r.schedWG.Add(1)
+	go func() {
+		defer r.schedWG.Done()
+		r.sched.Run(r.schedCtx)
+	}()
+	return nil
+}
+
+// submit hands a queued catalog job to the queue or starts it.
+func (r *jobRunner) submit(j catalog.Job) error {
+	if !r.queued[j.Kind] {
+		return r.startImmediate(j)
+	}
+	prio := schedule.PriorityScheduled
+	if j.Manual {
+		prio = schedule.PriorityManual
+	}
+	_, err := r.q.Enqueue(schedule.JobSpec{ID: qid(j.ID), Key: jobKey(&j), Host: j.Host, Priority: prio})
+	return err
+}
+
+// jobKey identifies what a backup job backs up: at most one such job
+// waits in the queue.
+func jobKey(j *catalog.Job) string {
+	var p BackupParams
+	json.Unmarshal(j.Params, &p)
+	return j.Host + "|" + strings.Join(p.Sources, ",")
+}
+
+// enqueue records a new job and submits it. A backup that duplicates one
+// already waiting is dropped (recorded as cancelled) and *j becomes the
+// waiting job, raised to manual priority when j was manual.
+func (r *jobRunner) enqueue(ctx context.Context, j *catalog.Job) error {
+	_, err := r.enqueueDup(ctx, j)
+	return err
+}
+
+// enqueueDup is enqueue that also reports whether j was merged into a job
+// already waiting.
+func (r *jobRunner) enqueueDup(ctx context.Context, j *catalog.Job) (dup bool, _ error) {
+	r.mu.Lock()
+	stopped := r.stopped
+	r.mu.Unlock()
+	if stopped {
+		return false, errShutdown
+	}
+	j.State = catalog.JobQueued
+	j.Created = r.s.now()
+	if err := r.s.cat.CreateJob(ctx, j); err != nil {
+		return false, err
+	}
+	if !r.queued[j.Kind] {
+		r.s.events.publish(Event{Type: "job", JobID: j.ID, Host: j.Host, Data: map[string]string{"state": catalog.JobQueued, "kind": j.Kind}})
+		return false, r.startImmediate(*j)
+	}
+	prio := schedule.PriorityScheduled
+	if j.Manual {
+		prio = schedule.PriorityManual
+	}
+	got, err := r.q.Enqueue(schedule.JobSpec{ID: qid(j.ID), Key: jobKey(j), Host: j.Host, Priority: prio})
+	if errors.Is(err, schedule.ErrDuplicate) {
+		other, _ := strconv.ParseInt(got.ID, 10, 64)
+		r.s.cat.SetJobState(ctx, j.ID, catalog.JobCancelled, fmt.Sprintf("duplicate of job %d, which was already waiting", other), r.s.now())
+		if j.Manual {
+			r.s.cat.SetJobManual(ctx, other)
+		}
+		existing, err := r.s.cat.Job(ctx, other)
+		if err != nil {
+			return true, err
+		}
+		*j = *existing
+		return true, nil
+	}
+	if err != nil {
+		r.s.cat.SetJobState(ctx, j.ID, catalog.JobCancelled, err.Error(), r.s.now())
+		if errors.Is(err, schedule.ErrShutdown) {
+			return false, errShutdown
+		}
+		return false, err
+	}
+	r.s.events.publish(Event{Type: "job", JobID: j.ID, Host: j.Host, Data: map[string]string{"state": catalog.JobQueued, "kind": j.Kind}})
+	return false, nil
+}
+
+// noRetry marks a failure the queue must not retry: a person who ran a
+// backup by hand wants the answer now, not after backoffs.
+type noRetry struct{ error }
+
+func (e noRetry) Unwrap() error        { return e.error }
+func (e noRetry) Is(target error) bool { return target == schedule.ErrPermanent }
+
+// runQueued runs one attempt of a queued job (the queue's RunFunc).
+func (r *jobRunner) runQueued(ctx context.Context, qj *schedule.Job) error {
+	id, err := strconv.ParseInt(qj.ID, 10, 64)
+	if err != nil {
+		return noRetry{fmt.Errorf("bad job id %q", qj.ID)}
+	}
+	j, err := r.s.cat.Job(context.WithoutCancel(ctx), id)
+	if err != nil {
+		return noRetry{err}
+	}
+	exec, ok := r.executors[j.Kind]
+	if !ok {
+		return noRetry{fmt.Errorf("unknown job kind %q", j.Kind)}
+	}
+	now := r.s.now()
+	if err := r.s.cat.SetJobState(ctx, id, catalog.JobRunning, "", now); err != nil {
+		return noRetry{err}
+	}
+	j.State, j.Started = catalog.JobRunning, now
+	jc := &jobCtx{s: r.s, job: *j, progress: Progress{Started: now, Updated: now}}
+	rj := &runningJob{jc: jc, done: make(chan struct{})}
+	r.mu.Lock()
+	r.running[id] = rj
+	r.mu.Unlock()
+	r.s.events.publish(Event{Type: "job", JobID: id, Host: j.Host, Data: map[string]string{"state": catalog.JobRunning, "kind": j.Kind}})
+	if qj.Attempt > 1 {
+		jc.logf("info", "attempt %d", qj.Attempt)
+	}
+	err = runSafely(ctx, exec, jc)
+	jc.storeProgress(jc.snapshot())
+	r.mu.Lock()
+	delete(r.running, id)
+	r.mu.Unlock()
+	close(rj.done)
+	if err != nil && j.Manual && ctx.Err() == nil {
+		return noRetry{err}
+	}
+	return err
+}
+
+// onState records the queue's decisions in the catalog.
+func (r *jobRunner) onState(qj schedule.Job) {
+	id, err := strconv.ParseInt(qj.ID, 10, 64)
+	if err != nil {
+		return
+	}
+	ctx := context.Background()
+	msg := ""
+	if qj.Err != nil {
+		msg = qj.Err.Error()
+	}
+	var state, level string
+	switch qj.State {
+	case schedule.StateRetryWait:
+		msg = fmt.Sprintf("attempt %d failed: %s; retrying at %s", qj.Attempt, msg, qj.RetryAt.Local().Format("15:04:05"))
+		state, level = catalog.JobQueued, "warn"
+	case schedule.StateSucceeded:
+		state, level, msg = catalog.JobDone, "info", ""
+	case schedule.StateFailed:
+		state, level = catalog.JobFailed, "error"
+	case schedule.StateCanceled:
+		state, level, msg = catalog.JobCancelled, "warn", "cancelled by request"
+	case schedule.StateInterrupted:
+		state, level, msg = catalog.JobInterrupted, "warn", "interrupted: the appliance shut down while it ran"
+	default:
+		return // queued and running are recorded by enqueue and runQueued
+	}
+	if err := r.s.cat.SetJobState(ctx, id, state, msg, r.s.now()); err != nil {
+		if !errors.Is(err, catalog.ErrJobState) {
+			r.s.log.Warn("record job state", "job", id, "state", state, "err", err)
+		}
+		return
+	}
+	text := state
+	if msg != "" {
+		text += ": " + msg
+	}
+	r.s.jobLog(id, qj.Host, level, text)
+	r.s.log.Info("job "+state, "job", id, "host", qj.Host, "error", msg)
+	r.s.events.publish(Event{Type: "job", JobID: id, Host: qj.Host, Data: map[string]string{"state": state, "kind": "backup", "error": msg}})
+}
+
+// startImmediate runs a job that does not wait in the queue.
+func (r *jobRunner) startImmediate(j catalog.Job) error {
+	exec, ok := r.executors[j.Kind]
+	now := r.s.now()
+	if !ok {
+		return r.s.cat.SetJobState(context.Background(), j.ID, catalog.JobFailed, "unknown job kind "+j.Kind, now)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopped {
-		return nil
+		return errShutdown
 	}
-	busyHosts := map[string]bool{}
-	slots := r.s.cfg.MaxJobs
-	for _, rj := range r.running {
-		if r.queued[rj.jc.job.Kind] {
-			slots--
-			busyHosts[rj.jc.job.Host] = true
-		}
-	}
-	for _, j := range queued {
-		if r.queued[j.Kind] {
-			if slots <= 0 || busyHosts[j.Host] {
-				continue
-			}
-			slots--
-			busyHosts[j.Host] = true
-		}
-		if err := r.startLocked(j); err != nil {
-			r.s.log.Error("start job", "job", j.ID, "err", err)
-		}
-	}
-	return nil
-}
-
-func (r *jobRunner) startLocked(j catalog.Job) error {
-	exec, ok := r.executors[j.Kind]
-	if !ok {
-		now := r.s.now()
-		r.s.cat.StartJob(context.Background(), j.ID, now)
-		return r.s.cat.FinishJob(context.Background(), j.ID, catalog.JobFailed, "unknown job kind "+j.Kind, now)
-	}
-	now := r.s.now()
-	if err := r.s.cat.StartJob(context.Background(), j.ID, now); err != nil {
+	if err := r.s.cat.SetJobState(context.Background(), j.ID, catalog.JobRunning, "", now); err != nil {
 		return err
 	}
 	j.State, j.Started = catalog.JobRunning, now
@@ -238,7 +387,6 @@ func (r *jobRunner) startLocked(j catalog.Job) error {
 	r.s.events.publish(Event{Type: "job", JobID: j.ID, Host: j.Host, Data: map[string]string{"state": catalog.JobRunning, "kind": j.Kind}})
 	go func() {
 		defer r.wg.Done()
-		defer close(rj.done)
 		err := runSafely(ctx, exec, jc)
 		state, msg := catalog.JobDone, ""
 		switch cause := context.Cause(ctx); {
@@ -256,7 +404,7 @@ func (r *jobRunner) startLocked(j catalog.Job) error {
 		} else {
 			jc.logf("info", "done")
 		}
-		if ferr := r.s.cat.FinishJob(context.Background(), j.ID, state, msg, r.s.now()); ferr != nil {
+		if ferr := r.s.cat.SetJobState(context.Background(), j.ID, state, msg, r.s.now()); ferr != nil {
 			r.s.log.Error("finish job", "job", j.ID, "err", ferr)
 		}
 		r.s.log.Info("job finished", "job", j.ID, "kind", j.Kind, "host", j.Host, "state", state, "error", msg)
@@ -264,7 +412,7 @@ func (r *jobRunner) startLocked(j catalog.Job) error {
 		r.mu.Lock()
 		delete(r.running, j.ID)
 		r.mu.Unlock()
-		r.poke()
+		close(rj.done)
 	}()
 	return nil
 }
@@ -285,43 +433,33 @@ func runSafely(ctx context.Context, exec executor, jc *jobCtx) (err error) {
 	return exec(ctx, jc)
 }
 
-// enqueue stores a new queued job and wakes the dispatcher.
-func (r *jobRunner) enqueue(ctx context.Context, j *catalog.Job) error {
-	r.mu.Lock()
-	stopped := r.stopped
-	r.mu.Unlock()
-	if stopped {
-		return errShutdown
-	}
-	j.State = catalog.JobQueued
-	j.Created = r.s.now()
-	if err := r.s.cat.CreateJob(ctx, j); err != nil {
-		return err
-	}
-	r.s.events.publish(Event{Type: "job", JobID: j.ID, Host: j.Host, Data: map[string]string{"state": catalog.JobQueued, "kind": j.Kind}})
-	r.poke()
-	return nil
-}
-
-// cancel stops a running job or cancels a queued one.
+// cancel stops a running job or cancels a queued one and waits until the
+// catalog records it.
 func (r *jobRunner) cancel(ctx context.Context, id int64) error {
 	r.mu.Lock()
 	rj := r.running[id]
 	r.mu.Unlock()
-	if rj != nil {
+	switch {
+	case rj != nil && rj.cancel != nil:
 		rj.cancel(errCancelled)
+	case r.q.Cancel(qid(id)) == nil:
+	default:
+		return r.s.cat.SetJobState(ctx, id, catalog.JobCancelled, "cancelled before it started", r.s.now())
+	}
+	for {
+		j, err := r.s.cat.Job(ctx, id)
+		if err != nil {
+			return err
+		}
+		if catalog.JobFinal(j.State) {
+			return nil
+		}
 		select {
-		case <-rj.done:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
 		}
-		return nil
 	}
-	err := r.s.cat.CancelQueuedJob(ctx, id, r.s.now())
-	if err == nil {
-		r.s.events.publish(Event{Type: "job", JobID: id, Data: map[string]string{"state": catalog.JobCancelled}})
-	}
-	return err
 }
 
 // live returns the in-memory progress of a running job.
@@ -335,14 +473,15 @@ func (r *jobRunner) live(id int64) (Progress, bool) {
 	return rj.jc.snapshot(), true
 }
 
-// counts returns the number of running and queued jobs.
+// runningCount returns the number of running jobs.
 func (r *jobRunner) runningCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.running)
 }
 
-// stop cancels running jobs (they end as interrupted) and waits for them.
+// stop ends the scheduler, interrupts running jobs (they end interrupted
+// and are re-queued on the next start) and waits for them.
 func (r *jobRunner) stop() {
 	r.mu.Lock()
 	if r.stopped {
@@ -351,10 +490,97 @@ func (r *jobRunner) stop() {
 	}
 	r.stopped = true
 	for _, rj := range r.running {
-		rj.cancel(errShutdown)
+		if rj.cancel != nil {
+			rj.cancel(errShutdown)
+		}
 	}
 	r.mu.Unlock()
-	close(r.quit)
-	r.loopWG.Wait()
+	r.schedEnd()
+	r.schedWG.Wait()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // interrupt at once: a backup resumes from its partial snapshot
+	r.q.Shutdown(ctx)
 	r.wg.Wait()
+	r.s.cat.InterruptRunning(context.Background(), r.s.now())
+}
+
+// schedEnqueuer is what the Scheduler enqueues on: it records a
+// scheduled job in the catalog before handing it to the queue.
+type schedEnqueuer struct{ r *jobRunner }
+
+// schedPayload travels from a schedule to its jobs.
+type schedPayload struct {
+	scheduleID int64
+	host       string
+	sources    []string
+}
+
+func (e schedEnqueuer) Enqueue(spec schedule.JobSpec) (schedule.Job, error) {
+	p, _ := spec.Payload.(schedPayload)
+	params, _ := json.Marshal(BackupParams{Sources: p.sources})
+	j := &catalog.Job{Kind: "backup", Host: p.host, Params: params}
+	dup, err := e.r.enqueueDup(context.Background(), j)
+	if err != nil {
+		return schedule.Job{}, err
+	}
+	if dup {
+		return schedule.Job{}, schedule.ErrDuplicate
+	}
+	e.r.s.cat.SetScheduleRun(context.Background(), p.scheduleID, e.r.s.now())
+	e.r.s.log.Info("scheduled backup queued", "job", j.ID, "host", p.host, "sources", p.sources)
+	qj, _ := e.r.q.Get(qid(j.ID))
+	return qj, nil
+}
+
+func (e schedEnqueuer) Active(key string) bool { return e.r.q.Active(key) }
+
+// loadSchedules (re)loads every schedule of every enabled host into the
+// scheduler; disabled hosts and removed schedules are dropped.
+func (r *jobRunner) loadSchedules(ctx context.Context) error {
+	hosts, err := r.s.cat.Hosts(ctx)
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, h := range hosts {
+		if !h.Enabled {
+			continue
+		}
+		scheds, err := r.s.cat.Schedules(ctx, h.ID)
+		if err != nil {
+			return err
+		}
+		for _, sc := range scheds {
+			cron, err := schedule.ParseCron(sc.Cron, time.Local)
+			if err != nil {
+				r.s.log.Error("bad stored schedule", "host", h.Name, "cron", sc.Cron, "err", err)
+				continue
+			}
+			bo, err := schedule.ParseWindows(sc.Blackout, time.Local)
+			if err != nil {
+				r.s.log.Error("bad stored blackout", "host", h.Name, "err", err)
+				continue
+			}
+			var srcs []string
+			if sc.Source != "" {
+				srcs = []string{sc.Source}
+			}
+			key := h.Name + "|" + strings.Join(srcs, ",")
+			want[key] = true
+			last := sc.LastRun
+			if last.IsZero() {
+				last = h.Created // never ran: the first slot after the host was added
+			}
+			if err := r.sched.Set(schedule.Source{Key: key, Host: h.Name, Cron: cron, Jitter: sc.Jitter, Blackout: bo,
+				LastRun: last, Payload: schedPayload{scheduleID: sc.ID, host: h.Name, sources: srcs}}); err != nil {
+				return err
+			}
+		}
+	}
+	for _, st := range r.sched.Status() {
+		if !want[st.Key] {
+			r.sched.Remove(st.Key)
+		}
+	}
+	return nil
 }

@@ -26,7 +26,10 @@ func TestQueueLimitAndHostExclusion(t *testing.T) {
 	for i := range 5 {
 		h := fmt.Sprintf("h%d", i)
 		e.addHost(h, map[string]string{"block": "1"})
-		ids = append(ids, e.backup(h).ID, e.backup(h).ID)
+		// Two jobs per host: all sources, and the one source by name.
+		var one JobBody
+		e.must("socket", "POST", "/api/v1/hosts/"+h+"/backup", BackupInput{Sources: []string{"data"}}, &one)
+		ids = append(ids, e.backup(h).ID, one.ID)
 	}
 	<-fake.started
 	<-fake.started
@@ -35,6 +38,10 @@ func TestQueueLimitAndHostExclusion(t *testing.T) {
 	e.must("socket", "GET", "/api/v1/jobs?state=queued", nil, &queued)
 	if len(queued) != 8 {
 		t.Fatalf("%d queued jobs, want 8", len(queued))
+	}
+	// Asking again for a backup that already waits gives that job.
+	if again := e.backup("h4"); again.ID != ids[8] {
+		t.Fatalf("a duplicate run made job %d; job %d was already waiting", again.ID, ids[8])
 	}
 	releaseFake()
 	for _, id := range ids {

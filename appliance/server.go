@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
 	"github.com/cairn-backup/cairn/appliance/internal/secret"
+	"github.com/cairn-backup/cairn/appliance/schedule"
 	"github.com/cairn-backup/cairn/pool"
 )
 
@@ -36,8 +37,12 @@ type Config struct {
 	// MaxJobs is the global limit of concurrently running backups
 	// (default 1).
 	MaxJobs int
-	// Now is the clock (default time.Now); tests inject one.
-	Now func() time.Time
+	// Clock drives schedules, retries and timestamps (default the real
+	// clock); tests inject a schedule.FakeClock.
+	Clock schedule.Clock
+	// RetryBackoff is the wait before the first retry of a failed
+	// scheduled backup, doubled each time (default 1m).
+	RetryBackoff time.Duration
 }
 
 // A Server is an open appliance: data dir locked, catalog and pool open,
@@ -56,6 +61,7 @@ type Server struct {
 	routes    []route
 	started   time.Time
 	now       func() time.Time
+	clock     schedule.Clock
 	health    healthState
 	usage     poolUsage
 	lastCheck checkResult
@@ -78,8 +84,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.MaxJobs <= 0 {
 		cfg.MaxJobs = 1
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = schedule.RealClock()
 	}
 	if cfg.Version == "" {
 		cfg.Version = "dev"
@@ -91,7 +97,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, dataDir: dir, now: cfg.Now, events: newBroker()}
+	s := &Server{cfg: cfg, log: cfg.Logger, dataDir: dir, clock: cfg.Clock, now: cfg.Clock.Now, events: newBroker()}
 	s.started = s.now()
 	defer func() {
 		if err != nil {
@@ -119,7 +125,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.buildRoutes()
-	s.jobs.start()
+	if err = s.jobs.start(ctx); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -277,4 +285,20 @@ func Run(ctx context.Context, cfg Config, ready func(tcpAddr string)) error {
 	}
 	defer s.Close()
 	return s.Serve(ctx, ready)
+}
+
+// jobLog records a job event for a job that may not be running here.
+func (s *Server) jobLog(id int64, host, level, msg string) {
+	e := &catalog.JobEvent{JobID: id, Time: s.now(), Level: level, Message: msg}
+	if err := s.cat.AddJobEvent(context.Background(), e); err != nil {
+		s.log.Warn("store job event", "job", id, "err", err)
+	}
+	s.events.publish(Event{Type: "log", JobID: id, Host: host, Data: map[string]string{"level": level, "message": msg}})
+}
+
+// schedulesChanged reloads the scheduler after a host or schedule change.
+func (s *Server) schedulesChanged(ctx context.Context) {
+	if err := s.jobs.loadSchedules(ctx); err != nil {
+		s.log.Error("reload schedules", "err", err)
+	}
 }

@@ -288,3 +288,52 @@ func (c *DB) JobEvents(ctx context.Context, jobID int64) ([]JobEvent, error) {
 	}
 	return out, rows.Err()
 }
+
+// SetJobState moves a job that has not ended to state: to running (sets
+// started), back to queued (a retry; errMsg says why), or to a final state
+// (sets finished). A job that already ended is ErrJobState.
+func (c *DB) SetJobState(ctx context.Context, id int64, state, errMsg string, now time.Time) error {
+	var res sql.Result
+	var err error
+	switch {
+	case state == JobRunning:
+		res, err = c.exec(ctx, "UPDATE jobs SET state = ?, started = ?, error = ? WHERE id = ? AND state IN (?, ?)",
+			state, nanos(now), errMsg, id, JobQueued, JobRunning)
+	case state == JobQueued:
+		res, err = c.exec(ctx, "UPDATE jobs SET state = ?, error = ? WHERE id = ? AND state IN (?, ?)",
+			state, errMsg, id, JobQueued, JobRunning)
+	case JobFinal(state):
+		res, err = c.exec(ctx, "UPDATE jobs SET state = ?, finished = ?, error = ? WHERE id = ? AND state IN (?, ?)",
+			state, nanos(now), errMsg, id, JobQueued, JobRunning)
+	default:
+		return fmt.Errorf("job %d: unknown state %q", id, state)
+	}
+	if err != nil {
+		return fmt.Errorf("job %d → %s: %w", id, state, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := c.Job(ctx, id); err != nil {
+			return err
+		}
+		return fmt.Errorf("job %d → %s: %w", id, state, ErrJobState)
+	}
+	return nil
+}
+
+// InterruptRunning marks every running job interrupted (at shutdown; the
+// next start re-queues them with RecoverJobs).
+func (c *DB) InterruptRunning(ctx context.Context, now time.Time) error {
+	_, err := c.exec(ctx, "UPDATE jobs SET state = ?, finished = ?, error = ? WHERE state = ?",
+		JobInterrupted, nanos(now), "interrupted: the appliance shut down while it ran", JobRunning)
+	if err != nil {
+		return fmt.Errorf("interrupt running jobs: %w", err)
+	}
+	return nil
+}
+
+// SetJobManual raises a job to manual priority (a person asked for it
+// while it waited as a scheduled job).
+func (c *DB) SetJobManual(ctx context.Context, id int64) error {
+	_, err := c.exec(ctx, "UPDATE jobs SET manual = 1 WHERE id = ?", id)
+	return err
+}
