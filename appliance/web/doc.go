@@ -1,0 +1,39 @@
+// Package web is the browser face of `cairn serve`: session login, the
+// first-boot setup wizard and the pages (dashboard, hosts, browse and
+// restore, users, jobs).
+//
+// # Stack
+//
+// Pages are server-rendered html/template shells with one CSS file and one
+// small plain-JavaScript file, all embedded in the binary (embed.FS): no
+// framework, no CDN, no build step, so the appliance works offline and the
+// UI cannot drift from a separately built bundle. The data on the pages
+// comes from the same REST API the CLI uses (/api/v1/...), fetched by the
+// browser with the session cookie; the web package has no private route
+// to the catalog beyond what login and first-boot setup need before any
+// user exists.
+//
+// # Sessions
+//
+// A session is server-side (memory): the cookie holds a random 256-bit ID,
+// the server keeps only its SHA-256, the user ID, a CSRF token and the
+// times. A session ends after IdleTimeout without use or MaxAge after
+// login, on logout, or when the process restarts. The cookie is HttpOnly,
+// SameSite=Strict, Path=/, and Secure when the request came over TLS.
+//
+// # CSRF
+//
+// Every request authenticated by the session cookie that is not GET, HEAD
+// or OPTIONS must carry the session's CSRF token, in the X-CSRF-Token
+// header (fetch) or the csrf_token form field (plain forms). The token is
+// bound to the session (a synchronizer token), handed to pages in a meta
+// tag and mirrored in the non-HttpOnly cookie cairn_csrf for scripts.
+// Requests with a bearer token or over the unix socket carry no cookie
+// and need no CSRF token.
+//
+// # Setup
+//
+// While no admin exists every page redirects to /setup, which needs the
+// one-time setup token printed by `cairn serve` (SetupToken). The token
+// is compared in constant time and rotated once an admin is created.
+package web

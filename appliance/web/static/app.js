@@ -1,0 +1,366 @@
+// Cairn web UI: plain JavaScript over the REST API (/api/v1), no framework.
+// Every value from the API is put in the page with textContent, never as HTML.
+"use strict";
+(function () {
+  const body = document.body;
+  const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  const tz = (document.querySelector('meta[name="cairn-tz"]') || {}).content || undefined;
+  const $ = (sel) => document.querySelector(sel);
+
+  // api calls the REST API with the session cookie and the CSRF token.
+  async function api(method, path, data) {
+    const opts = { method, credentials: "same-origin", headers: { "Accept": "application/json" } };
+    if (method !== "GET") opts.headers["X-CSRF-Token"] = csrf;
+    if (data !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(data); }
+    const res = await fetch("/api/v1" + path, opts);
+    if (res.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); throw new Error("not logged in"); }
+    if (res.status === 204) return null;
+    let out = null;
+    try { out = await res.json(); } catch (e) { out = null; }
+    if (!res.ok) { const err = new Error((out && out.error) || res.statusText); err.status = res.status; throw err; }
+    return out;
+  }
+
+  function el(tag, attrs, ...kids) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === "class") e.className = v;
+      else if (k === "text") e.textContent = v;
+      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v === true ? "" : v);
+    }
+    for (const k of kids) if (k !== null && k !== undefined) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+    return e;
+  }
+  const td = (v, cls) => el("td", { class: cls }, v);
+  const enc = encodeURIComponent;
+  const encPath = (p) => p.split("/").map(enc).join("/");
+
+  function fmtBytes(n) {
+    if (n === undefined || n === null) return "";
+    const u = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]; let i = 0; let v = Number(n);
+    while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
+    return (i === 0 ? v.toFixed(0) : v.toFixed(1)) + " " + u[i];
+  }
+  function fmtDur(s) {
+    if (!s || s <= 0 || !isFinite(s)) return "";
+    s = Math.round(s); const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+    return h ? h + "h " + m + "m" : m ? m + "m " + r + "s" : r + "s";
+  }
+  function fmtTime(t) {
+    if (!t) return "";
+    const d = new Date(t); if (isNaN(d) || d.getFullYear() < 1971) return "";
+    try { return d.toLocaleString(undefined, { timeZone: tz, dateStyle: "medium", timeStyle: "short" }); }
+    catch (e) { return d.toLocaleString(); }
+  }
+  function statusClass(s) {
+    if (s === "complete" || s === "succeeded" || s === "done") return "status ok";
+    if (s === "failed" || s === "interrupted" || s === "corrupt") return "status bad";
+    if (s === "partial" || s === "cancelled") return "status warn";
+    return "status";
+  }
+  function showError(e) {
+    const p = $("#page-error"); if (!p) return;
+    p.textContent = e && e.message ? e.message : String(e); p.hidden = false;
+  }
+  function fill(tbody, rows, emptyEl) {
+    tbody.replaceChildren(...rows);
+    if (emptyEl) emptyEl.hidden = rows.length > 0;
+  }
+  function kv(dl, pairs) {
+    dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)]));
+  }
+  function hostLink(h) { return h ? el("a", { href: "/hosts/" + enc(h) }, h) : ""; }
+  function jobLink(id) { return el("a", { href: "/jobs/" + id }, "#" + id); }
+
+  // ---- dashboard -------------------------------------------------------
+  function progressCells(j, p) {
+    p = p || {};
+    let bar = "";
+    if (p.bytes_total > 0) bar = el("progress", { max: p.bytes_total, value: Math.min(p.bytes, p.bytes_total), "aria-label": "progress of job " + j.id });
+    else if (p.sources > 0) bar = el("progress", { max: p.sources, value: p.sources_done, "aria-label": "sources of job " + j.id });
+    const pct = p.bytes_total > 0 ? Math.min(100, Math.floor(100 * p.bytes / p.bytes_total)) + "%" : (p.phase || "");
+    return [td(el("span", {}, bar, " ", el("span", { class: "pct", text: pct }))), td(p.files || 0, "num"), td(fmtBytes(p.bytes || 0), "num"),
+      td(p.rate ? fmtBytes(p.rate) + "/s" : "", "num"), td(fmtDur(p.eta_seconds)), td(el("span", { class: "mono", text: p.path || "" }))];
+  }
+  async function dashboard() {
+    const running = new Map();
+    async function loadJobs() {
+      const [run, queued] = await Promise.all([api("GET", "/jobs?state=running"), api("GET", "/jobs?state=queued")]);
+      running.clear();
+      for (const j of run) running.set(j.id, j);
+      renderRunning();
+      fill($("#queue tbody"), queued.map((j) => el("tr", {}, td(jobLink(j.id)), td(hostLink(j.host)), td(j.kind), td(fmtTime(j.created)))), $("#queue-empty"));
+    }
+    function renderRunning() {
+      fill($("#running tbody"), [...running.values()].map((j) => el("tr", { "data-job": j.id },
+        td(jobLink(j.id)), td(hostLink(j.host)), td(j.kind), ...progressCells(j, j.progress))), $("#running-empty"));
+    }
+    async function loadHosts() {
+      const [hosts, snaps] = await Promise.all([api("GET", "/hosts"), api("GET", "/snapshots")]);
+      const last = new Map();
+      for (const s of snaps) { const o = last.get(s.host); if (!o || new Date(s.finished) > new Date(o.finished)) last.set(s.host, s); }
+      let failed = new Map();
+      try { for (const j of await api("GET", "/jobs?state=failed&limit=50")) if (!failed.has(j.host)) failed.set(j.host, j); } catch (e) { failed = new Map(); }
+      fill($("#host-status tbody"), hosts.map((h) => {
+        const s = last.get(h.name), f = failed.get(h.name);
+        let result = s ? el("span", { class: statusClass(s.status), text: s.status }) : el("span", { class: "status", text: "never backed up" });
+        if (f && (!s || new Date(f.finished || f.created) > new Date(s.finished))) result = el("span", { class: "status bad", title: f.error || "" }, "failed: " + (f.error || ""));
+        if (!h.enabled) result = el("span", {}, result, " (disabled)");
+        return el("tr", {}, td(hostLink(h.name)), td(result), td(s ? fmtTime(s.finished) : ""), td(s ? s.files : "", "num"), td(s ? fmtBytes(s.bytes) : "", "num"));
+      }), null);
+      $("#hosts-empty").hidden = hosts.length > 0;
+    }
+    async function loadPool() {
+      const dl = $("#pool"); if (!dl) return;
+      const p = await api("GET", "/pool");
+      const pairs = [["Stored", fmtBytes(p.bytes) + " in " + p.objects + " objects"], ["Snapshots", String(p.snapshots)],
+        ["Logical size", fmtBytes(p.logical_bytes)], ["Location", el("span", { class: "mono", text: p.location })], ["Encrypted", p.encrypted ? "yes" : "no"]];
+      if (p.last_check) pairs.push(["Last check", el("span", { class: p.last_check_ok ? "status ok" : "status bad" }, fmtTime(p.last_check) + " " + (p.last_check_summary || ""))]);
+      kv(dl, pairs);
+    }
+    const reload = () => Promise.all([loadJobs(), loadHosts(), loadPool()]).catch(showError);
+    await reload();
+    let pending = null;
+    const soon = () => { if (!pending) pending = setTimeout(() => { pending = null; reload(); }, 300); };
+    const es = new EventSource("/api/v1/events");
+    const live = $("#live-status");
+    es.onopen = () => { live.textContent = "Live"; soon(); };
+    es.onerror = () => { live.textContent = "Live updates interrupted; retrying…"; };
+    es.onmessage = (m) => {
+      let e; try { e = JSON.parse(m.data); } catch (x) { return; }
+      if (e.type === "progress") {
+        const j = running.get(e.job_id);
+        if (j) { j.progress = e.data; renderRunning(); } else soon();
+      } else if (e.type === "job" || e.type === "snapshot") soon();
+    };
+    body.dataset.ready = "1";
+  }
+
+  // ---- hosts -------------------------------------------------------------
+  function scheduleText(h) {
+    return h.schedules.length ? h.schedules.map((s) => s.cron + (s.jitter ? " ±" + s.jitter : "") + (s.source ? " (" + s.source + ")" : "")).join("; ") : "manual only";
+  }
+  async function runNow(host, btn, msg) {
+    btn.disabled = true;
+    try { const j = await api("POST", "/hosts/" + enc(host) + "/backup"); msg(el("span", {}, "Backup queued as job ", jobLink(j.id), ".")); }
+    catch (e) { msg(e.message); }
+    finally { btn.disabled = false; }
+  }
+  async function hosts() {
+    const hs = await api("GET", "/hosts");
+    const oper = !!document.querySelector('a[href="/hosts/new"]');
+    fill($("#hosts tbody"), hs.map((h) => {
+      const cell = el("td");
+      if (oper) cell.append(el("button", { type: "button", onclick: (ev) => runNow(h.name, ev.target, (m) => { cell.replaceChildren(m); }) }, "Run now"));
+      return el("tr", {}, td(hostLink(h.name)), td(h.address), td(h.sources.map((s) => s.name + " (" + s.method + ")").join(", ")),
+        td(h.enabled ? "yes" : "no"), td(scheduleText(h)), cell);
+    }), $("#hosts-empty"));
+    body.dataset.ready = "1";
+  }
+  async function host() {
+    const name = body.dataset.host;
+    const msg = (m) => { const p = $("#host-msg"); p.replaceChildren(m); p.hidden = false; };
+    async function load() {
+      const h = await api("GET", "/hosts/" + enc(name));
+      kv($("#host-info"), [["Address", h.address || ""], ["Enabled", h.enabled ? "yes" : "no"], ["Groups", h.groups.join(", ")], ["Added", fmtTime(h.created)]]);
+      fill($("#sources tbody"), h.sources.map((s) => el("tr", {}, td(s.name), td(s.method), td(el("span", { class: "mono", text: s.path })),
+        td((s.excludes || []).join(", ")), td(Object.entries(s.options || {}).map(([k, v]) => k + "=" + v).join(", ")), td(s.secret_keys.join(", ")))));
+      const r = h.retention, keep = [["last", r.keep_last], ["hourly", r.keep_hourly], ["daily", r.keep_daily], ["weekly", r.keep_weekly], ["monthly", r.keep_monthly], ["yearly", r.keep_yearly]].filter((x) => x[1]);
+      kv($("#schedule"), [["Schedule", scheduleText(h)], ["Retention", keep.length ? keep.map((x) => x[0] + " " + x[1]).join(", ") : "keep everything"]]);
+      const t = $("#toggle-enabled");
+      if (t) { t.textContent = h.enabled ? "Disable" : "Enable"; t.onclick = async () => { try { await api("PATCH", "/hosts/" + enc(name), { enabled: !h.enabled }); load(); } catch (e) { msg(e.message); } }; }
+      const snaps = (await api("GET", "/snapshots?host=" + enc(name))).sort((a, b) => new Date(b.finished) - new Date(a.finished)).slice(0, 10);
+      fill($("#snapshots tbody"), snaps.map((s) => el("tr", {}, td(fmtTime(s.finished)), td(s.source), td(el("span", { class: statusClass(s.status), text: s.status })),
+        td(s.files, "num"), td(fmtBytes(s.bytes), "num"), td(fmtBytes(s.bytes_new), "num"), td(el("a", { href: "/snapshots/" + enc(s.id) + "/" }, "Browse")))));
+      const jobs = await api("GET", "/jobs?host=" + enc(name) + "&limit=10");
+      fill($("#jobs tbody"), jobs.map((j) => el("tr", {}, td(jobLink(j.id)), td(j.kind), td(el("span", { class: statusClass(j.state), text: j.state })), td(fmtTime(j.created)), td(j.error || ""))));
+    }
+    const b = $("#run-now");
+    if (b) b.onclick = () => runNow(name, b, msg);
+    await load();
+    body.dataset.ready = "1";
+  }
+
+  // ---- host form: built from the registered methods ---------------------
+  // GET /api/v1/methods, when the appliance has it, answers
+  // [{name, title, path_label, options:[{key,label,type,help,required,secret}]}];
+  // otherwise the methods named by the server are offered with generic
+  // key=value option and credential fields.
+  async function hostForm() {
+    const form = $("#host-form"), sel = $("#f-method"), editing = body.dataset.host || "";
+    let methods = null;
+    try { methods = await api("GET", "/methods"); } catch (e) { methods = null; }
+    if (!Array.isArray(methods)) methods = (body.dataset.methods || "").split(",").filter(Boolean).map((n) => ({ name: n }));
+    sel.replaceChildren(...methods.map((m) => el("option", { value: m.name }, m.title || m.name)));
+    function renderFields() {
+      const m = methods.find((x) => x.name === sel.value) || {};
+      const box = $("#method-fields");
+      const fields = (m.options || []).map((o) => {
+        const id = "f-opt-" + o.key;
+        const input = o.type === "bool" ? el("input", { id, type: "checkbox", "data-opt": o.key, "data-secret": o.secret ? "1" : null })
+          : el("input", { id, type: o.secret ? "password" : (o.type === "number" ? "number" : "text"), "data-opt": o.key, "data-secret": o.secret ? "1" : null, required: o.required || null, autocomplete: o.secret ? "new-password" : "off" });
+        return el("div", { class: "field" }, el("label", { for: id }, o.label || o.key), input, o.help ? el("p", { class: "help", text: o.help }) : null,
+          el("p", { class: "field-error", "data-for": "opt-" + o.key, hidden: true }));
+      });
+      box.replaceChildren(...fields);
+      $("#options-help").textContent = m.options ? "Further options not listed above." : "Options depend on the method (for example port=22).";
+      if (m.path_label) $('label[for="f-path"]').textContent = m.path_label;
+    }
+    sel.onchange = renderFields;
+    renderFields();
+    if (editing) {
+      const h = await api("GET", "/hosts/" + enc(editing));
+      form.name.value = h.name; form.address.value = h.address || ""; form.groups.value = h.groups.join(", ");
+      const s = h.sources[0];
+      if (s) { form.src_name.value = s.name; sel.value = s.method; renderFields(); form.path.value = s.path; form.excludes.value = (s.excludes || []).join("\n");
+        form.options.value = Object.entries(s.options || {}).map(([k, v]) => k + "=" + v).join("\n"); }
+      if (h.schedules[0]) { form.cron.value = h.schedules[0].cron; form.jitter.value = h.schedules[0].jitter || ""; }
+      for (const k of ["keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]) form[k].value = h.retention[k] || "";
+    }
+    const lines = (t) => t.split("\n").map((x) => x.trim()).filter(Boolean);
+    const pairs = (t) => Object.fromEntries(lines(t).map((l) => { const i = l.indexOf("="); return i < 0 ? [l, ""] : [l.slice(0, i).trim(), l.slice(i + 1).trim()]; }));
+    form.onsubmit = async (ev) => {
+      ev.preventDefault();
+      for (const p of form.querySelectorAll(".field-error")) p.hidden = true;
+      $("#form-error").hidden = true;
+      const options = pairs(form.options.value), secret = pairs(form.secret.value);
+      for (const i of form.querySelectorAll("[data-opt]")) {
+        const v = i.type === "checkbox" ? (i.checked ? "true" : "") : i.value.trim();
+        if (v) (i.dataset.secret ? secret : options)[i.dataset.opt] = v;
+      }
+      const src = { name: form.src_name.value.trim(), method: sel.value, path: form.path.value.trim(), excludes: lines(form.excludes.value), options };
+      if (Object.keys(secret).length) src.secret = secret;
+      const ret = {};
+      for (const k of ["keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]) if (form[k].value) ret[k] = Number(form[k].value);
+      const groups = form.groups.value.split(",").map((x) => x.trim()).filter(Boolean);
+      const data = { address: form.address.value.trim(), groups, sources: [src], retention: ret,
+        schedules: form.cron.value.trim() ? [{ cron: form.cron.value.trim(), jitter: form.jitter.value.trim() || undefined }] : [] };
+      try {
+        if (editing) await api("PATCH", "/hosts/" + enc(editing), data);
+        else { data.name = form.name.value.trim(); await api("POST", "/hosts", data); }
+        location.href = "/hosts/" + enc(editing || data.name);
+      } catch (e) {
+        // Put the server's message next to the field it names.
+        const m = e.message, f = /^host name|^host /.test(m) ? "name" : /credential|secret/.test(m) ? "secret" : /path/.test(m) ? "path" : /method/.test(m) ? "method"
+          : /^source/.test(m) ? "src_name" : /schedule|cron/.test(m) ? "cron" : /jitter/.test(m) ? "jitter" : /retention/.test(m) ? "retention" : /group/.test(m) ? "groups" : null;
+        const p = f && form.querySelector('.field-error[data-for="' + f + '"]');
+        if (p) { p.textContent = m; p.hidden = false; const inp = p.parentElement.querySelector("input,select,textarea"); if (inp) inp.focus(); }
+        else { $("#form-error").textContent = m; $("#form-error").hidden = false; }
+      }
+    };
+    body.dataset.ready = "1";
+  }
+
+  // ---- browse and restore -----------------------------------------------
+  async function browse() {
+    const name = body.dataset.host;
+    const snaps = (await api("GET", "/snapshots?host=" + enc(name))).sort((a, b) => new Date(b.finished) - new Date(a.finished));
+    fill($("#snapshots tbody"), snaps.map((s) => el("tr", {}, td(fmtTime(s.finished)), td(s.source), td(el("span", { class: statusClass(s.status), text: s.status })),
+      td(s.files, "num"), td(fmtBytes(s.bytes), "num"), td(el("a", { href: "/snapshots/" + enc(s.id) + "/" }, "Browse")))), $("#snapshots-empty"));
+    body.dataset.ready = "1";
+  }
+  async function snapshot() {
+    const id = body.dataset.id, path = (body.dataset.path || "").replace(/\/+$/, "");
+    const snap = await api("GET", "/snapshots/" + enc(id));
+    const tree = await api("GET", "/snapshots/" + enc(id) + "/tree/" + encPath(path));
+    const crumbs = [el("a", { href: "/browse/" + enc(snap.host) }, snap.host), el("span", { text: "/" }), el("a", { href: "/snapshots/" + enc(id) + "/" }, snap.source + " @ " + fmtTime(snap.finished))];
+    let acc = "";
+    for (const part of path.split("/").filter(Boolean)) { acc += (acc ? "/" : "") + part; crumbs.push(el("span", { text: "/" }), el("a", { href: "/snapshots/" + enc(id) + "/" + encPath(acc) }, part)); }
+    $("#crumbs").replaceChildren(...crumbs);
+    const entries = tree.entries || [tree.entry];
+    const base = tree.entries ? path : path.split("/").slice(0, -1).join("/");
+    fill($("#entries tbody"), entries.map((e) => {
+      const p = (base ? base + "/" : "") + e.name;
+      const link = e.type === "dir" ? el("a", { href: "/snapshots/" + enc(id) + "/" + encPath(p) }, e.name + "/")
+        : e.type === "file" ? el("a", { href: "/api/v1/snapshots/" + enc(id) + "/file/" + encPath(p), download: e.name }, e.name)
+          : el("span", {}, e.name + (e.target ? " → " + e.target : ""));
+      return el("tr", {}, td(link), td(e.type === "file" ? fmtBytes(e.size) : "", "num"), td(fmtTime(e.mtime)), td(el("span", { class: "mono", text: e.mode })), td((e.user || e.uid) + ":" + (e.group || e.gid)));
+    }));
+    const form = $("#restore-form");
+    if (form) {
+      form.path.value = path;
+      form.onsubmit = async (ev) => {
+        ev.preventDefault();
+        const m = $("#restore-msg"), fe = form.querySelector('.field-error[data-for="to"]');
+        fe.hidden = true;
+        try {
+          const j = await api("POST", "/restores", { snapshot: id, path: form.path.value.trim(), to: form.to.value.trim() });
+          m.replaceChildren("Restore queued as job ", jobLink(j.id), "."); m.hidden = false;
+        } catch (e) { fe.textContent = e.message; fe.hidden = false; }
+      };
+    }
+    body.dataset.ready = "1";
+  }
+
+  // ---- jobs --------------------------------------------------------------
+  async function jobs() {
+    const js = await api("GET", "/jobs?limit=200");
+    fill($("#jobs tbody"), js.map((j) => el("tr", {}, td(jobLink(j.id)), td(hostLink(j.host)), td(j.kind),
+      td(el("span", { class: statusClass(j.state), text: j.state })), td(fmtTime(j.created)), td(fmtTime(j.finished)), td(j.error || ""))));
+    body.dataset.ready = "1";
+  }
+  async function job() {
+    const id = body.dataset.id;
+    async function load() {
+      const j = await api("GET", "/jobs/" + enc(id));
+      const p = j.progress || {};
+      kv($("#job-info"), [["Kind", j.kind], ["Host", hostLink(j.host)], ["State", el("span", { class: statusClass(j.state), text: j.state })],
+        ["Created", fmtTime(j.created)], ["Started", fmtTime(j.started)], ["Finished", fmtTime(j.finished)], ["Files", String(p.files || 0)],
+        ["Bytes", fmtBytes(p.bytes || 0)], ["Error", j.error || ""]]);
+      fill($("#events tbody"), (j.events || []).map((e) => el("tr", {}, td(fmtTime(e.time)), td(e.level), td(e.message))));
+      const text = (j.events || []).map((e) => e.time + " " + e.level + " " + e.message).join("\n") + "\n";
+      const a = $("#log-download"); a.href = URL.createObjectURL(new Blob([text], { type: "text/plain" })); a.download = "cairn-job-" + id + ".log";
+      const c = $("#cancel-job");
+      if (c) { c.hidden = ["succeeded", "failed", "cancelled", "interrupted", "done"].includes(j.state); c.onclick = async () => { try { await api("POST", "/jobs/" + enc(id) + "/cancel"); load(); } catch (e) { showError(e); } }; }
+    }
+    await load();
+    body.dataset.ready = "1";
+  }
+
+  // ---- users, groups, tokens ---------------------------------------------
+  async function users() {
+    async function load() {
+      const [us, gs] = await Promise.all([api("GET", "/users"), api("GET", "/groups")]);
+      fill($("#users tbody"), us.map((u) => el("tr", {}, td(u.name), td(u.role), td(u.groups.join(", ")), td(fmtTime(u.created)),
+        td(el("button", { type: "button", class: "danger", onclick: async () => { if (confirm("Remove user " + u.name + "?")) { try { await api("DELETE", "/users/" + enc(u.name)); load(); } catch (e) { showError(e); } } } }, "Remove")))));
+      $("#groups").replaceChildren(...gs.map((g) => el("li", {}, g.name, " ",
+        el("button", { type: "button", class: "danger", onclick: async () => { try { await api("DELETE", "/groups/" + enc(g.name)); load(); } catch (e) { showError(e); } } }, "Remove"))));
+    }
+    const uf = $("#user-form"), gf = $("#group-form");
+    uf.onsubmit = async (ev) => {
+      ev.preventDefault(); $("#user-error").hidden = true;
+      try {
+        await api("POST", "/users", { name: uf.name.value.trim(), password: uf.password.value, role: uf.role.value, groups: uf.groups.value.split(",").map((x) => x.trim()).filter(Boolean) });
+        uf.reset(); load();
+      } catch (e) { $("#user-error").textContent = e.message; $("#user-error").hidden = false; }
+    };
+    gf.onsubmit = async (ev) => {
+      ev.preventDefault(); $("#group-error").hidden = true;
+      try { await api("POST", "/groups", { name: gf.name.value.trim() }); gf.reset(); load(); }
+      catch (e) { $("#group-error").textContent = e.message; $("#group-error").hidden = false; }
+    };
+    await load();
+    body.dataset.ready = "1";
+  }
+  async function tokens() {
+    async function load() {
+      const ts = await api("GET", "/tokens");
+      fill($("#tokens tbody"), ts.map((t) => el("tr", {}, td(t.id), td(t.user), td(t.name), td(fmtTime(t.created)), td(fmtTime(t.last_used)),
+        td(el("button", { type: "button", class: "danger", onclick: async () => { try { await api("DELETE", "/tokens/" + t.id); load(); } catch (e) { showError(e); } } }, "Revoke")))));
+    }
+    const f = $("#token-form");
+    f.onsubmit = async (ev) => {
+      ev.preventDefault(); $("#token-error").hidden = true;
+      try { const t = await api("POST", "/tokens", { name: f.name.value.trim() }); $("#new-token-value").textContent = t.token; $("#new-token").hidden = false; f.reset(); load(); }
+      catch (e) { $("#token-error").textContent = e.message; $("#token-error").hidden = false; }
+    };
+    await load();
+    body.dataset.ready = "1";
+  }
+
+  const pages = { dashboard, hosts, host, host_form: hostForm, browse, snapshot, jobs, job, users, tokens };
+  const run = pages[body.dataset.page];
+  if (run) run().catch((e) => { showError(e); body.dataset.ready = "error"; });
+})();

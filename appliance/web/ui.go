@@ -1,0 +1,356 @@
+package web
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cairn-backup/cairn/appliance/catalog"
+	"github.com/cairn-backup/cairn/pullers"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Store is what the UI needs from the catalog: login, first-boot setup and
+// the display settings. *catalog.DB implements it.
+type Store interface {
+	AdminExists(ctx context.Context) (bool, error)
+	User(ctx context.Context, name string) (*catalog.User, error)
+	UserByID(ctx context.Context, id int64) (*catalog.User, error)
+	CreateUser(ctx context.Context, u *catalog.User) error
+	Setting(ctx context.Context, key string) (val string, ok bool, err error)
+	SetSetting(ctx context.Context, key, val string) error
+}
+
+var _ Store = (*catalog.DB)(nil)
+
+// Settings keys the UI writes.
+const (
+	SettingTimezone  = "ui.timezone"   // IANA zone the UI shows times in
+	SettingSetupDone = "ui.setup_done" // "1" once the wizard finished
+)
+
+// Config configures the UI. Store is required.
+type Config struct {
+	Store   Store
+	Logger  *slog.Logger
+	Now     func() time.Time // default time.Now
+	Version string
+	// PoolLocation is where the pool lives (shown by setup, which also
+	// shows the free space there when it is a local directory).
+	PoolLocation string
+	// PoolEncrypted says whether the open pool is encrypted.
+	PoolEncrypted bool
+	// Methods lists the registered puller methods (default
+	// pullers.Methods). The host form asks GET /api/v1/methods first and
+	// falls back to these names with generic fields.
+	Methods func() []string
+	// BcryptCost for new passwords (default bcrypt.DefaultCost; tests
+	// lower it).
+	BcryptCost int
+}
+
+// UI serves the web pages. Create it with New.
+type UI struct {
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	Sessions *Sessions
+	pages    map[string]*template.Template
+	mux      *http.ServeMux
+	limiter  *loginLimiter
+
+	setupMu sync.Mutex
+	token   string
+}
+
+// New builds the UI and its session store, with a fresh setup token.
+func New(cfg Config) (*UI, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("web: Config.Store is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Methods == nil {
+		cfg.Methods = pullers.Methods
+	}
+	u := &UI{cfg: cfg, log: cfg.Logger, now: cfg.Now, Sessions: NewSessions(cfg.Now),
+		token: randomToken()[:32], limiter: newLoginLimiter(cfg.Now)}
+	if err := u.parse(); err != nil {
+		return nil, err
+	}
+	u.routes()
+	return u, nil
+}
+
+// SetupToken is the one-time token the first-boot setup asks for. `cairn
+// serve` prints it (with SetupURL) while NeedsSetup is true.
+func (u *UI) SetupToken() string {
+	u.setupMu.Lock()
+	defer u.setupMu.Unlock()
+	return u.token
+}
+
+// SetupURL is the setup page of base (e.g. "http://127.0.0.1:8080") with
+// the token in the query, ready to open.
+func (u *UI) SetupURL(base string) string {
+	return strings.TrimRight(base, "/") + "/setup?token=" + url.QueryEscape(u.SetupToken())
+}
+
+// NeedsSetup reports whether no admin exists yet.
+func (u *UI) NeedsSetup(ctx context.Context) (bool, error) {
+	ok, err := u.cfg.Store.AdminExists(ctx)
+	if err != nil {
+		return false, fmt.Errorf("web: admin exists: %w", err)
+	}
+	return !ok, nil
+}
+
+// Handler serves every UI path: /, /login, /logout, /setup…, /static/…
+// and the pages. The appliance mounts it for all paths outside /api/,
+// /healthz and /metrics.
+func (u *UI) Handler() http.Handler { return u.mux }
+
+var pageNames = []string{"setup.html", "setup_storage.html", "setup_timezone.html", "setup_host.html",
+	"login.html", "dashboard.html", "hosts.html", "host.html", "host_form.html", "browse.html",
+	"snapshot.html", "jobs.html", "job.html", "users.html", "tokens.html", "notfound.html"}
+
+func (u *UI) parse() error {
+	funcs := template.FuncMap{"join": strings.Join}
+	u.pages = map[string]*template.Template{}
+	for _, n := range pageNames {
+		t, err := template.New(n).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+n)
+		if err != nil {
+			return fmt.Errorf("web: template %s: %w", n, err)
+		}
+		u.pages[n] = t
+	}
+	return nil
+}
+
+func (u *UI) routes() {
+	m := http.NewServeMux()
+	static, _ := fs.Sub(staticFS, "static")
+	fileServer := http.StripPrefix("/static/", http.FileServerFS(static))
+	m.Handle("GET /static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		fileServer.ServeHTTP(w, r)
+	}))
+	m.HandleFunc("GET /setup", u.handleSetup)
+	m.HandleFunc("POST /setup", u.handleSetupPost)
+	m.HandleFunc("GET /setup/storage", u.page("setup_storage.html", catalog.RoleAdmin, u.storageData))
+	m.HandleFunc("GET /setup/timezone", u.page("setup_timezone.html", catalog.RoleAdmin, u.timezoneData))
+	m.HandleFunc("POST /setup/timezone", u.handleTimezonePost)
+	m.HandleFunc("GET /setup/host", u.page("setup_host.html", catalog.RoleAdmin, nil))
+	m.HandleFunc("POST /setup/done", u.handleSetupDone)
+	m.HandleFunc("GET /login", u.handleLogin)
+	m.HandleFunc("POST /login", u.handleLoginPost)
+	m.HandleFunc("POST /logout", u.handleLogout)
+	m.HandleFunc("GET /{$}", u.page("dashboard.html", catalog.RoleUser, nil))
+	m.HandleFunc("GET /hosts", u.page("hosts.html", catalog.RoleUser, nil))
+	m.HandleFunc("GET /hosts/new", u.page("host_form.html", catalog.RoleOperator, u.hostFormData))
+	m.HandleFunc("GET /hosts/{host}", u.page("host.html", catalog.RoleUser, pathData("host")))
+	m.HandleFunc("GET /hosts/{host}/edit", u.page("host_form.html", catalog.RoleOperator, u.hostFormData))
+	m.HandleFunc("GET /browse/{host}", u.page("browse.html", catalog.RoleUser, pathData("host")))
+	m.HandleFunc("GET /snapshots/{id}/{path...}", u.page("snapshot.html", catalog.RoleUser, snapshotData))
+	m.HandleFunc("GET /jobs", u.page("jobs.html", catalog.RoleUser, nil))
+	m.HandleFunc("GET /jobs/{id}", u.page("job.html", catalog.RoleUser, pathData("id")))
+	m.HandleFunc("GET /users", u.page("users.html", catalog.RoleAdmin, nil))
+	m.HandleFunc("GET /tokens", u.page("tokens.html", catalog.RoleUser, nil))
+	m.HandleFunc("/", u.page("notfound.html", catalog.RoleUser, func(r *http.Request, d *pageData) int {
+		return http.StatusNotFound
+	}))
+	u.mux = m
+}
+
+// pageData is what every template gets.
+type pageData struct {
+	Title   string
+	Page    string // body data-page: which script part runs
+	User    *catalog.User
+	IsAdmin bool
+	IsOper  bool
+	CSRF    string
+	TZ      string
+	Version string
+	Errors  map[string]string // field → message
+	Form    map[string]string // values to refill
+	Flash   string
+	Data    map[string]any
+	Attrs   map[string]string // data-* attributes of <body> for the script
+}
+
+func (u *UI) render(w http.ResponseWriter, code int, name string, d *pageData) {
+	if d.Version == "" {
+		d.Version = u.cfg.Version
+	}
+	if d.Page == "" {
+		d.Page = strings.TrimSuffix(name, ".html")
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+	w.WriteHeader(code)
+	if err := u.pages[name].ExecuteTemplate(w, "layout", d); err != nil {
+		u.log.Error("web: render", "page", name, "err", err)
+	}
+}
+
+func roleRank(r string) int {
+	switch r {
+	case catalog.RoleAdmin:
+		return 3
+	case catalog.RoleOperator:
+		return 2
+	case catalog.RoleUser:
+		return 1
+	}
+	return 0
+}
+
+// current returns the logged-in user of r, or nil.
+func (u *UI) current(r *http.Request) *catalog.User {
+	id, ok := u.Sessions.Authenticate(r)
+	if !ok {
+		return nil
+	}
+	usr, err := u.cfg.Store.UserByID(r.Context(), id)
+	if err != nil {
+		return nil
+	}
+	return usr
+}
+
+// gate sends r to /setup while no admin exists and to /login without a
+// session. It returns the user, or nil when it answered.
+func (u *UI) gate(w http.ResponseWriter, r *http.Request) *catalog.User {
+	need, err := u.NeedsSetup(r.Context())
+	if err != nil {
+		http.Error(w, "catalog unavailable", http.StatusServiceUnavailable)
+		u.log.Error("web", "err", err)
+		return nil
+	}
+	if need {
+		http.Redirect(w, r, "/setup", http.StatusSeeOther)
+		return nil
+	}
+	usr := u.current(r)
+	if usr == nil {
+		if HasCookie(r) {
+			u.Sessions.Destroy(w, r)
+		}
+		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return nil
+	}
+	return usr
+}
+
+func (u *UI) baseData(r *http.Request, usr *catalog.User, title string) *pageData {
+	d := &pageData{Title: title, User: usr, Data: map[string]any{}, Errors: map[string]string{}, Form: map[string]string{},
+		Attrs: map[string]string{}}
+	if usr != nil {
+		d.IsAdmin = usr.Role == catalog.RoleAdmin
+		d.IsOper = roleRank(usr.Role) >= 2
+		d.CSRF = u.Sessions.CSRFToken(r)
+	}
+	if tz, ok, _ := u.cfg.Store.Setting(r.Context(), SettingTimezone); ok {
+		d.TZ = tz
+	}
+	return d
+}
+
+var titles = map[string]string{
+	"dashboard.html": "Dashboard", "hosts.html": "Hosts", "host.html": "Host", "host_form.html": "Host",
+	"browse.html": "Snapshots", "snapshot.html": "Browse", "jobs.html": "Jobs", "job.html": "Job",
+	"users.html": "Users and groups", "tokens.html": "API tokens", "notfound.html": "Not found",
+	"setup_storage.html": "Setup: storage", "setup_timezone.html": "Setup: timezone", "setup_host.html": "Setup: first host",
+}
+
+// page serves a page shell for users of at least minRole. fill may add
+// data and return a status other than 200.
+func (u *UI) page(name, minRole string, fill func(r *http.Request, d *pageData) int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		usr := u.gate(w, r)
+		if usr == nil {
+			return
+		}
+		d := u.baseData(r, usr, titles[name])
+		if roleRank(usr.Role) < roleRank(minRole) {
+			d.Title = "Not found"
+			u.render(w, http.StatusNotFound, "notfound.html", d)
+			return
+		}
+		code := http.StatusOK
+		if fill != nil {
+			if c := fill(r, d); c != 0 {
+				code = c
+			}
+		}
+		u.render(w, code, name, d)
+	}
+}
+
+func pathData(names ...string) func(r *http.Request, d *pageData) int {
+	return func(r *http.Request, d *pageData) int {
+		for _, n := range names {
+			d.Data[n] = r.PathValue(n)
+			d.Attrs[n] = r.PathValue(n)
+		}
+		return 0
+	}
+}
+
+func snapshotData(r *http.Request, d *pageData) int {
+	d.Attrs["id"] = r.PathValue("id")
+	d.Attrs["path"] = r.PathValue("path")
+	return 0
+}
+
+func (u *UI) hostFormData(r *http.Request, d *pageData) int {
+	d.Data["host"] = r.PathValue("host")
+	d.Attrs["host"] = r.PathValue("host")
+	d.Attrs["methods"] = strings.Join(u.cfg.Methods(), ",")
+	if r.URL.Query().Get("setup") != "" {
+		d.Attrs["setup"] = "1"
+	}
+	return 0
+}
+
+// checkSameOrigin rejects a cross-site form post when the browser says
+// where it came from (Origin or Sec-Fetch-Site). Forms without a session
+// (login, setup) rely on it plus a double-submit cookie.
+func checkSameOrigin(r *http.Request) bool {
+	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+		ou, err := url.Parse(o)
+		if err != nil || ou.Host != r.Host {
+			return false
+		}
+	}
+	return true
+}
