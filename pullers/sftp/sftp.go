@@ -119,15 +119,11 @@ func Paths(s pullers.Source) ([]string, error) {
 	}
 	slices.Sort(ps)
 	ps = slices.Compact(ps)
-	out := ps[:0]
+	var out []string
 	for _, p := range ps {
-		if len(out) > 0 {
-			last := out[len(out)-1]
-			if last == "/" || strings.HasPrefix(p, last+"/") {
-				continue // inside a path already pulled
-			}
+		if !slices.ContainsFunc(out, func(q string) bool { return q == "/" || strings.HasPrefix(p, q+"/") }) {
+			out = append(out, p) // not inside a path already kept
 		}
-		out = append(out, p)
 	}
 	return out, nil
 }
