@@ -124,3 +124,51 @@ func TestMandatorySigning(t *testing.T) {
 		t.Logf("run %d: err %v, %d signing errors", i, err != nil, signing)
 	}
 }
+
+// TestExcludesIncrementalCancel: excludes and the incremental skip over
+// SMB, and a cancelled pull that returns at once.
+func TestExcludesIncrementalCancel(t *testing.T) {
+	s := testenv.Samba(t)
+	for rel, data := range map[string]string{"d/keep": "keep", "d/x.tmp": "tmp", "d/cache/y": "y", "top": "top"} {
+		p := s.Dir + "/" + rel
+		if err := os.MkdirAll(p[:strings.LastIndexByte(p, '/')], 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := source(s, "/")
+	src.Excludes = []string{"*.tmp", "d/cache"}
+	p := pullertest.NewPool(t)
+	m, pr := pullertest.Pull(t, p, smb.New(), src, nil, nil)
+	ctx := context.Background()
+	for _, rel := range []string{"d/x.tmp", "d/cache"} {
+		if _, err := p.Lookup(ctx, m.Root, rel); err == nil {
+			t.Errorf("excluded %s is in the snapshot", rel)
+		}
+	}
+	for _, rel := range []string{"d/keep", "top"} {
+		if _, err := p.Lookup(ctx, m.Root, rel); err != nil {
+			t.Errorf("%s: %v", rel, err)
+		}
+	}
+	if pr.Files != 4 { // ., d, d/keep, top
+		t.Errorf("%d entries, want 4", pr.Files)
+	}
+	_, pr = pullertest.Pull(t, p, smb.New(), src, pullertest.PoolPrevious{Pool: p, Root: m.Root}, nil)
+	if pr.Skipped != 2 {
+		t.Errorf("incremental skipped %d, want 2", pr.Skipped)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	w, err := p.NewWriter(ctx, pool.SnapshotMeta{Host: "h", Source: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	if err := smb.New().Pull(cctx, &pullers.Job{Source: src, Sink: w}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled pull: %v", err)
+	}
+}
