@@ -72,3 +72,5 @@ func names(t testing.TB, p *pool.Pool, m *pool.Manifest) []string {
 	}
 	return out
 }
+
+func poolMeta() pool.SnapshotMeta { return pool.SnapshotMeta{Host: "db", Source: "dumps"} }

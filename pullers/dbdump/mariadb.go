@@ -47,7 +47,6 @@ func (mariadb) prepare(cfg *config, dir string) (*conn, error) {
 	} else {
 		fmt.Fprintf(&b, "host=%s\nport=%s\nprotocol=TCP\n", optQuote(cfg.host), cfg.port)
 	}
-	fmt.Fprintf(&b, "connect-timeout=%d\n", int(cfg.timeout.Seconds()))
 	// Only this file is read (--defaults-file), never /etc/mysql or ~/.my.cnf.
 	f := filepath.Join(dir, "my.cnf")
 	if err := os.WriteFile(f, []byte(b.String()), 0o600); err != nil {
