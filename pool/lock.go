@@ -64,6 +64,8 @@ type poolState struct {
 
 	gcMu sync.Mutex // one GC at a time per process
 
+	workers int // Writer concurrency; 0: default (guarded by mu)
+
 	chunks *lru // decoded file data by digest
 	trees  *lru // decoded trees by digest
 }

@@ -137,9 +137,7 @@ func (p *Pool) NewWriter(ctx context.Context, meta SnapshotMeta) (*Writer, error
 		}
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	// Twice the cores: a worker blocked in a backend call leaves its core
-	// to another one compressing.
-	workers := 2 * runtime.GOMAXPROCS(0)
+	workers := st.writerWorkers()
 	w := &Writer{
 		p: p, st: st, meta: meta, id: id, ctx: wctx, cancel: cancel, lock: lock,
 		jobs:    make(chan putJob, writerQueue),
@@ -154,6 +152,27 @@ func (p *Pool) NewWriter(ctx context.Context, meta SnapshotMeta) (*Writer, error
 		go w.worker()
 	}
 	return w, nil
+}
+
+// SetWriterConcurrency sets how many objects each new Writer compresses
+// and writes at once. The default, twice GOMAXPROCS, suits a local disk
+// (a worker blocked in a write leaves its core to one compressing); a
+// high-latency backend such as S3 wants more (e.g. 16). n ≤ 0 restores
+// the default. The bytes in flight stay bounded either way.
+func (p *Pool) SetWriterConcurrency(n int) {
+	st := p.state()
+	st.mu.Lock()
+	st.workers = n
+	st.mu.Unlock()
+}
+
+func (st *poolState) writerWorkers() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.workers > 0 {
+		return st.workers
+	}
+	return 2 * runtime.GOMAXPROCS(0)
 }
 
 // ID returns the ID the snapshot will have.
@@ -220,7 +239,7 @@ func (w *Writer) worker() {
 // writerBudget bytes of object data are queued or being written.
 const (
 	writerQueue  = 256
-	writerBudget = 32 << 20
+	writerBudget = 16 << 20
 )
 
 // byteBudget bounds the bytes in flight. Workers always release what they

@@ -203,6 +203,7 @@ func TestWriterRoundTrip(t *testing.T) {
 	p, _ := structPool(t)
 	src := t.TempDir()
 	genTree(t, src, 1, 200, 3<<20, 9<<20+123)
+	p.SetWriterConcurrency(1) // one worker: the pipeline must not deadlock
 	m := backupDir(t, ctx, p, src, "web1", "data")
 	if m.Status != StatusComplete || m.Files == 0 || m.Dirs == 0 || m.Bytes == 0 || m.BytesNew == 0 {
 		t.Fatalf("manifest %+v", m)
@@ -431,6 +432,7 @@ func TestWriterReuse(t *testing.T) {
 func TestConcurrentWriters(t *testing.T) {
 	ctx := context.Background()
 	p, _ := structPool(t)
+	p.SetWriterConcurrency(16)
 	srcs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
 	for i, s := range srcs {
 		genTree(t, s, uint64(10+i%2), 60, 2<<20) // two sources share content
