@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,3 +110,18 @@ func TestOptions(t *testing.T) {
 }
 
 func strAfter(s, prefix string) string { return s[len(prefix):] }
+
+func TestHostTest(t *testing.T) {
+	s := testenv.SSHD(t)
+	writeTree(t, s.Dir, map[string]string{"x": "1", "y/z": "2"})
+	src := keySource(t, s, s.Dir)
+	delete(src.Options, "host_key")
+	id, err := sftp.New().Test(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id["host_key"] != sftp.HostKeyString(s.HostKey) || id["entries"] != "2" || id["host_key_fingerprint"] != sshFingerprint(s) ||
+		!strings.HasPrefix(id["server"], "SSH-2.0-OpenSSH") {
+		t.Errorf("Test = %q", id)
+	}
+}

@@ -172,3 +172,17 @@ func TestExcludesIncrementalCancel(t *testing.T) {
 		t.Errorf("cancelled pull: %v", err)
 	}
 }
+
+func TestHostTest(t *testing.T) {
+	s := testenv.Samba(t)
+	if err := os.WriteFile(s.Dir+"/x", []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id, err := smb.New().Test(context.Background(), source(s, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id["entries"] != "1" || id["share"] != s.Share {
+		t.Errorf("Test = %q", id)
+	}
+}
