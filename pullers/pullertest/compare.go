@@ -52,13 +52,6 @@ type Result struct {
 	Changed  bool // ChangePath was stored with its new content
 }
 
-type srcEntry struct {
-	rel string
-	st  unix.Stat_t
-	sum [32]byte // files
-	tgt string   // symlinks
-}
-
 // windowsInvalid reports whether name cannot exist on Windows.
 func windowsInvalid(name string) bool {
 	if strings.ContainsAny(name, `\/:*?"<>|`) || strings.HasSuffix(name, ".") || strings.HasSuffix(name, " ") {

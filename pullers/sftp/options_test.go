@@ -61,10 +61,7 @@ func TestOptions(t *testing.T) {
 	src.Excludes = []string{"*.tmp", strAfter(a, "/") + "/cache"}
 	p := pullertest.NewPool(t)
 	m, prog := pullertest.Pull(t, p, sftp.New(), src, nil, nil)
-	var got []string
-	for _, n := range snapshotNames(t, p, m) {
-		got = append(got, n)
-	}
+	got := snapshotNames(t, p, m)
 	ra, rb := strAfter(a, "/"), strAfter(b, "/")
 	want := []string{ra + "/keep", ra + "/sub", ra + "/sub/keep2", rb + "/f"}
 	for _, w := range want {
