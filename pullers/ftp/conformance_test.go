@@ -39,6 +39,7 @@ func TestConformanceVsftpd(t *testing.T) {
 				t.Fatalf("scenario dir %s is not below %s", dir, srv.UserDir)
 			}
 			prepare(t, dir, srv.User)
+			remountUnreadable(t, dir)
 			return pullers.Source{Method: Method, Name: "src", Path: "/" + filepath.ToSlash(rel),
 				Options: map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User,
 					"tls_ca": string(srv.CACertPEM)},
