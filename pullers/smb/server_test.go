@@ -186,3 +186,30 @@ func TestHostTest(t *testing.T) {
 		t.Errorf("Test = %q", id)
 	}
 }
+
+// TestServerFollowsLoop: Samba follows symlinks itself, so a link to its
+// own directory is an endless tree over SMB. The walk stops at MaxDepth
+// with an error.
+func TestServerFollowsLoop(t *testing.T) {
+	s := testenv.Samba(t)
+	if err := os.Symlink(".", s.Dir+"/self"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.Dir+"/f", []byte("f"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pl := smb.New()
+	pl.MaxDepth = 20
+	m, err := pullOnce(t, pl, source(s, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range m.Errors {
+		found = found || strings.Contains(e, "nested deeper than 20")
+	}
+	if !found || m.Status != pool.StatusPartial {
+		t.Errorf("status %s, errors %q", m.Status, m.Errors)
+	}
+	t.Logf("%d files, %d dirs", m.Files, m.Dirs)
+}
