@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -44,7 +45,7 @@ func fill(img []byte, i int, seed uint64) {
 	end := min((i+1)*BlockSize, len(img))
 	blk := img[i*BlockSize : end]
 	if int64(seed) < 0 {
-		pat := []byte("cairn image block ")
+		pat := fmt.Appendf(nil, "cairn image block %d ", i)
 		copy(blk, bytes.Repeat(pat, len(blk)/len(pat)+1))
 		return
 	}
@@ -83,7 +84,7 @@ func ingest(t *testing.T, s *Store, img []byte, prev *Manifest) (*Manifest, Stat
 	return m, st
 }
 
-func checkRead(t *testing.T, s *Store, m *Manifest, want []byte) {
+func checkRead(t *testing.T, s *Store, m *Manifest, want []byte, random bool) {
 	t.Helper()
 	ctx := context.Background()
 	// Reload from the pool so the stored manifest is what is read.
@@ -95,27 +96,27 @@ func checkRead(t *testing.T, s *Store, m *Manifest, want []byte) {
 	if im.Size() != int64(len(want)) {
 		t.Fatalf("size %d, want %d", im.Size(), len(want))
 	}
-	all, err := io.ReadAll(im)
-	if err != nil {
-		t.Fatal(err)
+	all := make([]byte, len(want))
+	if n, err := im.ReadAt(all, 0); n != len(want) || (err != nil && err != io.EOF) {
+		t.Fatalf("full read: %d, %v", n, err)
 	}
 	if sha256.Sum256(all) != sha256.Sum256(want) {
 		t.Fatalf("version %s: full read differs", m.ID)
 	}
 	var wg sync.WaitGroup
 	for g := range 4 {
-		if len(want) == 0 {
+		if len(want) == 0 || !random {
 			break
 		}
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(7, uint64(g)))
-			for range 25 {
+			for range 6 {
 				off := r.Int64N(int64(len(want)))
 				if g == 0 {
 					off = int64(r.IntN(11))*BlockSize - 3 // across block boundaries
 					off = max(off, 0)
 				}
-				n := 1 + r.IntN(2*BlockSize)
+				n := 1 + r.IntN(BlockSize+BlockSize/2)
 				buf := make([]byte, n)
 				got, err := im.ReadAt(buf, off)
 				exp := want[off:min(off+int64(n), int64(len(want)))]
@@ -165,12 +166,15 @@ func TestVersionsDedupReadGC(t *testing.T) {
 				t.Fatalf("v2 stats %+v: want %d stored, 4 skipped, 4 zero", st2, changed)
 			}
 			// Without a basis the unchanged blocks dedup by digest.
-			_, st3 := ingest(t, s, v2, nil)
-			if st3.Stored != 0 || st3.Skipped != 7 {
+			_, st3 := ingest(t, s, v2[:len(v2)-12345], nil)
+			if st3.Stored != 0 || st3.Skipped != 6 {
 				t.Fatalf("v3 stats %+v: want nothing stored", st3)
 			}
-			checkRead(t, s, m1, v1)
-			checkRead(t, s, m2, v2)
+			checkRead(t, s, m2, v2, true)
+			if enc {
+				return // the rest does not depend on encryption (and pure-Go XChaCha is slow under -race)
+			}
+			checkRead(t, s, m1, v1, true)
 
 			objects := func() map[pool.Digest]bool {
 				got := map[pool.Digest]bool{}
@@ -209,7 +213,7 @@ func TestVersionsDedupReadGC(t *testing.T) {
 					t.Errorf("block %s: present=%v after GC, v1-only=%v", d, after[d], only[d])
 				}
 			}
-			checkRead(t, s, m2, v2)
+			checkRead(t, s, m2, v2, false)
 			crep, err := s.Check(ctx, pool.CheckOptions{ReadData: true})
 			if err != nil || !crep.OK() || crep.ReadObjects != 7 || crep.Versions != 2 {
 				t.Fatalf("check after gc: %v, %v", crep.String(), err)
@@ -272,7 +276,7 @@ func TestCheckFindsCorruptAndMissing(t *testing.T) {
 	if rep, err := s.Check(ctx, pool.CheckOptions{ReadData: true}); err != nil || !rep.OK() {
 		t.Fatalf("check after heal: %s, %v", rep.String(), err)
 	}
-	checkRead(t, s, m, v1)
+	checkRead(t, s, m, v1, false)
 
 	// A damaged manifest is reported, and GC refuses to sweep.
 	mpath := filepath.Join(s.p.Location(), "images", m.Name, m.ID)
@@ -357,7 +361,7 @@ func TestGCKeepsWriterBlocks(t *testing.T) {
 	if err != nil || st.Reused != 7 {
 		t.Fatalf("commit: %+v, %v", st, err)
 	}
-	checkRead(t, s, m2, v1)
+	checkRead(t, s, m2, v1, false)
 	if rep, err := s.GC(ctx, pool.GCOptions{Grace: -1}); err != nil || rep.Swept != 0 {
 		t.Fatalf("gc after commit: %+v, %v", rep, err)
 	}
@@ -404,5 +408,5 @@ func TestEmptyImage(t *testing.T) {
 	if st.Blocks != 0 || m.NumBlocks() != 0 {
 		t.Fatalf("empty image: %+v", st)
 	}
-	checkRead(t, s, m, []byte{})
+	checkRead(t, s, m, []byte{}, true)
 }
