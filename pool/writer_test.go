@@ -443,6 +443,18 @@ func TestConcurrentWriters(t *testing.T) {
 		go func() {
 			w, err := p.NewWriter(ctx, SnapshotMeta{Host: fmt.Sprintf("host%d", i), Source: "s"})
 			if err == nil {
+				stop := make(chan struct{})
+				defer close(stop)
+				go func() { // progress polling, as a UI does
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+							_ = w.Stats()
+						}
+					}
+				}()
 				err = addDir(ctx, w, s)
 				if err == nil {
 					ms[i], err = w.Finish(ctx)
@@ -520,5 +532,15 @@ func TestWriterLockHeartbeat(t *testing.T) {
 	w.Abort()
 	if _, err := stat(); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("lock after Abort: %v", err)
+	}
+}
+
+func TestNewWriterRejectsBadNames(t *testing.T) {
+	p, _ := structPool(t)
+	for _, m := range []SnapshotMeta{{Host: "", Source: "s"}, {Host: "h", Source: ""}, {Host: "a/b", Source: "s"}, {Host: "h", Source: ".."}} {
+		if w, err := p.NewWriter(context.Background(), m); err == nil {
+			w.Abort()
+			t.Errorf("NewWriter(%+v) accepted", m)
+		}
 	}
 }
