@@ -262,11 +262,11 @@ func (w *walker) visit(ctx context.Context, dirfd int, name, rel string) error {
 			return nil
 		}
 		e.Target = target
-		e.Xattrs = w.xattrsPath(rel)
+		e.Xattrs = w.xattrsAt(dirfd, name, rel)
 		_, err = w.add(ctx, rel, e, nil)
 		return err
 	default:
-		e.Xattrs = w.xattrsPath(rel)
+		e.Xattrs = w.xattrsAt(dirfd, name, rel)
 		_, err := w.add(ctx, rel, e, nil)
 		return err
 	}
@@ -275,7 +275,7 @@ func (w *walker) visit(ctx context.Context, dirfd int, name, rel string) error {
 func (w *walker) visitDir(ctx context.Context, dirfd int, name, rel string, e pool.Entry, st *unix.Stat_t) error {
 	if w.oneFS && st.Dev != w.rootDev {
 		// A mount point: keep the directory itself, not what is mounted.
-		e.Xattrs = w.xattrsPath(rel)
+		e.Xattrs = w.xattrsAt(dirfd, name, rel)
 		_, err := w.add(ctx, rel, e, nil)
 		return err
 	}
@@ -294,7 +294,7 @@ func (w *walker) visitDir(ctx context.Context, dirfd int, name, rel string, e po
 		// Keep the directory with its metadata (so a restore recreates
 		// it), but its contents are missing.
 		w.recordError(rel, fmt.Errorf("open directory: %w", err))
-		e.Xattrs = w.xattrsPath(rel)
+		e.Xattrs = w.xattrsAt(dirfd, name, rel)
 		_, err = w.add(ctx, rel, e, nil)
 		return err
 	}
@@ -318,7 +318,7 @@ func (w *walker) visitFile(ctx context.Context, dirfd int, name, rel string, e p
 		e.Size > 0 && !prev.Content.IsZero() {
 		skip := e
 		skip.Content, skip.Chunked = prev.Content, prev.Chunked
-		skip.Xattrs = w.xattrsPath(rel)
+		skip.Xattrs = w.xattrsAt(dirfd, name, rel)
 		err := w.j.Sink.Add(ctx, rel, skip, nil)
 		if err == nil {
 			w.prog.Skipped++
@@ -332,7 +332,7 @@ func (w *walker) visitFile(ctx context.Context, dirfd int, name, rel string, e p
 		// again, which also heals the pool.
 	}
 	if e.Size == 0 {
-		e.Xattrs = w.xattrsPath(rel)
+		e.Xattrs = w.xattrsAt(dirfd, name, rel)
 		_, err := w.add(ctx, rel, e, eofReader{})
 		return err
 	}

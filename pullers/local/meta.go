@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os/user"
-	"path/filepath"
 	"slices"
 	"strconv"
 
@@ -76,8 +75,11 @@ func (w *walker) xattrsFd(fd int, rel string) map[string][]byte {
 	})
 }
 
-func (w *walker) xattrsPath(rel string) map[string][]byte {
-	p := filepath.Join(w.root, rel)
+// xattrsAt reads the xattrs of name in the directory dirfd without
+// following a final symlink. It goes through /proc/self/fd so that the path
+// stays short however deep the tree is (a full path can pass PATH_MAX).
+func (w *walker) xattrsAt(dirfd int, name, rel string) map[string][]byte {
+	p := "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name
 	return w.xattrs(rel, xattrOps{
 		list: func(buf []byte) (int, error) { return unix.Llistxattr(p, buf) },
 		get:  func(name string, buf []byte) (int, error) { return unix.Lgetxattr(p, name, buf) },

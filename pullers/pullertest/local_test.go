@@ -24,18 +24,7 @@ func TestLocal(t *testing.T) {
 		SourceFor: func(dir string) pullers.Source {
 			return pullers.Source{Method: local.Method, Name: "src", Path: dir}
 		},
-		Caps:    localCaps(),
+		Caps:    pullertest.LocalCaps,
 		Options: pullertest.Options{Large: pullertest.LargeFromEnv()},
 	})
-}
-
-// localCaps is LocalCaps minus DeepPaths: pullers/local's incremental
-// skip reads xattrs by full path (xattrsPath), which fails with "file name
-// too long" past 4096 bytes, so the second pull records an error on
-// deep/…/bottom. Reported to the owner of pullers/local; drop this when
-// it is fixed.
-func localCaps() pullertest.Capabilities {
-	c := pullertest.LocalCaps
-	c.DeepPaths = false
-	return c
 }
