@@ -135,6 +135,10 @@ func checkRead(t *testing.T, s *Store, m *Manifest, want []byte, random bool) {
 	if n, err := im.ReadAt(make([]byte, 1), int64(len(want))); n != 0 || err != io.EOF {
 		t.Fatalf("read at end: %d, %v", n, err)
 	}
+	fi, err := im.Stat()
+	if err != nil || fi.Name() != m.Name+".img" || fi.Size() != int64(len(want)) || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o444 {
+		t.Fatalf("stat: %v %v", fi, err)
+	}
 	if len(want) < 5 {
 		return
 	}

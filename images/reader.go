@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"sync"
+	"time"
 
 	"github.com/cairn-backup/cairn/pool"
 )
@@ -42,6 +44,7 @@ const imageCacheBlocks = 4
 var (
 	_ io.ReaderAt   = (*Image)(nil)
 	_ io.ReadSeeker = (*Image)(nil)
+	_ fs.File       = (*Image)(nil)
 )
 
 // Open returns a reader of version m. ctx bounds every read made through
@@ -58,6 +61,28 @@ func (s *Store) OpenVersion(ctx context.Context, name, id string) (*Image, error
 	}
 	return s.Open(ctx, m), nil
 }
+
+// Stat describes the image as a read-only regular file "<name>.img" of
+// Size bytes, modified at the version's time, so an Image can be served
+// as an fs.File by the restore tree.
+func (im *Image) Stat() (fs.FileInfo, error) { return imageInfo{im.m}, nil }
+
+// Close releases the block cache. Reads after Close still work.
+func (im *Image) Close() error {
+	im.mu.Lock()
+	im.cache = nil
+	im.mu.Unlock()
+	return nil
+}
+
+type imageInfo struct{ m *Manifest }
+
+func (i imageInfo) Name() string       { return i.m.Name + ".img" }
+func (i imageInfo) Size() int64        { return i.m.Size }
+func (i imageInfo) Mode() fs.FileMode  { return 0o444 }
+func (i imageInfo) ModTime() time.Time { return i.m.Time }
+func (i imageInfo) IsDir() bool        { return false }
+func (i imageInfo) Sys() any           { return nil }
 
 // Size returns the image size in bytes.
 func (im *Image) Size() int64 { return im.m.Size }

@@ -56,6 +56,10 @@ type Report struct {
 // missing one).
 var hashTool = "sha256sum"
 
+// afterListing, when set by a test, runs between the listing and the
+// block stream.
+var afterListing func()
+
 // Pull makes a new version of image name in s from o.Path on the host
 // behind c: the host hashes every 4 MiB block (split + sha256sum, GNU
 // coreutils), and only blocks whose hash differs from o.Version.Prev's
@@ -125,6 +129,9 @@ func Pull(ctx context.Context, c *ssh.Client, s *images.Store, name string, o Op
 	}
 
 	// 3. One stream of the changed blocks, verified against the listing.
+	if afterListing != nil {
+		afterListing()
+	}
 	if len(fetch) > 0 {
 		if err := fetchBlocks(ctx, c, o, w, size, hashes, fetch, &rep); err != nil {
 			return nil, rep, fmt.Errorf("ssh image %s: %w", where, err)

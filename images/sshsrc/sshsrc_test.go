@@ -203,6 +203,20 @@ func TestPullErrors(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(srv.Dir, "pwned")); err == nil {
 		t.Fatal("the path was run as a command")
 	}
+	// The source shrinks between the listing and the block stream: a
+	// truncated read, nothing committed.
+	big := filepath.Join(srv.Dir, "big.img")
+	bf, _ := os.Create(big)
+	writeBlock(t, bf, 0, images.BlockSize, 1)
+	writeBlock(t, bf, 1, 100, 1)
+	bf.Close()
+	afterListing = func() { os.Truncate(big, images.BlockSize+10) }
+	_, _, err = Pull(ctx, c, s, "big", Options{Path: big})
+	afterListing = nil
+	if !errors.Is(err, images.ErrSourceChanged) {
+		t.Fatalf("truncated during the pull: %v", err)
+	}
+
 	old := hashTool
 	hashTool = "no-such-sum"
 	defer func() { hashTool = old }()
