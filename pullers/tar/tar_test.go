@@ -157,7 +157,9 @@ func TestHostileStream(t *testing.T) {
 	w, err := p.NewWriter(ctx, pool.SnapshotMeta{Host: "h", Source: "s"})
 	must(t, err)
 	dir := func(n string) member { return member{hdr: tar.Header{Name: n, Typeflag: tar.TypeDir, Mode: 0o755}} }
-	file := func(n, d string) member { return member{hdr: tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644}, data: d} }
+	file := func(n, d string) member {
+		return member{hdr: tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644}, data: d}
+	}
 	ms := []member{
 		dir("./"),
 		file("./a.txt", "hello"),
