@@ -46,9 +46,11 @@ type jobCtx struct {
 	s   *Server
 	job catalog.Job
 
-	mu        sync.Mutex
-	progress  Progress
-	lastStore time.Time
+	mu          sync.Mutex
+	progress    Progress
+	lastStore   time.Time
+	lastPublish time.Time
+	lastPhase   string
 }
 
 // executor runs one kind of job. A returned error fails the job unless
@@ -80,8 +82,15 @@ func (jc *jobCtx) update(fn func(p *Progress)) {
 	if store {
 		jc.lastStore = now
 	}
+	// Live events at most 10 a second, but always on a phase change.
+	publish := now.Sub(jc.lastPublish) >= 100*time.Millisecond || snap.Phase != jc.lastPhase
+	if publish {
+		jc.lastPublish, jc.lastPhase = now, snap.Phase
+	}
 	jc.mu.Unlock()
-	jc.s.events.publish(Event{Type: "progress", JobID: jc.job.ID, Host: jc.job.Host, Data: snap})
+	if publish {
+		jc.s.events.publish(Event{Type: "progress", JobID: jc.job.ID, Host: jc.job.Host, Data: snap})
+	}
 	if store {
 		jc.storeProgress(snap)
 	}

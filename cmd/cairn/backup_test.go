@@ -410,3 +410,98 @@ func TestApplianceTokenOverTCP(t *testing.T) {
 		t.Fatalf("host ls with a revoked token: exit %d %q", code, errOut)
 	}
 }
+
+// TestApplianceCrashDuringBackup is issue 4's crash test: kill -9 of
+// `cairn serve` in the middle of a backup; after a restart the job is run
+// again and the earlier snapshot is intact.
+func TestApplianceCrashDuringBackup(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root for the socket")
+	}
+	tmp := t.TempDir()
+	src, data := filepath.Join(tmp, "src"), filepath.Join(tmp, "data")
+	makeTree(t, src)
+	first := treeDigest(t, src)
+	p := startServe(t, data)
+	mustCLI(t, data, "host", "add", "web1", "--method", "local", "--path", src, "--source", "files")
+	mustCLI(t, data, "backup", "run", "web1", "--wait")
+	var snaps []e2eSnapshot
+	json.Unmarshal([]byte(mustCLI(t, data, "backup", "ls", "--json")), &snaps)
+	if len(snaps) != 1 {
+		t.Fatalf("first backup: %+v", snaps)
+	}
+	s1 := snaps[0]
+
+	// Enough files that the second backup is still running when killed.
+	for d := range 20 {
+		dir := filepath.Join(src, "many", fmt.Sprintf("d%02d", d))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f := range 200 {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", f)), []byte(fmt.Sprintf("%d/%d\n", d, f)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var job struct {
+		ID int64 `json:"id"`
+	}
+	json.Unmarshal([]byte(mustCLI(t, data, "backup", "run", "web1", "--json")), &job)
+	client := unixClient(filepath.Join(data, "cairn.sock"))
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var j struct {
+			State    string
+			Progress struct{ Files int64 }
+		}
+		getJSON(t, client, fmt.Sprintf("http://cairn/api/v1/jobs/%d", job.ID), &j)
+		if j.State == "running" && j.Progress.Files > 20 {
+			break
+		}
+		if j.State != "queued" && j.State != "running" || time.Now().After(deadline) {
+			t.Fatalf("job %d is %s before it could be killed mid-way (files %d)", job.ID, j.State, j.Progress.Files)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p.cmd.Process.Kill()
+	<-p.done
+
+	// Restart: the job is marked interrupted and run again to the end.
+	startServe(t, data)
+	var jobs []struct {
+		ID      int64  `json:"id"`
+		State   string `json:"state"`
+		RetryOf int64  `json:"retry_of"`
+	}
+	deadline = time.Now().Add(2 * time.Minute)
+	for {
+		getJSON(t, client, "http://cairn/api/v1/jobs?host=web1", &jobs)
+		if len(jobs) == 3 && jobs[0].State == "done" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no completed re-run: %+v", jobs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if jobs[0].RetryOf != job.ID || jobs[1].ID != job.ID || jobs[1].State != "interrupted" {
+		t.Fatalf("jobs after the crash: %+v (killed job %d)", jobs, job.ID)
+	}
+	snaps = nil
+	json.Unmarshal([]byte(mustCLI(t, data, "backup", "ls", "--json")), &snaps)
+	if len(snaps) != 2 || snaps[0].ID != s1.ID || snaps[0].Status != "complete" || snaps[1].Status != "complete" || snaps[1].Files < 4000 {
+		t.Fatalf("snapshots after the crash: %+v", snaps)
+	}
+	// The earlier snapshot is intact, and so is the new one.
+	r1 := filepath.Join(tmp, "r1")
+	mustCLI(t, data, "restore", "web1/"+s1.ID, "--to", r1)
+	compareTrees(t, first, treeDigest(t, r1))
+	r2 := filepath.Join(tmp, "r2")
+	mustCLI(t, data, "restore", "web1/"+snaps[1].ID, "--to", r2)
+	compareTrees(t, treeDigest(t, src), treeDigest(t, r2))
+	out := mustCLI(t, data, "pool", "check")
+	if !strings.Contains(out, "no errors") {
+		t.Fatalf("pool check after the crash: %s", out)
+	}
+}
