@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -136,13 +137,14 @@ func TestDifferentialPull(t *testing.T) {
 
 	writeBlock(t, f, 40, images.BlockSize, 2) // 1 of 100 blocks: data
 	before := cc.read.Load()
+	start := time.Now()
 	m2, r2, err := Pull(ctx, c, s, "vm", Options{Path: path, Version: images.VersionOptions{Host: "hv1", Prev: m1}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wire := cc.read.Load() - before
-	t.Logf("v2 (1%% of blocks changed): %d bytes on the wire (block data %d, listing %d) for a %d-byte image with %d bytes allocated",
-		wire, r2.DataBytes, r2.ListingBytes, size, int64(11)*images.BlockSize)
+	t.Logf("v2 (1%% of blocks changed): %d bytes on the wire (block data %d, listing %d) for a %d-byte image with %d bytes allocated, in %v",
+		wire, r2.DataBytes, r2.ListingBytes, size, int64(11)*images.BlockSize, time.Since(start).Round(time.Millisecond))
 	if r2.Fetched != 1 || r2.DataBytes != images.BlockSize || r2.Stored != 1 || r2.Reused != 10 || r2.ZeroBlocks != 89 {
 		t.Fatalf("v2: %+v", r2)
 	}
@@ -287,4 +289,9 @@ func FuzzParseListing(f *testing.F) {
 			t.Fatalf("accepted size %d with %d hashes", size, len(hs))
 		}
 	})
+}
+
+func TestMain(m *testing.M) {
+	testenv.KillLeftovers()
+	os.Exit(m.Run())
 }
