@@ -27,7 +27,8 @@ type GCReport struct {
 
 // GC deletes blocks that no image manifest references, except those
 // younger than the grace period (o.Grace; 0 means pool.DefaultGCGrace)
-// and those held by version writers in this process (see hold). A
+// and those held by version writers in this process (see hold); while a
+// writer of another process runs it fails with ErrLocked (lock.go). A
 // manifest that cannot be read aborts the GC before anything is deleted:
 // its blocks cannot be told apart from garbage.
 //
@@ -44,6 +45,20 @@ func (s *Store) GC(ctx context.Context, o pool.GCOptions) (GCReport, error) {
 		grace = pool.DefaultGCGrace
 	}
 	grace = max(grace, 0)
+	if !o.DryRun {
+		l, err := s.takeLock(ctx, "gc")
+		if err != nil {
+			return rep, fmt.Errorf("image gc: %w", err)
+		}
+		defer l.release()
+		ws, err := s.foreignLocks(ctx, "writer")
+		if err != nil {
+			return rep, fmt.Errorf("image gc: %w", err)
+		}
+		if len(ws) > 0 {
+			return rep, fmt.Errorf("%w: image gc at %s: an image pull is running in another process (%s); try again later", ErrLocked, s.p.Location(), ws[0])
+		}
+	}
 
 	s.mu.Lock()
 	if s.gcActive == 0 {

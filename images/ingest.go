@@ -47,6 +47,7 @@ type VersionWriter struct {
 	s    *Store
 	meta Manifest
 	prev *Manifest
+	lock *heldLock
 
 	mu     sync.Mutex
 	set    []uint8 // 0 unset, 1 zero, 2 data
@@ -78,6 +79,7 @@ func (s *Store) NewVersion(ctx context.Context, name string, size int64, o Versi
 	if t.IsZero() {
 		t = time.Now()
 	}
+	var err error
 	w := &VersionWriter{
 		s: s,
 		meta: Manifest{Name: name, ID: newVersionID(t), Host: o.Host, Source: o.Source, Snapshot: o.Snapshot,
@@ -90,10 +92,14 @@ func (s *Store) NewVersion(ctx context.Context, name string, size int64, o Versi
 		w.hosts = make([][HostHashSize]byte, n)
 	}
 	w.stats.Blocks = n
+	if w.lock, err = s.writerLock(ctx); err != nil {
+		return nil, fmt.Errorf("image %s: %w", name, err)
+	}
 	if p := o.Prev; p != nil {
 		// Hold Prev's blocks, then make sure Prev still exists: if it does,
 		// no GC can have swept them before the hold (FORMAT.md §5).
 		if err := s.hold(ctx, p.blocks...); err != nil {
+			w.Abort()
 			return nil, err
 		}
 		w.held = append(w.held, p.blocks...)
@@ -318,11 +324,14 @@ func (w *VersionWriter) Commit(ctx context.Context) (*Manifest, Stats, error) {
 // after the grace period. Safe to call more than once, and after Commit.
 func (w *VersionWriter) Abort() {
 	w.mu.Lock()
-	held := w.held
-	w.held = nil
+	held, lock := w.held, w.lock
+	w.held, w.lock = nil, nil
 	w.closed = true
 	w.mu.Unlock()
 	w.s.release(held)
+	if lock != nil {
+		lock.release()
+	}
 }
 
 // IngestOptions tune IngestReaderAt.

@@ -44,10 +44,12 @@ type marker struct {
 // content-addressed objects are image blocks and whose named objects
 // images/<name>/<version-id> are manifests. Safe for concurrent use.
 type Store struct {
-	p   *pool.Pool
-	log *slog.Logger
+	p        *pool.Pool
+	log      *slog.Logger
+	instance string // random; names this process's lock objects
 
 	mu       sync.Mutex
+	nextLock int
 	live     map[pool.Digest]int           // digests held by open version writers
 	gcActive int                           // running GCs
 	gcRefs   map[pool.Digest]struct{}      // digests made live while a GC runs
@@ -107,7 +109,9 @@ func New(p *pool.Pool, log *slog.Logger) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{p: p, log: log, live: map[pool.Digest]int{}, deleting: map[pool.Digest]chan struct{}{}}
+	var r [8]byte
+	rand.Read(r[:])
+	return &Store{p: p, log: log, instance: hex.EncodeToString(r[:]), live: map[pool.Digest]int{}, deleting: map[pool.Digest]chan struct{}{}}
 }
 
 // Pool returns the underlying pool (for Sync, ID, Location).
