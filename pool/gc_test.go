@@ -121,7 +121,7 @@ func TestGCForeignLocks(t *testing.T) {
 // later variant re-uses objects an earlier one left behind as garbage.
 func writeVariant(t testing.TB, dir string, v int) {
 	os.RemoveAll(dir)
-	for i := 0; i < 25; i++ {
+	for i := 0; i < 12; i++ {
 		sub := filepath.Join(dir, fmt.Sprintf("s%d", i%4))
 		os.MkdirAll(sub, 0o755)
 		content := []byte(fmt.Sprintf("variant %d file %d\n", (v+i)%4, i))
@@ -132,7 +132,7 @@ func writeVariant(t testing.TB, dir string, v int) {
 			t.Fatal(err)
 		}
 	}
-	big := cdcRand(uint64(200+v%3), 3<<20)
+	big := cdcRand(uint64(200+v%3), 2<<20)
 	if err := os.WriteFile(filepath.Join(dir, "big"), big, 0o644); err != nil {
 		t.Fatal(err)
 	}
