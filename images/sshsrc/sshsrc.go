@@ -338,6 +338,9 @@ while read -r s n; do dd if="$p" bs=` + strconv.Itoa(images.BlockSize) + ` skip=
 		})
 	}
 	gerr := g.Wait()
+	if gerr != nil {
+		sess.Close() // the host may still be writing into a stream nobody reads
+	}
 	werr := sess.Wait()
 	if gerr != nil {
 		if ctx.Err() != nil {
