@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/cairn-backup/cairn/pool"
 	"github.com/cairn-backup/cairn/pullers"
 )
@@ -35,6 +37,9 @@ func init() {
 // NewMariaDB (or pullers.Get).
 type Puller struct {
 	engine engine
+
+	mu   sync.Mutex
+	seen ssh.PublicKey // host key of a mode-(b) login without a pin
 }
 
 var _ pullers.Puller = (*Puller)(nil)
@@ -97,6 +102,10 @@ type conn struct {
 	args []string // connection arguments (no password)
 	env  []string
 	bin  func(name string) string
+	cred string // the credential file (pgpass or my.cnf)
+	dir  string // the private directory holding it
+	// run runs a tool: locally, or on the host over SSH (mode b).
+	run func(ctx context.Context, spec cmdSpec, out io.Writer, redact func(string) string) error
 }
 
 func splitList(s string) []string {
@@ -165,7 +174,7 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	}
 	e := p.engine
 	// Credentials live in a private directory for the run only.
-	c, where, cleanup, err := setup(e, j.Host, &j.Source)
+	c, where, cleanup, err := p.setup(ctx, j.Host, &j.Source)
 	if err != nil {
 		return err
 	}
@@ -220,8 +229,13 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 		if j.Progress != nil {
 			j.Progress(prog)
 		}
-		n, err := runInto(ctx, j.Sink, jb.cmd, jb.file, start, cfg, redactor(cfg.password))
+		n, err := runInto(ctx, j.Sink, c, jb.cmd, jb.file, start, redactor(cfg.password))
 		if err != nil {
+			if strings.Contains(err.Error(), "server version mismatch") && j.Source.Options["via"] != "ssh" {
+				// pg_dump refuses a newer server.
+				return fmt.Errorf("%s: dump %s: %w (the server is newer than the appliance's pg_dump: "+
+					"run the dump on the host with Options via=ssh)", where, jb.db, err)
+			}
 			return fmt.Errorf("%s: dump %s: %w", where, jb.db, err)
 		}
 		prog.Files++
@@ -259,14 +273,14 @@ func contains(list []string, s string) bool {
 // the dump is spooled to an unlinked temp file in the spool dir and then
 // streamed into the sink. A Sink method taking content of unknown size
 // would remove the spool (see the package documentation).
-func runInto(ctx context.Context, sink pullers.Sink, cmd cmdSpec, file string, mtime time.Time, cfg *config, redact func(string) string) (int64, error) {
-	spool, err := os.CreateTemp(cfg.spoolDir, "cairn-dump-*")
+func runInto(ctx context.Context, sink pullers.Sink, c *conn, cmd cmdSpec, file string, mtime time.Time, redact func(string) string) (int64, error) {
+	spool, err := os.CreateTemp(c.cfg.spoolDir, "cairn-dump-*")
 	if err != nil {
 		return 0, fmt.Errorf("spool: %w", err)
 	}
 	os.Remove(spool.Name()) // gone even if we crash; the open file stays usable
 	defer spool.Close()
-	if err := runCmd(ctx, cmd, spool, redact); err != nil {
+	if err := c.run(ctx, cmd, spool, redact); err != nil {
 		return 0, err
 	}
 	// The size from fstat, not the offset: pg_dump -Fc seeks back in a
@@ -316,7 +330,7 @@ func runCmd(ctx context.Context, spec cmdSpec, out io.Writer, redact func(string
 // output runs a query tool and returns its stdout.
 func (c *conn) output(ctx context.Context, spec cmdSpec) (string, error) {
 	var out bytes.Buffer
-	if err := runCmd(ctx, spec, &out, redactor(c.cfg.password)); err != nil {
+	if err := c.run(ctx, spec, &out, redactor(c.cfg.password)); err != nil {
 		return "", err
 	}
 	return out.String(), nil
@@ -324,12 +338,28 @@ func (c *conn) output(ctx context.Context, spec cmdSpec) (string, error) {
 
 // setup parses src for engine e and writes its credentials into a new
 // private directory; cleanup removes it.
-func setup(e engine, host string, src *pullers.Source) (c *conn, where string, cleanup func(), err error) {
-	cfg, err := parseConfig(host, src, defaultPort(e))
+func (p *Puller) setup(ctx context.Context, host string, src *pullers.Source) (c *conn, where string, cleanup func(), err error) {
+	e := p.engine
+	st, err := parseSSH(host, src)
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("%s %s: %w", e.name(), host, err)
 	}
+	defHost := host
+	if st != nil {
+		defHost = "localhost" // as seen from the host
+	}
+	cfg, err := parseConfig(defHost, src, defaultPort(e))
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("%s %s: %w", e.name(), host, err)
+	}
+	remoteBin := ""
+	if st != nil {
+		remoteBin, cfg.binDir = cfg.binDir, ""
+	}
 	where = e.name() + " " + cfg.where()
+	if st != nil {
+		where += " via ssh " + st.addr
+	}
 	dir, err := os.MkdirTemp(cfg.spoolDir, "cairn-dbdump-")
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("%s: credentials dir: %w", where, err)
@@ -343,6 +373,18 @@ func setup(e engine, host string, src *pullers.Source) (c *conn, where string, c
 		cleanup()
 		return nil, "", nil, fmt.Errorf("%s: %w", where, err)
 	}
+	c.dir = dir
+	c.run = runCmd
+	if st != nil {
+		client, err := p.dialSSH(ctx, st)
+		if err != nil {
+			cleanup()
+			return nil, "", nil, fmt.Errorf("%s: %w", where, err)
+		}
+		c.run = remoteRunner(client, c, remoteBin)
+		prev := cleanup
+		cleanup = func() { client.Close(); prev() }
+	}
 	return c, where, cleanup, nil
 }
 
@@ -351,7 +393,7 @@ func setup(e engine, host string, src *pullers.Source) (c *conn, where string, c
 // src names (same Options and Secret as a backup). Creating db fails when
 // it exists, so nothing is overwritten. host is the default host name.
 func (p *Puller) Restore(ctx context.Context, host string, src pullers.Source, dump io.Reader, file, db string) error {
-	c, where, cleanup, err := setup(p.engine, host, &src)
+	c, where, cleanup, err := p.setup(ctx, host, &src)
 	if err != nil {
 		return err
 	}
@@ -366,7 +408,7 @@ func (p *Puller) Restore(ctx context.Context, host string, src pullers.Source, d
 // content, keyed by (schema-qualified) table name, for comparing a
 // restored copy with its original.
 func (p *Puller) TableSums(ctx context.Context, host string, src pullers.Source, db string) (map[string]TableSum, error) {
-	c, where, cleanup, err := setup(p.engine, host, &src)
+	c, where, cleanup, err := p.setup(ctx, host, &src)
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,22 @@
 // Package dbdump is the puller for logical database dumps: PostgreSQL
 // (method "postgres", pg_dump) and MariaDB/MySQL (method "mariadb",
-// mariadb-dump or mysqldump). The dump tool runs on the appliance against
-// the database's TCP port (or a local socket). Both register themselves
-// with pullers.Register in init.
+// mariadb-dump or mysqldump). Both register themselves with
+// pullers.Register in init. Two modes per source:
+//
+//	(a) Options["via"]="" or "local": the dump tool runs on the appliance
+//	    against the database's TCP port (or a local socket);
+//	(b) Options["via"]="ssh": it runs on the host over SSH (the host's own
+//	    tools, so no version skew) and the dump streams back on the SSH
+//	    channel. Options["ssh_host"] (default: the job's host),
+//	    ["ssh_port"] (22), ["ssh_user"] (root), ["ssh_host_key"] (pinned,
+//	    authorized_keys format; empty: trust on first use, reported by
+//	    Puller.SeenHostKey; a different key fails with ErrHostKeyChanged,
+//	    permanent), Secret["ssh_private_key"], ["ssh_passphrase"],
+//	    ["ssh_password"]. The database host defaults to "localhost" as
+//	    seen from the host, and Options["bin_dir"] names the tools' dir
+//	    on the host (default: its PATH). The database password is sent on
+//	    the session's stdin into a 0600 file in a private mktemp dir on
+//	    the host, removed by a shell trap; it is never on a command line.
 //
 // # Snapshot layout
 //
@@ -63,8 +77,7 @@
 // appliance aborts the snapshot and the previous good one stays the
 // latest. The tools run in their own process group, killed on cancel.
 // pg_dump refuses a server newer than itself ("server version mismatch");
-// that message is passed on as is (running the dump on the host over SSH
-// is not implemented yet).
+// in mode (a) the error then says to use mode (b).
 //
 // # Streaming (stopgap)
 //

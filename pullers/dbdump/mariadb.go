@@ -53,7 +53,7 @@ func (mariadb) prepare(cfg *config, dir string) (*conn, error) {
 		return nil, fmt.Errorf("write defaults file: %w", err)
 	}
 	binDir := cfg.binDir
-	c := &conn{cfg: cfg,
+	c := &conn{cfg: cfg, cred: f,
 		args: []string{"--defaults-file=" + f},
 		env:  []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "HOME=" + dir},
 		bin: func(name string) string {

@@ -75,7 +75,7 @@ func (postgres) prepare(cfg *config, dir string) (*conn, error) {
 	if err := os.WriteFile(pass, []byte(line), 0o600); err != nil {
 		return nil, fmt.Errorf("write pgpass: %w", err)
 	}
-	c := &conn{cfg: cfg,
+	c := &conn{cfg: cfg, cred: pass,
 		args: []string{"-h", host, "-p", cfg.port, "-U", user, "-w"},
 		env: []string{"PATH=/usr/bin:/bin", "PGPASSFILE=" + pass, "LANG=C.UTF-8", "PGAPPNAME=cairn",
 			"PGCONNECT_TIMEOUT=" + strconv.Itoa(int(cfg.timeout.Seconds())), "HOME=" + dir},
