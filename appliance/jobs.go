@@ -199,6 +199,9 @@ func (r *jobRunner) start(ctx context.Context) error {
 	if err := r.loadSchedules(ctx); err != nil {
 		return err
 	}
+	if err := r.loadMaintenance(ctx); err != nil {
+		return err
+	}
 	r.schedWG.Add(1)
 	go func() {
 		defer r.schedWG.Done()
@@ -522,10 +525,22 @@ type schedPayload struct {
 	scheduleID int64
 	host       string
 	sources    []string
+	kind       string // "" = backup; "gc" or "check" for pool maintenance
+	params     any    // of a maintenance job
 }
+
+// Pool maintenance schedule keys (the settings keys of their last runs
+// are "schedule.last." + key).
+const (
+	gcKey    = "pool|gc"
+	checkKey = "pool|check"
+)
 
 func (e schedEnqueuer) Enqueue(spec schedule.JobSpec) (schedule.Job, error) {
 	p, _ := spec.Payload.(schedPayload)
+	if p.kind != "" {
+		return e.enqueueMaintenance(spec, p)
+	}
 	params, _ := json.Marshal(BackupParams{Sources: p.sources})
 	j := &catalog.Job{Kind: "backup", Host: p.host, Params: params}
 	dup, err := e.r.enqueueDup(context.Background(), j)
@@ -541,7 +556,64 @@ func (e schedEnqueuer) Enqueue(spec schedule.JobSpec) (schedule.Job, error) {
 	return qj, nil
 }
 
-func (e schedEnqueuer) Active(key string) bool { return e.r.q.Active(key) }
+func (e schedEnqueuer) enqueueMaintenance(spec schedule.JobSpec, p schedPayload) (schedule.Job, error) {
+	params, _ := json.Marshal(p.params)
+	j := &catalog.Job{Kind: p.kind, Params: params}
+	if err := e.r.enqueue(context.Background(), j); err != nil {
+		return schedule.Job{}, err
+	}
+	now := e.r.s.now()
+	e.r.s.cat.SetSetting(context.Background(), "schedule.last."+spec.Key, now.UTC().Format(time.RFC3339Nano))
+	e.r.s.log.Info("scheduled pool job started", "job", j.ID, "kind", p.kind)
+	return schedule.Job{JobSpec: spec, State: schedule.StateRunning, Enqueued: now}, nil
+}
+
+func (e schedEnqueuer) Active(key string) bool {
+	kind, ok := strings.CutPrefix(key, "pool|")
+	if !ok {
+		return e.r.q.Active(key)
+	}
+	e.r.mu.Lock()
+	defer e.r.mu.Unlock()
+	for _, rj := range e.r.running {
+		if rj.jc.job.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// loadMaintenance schedules GC and the pool check (cfg.GCSchedule,
+// cfg.CheckSchedule; "-" disables one).
+func (r *jobRunner) loadMaintenance(ctx context.Context) error {
+	for _, m := range []struct {
+		key, cron, kind string
+		params          any
+	}{
+		{gcKey, r.s.cfg.GCSchedule, "gc", GCParams{}},
+		{checkKey, r.s.cfg.CheckSchedule, "check", CheckParams{ReadData: true, Percent: r.s.cfg.CheckPercent}},
+	} {
+		if m.cron == "-" {
+			continue
+		}
+		cron, err := schedule.ParseCron(m.cron, time.Local)
+		if err != nil {
+			return fmt.Errorf("%s schedule: %w", m.kind, err)
+		}
+		var last time.Time
+		if v, ok, err := r.s.cat.Setting(ctx, "schedule.last."+m.key); err == nil && ok {
+			last, _ = time.Parse(time.RFC3339Nano, v)
+		}
+		if last.IsZero() {
+			last = r.s.now()
+		}
+		if err := r.sched.Set(schedule.Source{Key: m.key, Cron: cron, LastRun: last,
+			Payload: schedPayload{kind: m.kind, params: m.params}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // loadSchedules (re)loads every schedule of every enabled host into the
 // scheduler; disabled hosts and removed schedules are dropped.
@@ -587,7 +659,7 @@ func (r *jobRunner) loadSchedules(ctx context.Context) error {
 		}
 	}
 	for _, st := range r.sched.Status() {
-		if !want[st.Key] {
+		if !want[st.Key] && !strings.HasPrefix(st.Key, "pool|") {
 			r.sched.Remove(st.Key)
 		}
 	}

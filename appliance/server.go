@@ -43,6 +43,12 @@ type Config struct {
 	// RetryBackoff is the wait before the first retry of a failed
 	// scheduled backup, doubled each time (default 1m).
 	RetryBackoff time.Duration
+	// GCSchedule and CheckSchedule are cron expressions for pool GC
+	// (default nightly, 03:30) and the pool check (default Sundays 04:00,
+	// re-reading CheckPercent of the data, default 5). "-" disables one.
+	GCSchedule    string
+	CheckSchedule string
+	CheckPercent  float64
 }
 
 // A Server is an open appliance: data dir locked, catalog and pool open,
@@ -86,6 +92,15 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = schedule.RealClock()
+	}
+	if cfg.GCSchedule == "" {
+		cfg.GCSchedule = "30 3 * * *"
+	}
+	if cfg.CheckSchedule == "" {
+		cfg.CheckSchedule = "0 4 * * 0"
+	}
+	if cfg.CheckPercent <= 0 || cfg.CheckPercent > 100 {
+		cfg.CheckPercent = 5
 	}
 	if cfg.Version == "" {
 		cfg.Version = "dev"

@@ -245,6 +245,10 @@ func TestApplianceEndToEnd(t *testing.T) {
 		t.Fatalf("/metrics: last status of web1/files is not success:\n%s", metrics)
 	}
 
+	if out := mustCLI(t, data, "retention", "preview", "web1"); !strings.Contains(out, "keep everything") || !strings.Contains(out, s1.ID) {
+		t.Fatalf("retention preview: %s", out)
+	}
+
 	// Full restore: an identical tree.
 	restored := filepath.Join(tmp, "restored")
 	mustCLI(t, data, "restore", "web1/"+s1.ID, "--to", restored)

@@ -34,6 +34,9 @@ func runServe(ctx context.Context, args []string) error {
 	poolDir := fs.String("pool", "", "pool directory (default DATA/pool)")
 	maxJobs := fs.Int("max-jobs", 1, "backups running at once (global limit)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	gcSched := fs.String("gc-schedule", "30 3 * * *", `when pool GC runs (cron; "-" = never)`)
+	checkSched := fs.String("check-schedule", "0 4 * * 0", `when the pool check runs (cron; "-" = never)`)
+	checkPct := fs.Float64("check-read-data", 5, "percentage of the data the scheduled check re-reads")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: cairn serve [flags]\n\nRuns the appliance in the data directory. Needs no flags on a first run.\n\n")
 		fs.PrintDefaults()
@@ -53,6 +56,7 @@ func runServe(ctx context.Context, args []string) error {
 	return appliance.Run(ctx, appliance.Config{
 		DataDir: *data, Listen: *listen, DB: *db, Pool: *poolDir,
 		Version: version, Logger: log, MaxJobs: *maxJobs,
+		GCSchedule: *gcSched, CheckSchedule: *checkSched, CheckPercent: *checkPct,
 	}, nil)
 }
 
