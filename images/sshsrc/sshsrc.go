@@ -88,13 +88,18 @@ func Pull(ctx context.Context, c *ssh.Client, s *images.Store, name string, o Op
 	}
 
 	// 1. The host's block hashes.
-	var listing bytes.Buffer
-	lw := &limitWriter{w: &listing, n: maxListing}
-	if _, err := run(ctx, c, hashScript(o.Path), lw); err != nil {
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	lp := listingParser{onErr: hcancel}
+	_, err := run(hctx, c, hashScript(o.Path), &lp)
+	rep.ListingBytes = lp.n
+	if lp.err != nil {
+		err = lp.err // the more precise reason
+	}
+	if err != nil {
 		return nil, rep, fmt.Errorf("ssh image %s: hash: %w", where, err)
 	}
-	rep.ListingBytes = int64(listing.Len())
-	size, hashes, err := parseListing(listing.Bytes())
+	size, hashes, err := lp.result()
 	if err != nil {
 		return nil, rep, fmt.Errorf("ssh image %s: %w", where, err)
 	}
@@ -180,58 +185,126 @@ echo "end $r"
 `
 }
 
-// maxListing bounds the hash listing: 67 bytes per block of the largest
-// image, plus the frame lines.
-const maxListing = (images.MaxImageSize/images.BlockSize)*67 + 1024
+// listingParser validates the host's hash listing as it arrives.
+// Everything in it is hostile: lines are at most 128 bytes, the size is
+// bounded by images.MaxImageSize, at most one hash per block of that size
+// is kept (so memory follows the declared size, not what the host
+// sends), each hash is exactly 64 lowercase hex digits, and the listing
+// must end with the same size and a zero status. After the first error
+// the rest is discarded.
+type listingParser struct {
+	line   []byte
+	state  int // 0: want size; 1: hashes; 2: want end; 3: done
+	size   int64
+	blocks int64
+	hashes [][32]byte
+	n      int64 // bytes seen
+	err    error
+	onErr  func() // called once at the first error (stops the session)
+}
 
-// parseListing validates the host's hash listing. Everything in it is
-// hostile: sizes are bounded, the line count must match the size, each
-// hash is exactly 64 lowercase hex digits.
+func (l *listingParser) Write(p []byte) (int, error) {
+	n := len(p)
+	l.n += int64(n)
+	for len(p) > 0 && l.err == nil {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			l.line = append(l.line, p...)
+			p = nil
+		} else {
+			l.line = append(l.line, p[:i]...)
+			p = p[i+1:]
+		}
+		if len(l.line) > 128 {
+			l.err = fmt.Errorf("%w: a line of the hash listing is longer than 128 bytes", ErrRemoteTool)
+			break
+		}
+		if i >= 0 {
+			l.err = l.parseLine(string(l.line))
+			l.line = l.line[:0]
+		}
+	}
+	if l.err != nil && l.onErr != nil {
+		l.onErr()
+		l.onErr = nil
+	}
+	return n, nil
+}
+
+func parseSize(l string) (int64, bool) {
+	v, ok := strings.CutPrefix(l, "size ")
+	if !ok || v == "" || len(v) > 16 || strings.TrimLeft(v, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil && n <= images.MaxImageSize
+}
+
+func (l *listingParser) parseLine(line string) error {
+	odd := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrRemoteTool, fmt.Sprintf(format, a...))
+	}
+	switch l.state {
+	case 0:
+		size, ok := parseSize(line)
+		if !ok {
+			return odd("first line %.80q is not a size", line)
+		}
+		l.size, l.blocks, l.state = size, (size+images.BlockSize-1)/images.BlockSize, 1
+		return nil
+	case 1:
+		if h, ok := strings.CutSuffix(line, "  -"); ok {
+			if int64(len(l.hashes)) == l.blocks {
+				return fmt.Errorf("%w: more than %d block hashes for %d bytes", images.ErrSourceChanged, l.blocks, l.size)
+			}
+			if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+				return odd("block %d: %.80q is not a sha256sum line", len(l.hashes), line)
+			}
+			var d [32]byte
+			hex.Decode(d[:], []byte(h))
+			l.hashes = append(l.hashes, d)
+			return nil
+		}
+		size, ok := parseSize(line)
+		if !ok {
+			return odd("block %d: %.80q is not a sha256sum line", len(l.hashes), line)
+		}
+		if size != l.size {
+			return fmt.Errorf("%w: size changed from %d to %d while hashing", images.ErrSourceChanged, l.size, size)
+		}
+		if int64(len(l.hashes)) != l.blocks {
+			return fmt.Errorf("%w: %d block hashes for %d bytes (%d blocks): source changed or truncated read", images.ErrSourceChanged, len(l.hashes), l.size, l.blocks)
+		}
+		l.state = 2
+		return nil
+	case 2:
+		if line != "end 0" {
+			return odd("block hashing ended with %.80q", line)
+		}
+		l.state = 3
+		return nil
+	}
+	return odd("unexpected %.80q after the end of the listing", line)
+}
+
+// result returns the parsed listing or the first error.
+func (l *listingParser) result() (int64, [][32]byte, error) {
+	switch {
+	case l.err != nil:
+		return 0, nil, l.err
+	case len(l.line) > 0:
+		return 0, nil, fmt.Errorf("%w: the hash listing does not end with a newline", ErrRemoteTool)
+	case l.state != 3:
+		return 0, nil, fmt.Errorf("%w: the hash listing is incomplete (%d bytes)", ErrRemoteTool, l.n)
+	}
+	return l.size, l.hashes, nil
+}
+
+// parseListing parses a whole listing (tests and fuzzing).
 func parseListing(b []byte) (int64, [][32]byte, error) {
-	odd := func(format string, a ...any) (int64, [][32]byte, error) {
-		return 0, nil, fmt.Errorf("%w: %s", ErrRemoteTool, fmt.Sprintf(format, a...))
-	}
-	lines := strings.Split(string(b), "\n")
-	if len(lines) < 4 || lines[len(lines)-1] != "" {
-		return odd("hash listing has %d lines, or no final newline", len(lines))
-	}
-	lines = lines[:len(lines)-1]
-	parseSize := func(l string) (int64, bool) {
-		v, ok := strings.CutPrefix(l, "size ")
-		if !ok || v == "" || len(v) > 16 || strings.TrimLeft(v, "0123456789") != "" {
-			return 0, false
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		return n, err == nil && n <= images.MaxImageSize
-	}
-	size, ok := parseSize(lines[0])
-	if !ok {
-		return odd("first line %.80q is not a size", lines[0])
-	}
-	size2, ok := parseSize(lines[len(lines)-2])
-	if !ok {
-		return odd("line %.80q is not a size", lines[len(lines)-2])
-	}
-	if size2 != size {
-		return 0, nil, fmt.Errorf("%w: size changed from %d to %d while hashing", images.ErrSourceChanged, size, size2)
-	}
-	if end := lines[len(lines)-1]; end != "end 0" {
-		return odd("block hashing ended with %.80q", end)
-	}
-	body := lines[1 : len(lines)-2]
-	n := (size + images.BlockSize - 1) / images.BlockSize
-	if int64(len(body)) != n {
-		return 0, nil, fmt.Errorf("%w: %d block hashes for %d bytes (%d blocks): source changed or truncated read", images.ErrSourceChanged, len(body), size, n)
-	}
-	hashes := make([][32]byte, len(body))
-	for i, l := range body {
-		h, ok := strings.CutSuffix(l, "  -")
-		if !ok || len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
-			return odd("block %d: %.80q is not a sha256sum line", i, l)
-		}
-		hex.Decode(hashes[i][:], []byte(h))
-	}
-	return size, hashes, nil
+	var l listingParser
+	l.Write(b)
+	return l.result()
 }
 
 // fetchBlocks streams the blocks in fetch (ascending) with one dd per run

@@ -219,7 +219,13 @@ func TestPullErrors(t *testing.T) {
 		t.Fatalf("truncated during the pull: %v", err)
 	}
 
+	// A host that floods its listing is cut off at the first bad line.
 	old := hashTool
+	hashTool = "yes"
+	_, rep, err := Pull(ctx, c, s, "vm", Options{Path: path})
+	if !errors.Is(err, ErrRemoteTool) || rep.ListingBytes > 64<<20 {
+		t.Fatalf("flooding listing: %v after %d bytes", err, rep.ListingBytes)
+	}
 	hashTool = "no-such-sum"
 	defer func() { hashTool = old }()
 	_, _, err = Pull(ctx, c, s, "vm", Options{Path: path})
