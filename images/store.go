@@ -268,8 +268,3 @@ func (s *Store) release(ds []pool.Digest) {
 		}
 	}
 }
-
-// exists reports whether the block object d is stored.
-func (s *Store) exists(ctx context.Context, d pool.Digest) (bool, error) {
-	return s.p.Exists(ctx, d)
-}
