@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -124,16 +125,25 @@ func writeVariant(t testing.TB, dir string, v int) {
 	for i := 0; i < 12; i++ {
 		sub := filepath.Join(dir, fmt.Sprintf("s%d", i%4))
 		os.MkdirAll(sub, 0o755)
-		content := []byte(fmt.Sprintf("variant %d file %d\n", (v+i)%4, i))
+		key := (v + i) % 4
+		content := []byte(fmt.Sprintf("variant %d file %d\n", key, i))
 		if i%5 == 0 {
-			content = cdcRand(uint64(100+(v+i)%3), 20000)
+			key = 10 + (v+i)%3
+			content = cdcRand(uint64(100+key), 20000)
 		}
-		if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%d", i)), content, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeAt(t, filepath.Join(sub, fmt.Sprintf("f%d", i)), content, key)
 	}
-	big := cdcRand(uint64(200+v%3), 2<<20)
-	if err := os.WriteFile(filepath.Join(dir, "big"), big, 0o644); err != nil {
+	writeAt(t, filepath.Join(dir, "big"), cdcRand(uint64(200+v%3), 2<<20), 20+v%3)
+}
+
+// writeAt writes a file whose mtime is a function of its content, so the
+// incremental skip (size + mtime) reuses content when a variant repeats.
+func writeAt(t testing.TB, path string, data []byte, key int) {
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mt := time.Unix(1_000_000_000+int64(key), 0)
+	if err := os.Chtimes(path, mt, mt); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -141,7 +151,7 @@ func writeVariant(t testing.TB, dir string, v int) {
 // reuseBackup snapshots dir reusing content from prev where size and
 // mtime match (the incremental skip), falling back to reading when the
 // pool lost the content.
-func reuseBackup(ctx context.Context, p *Pool, dir string, prev *Manifest, host, source string) (*Manifest, error) {
+func reuseBackup(ctx context.Context, p *Pool, dir string, prev *Manifest, host, source string, reused, refetched *atomic.Int64) (*Manifest, error) {
 	w, err := p.NewWriter(ctx, SnapshotMeta{Host: host, Source: source})
 	if err != nil {
 		return nil, err
@@ -162,8 +172,10 @@ func reuseBackup(ctx context.Context, p *Pool, dir string, prev *Manifest, host,
 				e.Content, e.Chunked = pe.Content, pe.Chunked
 				err := w.Add(ctx, rel, e, nil)
 				if !errors.Is(err, ErrContentMissing) {
+					reused.Add(1)
 					return err
 				}
+				refetched.Add(1)
 				e.Content, e.Chunked = Digest{}, false
 			}
 		}
@@ -200,10 +212,15 @@ func TestGCConcurrentWithBackups(t *testing.T) {
 		swept   int
 		inUse   int
 		gcError error
+		reused, refetched atomic.Int64
 	)
 	for it := 0; it < iterations; it++ {
 		for i, s := range srcs {
-			writeVariant(t, s, it+i)
+			v := it + i
+			if i == 2 {
+				v = it / 2 // changes every other iteration: the rest is reused
+			}
+			writeVariant(t, s, v)
 		}
 		var wg sync.WaitGroup
 		done := make(chan struct{})
@@ -227,6 +244,14 @@ func TestGCConcurrentWithBackups(t *testing.T) {
 				}
 			}
 		}()
+		// Source 2 is incremental against a previous snapshot that is
+		// deleted as the backup starts (retention running alongside), so
+		// its reused content is garbage for the concurrent GC.
+		if prev[2] != nil {
+			if err := p.DeleteSnapshot(ctx, prev[2].ID); err != nil {
+				t.Fatal(err)
+			}
+		}
 		var ms [3]*Manifest
 		var errs [3]error
 		var bw sync.WaitGroup
@@ -235,7 +260,7 @@ func TestGCConcurrentWithBackups(t *testing.T) {
 			go func() {
 				defer bw.Done()
 				if i == 2 {
-					ms[i], errs[i] = reuseBackup(ctx, p, s, prev[i], "h", fmt.Sprint(i))
+					ms[i], errs[i] = reuseBackup(ctx, p, s, prev[i], "h", fmt.Sprint(i), &reused, &refetched)
 					return
 				}
 				w, err := p.NewWriter(ctx, SnapshotMeta{Host: "h", Source: fmt.Sprint(i)})
@@ -266,7 +291,7 @@ func TestGCConcurrentWithBackups(t *testing.T) {
 		// so their objects become garbage for the next round.
 		for i, s := range srcs {
 			compareSnapshot(t, ctx, p, ms[i], s)
-			if prev[i] != nil {
+			if prev[i] != nil && i != 2 {
 				if err := p.DeleteSnapshot(ctx, prev[i].ID); err != nil {
 					t.Fatal(err)
 				}
@@ -287,5 +312,9 @@ func TestGCConcurrentWithBackups(t *testing.T) {
 	if swept == 0 {
 		t.Fatal("GC never swept anything: the test did not exercise the race")
 	}
-	t.Logf("%d iterations, %d GC runs, %d objects swept, %d kept because a writer took them up mid-GC", iterations, gcRuns, swept, inUse)
+	if reused.Load() == 0 {
+		t.Fatal("the incremental backup never reused content")
+	}
+	t.Logf("%d iterations, %d GC runs, %d objects swept, %d kept because a writer took them up mid-GC; %d files reused, %d re-read after their content was swept",
+		iterations, gcRuns, swept, inUse, reused.Load(), refetched.Load())
 }
