@@ -20,9 +20,10 @@
 //	                           on the whole relative path, applied to the
 //	                           stream (tar still reads excluded files)
 //
-// The command is `LC_ALL=C tar --create --file=- --format=posix
-// --sort=name --hard-dereference --sparse --xattrs --xattrs-include=*
-// --ignore-failed-read -C Path .`, every argument shell-quoted.
+// The full pull's command is `LC_ALL=C tar --create --file=-
+// --format=posix --sort=name --hard-dereference --sparse --xattrs
+// --xattrs-include=* --ignore-failed-read -C Path .`, every argument
+// shell-quoted.
 //
 // # Metadata carried (conformance: every field of the scenario)
 //
@@ -57,8 +58,20 @@
 //
 // tar runs ahead of the puller by the pipe and SSH window buffers, so
 // changes made while the pull runs may or may not be seen; tar itself
-// reports files that changed while it read them. There is no incremental
-// mode yet (every run transfers everything; the pool stores only new
-// chunks): --newer-mtime against the previous snapshot plus a merge with
-// the previous tree is the next step.
+// reports files that changed while it read them.
+//
+// # Incremental
+//
+// With a previous snapshot (and not Options["full"]="true"), the host is
+// listed first (GNU find: type, size, mtime in ns, mode, uid, gid, path),
+// sorted in walk order. A regular file whose previous entry has the same
+// size and mtime is reused without being transferred (mode and owner from
+// the listing, so a chmod is seen; xattrs from the previous snapshot).
+// Everything else is named to tar on stdin (--no-recursion --null
+// --verbatim-files-from --files-from=-) in the same order, and the stream
+// is merged with the reused entries in lockstep. Deleted files are simply
+// not in the listing. The test checks that an incremental snapshot after
+// changes has exactly the root of a full pull. The listing is held in
+// memory (about 100 bytes per path). A tree with a path past PATH_MAX
+// (which tar cannot name explicitly) is pulled in full.
 package tar

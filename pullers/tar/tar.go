@@ -30,6 +30,7 @@ func init() {
 const (
 	maxLinkList = 64 << 20 // bytes of the hard-link listing
 	maxStderr   = 1 << 20  // bytes of tar's stderr kept
+	pathMax     = 4096     // Linux PATH_MAX
 )
 
 // Puller pulls a directory as a tar stream over SSH. Make one with New;
@@ -89,6 +90,29 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	if err != nil {
 		return fmt.Errorf("%s: list hard links: %w", where, err)
 	}
+	r := &reader{p: p, j: j, where: where, excludes: excludes, links: links, groups: map[string]uint64{}}
+	oneFS := j.Source.Options["one_file_system"] == "true"
+	incremental := j.Previous != nil && j.Source.Options["full"] != "true"
+	var items []planItem
+	if incremental {
+		ls, err := listTree(ctx, client, src, oneFS)
+		if err != nil {
+			return fmt.Errorf("%s: list files: %w", where, err)
+		}
+		// tar names explicit files by full path, which fails past
+		// PATH_MAX; such a tree is pulled in full.
+		for _, l := range ls {
+			if len(src)+1+len(l.rel) >= pathMax {
+				incremental = false
+				break
+			}
+		}
+		if incremental {
+			if items, err = r.plan(ctx, ls); err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+		}
+	}
 	sess, err := client.NewSession()
 	if err != nil {
 		return fmt.Errorf("%s: session: %w", where, ctxErr(ctx, err))
@@ -100,13 +124,19 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	}
 	stderr := &lineCollector{max: maxStderr}
 	sess.Stderr = stderr
-	args := []string{"LC_ALL=C", "tar", "--create", "--file=-", "--format=posix", "--sort=name",
+	args := []string{"LC_ALL=C", "tar", "--create", "--file=-", "--format=posix",
 		"--hard-dereference", "--sparse", "--xattrs", "--xattrs-include=*", "--ignore-failed-read",
 		"--warning=no-file-ignored"}
-	if j.Source.Options["one_file_system"] == "true" {
+	if oneFS {
 		args = append(args, "--one-file-system")
 	}
-	args = append(args, "-C", src, ".")
+	if incremental {
+		// Only the changed paths, in the plan's order, named on stdin.
+		args = append(args, "-C", src, "--no-recursion", "--null", "--verbatim-files-from", "--files-from=-")
+		sess.Stdin = filesFrom(items)
+	} else {
+		args = append(args, "--sort=name", "-C", src, ".")
+	}
 	var quoted []string
 	for i, a := range args {
 		if i == 0 {
@@ -118,8 +148,12 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	if err := sess.Start(strings.Join(quoted, " ")); err != nil {
 		return fmt.Errorf("%s: start tar: %w", where, ctxErr(ctx, err))
 	}
-	r := &reader{p: p, j: j, where: where, excludes: excludes, links: links, groups: map[string]uint64{}}
-	streamErr := r.read(ctx, stdout)
+	var streamErr error
+	if incremental {
+		streamErr = r.merge(ctx, stdout, items)
+	} else {
+		streamErr = r.read(ctx, stdout)
+	}
 	if streamErr != nil {
 		sess.Close()
 		if ctx.Err() != nil {
@@ -281,78 +315,84 @@ func (r *reader) read(ctx context.Context, stdout io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("read the tar stream: %w", err)
 		}
-		rel, err := cleanName(hdr.Name)
-		if err != nil {
-			r.recordError(".", fmt.Errorf("%w; skipped", err))
-			if hdr.Typeflag == tar.TypeDir {
-				if n := strings.Trim(hdr.Name, "/"); n != "" {
-					r.skipped = append(r.skipped, strings.TrimPrefix(n, "./"))
-				}
-			}
-			continue
+		if err := r.member(ctx, tr, sr, hdr); err != nil {
+			return err
 		}
-		if rel == "." {
-			if r.rooted || hdr.Typeflag != tar.TypeDir {
-				r.recordError(".", errors.New("a second or non-directory root member; skipped"))
-				continue
-			}
-		} else if !r.rooted {
-			if err := r.addRoot(ctx, nil); err != nil {
-				return err
-			}
-		}
-		if rel != "." && (r.under(rel) || excluded(r.excludes, rel)) {
-			if hdr.Typeflag == tar.TypeDir {
-				r.skipped = append(r.skipped, rel)
-			}
-			continue
-		}
-		e, ok := r.entry(rel, hdr)
-		if !ok {
-			if hdr.Typeflag == tar.TypeDir {
-				r.skipped = append(r.skipped, rel)
-			}
-			continue
-		}
-		if rel == "." {
-			if err := r.addRoot(ctx, &e); err != nil {
-				return err
-			}
-			continue
-		}
-		var content io.Reader
-		mr := &streamReader{r: tr}
-		if e.Type == pool.TypeFile {
-			content = mr
-		}
-		if err := r.j.Sink.Add(ctx, rel, e, content); err != nil {
-			if mr.err != nil || sr.err != nil || ctx.Err() != nil {
-				// The stream broke inside this member: nothing after it
-				// can be trusted.
-				cause := mr.err
-				if sr.err != nil {
-					cause = sr.err
-				}
-				return fmt.Errorf("read %s from the tar stream: %w", rel, ctxErr(ctx, cause))
-			}
-			if errors.Is(err, pool.ErrEntry) {
-				r.recordError(rel, err)
-				if e.Type == pool.TypeDir {
-					r.skipped = append(r.skipped, rel)
-				}
-				continue
-			}
-			return fmt.Errorf("store %s: %w", rel, err)
-		}
-		r.prog.Files++
-		if e.Type == pool.TypeFile {
-			r.prog.Bytes += e.Size
-		}
-		r.report(rel)
 	}
 	if !r.rooted {
 		return r.addRoot(ctx, nil)
 	}
+	return nil
+}
+
+// member stores one tar member (or records why not). An error fails the
+// pull.
+func (r *reader) member(ctx context.Context, tr *tar.Reader, sr *streamReader, hdr *tar.Header) error {
+	rel, err := cleanName(hdr.Name)
+	if err != nil {
+		r.recordError(".", fmt.Errorf("%w; skipped", err))
+		if hdr.Typeflag == tar.TypeDir {
+			if n := strings.Trim(hdr.Name, "/"); n != "" {
+				r.skipped = append(r.skipped, strings.TrimPrefix(n, "./"))
+			}
+		}
+		return nil
+	}
+	if rel == "." {
+		if r.rooted || hdr.Typeflag != tar.TypeDir {
+			r.recordError(".", errors.New("a second or non-directory root member; skipped"))
+			return nil
+		}
+	} else if !r.rooted {
+		if err := r.addRoot(ctx, nil); err != nil {
+			return err
+		}
+	}
+	if rel != "." && (r.under(rel) || excluded(r.excludes, rel)) {
+		if hdr.Typeflag == tar.TypeDir {
+			r.skipped = append(r.skipped, rel)
+		}
+		return nil
+	}
+	e, ok := r.entry(rel, hdr)
+	if !ok {
+		if hdr.Typeflag == tar.TypeDir {
+			r.skipped = append(r.skipped, rel)
+		}
+		return nil
+	}
+	if rel == "." {
+		return r.addRoot(ctx, &e)
+	}
+	var content io.Reader
+	mr := &streamReader{r: tr}
+	if e.Type == pool.TypeFile {
+		content = mr
+	}
+	if err := r.j.Sink.Add(ctx, rel, e, content); err != nil {
+		if mr.err != nil || sr.err != nil || ctx.Err() != nil {
+			// The stream broke inside this member: nothing after it can
+			// be trusted.
+			cause := mr.err
+			if sr.err != nil {
+				cause = sr.err
+			}
+			return fmt.Errorf("read %s from the tar stream: %w", rel, ctxErr(ctx, cause))
+		}
+		if errors.Is(err, pool.ErrEntry) {
+			r.recordError(rel, err)
+			if e.Type == pool.TypeDir {
+				r.skipped = append(r.skipped, rel)
+			}
+			return nil
+		}
+		return fmt.Errorf("store %s: %w", rel, err)
+	}
+	r.prog.Files++
+	if e.Type == pool.TypeFile {
+		r.prog.Bytes += e.Size
+	}
+	r.report(rel)
 	return nil
 }
 
@@ -410,12 +450,7 @@ func (r *reader) entry(rel string, h *tar.Header) (pool.Entry, bool) {
 		}
 		e.Type, e.Size = pool.TypeFile, h.Size
 		if id, ok := r.links[rel]; ok {
-			g := r.groups[id]
-			if g == 0 {
-				g = uint64(len(r.groups) + 1)
-				r.groups[id] = g
-			}
-			e.HardLink = g
+			e.HardLink = r.group(id)
 		}
 	case tar.TypeDir:
 		e.Type = pool.TypeDir
