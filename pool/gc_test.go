@@ -207,11 +207,11 @@ func TestGCConcurrentWithBackups(t *testing.T) {
 	srcs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
 	var prev [3]*Manifest
 	var (
-		mu      sync.Mutex
-		gcRuns  int
-		swept   int
-		inUse   int
-		gcError error
+		mu                sync.Mutex
+		gcRuns            int
+		swept             int
+		inUse             int
+		gcError           error
 		reused, refetched atomic.Int64
 	)
 	for it := 0; it < iterations; it++ {
