@@ -1,8 +1,10 @@
 package images
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,5 +91,62 @@ func TestCrossProcessLocks(t *testing.T) {
 	a.p.Backend().List(ctx, "locks/", func(oi pool.ObjectInfo) error { left = append(left, oi.Name); return nil })
 	if len(left) != 0 {
 		t.Fatalf("locks left: %s", strings.Join(left, ", "))
+	}
+}
+
+// Ingests racing with GCs that have no grace period: every committed
+// version stays whole.
+func TestGCRacesIngest(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, false)
+	v1, v2 := smallImages()
+	stop := make(chan struct{})
+	gcs := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				gcs <- nil
+				return
+			default:
+			}
+			if _, err := s.GC(ctx, pool.GCOptions{Grace: -1}); err != nil {
+				gcs <- err
+				return
+			}
+		}
+	}()
+	type res struct {
+		m   *Manifest
+		img []byte
+		err error
+	}
+	out := make(chan res, 4)
+	for k, img := range [][]byte{v1, v2, v1, v2} {
+		go func() {
+			m, _, err := s.IngestReaderAt(ctx, fmt.Sprintf("img%d", k), bytes.NewReader(img), int64(len(img)), IngestOptions{})
+			out <- res{m, img, err}
+		}()
+	}
+	var got []res
+	for range 4 {
+		r := <-out
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		got = append(got, r)
+	}
+	close(stop)
+	if err := <-gcs; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GC(ctx, pool.GCOptions{Grace: -1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range got {
+		checkRead(t, s, r.m, r.img, false)
+	}
+	if rep, err := s.Check(ctx, pool.CheckOptions{}); err != nil || !rep.OK() || rep.Objects != 5 {
+		t.Fatalf("check: %s, %v", rep.String(), err)
 	}
 }
