@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -120,5 +121,42 @@ func TestPoolFS(t *testing.T) {
 	fsys.(*TreeFS).Refresh()
 	if _, err := fs.Stat(fsys, "new1/latest/s"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPoolFSConcurrent reads through one pool tree from many goroutines
+// while it is refreshed, as FUSE and WebDAV do.
+func TestPoolFSConcurrent(t *testing.T) {
+	ctx := context.Background()
+	p, _ := structPool(t)
+	src := t.TempDir()
+	genTree(t, src, 9, 40, 2<<20+5)
+	backupDir(t, ctx, p, src, "h", "s")
+	fsys := p.FS(ctx).(*TreeFS)
+	want, _ := os.ReadFile(filepath.Join(src, "big0.bin"))
+	errc := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		go func() {
+			for i := 0; i < 20; i++ {
+				if g == 0 {
+					fsys.Refresh()
+				}
+				got, err := fs.ReadFile(fsys, "h/latest/s/big0.bin")
+				if err != nil || !bytes.Equal(got, want) {
+					errc <- fmt.Errorf("read: %v (%d bytes)", err, len(got))
+					return
+				}
+				if _, err := fs.ReadDir(fsys, "h/latest/s/d03/e1"); err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
