@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -143,8 +146,18 @@ func TestPostgresDedup(t *testing.T) {
 				fmt.Sprintf(`INSERT INTO t SELECT i, md5(i::text) || ' ' || repeat('x', i %% 40), i * 7, '2024-01-01'::timestamptz + i * interval '1 minute' FROM generate_series(1, %d) i`, rows))
 			p := newPool(t)
 			src := pgSource(s, "databases", "bench_"+mode, "globals", "false")
+			// Throughput, for the report (not asserted): pg_dump to
+			// /dev/null alone, then the pull into the pool.
+			t0 := time.Now()
+			cmd := exec.Command(filepath.Join(pgBinDir(), "pg_dump"), "-h", s.Host, "-p", strconv.Itoa(s.Port), "-U", s.User, "-d", "bench_"+mode, "-f", "/dev/null")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("pg_dump: %v\n%s", err, out)
+			}
+			alone := time.Since(t0)
+			t0 = time.Now()
 			m1, err := pull(t, p, NewPostgres(), src)
 			must(t, err)
+			t.Logf("postgres %s: pg_dump > /dev/null %v, dump into the pool %v (%.2fx)", mode, alone, time.Since(t0), alone.Seconds()/time.Since(t0).Seconds())
 			var ids []string
 			r := rand.New(rand.NewPCG(7, 8))
 			for i := 0; i < rows/100; i++ {
