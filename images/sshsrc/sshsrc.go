@@ -40,7 +40,11 @@ type Options struct {
 	Version images.VersionOptions
 	// Workers hash and compress fetched blocks; 0 means GOMAXPROCS.
 	Workers int
-	Log     *slog.Logger
+	// Progress, when set, is called after each fetched block with the
+	// counts so far and the number of blocks to fetch (from any goroutine,
+	// never concurrently).
+	Progress func(fetched, toFetch int64, dataBytes int64)
+	Log      *slog.Logger
 }
 
 // Report says what a pull did.
@@ -405,6 +409,9 @@ while read -r s n; do dd if="$p" bs=` + strconv.Itoa(images.BlockSize) + ` skip=
 				}
 				mu.Lock()
 				rep.Fetched++
+				if o.Progress != nil {
+					o.Progress(rep.Fetched, int64(len(fetch)), rep.DataBytes)
+				}
 				mu.Unlock()
 			}
 			return nil

@@ -124,7 +124,9 @@ func TestDifferentialPull(t *testing.T) {
 		writeBlock(t, f, i, min(images.BlockSize, int(size-i*images.BlockSize)), 1)
 	}
 	c, cc := dial(t, srv)
-	m1, r1, err := Pull(ctx, c, s, "vm", Options{Path: path, Version: images.VersionOptions{Host: "hv1"}})
+	var calls, last int64
+	progress := func(fetched, _, _ int64) { calls++; last = fetched }
+	m1, r1, err := Pull(ctx, c, s, "vm", Options{Path: path, Version: images.VersionOptions{Host: "hv1"}, Progress: progress})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +135,9 @@ func TestDifferentialPull(t *testing.T) {
 	}
 	if imageDigest(t, s, m1) != fileDigest(t, path) {
 		t.Fatal("v1 reads back different from the file")
+	}
+	if calls != 11 || last != 11 {
+		t.Fatalf("progress: %d calls, last %d", calls, last)
 	}
 
 	writeBlock(t, f, 40, images.BlockSize, 2) // 1 of 100 blocks: data
