@@ -443,7 +443,7 @@ func (r *reader) entry(rel string, h *tar.Header) (pool.Entry, bool) {
 		}
 	}
 	switch h.Typeflag {
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // the reader turns the old TypeRegA into TypeReg
 		if h.Size < 0 {
 			r.recordError(rel, fmt.Errorf("negative size %d", h.Size))
 			return e, false
