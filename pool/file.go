@@ -208,21 +208,45 @@ func (r *ContentReader) Seek(offset int64, whence int) (int64, error) {
 	return offset, nil
 }
 
-// WriteTo copies the whole remaining content to w, chunk by chunk, without
-// polluting the shared cache with large files.
+// WriteTo copies the remaining content to w chunk by chunk, fetching the
+// next chunk while the current one is written (a restore overlaps reading,
+// decompressing and hashing with writing). It bypasses the shared cache so
+// a restore does not evict what interactive readers use.
 func (r *ContentReader) WriteTo(w io.Writer) (int64, error) {
 	var total int64
-	for r.pos < r.size {
-		i := sort.Search(len(r.chunks), func(i int) bool { return r.chunks[i].off+r.chunks[i].size > r.pos })
-		if i == len(r.chunks) {
-			break
-		}
+	if r.pos >= r.size {
+		return 0, nil
+	}
+	type result struct {
+		data []byte
+		err  error
+	}
+	fetch := func(c chunkRef) chan result {
+		ch := make(chan result, 1)
+		go func() {
+			data, err := r.chunk(c, false)
+			ch <- result{data, err}
+		}()
+		return ch
+	}
+	i := sort.Search(len(r.chunks), func(i int) bool { return r.chunks[i].off+r.chunks[i].size > r.pos })
+	var ahead chan result
+	for ; i < len(r.chunks); i++ {
 		c := r.chunks[i]
-		data, err := r.chunk(c, false)
-		if err != nil {
-			return total, err
+		var res result
+		if ahead != nil {
+			res = <-ahead
+			ahead = nil
+		} else {
+			res.data, res.err = r.chunk(c, false)
 		}
-		n, err := w.Write(data[r.pos-c.off:])
+		if res.err != nil {
+			return total, res.err
+		}
+		if i+1 < len(r.chunks) {
+			ahead = fetch(r.chunks[i+1])
+		}
+		n, err := w.Write(res.data[r.pos-c.off:])
 		total += int64(n)
 		r.pos += int64(n)
 		if err != nil {

@@ -259,6 +259,15 @@ func TestWriterRandomReads(t *testing.T) {
 	if !bytes.Equal(tail, data[len(data)-10:]) {
 		t.Fatal("tail after Seek differs")
 	}
+	// WriteTo (io.Copy) from the middle of a chunk, with read-ahead.
+	for _, off := range []int64{0, 1234567, int64(len(data)) - 1, int64(len(data))} {
+		cr.Seek(off, io.SeekStart)
+		var out bytes.Buffer
+		n, err := io.Copy(&out, cr)
+		if err != nil || n != int64(len(data))-off || !bytes.Equal(out.Bytes(), data[off:]) {
+			t.Fatalf("WriteTo from %d: %d, %v", off, n, err)
+		}
+	}
 }
 
 func TestWriterDedupUnchanged(t *testing.T) {
