@@ -100,7 +100,9 @@ type wdir struct {
 }
 
 // NewWriter starts a snapshot. It takes a writer lock in the pool and
-// waits while another process's GC holds the GC lock.
+// waits while another process's GC holds the GC lock. ctx also governs
+// the writer's background writes, so it must outlive Finish; cancelling it
+// fails the snapshot.
 func (p *Pool) NewWriter(ctx context.Context, meta SnapshotMeta) (*Writer, error) {
 	if !ValidName(meta.Host) || !ValidName(meta.Source) {
 		return nil, fmt.Errorf("new snapshot: host %q and source %q must be non-empty names without '/'", meta.Host, meta.Source)
