@@ -98,11 +98,11 @@ func (s *Store) NewVersion(ctx context.Context, name string, size int64, o Versi
 	if p := o.Prev; p != nil {
 		// Hold Prev's blocks, then make sure Prev still exists: if it does,
 		// no GC can have swept them before the hold (FORMAT.md §5).
+		w.held = append(w.held, p.blocks...) // before hold: Abort releases them even if hold fails
 		if err := s.hold(ctx, p.blocks...); err != nil {
 			w.Abort()
 			return nil, err
 		}
-		w.held = append(w.held, p.blocks...)
 		_, err := s.p.Backend().Stat(ctx, ManifestName(p.Name, p.ID))
 		switch {
 		case err == nil:
@@ -200,12 +200,18 @@ func (w *VersionWriter) Put(ctx context.Context, i int64, data []byte, host *[Ho
 		}
 	}
 	if !unchanged {
-		if err := w.s.hold(ctx, d); err != nil {
+		// Under w.mu, so that Abort either sees this hold or comes first.
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			return fmt.Errorf("image %s: version writer is closed", w.meta.Name)
+		}
+		w.held = append(w.held, d)
+		err := w.s.hold(ctx, d)
+		w.mu.Unlock()
+		if err != nil {
 			return err
 		}
-		w.mu.Lock()
-		w.held = append(w.held, d)
-		w.mu.Unlock()
 	}
 	added, stored, err := w.s.p.PutDigestSize(ctx, pool.KindData, d, data)
 	if err != nil {
