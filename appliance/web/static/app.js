@@ -85,11 +85,16 @@
       td(p.rate ? fmtBytes(p.rate) + "/s" : "", "num"), td(fmtDur(p.eta_seconds)), td(el("span", { class: "mono", text: p.path || "" }))];
   }
   async function dashboard() {
-    const running = new Map();
+    const running = new Map(), live = new Map(); // live: newest progress seen on the stream
+    const newer = (a, b) => !b || !b.updated || (a && a.updated && new Date(a.updated) >= new Date(b.updated));
     async function loadJobs() {
       const [run, queued] = await Promise.all([api("GET", "/jobs?state=running"), api("GET", "/jobs?state=queued")]);
       running.clear();
-      for (const j of run) running.set(j.id, j);
+      for (const j of run) {
+        const p = live.get(j.id);
+        if (p && newer(p, j.progress)) j.progress = p;
+        running.set(j.id, j);
+      }
       renderRunning();
       fill($("#queue tbody"), queued.map((j) => el("tr", {}, td(jobLink(j.id)), td(hostLink(j.host)), td(j.kind), td(fmtTime(j.created)))), $("#queue-empty"));
     }
@@ -125,12 +130,13 @@
     let pending = null;
     const soon = () => { if (!pending) pending = setTimeout(() => { pending = null; reload(); }, 300); };
     const es = new EventSource("/api/v1/events");
-    const live = $("#live-status");
-    es.onopen = () => { live.textContent = "Live"; soon(); };
-    es.onerror = () => { live.textContent = "Live updates interrupted; retrying…"; };
+    const status = $("#live-status");
+    es.onopen = () => { status.textContent = "Live"; soon(); };
+    es.onerror = () => { status.textContent = "Live updates interrupted; retrying…"; };
     es.onmessage = (m) => {
       let e; try { e = JSON.parse(m.data); } catch (x) { return; }
       if (e.type === "progress") {
+        live.set(e.job_id, e.data);
         const j = running.get(e.job_id);
         if (j) { j.progress = e.data; renderRunning(); } else soon();
       } else if (e.type === "job" || e.type === "snapshot") soon();

@@ -1,0 +1,259 @@
+package web
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// stubAPI stands in for the appliance's /api/v1 in the UI's own browser
+// test: it authenticates exactly as the appliance does with the UI's
+// session store (cookie + CSRF on every non-GET), serves fixed data and
+// streams the progress events the test pushes. The end-to-end test
+// against the real `cairn serve` binary is TestBrowserServe.
+type stubAPI struct {
+	ui     *UI
+	mu     sync.Mutex
+	subs   map[chan string]bool // SSE streams; push fans out to all
+	posted map[string]any // last POST /api/v1/hosts body
+	csrfOK bool
+}
+
+func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.URL.Path, "/api/v1/") {
+		s.ui.Handler().ServeHTTP(w, r)
+		return
+	}
+	js := func(code int, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(v)
+	}
+	if _, ok := s.ui.Sessions.Authenticate(r); !ok {
+		js(401, map[string]string{"error": "authentication required"})
+		return
+	}
+	if err := s.ui.Sessions.CheckCSRF(r); err != nil {
+		js(403, map[string]string{"error": err.Error()})
+		return
+	}
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	host := map[string]any{"name": "web1", "address": "10.0.0.5", "enabled": true, "groups": []string{}, "settings": map[string]string{},
+		"sources": []any{map[string]any{"name": "etc", "method": "sftp", "path": "/etc", "excludes": []string{}, "options": map[string]string{}, "secret_keys": []string{"password"}}},
+		"schedules": []any{map[string]any{"cron": "0 2 * * *"}}, "retention": map[string]int{"keep_daily": 7}, "created": now}
+	q := r.URL.Query()
+	switch {
+	case r.URL.Path == "/api/v1/jobs" && q.Get("state") == "running":
+		js(200, []any{map[string]any{"id": 7, "kind": "backup", "host": "web1", "state": "running", "created": now,
+			"progress": map[string]any{"phase": "pulling", "files": 0, "bytes": 0, "bytes_total": 1 << 20}}})
+	case r.URL.Path == "/api/v1/jobs" && q.Get("state") == "queued":
+		js(200, []any{map[string]any{"id": 8, "kind": "backup", "host": "db1", "state": "queued", "created": now}})
+	case r.URL.Path == "/api/v1/jobs":
+		js(200, []any{})
+	case r.URL.Path == "/api/v1/hosts" && r.Method == "GET":
+		js(200, []any{host})
+	case r.URL.Path == "/api/v1/hosts" && r.Method == "POST":
+		var in map[string]any
+		json.NewDecoder(r.Body).Decode(&in)
+		s.mu.Lock()
+		s.posted, s.csrfOK = in, r.Header.Get(CSRFHeader) != ""
+		s.mu.Unlock()
+		if in["name"] == "bad name" {
+			js(400, map[string]string{"error": `host name "bad name": use letters, digits, '.', '_' and '-'`})
+			return
+		}
+		js(201, host)
+	case strings.HasPrefix(r.URL.Path, "/api/v1/hosts/"):
+		h := map[string]any{}
+		for k, v := range host {
+			h[k] = v
+		}
+		h["name"] = strings.TrimPrefix(r.URL.Path, "/api/v1/hosts/")
+		js(200, h)
+	case r.URL.Path == "/api/v1/snapshots":
+		js(200, []any{map[string]any{"id": "s1", "host": "web1", "source": "etc", "status": "complete", "files": 120, "bytes": 3 << 20,
+			"started": now.Add(-time.Hour), "finished": now.Add(-50 * time.Minute)}})
+	case r.URL.Path == "/api/v1/pool":
+		js(200, map[string]any{"id": "p", "location": "/srv/cairn/pool", "objects": 42, "bytes": 5 << 20, "snapshots": 1, "logical_bytes": 3 << 20})
+	case r.URL.Path == "/api/v1/methods":
+		js(200, []any{
+			map[string]any{"name": "local", "title": "Local directory"},
+			map[string]any{"name": "sftp", "title": "SFTP", "path_label": "Remote path", "options": []any{
+				map[string]any{"key": "port", "label": "SSH port", "type": "number"},
+				map[string]any{"key": "user", "label": "SSH user", "type": "text"},
+				map[string]any{"key": "password", "label": "SSH password", "secret": true}}}})
+	case r.URL.Path == "/api/v1/events":
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		fmt.Fprint(w, ": hi\n\n")
+		w.(http.Flusher).Flush()
+		ch := make(chan string, 16)
+		s.mu.Lock()
+		s.subs[ch] = true
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			delete(s.subs, ch)
+			s.mu.Unlock()
+		}()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case e := <-ch:
+				fmt.Fprintf(w, "data: %s\n\n", e)
+				w.(http.Flusher).Flush()
+			}
+		}
+	default:
+		io.Copy(io.Discard, r.Body)
+		js(404, map[string]string{"error": "no such endpoint"})
+	}
+}
+
+// push sends an event to every open stream.
+func (s *stubAPI) push(e string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ch := range s.subs {
+		ch <- e
+	}
+}
+
+func TestBrowserSetupLoginDashboard(t *testing.T) {
+	e := newEnv(t)
+	stub := &stubAPI{ui: e.ui, subs: map[chan string]bool{}}
+	srv := httptest.NewServer(stub)
+	t.Cleanup(srv.Close)
+	b := startBrowser(t) // cleaned up first: its streams end before srv.Close
+
+	// Every page leads to setup while no admin exists.
+	b.navigate(srv.URL + "/hosts")
+	if p := b.path(); p != "/setup" {
+		t.Fatalf("at %s, want /setup", p)
+	}
+	b.screenshot("01-setup")
+	// Setup without the token is refused.
+	b.setValue("#password", goodPassword)
+	b.setValue("#password2", goodPassword)
+	b.setValue("#token", "not-the-token")
+	b.submit("#setup-form")
+	if txt := b.evalString("document.body.innerText"); !strings.Contains(txt, "Wrong setup token") {
+		t.Fatalf("setup with a wrong token:\n%s", txt)
+	}
+	b.consoleErrors() // the 403 of the refused post is logged; expected
+	// A weak password is refused next to its field.
+	b.setValue("#token", e.ui.SetupToken())
+	b.setValue("#password", "short")
+	b.setValue("#password2", "short")
+	b.eval(`document.querySelector("#password").removeAttribute("minlength")`)
+	b.submit("#setup-form")
+	if txt := b.evalString(`document.querySelector("#password-err").innerText`); !strings.Contains(txt, "at least 12") {
+		t.Fatalf("weak password error: %q", txt)
+	}
+	b.consoleErrors()
+	b.setValue("#password", goodPassword)
+	b.setValue("#password2", goodPassword)
+	b.submit("#setup-form")
+	if p := b.path(); p != "/setup/storage" {
+		t.Fatalf("after setup at %s", p)
+	}
+	if txt := b.evalString("document.body.innerText"); !strings.Contains(txt, "Free space:") || !strings.Contains(txt, "Coming later") {
+		t.Fatalf("storage step:\n%s", txt)
+	}
+	b.screenshot("02-setup-storage")
+	b.eval(`document.querySelector("a.button.primary").click()`)
+	b.waitFor("timezone step", `location.pathname === "/setup/timezone" && document.readyState === "complete"`)
+	b.setValue("#timezone", "Europe/Berlin")
+	b.submit("form[action='/setup/timezone']")
+	if p := b.path(); p != "/setup/host" {
+		t.Fatalf("after timezone at %s", p)
+	}
+	b.submit("form[action='/setup/done']")
+	if p := b.path(); p != "/" {
+		t.Fatalf("after setup at %s", p)
+	}
+	b.waitFor("dashboard data", `document.body.dataset.ready === "1"`)
+
+	// Log out, then in again.
+	b.submit("form.logout")
+	if p := b.path(); p != "/login" {
+		t.Fatalf("after logout at %s", p)
+	}
+	b.screenshot("03-login")
+	b.setValue("#username", "admin")
+	b.setValue("#password", goodPassword)
+	b.submit("#login-form")
+	if p := b.path(); p != "/" {
+		t.Fatalf("after login at %s", p)
+	}
+	b.waitFor("dashboard data", `document.body.dataset.ready === "1"`)
+	b.waitFor("live updates", `document.querySelector("#live-status").textContent === "Live"`)
+	row := `document.querySelector('#running tr[data-job="7"]')`
+	b.waitFor("running job row", row)
+	if txt := b.evalString(`document.querySelector("#queue tbody").innerText`); !strings.Contains(txt, "#8") || !strings.Contains(txt, "db1") {
+		t.Fatalf("queue: %q", txt)
+	}
+	if txt := b.evalString(`document.querySelector("#host-status tbody").innerText`); !strings.Contains(txt, "web1") || !strings.Contains(txt, "complete") {
+		t.Fatalf("host status: %q", txt)
+	}
+	if txt := b.evalString(`document.querySelector("#pool").innerText`); !strings.Contains(txt, "5.0 MiB in 42 objects") {
+		t.Fatalf("pool: %q", txt)
+	}
+	// Live progress over SSE: files, bytes, rate, ETA, path.
+	stub.push(`{"type":"progress","job_id":7,"host":"web1","data":{"phase":"pulling","files":1234,"bytes":524288,"bytes_total":1048576,"rate":2097152,"eta_seconds":95,"path":"etc/ssh/sshd_config"}}`)
+	b.waitFor("progress 50%", row+`.innerText.includes("50%")`)
+	txt := b.evalString(row + ".innerText")
+	for _, want := range []string{"1234", "512.0 KiB", "2.0 MiB/s", "1m 35s", "etc/ssh/sshd_config"} {
+		if !strings.Contains(txt, want) {
+			t.Errorf("running row %q lacks %q", txt, want)
+		}
+	}
+	stub.push(`{"type":"progress","job_id":7,"host":"web1","data":{"phase":"pulling","files":2000,"bytes":1048576,"bytes_total":1048576,"rate":2097152}}`)
+	b.waitFor("progress 100%", row+`.innerText.includes("100%")`)
+	b.screenshot("04-dashboard")
+
+	// The host form builds itself from GET /api/v1/methods.
+	b.navigate(srv.URL + "/hosts/new")
+	b.waitFor("host form", `document.body.dataset.ready === "1"`)
+	b.setValue("#f-method", "sftp")
+	b.waitFor("sftp fields", `document.querySelector("#f-opt-port")`)
+	if l := b.evalString(`document.querySelector('label[for="f-opt-password"]').textContent`); l != "SSH password" {
+		t.Fatalf("password label %q", l)
+	}
+	b.setValue("#f-name", "bad name")
+	b.setValue("#f-path", "/etc")
+	b.eval(`document.querySelector("#host-form").requestSubmit()`)
+	b.waitFor("name error next to the field", `!document.querySelector('.field-error[data-for="name"]').hidden`)
+	b.consoleErrors() // the 400 is logged; expected
+	b.setValue("#f-name", "web2")
+	b.setValue("#f-address", "10.0.0.6")
+	b.setValue("#f-opt-port", "2222")
+	b.setValue("#f-opt-password", "s3cret-pw")
+	b.setValue("#f-cron", "30 1 * * *")
+	b.setValue("#f-keep_daily", "14")
+	b.eval(`window.__cairnOld = true; document.querySelector("#host-form").requestSubmit()`)
+	b.waitFor("host page", `!window.__cairnOld && location.pathname === "/hosts/web2" && document.body.dataset.ready === "1"`)
+	stub.mu.Lock()
+	got, _ := json.Marshal(stub.posted)
+	csrfOK := stub.csrfOK
+	stub.mu.Unlock()
+	want := `{"address":"10.0.0.6","groups":[],"name":"web2","retention":{"keep_daily":14},"schedules":[{"cron":"30 1 * * *"}],` +
+		`"sources":[{"excludes":[],"method":"sftp","name":"main","options":{"port":"2222"},"path":"/etc","secret":{"password":"s3cret-pw"}}]}`
+	if string(got) != want || !csrfOK {
+		t.Fatalf("POST /api/v1/hosts body\n got %s\nwant %s (csrf header sent: %v)", got, want, csrfOK)
+	}
+	if txt := b.evalString("document.body.innerText"); !strings.Contains(txt, "0 2 * * *") || !strings.Contains(txt, "daily 7") {
+		t.Fatalf("host page:\n%s", txt)
+	}
+	b.screenshot("05-host")
+	if errs := b.consoleErrors(); len(errs) > 0 {
+		t.Fatalf("console errors:\n%s", strings.Join(errs, "\n"))
+	}
+}
