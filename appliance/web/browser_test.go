@@ -21,7 +21,7 @@ type stubAPI struct {
 	ui     *UI
 	mu     sync.Mutex
 	subs   map[chan string]bool // SSE streams; push fans out to all
-	posted map[string]any // last POST /api/v1/hosts body
+	posted map[string]any       // last POST /api/v1/hosts body
 	csrfOK bool
 }
 
@@ -45,7 +45,7 @@ func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	host := map[string]any{"name": "web1", "address": "10.0.0.5", "enabled": true, "groups": []string{}, "settings": map[string]string{},
-		"sources": []any{map[string]any{"name": "etc", "method": "sftp", "path": "/etc", "excludes": []string{}, "options": map[string]string{}, "secret_keys": []string{"password"}}},
+		"sources":   []any{map[string]any{"name": "etc", "method": "sftp", "path": "/etc", "excludes": []string{}, "options": map[string]string{}, "secret_keys": []string{"password"}}},
 		"schedules": []any{map[string]any{"cron": "0 2 * * *"}}, "retention": map[string]int{"keep_daily": 7}, "created": now}
 	q := r.URL.Query()
 	switch {

@@ -266,7 +266,7 @@ func TestCheckPassword(t *testing.T) {
 	}{
 		{"admin", goodPassword, true},
 		{"admin", "correct horse battery", true}, // letters and spaces
-		{"admin", "ÄÖÜäöüßéèêëç", true},           // 12 runes, two classes
+		{"admin", "ÄÖÜäöüßéèêëç", true},          // 12 runes, two classes
 		{"admin", "elevenchar1", false},
 		{"admin", "ABCDEFGHIJKLMN", false},
 		{"admin", "my-ADMIN-password", false},
