@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
+	"github.com/cairn-backup/cairn/appliance/web"
 	"github.com/cairn-backup/cairn/pool"
+	"github.com/cairn-backup/cairn/pullers"
 )
 
 // A route is one endpoint of the API. Every route is listed in
@@ -60,8 +62,10 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, errShutdown):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, errUnauthenticated), errors.Is(err, errBadToken):
+	case errors.Is(err, errUnauthenticated), errors.Is(err, errBadToken), errors.Is(err, errBadSession):
 		return http.StatusUnauthorized
+	case errors.Is(err, web.ErrCSRF):
+		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
 }
@@ -116,14 +120,18 @@ func (s *Server) buildRoutes() {
 	for _, rt := range s.routes {
 		mux.HandleFunc(rt.method+" "+rt.pattern, s.wrap(rt))
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		// Unknown paths still need credentials, so they reveal nothing.
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		// Unknown API paths still need credentials, so they reveal nothing.
 		if _, err := s.authenticate(r); err != nil {
 			s.writeErr(w, r, err)
 			return
 		}
 		s.writeErr(w, r, notFound("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
+	// Everything else is the web UI (login, setup, pages, static files).
+	if s.ui != nil {
+		mux.Handle("/", s.ui.Handler())
+	}
 	s.handler = mux
 }
 
@@ -189,6 +197,7 @@ func (s *Server) allRoutes() []route {
 		{method: "GET", pattern: "/metrics", minRole: roleOperator, raw: s.handleMetrics},
 		{method: "GET", pattern: "/api/v1/events", minRole: roleUser, raw: s.handleEvents},
 		{method: "GET", pattern: "/api/v1/whoami", minRole: roleUser, json: s.handleWhoami},
+		{method: "GET", pattern: "/api/v1/methods", minRole: roleUser, json: handleMethods},
 
 		{method: "GET", pattern: "/api/v1/hosts", minRole: roleUser, json: s.handleHostList},
 		{method: "POST", pattern: "/api/v1/hosts", minRole: roleOperator, json: s.handleHostCreate},
@@ -310,4 +319,23 @@ func (s *Server) handleStatus(r *http.Request, _ *principal) (any, error) {
 
 func (s *Server) handleWhoami(r *http.Request, p *principal) (any, error) {
 	return map[string]string{"name": p.Name, "role": p.Role, "via": p.Via}, nil
+}
+
+// MethodBody names a source method the appliance can pull with.
+type MethodBody struct {
+	Name  string `json:"name"`
+	Title string `json:"title,omitempty"`
+}
+
+var methodTitles = map[string]string{
+	"local": "Local directory", "sftp": "SFTP", "smb": "SMB/CIFS share", "rsync": "rsync daemon",
+	"ftp": "FTP/FTPS", "tar": "tar over SSH", "dbdump": "Database dump",
+}
+
+func handleMethods(r *http.Request, p *principal) (any, error) {
+	out := []MethodBody{}
+	for _, m := range pullers.Methods() {
+		out = append(out, MethodBody{Name: m, Title: methodTitles[m]})
+	}
+	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -245,5 +246,62 @@ func TestUserSeesOnlyItsGroups(t *testing.T) {
 	w := e.do(tok, "GET", "/api/v1/snapshots/"+snaps[0].ID+"/file/f001.txt", nil)
 	if w.Code != 200 || w.Body.String() != "file 1 of www/data seed \n" {
 		t.Fatalf("download: %d %q", w.Code, w.Body.String())
+	}
+}
+
+// TestSessionAuth: the web UI's session cookie authenticates API calls;
+// changing ones need the session's CSRF token.
+func TestSessionAuth(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.user("op", "operator")
+	u, err := e.s.cat.User(context.Background(), "op")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	e.s.ui.Sessions.Create(rec, httptest.NewRequest("POST", "/login", nil), u.ID)
+	cookies := rec.Result().Cookies()
+	var csrf string
+	for _, c := range cookies {
+		if c.Name == "cairn_csrf" {
+			csrf = c.Value
+		}
+	}
+	if csrf == "" {
+		t.Fatalf("no CSRF cookie in %v", cookies)
+	}
+	req := func(method, path, token string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, path, strings.NewReader(`{}`))
+		for _, c := range cookies {
+			r.AddCookie(c)
+		}
+		if token != "" {
+			r.Header.Set("X-CSRF-Token", token)
+		}
+		w := httptest.NewRecorder()
+		e.s.Handler().ServeHTTP(w, r)
+		return w
+	}
+	if w := req("GET", "/api/v1/whoami", ""); w.Code != 200 || !strings.Contains(w.Body.String(), `"via": "session"`) {
+		t.Fatalf("GET with a session: %d %s", w.Code, w.Body)
+	}
+	if w := req("POST", "/api/v1/pool/check", ""); w.Code != 403 || !strings.Contains(w.Body.String(), "CSRF") {
+		t.Fatalf("POST without CSRF token: %d %s", w.Code, w.Body)
+	}
+	if w := req("POST", "/api/v1/pool/check", "wrong"); w.Code != 403 {
+		t.Fatalf("POST with a wrong CSRF token: %d %s", w.Code, w.Body)
+	}
+	if w := req("POST", "/api/v1/pool/check", csrf); w.Code != 201 {
+		t.Fatalf("POST with the CSRF token: %d %s", w.Code, w.Body)
+	}
+	// The role still applies: an operator may not manage users.
+	if w := req("DELETE", "/api/v1/users/op", csrf); w.Code != 403 {
+		t.Fatalf("operator removing a user: %d %s", w.Code, w.Body)
+	}
+	// Non-API paths are the web UI.
+	w := httptest.NewRecorder()
+	e.s.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/login", nil))
+	if w.Code != 200 && w.Code != 303 && w.Code != 302 {
+		t.Fatalf("GET /login: %d", w.Code)
 	}
 }

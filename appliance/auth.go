@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
+	"github.com/cairn-backup/cairn/appliance/web"
 	"golang.org/x/sys/unix"
 )
 
@@ -99,6 +100,7 @@ func newToken() string {
 var (
 	errUnauthenticated = errors.New("authentication required: give a bearer token (cairn token create) or use the unix socket as root")
 	errBadToken        = errors.New("invalid or revoked token")
+	errBadSession      = errors.New("session expired or unknown: log in again")
 )
 
 // authenticate finds the principal of a request. A bearer token wins over
@@ -124,6 +126,22 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	}
 	if p, ok := r.Context().Value(peerKey).(peer); ok && p.unix && socketAdmin(p.uid) {
 		return &principal{Name: "root@socket", Role: catalog.RoleAdmin, Via: "socket"}, nil
+	}
+	if s.ui != nil && web.HasCookie(r) {
+		// The web UI's session cookie; changing requests need its CSRF
+		// token too.
+		uid, ok := s.ui.Sessions.Authenticate(r)
+		if !ok {
+			return nil, errBadSession
+		}
+		if err := s.ui.Sessions.CheckCSRF(r); err != nil {
+			return nil, err
+		}
+		u, err := s.cat.UserByID(r.Context(), uid)
+		if err != nil {
+			return nil, errBadSession
+		}
+		return &principal{Name: u.Name, Role: u.Role, UserID: u.ID, Via: "session"}, nil
 	}
 	return nil, errUnauthenticated
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/cairn-backup/cairn/appliance/catalog"
 	"github.com/cairn-backup/cairn/appliance/internal/secret"
 	"github.com/cairn-backup/cairn/appliance/schedule"
+	"github.com/cairn-backup/cairn/appliance/web"
 	"github.com/cairn-backup/cairn/pool"
 )
 
@@ -71,6 +72,7 @@ type Server struct {
 	health    healthState
 	usage     poolUsage
 	lastCheck checkResult
+	ui        *web.UI
 	closeOne  sync.Once
 }
 
@@ -137,6 +139,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.jobs = newJobRunner(s)
 	if err = s.jobs.recover(ctx); err != nil {
+		return nil, err
+	}
+	if s.ui, err = web.New(web.Config{Store: s.cat, Logger: s.log, Now: s.now, Version: cfg.Version,
+		PoolLocation: s.pool.Location(), PoolEncrypted: s.pool.Encrypted()}); err != nil {
 		return nil, err
 	}
 	s.buildRoutes()
@@ -249,6 +255,10 @@ func (s *Server) Serve(ctx context.Context, ready func(tcpAddr string)) error {
 	}
 	s.log.Info("cairn serve listening", "http", tcpAddr, "socket", sock, "data", s.dataDir,
 		"pool", s.pool.ID(), "catalog", s.cat.Where(), "version", s.cfg.Version)
+	if need, err := s.ui.NeedsSetup(ctx); err == nil && need && tcpAddr != "" {
+		s.log.Info("first-boot setup: open this address in a browser to create the admin account",
+			"url", s.ui.SetupURL("http://"+tcpAddr))
+	}
 	if ready != nil {
 		ready(tcpAddr)
 	}
