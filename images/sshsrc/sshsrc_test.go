@@ -173,16 +173,6 @@ func TestDifferentialPull(t *testing.T) {
 		t.Fatalf("unchanged pull moved %d bytes", wire)
 	}
 
-	// The pre/post commands run around the pull.
-	mark := filepath.Join(srv.Dir, "marks")
-	_, _, err = Pull(ctx, c, s, "vm", Options{Path: path, Version: images.VersionOptions{Prev: m2},
-		PreCommand: "echo pre >> " + mark, PostCommand: "echo post >> " + mark})
-	if got, _ := os.ReadFile(mark); err != nil || string(got) != "pre\npost\n" {
-		t.Fatalf("pre/post: %q, %v", got, err)
-	}
-	if _, _, err := Pull(ctx, c, s, "vm", Options{Path: path, PreCommand: "exit 4"}); !errors.Is(err, ErrRemoteTool) {
-		t.Fatalf("failing pre-command: %v", err)
-	}
 }
 
 func TestPullErrors(t *testing.T) {
@@ -209,6 +199,17 @@ func TestPullErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(srv.Dir, "pwned")); err == nil {
 		t.Fatal("the path was run as a command")
+	}
+
+	// The pre/post commands run around the pull.
+	mark := filepath.Join(srv.Dir, "marks")
+	_, _, err = Pull(ctx, c, s, "odd", Options{Path: odd, Version: images.VersionOptions{Prev: m},
+		PreCommand: "echo pre >> " + mark, PostCommand: "echo post >> " + mark})
+	if got, _ := os.ReadFile(mark); err != nil || string(got) != "pre\npost\n" {
+		t.Fatalf("pre/post: %q, %v", got, err)
+	}
+	if _, _, err := Pull(ctx, c, s, "odd", Options{Path: odd, PreCommand: "exit 4"}); !errors.Is(err, ErrRemoteTool) {
+		t.Fatalf("failing pre-command: %v", err)
 	}
 	// The source shrinks between the listing and the block stream: a
 	// truncated read, nothing committed.
@@ -239,7 +240,7 @@ func TestPullErrors(t *testing.T) {
 	}
 	n := 0
 	s.Versions(ctx, func(images.VersionRef) error { n++; return nil })
-	if n != 1 {
+	if n != 2 {
 		t.Fatalf("%d versions; failed pulls must commit nothing", n)
 	}
 }
