@@ -28,26 +28,37 @@ import (
 // root, so the mode-0000 file is refused (550).
 var ftpCaps = pullertest.Capabilities{Mode: true, Owner: true, Symlinks: true, Unreadable: true, AllNames: true}
 
+// TestConformanceVsftpd runs the scenario over plain FTP and over
+// explicit FTPS (certificate verified against the server's CA).
 func TestConformanceVsftpd(t *testing.T) {
 	srv := testenv.FTP(t)
-	pullertest.Run(t, pullertest.Config{
-		Dir:       srv.UserDir,
-		NewPuller: func() pullers.Puller { return New() },
-		SourceFor: func(dir string) pullers.Source {
-			rel, err := filepath.Rel(srv.UserDir, dir)
-			if err != nil || strings.HasPrefix(rel, "..") {
-				t.Fatalf("scenario dir %s is not below %s", dir, srv.UserDir)
-			}
-			prepare(t, dir, srv.User)
-			remountUnreadable(t, dir)
-			return pullers.Source{Method: Method, Name: "src", Path: "/" + filepath.ToSlash(rel),
-				Options: map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User,
-					"tls_ca": string(srv.CACertPEM)},
-				Secret: map[string]string{"password": srv.Password}}
-		},
-		Caps:    ftpCaps,
-		Options: pullertest.Options{Large: pullertest.LargeFromEnv()},
-	})
+	for _, mode := range []string{"plain", "ftps"} {
+		t.Run(mode, func(t *testing.T) {
+			base := filepath.Join(srv.UserDir, mode)
+			must(t, os.Mkdir(base, 0o755))
+			pullertest.Run(t, pullertest.Config{
+				Dir:       base,
+				NewPuller: func() pullers.Puller { return New() },
+				SourceFor: func(dir string) pullers.Source {
+					rel, err := filepath.Rel(srv.UserDir, dir)
+					if err != nil || strings.HasPrefix(rel, "..") {
+						t.Fatalf("scenario dir %s is not below %s", dir, srv.UserDir)
+					}
+					prepare(t, dir, srv.User)
+					remountUnreadable(t, dir)
+					o := map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User,
+						"tls_ca": string(srv.CACertPEM), "tls_tofu": "false"}
+					if mode == "plain" {
+						o = map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User, "tls": "none"}
+					}
+					return pullers.Source{Method: Method, Name: "src", Path: "/" + filepath.ToSlash(rel),
+						Options: o, Secret: map[string]string{"password": srv.Password}}
+				},
+				Caps:    ftpCaps,
+				Options: pullertest.Options{Large: pullertest.LargeFromEnv()},
+			})
+		})
+	}
 }
 
 // prepare adapts the generated tree to what FTP can serve: vsftpd reads
