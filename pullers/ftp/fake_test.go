@@ -17,6 +17,8 @@ type fakeServer struct {
 	t    *testing.T
 	ln   net.Listener
 	mlsd bool
+	// floodFeat makes FEAT an endless multi-line reply.
+	floodFeat bool
 	// lists maps a directory (absolute, as CWD'd) to its raw listing, or
 	// endless to stream lines forever.
 	lists   map[string]string
@@ -128,6 +130,14 @@ func (s *fakeServer) session(c net.Conn) {
 		case "PASS":
 			reply("230 ok")
 		case "FEAT":
+			if s.floodFeat {
+				io.WriteString(c, "211-Features:\r\n")
+				for {
+					if _, err := io.WriteString(c, " FEATURE-THAT-NEVER-ENDS\r\n"); err != nil {
+						return
+					}
+				}
+			}
 			if s.mlsd {
 				reply("211-Features:\r\n MDTM\r\n MLST type*;size*;modify*;\r\n211 End")
 			} else {

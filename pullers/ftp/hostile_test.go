@@ -188,3 +188,16 @@ func TestCancel(t *testing.T) {
 		t.Fatal("Pull did not return after cancel")
 	}
 }
+
+// TestControlFlood: an endless reply on the control connection is cut at
+// the reply cap and fails the login, with bounded memory.
+func TestControlFlood(t *testing.T) {
+	s := newFakeServer(t)
+	s.floodFeat = true
+	p := newPool(t)
+	_, _, _, err := pull(t, p, New(), pullers.Source{Path: "/",
+		Options: map[string]string{"host": "127.0.0.1", "port": portOf(s.addr()), "tls": "none"}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "reply too long") {
+		t.Fatalf("flooded FEAT: %v", err)
+	}
+}
