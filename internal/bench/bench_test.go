@@ -12,12 +12,12 @@ import (
 )
 
 func TestField(t *testing.T) {
-	r := &result{samples: []sample{{Wall: 3 * time.Second}, {Wall: time.Second}, {Wall: 2 * time.Second}}}
+	r := &result{Samples: []sample{{Wall: 3 * time.Second}, {Wall: time.Second}, {Wall: 2 * time.Second}}}
 	got, ok := field(r, fWall)
 	if !ok || got != (stat{2, 1, 3}) {
 		t.Fatalf("field = %+v, %v", got, ok)
 	}
-	r.samples = r.samples[:2]
+	r.Samples = r.Samples[:2]
 	if got, _ := field(r, fWall); got.med != 2 {
 		t.Fatalf("even median = %v, want 2", got.med)
 	}
@@ -51,8 +51,8 @@ func TestCompareTreesAndDu(t *testing.T) {
 	if n, err := compareTrees(a, b); err != nil || n != 3 {
 		t.Fatalf("identical trees: %d, %v", n, err)
 	}
-	if app, _, err := du(a); err != nil || app != 11 {
-		t.Fatalf("du = %d, %v; want 11", app, err)
+	if app, _, n, err := du(a); err != nil || app != 11 || n != 3 {
+		t.Fatalf("du = %d bytes, %d files, %v; want 11, 3", app, n, err)
 	}
 	writeTree(t, b, map[string]string{"d/y": "World!"})
 	if _, err := compareTrees(a, b); !errors.Is(err, errMismatch) {

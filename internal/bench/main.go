@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,7 +11,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +23,7 @@ type options struct {
 	runs                       int
 	seed                       uint64
 	quick, flat, genOnly       bool
+	render                     string
 }
 
 func main() {
@@ -36,6 +37,7 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", os.Getenv("BENCH_QUICK") == "1", "≈200 MiB corpus (also BENCH_QUICK=1)")
 	flag.BoolVar(&o.flat, "flat", true, "run the flat-RSS check (many small files)")
 	flag.BoolVar(&o.genOnly, "gen-only", false, "only generate the corpora (and reuse them later)")
+	flag.StringVar(&o.render, "render", "", "only render -out from a saved results JSON")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -62,55 +64,97 @@ const mutateSeed = 1000
 type key struct{ scenario, tool string }
 
 type result struct {
-	samples []sample
-	errs    []string
+	Scenario, Tool string
+	Samples        []sample
+	Errs           []string
 }
 
 type flatResult struct {
-	tool   string
-	files  int
-	bytes  int64
-	wall   time.Duration
-	maxRSS int64
-	err    string
+	Tool   string
+	Files  int
+	Bytes  int64
+	Wall   time.Duration
+	MaxRSS int64
+	Err    string
 }
 
 type bench struct {
-	o       options
-	log     *slog.Logger
-	tools   []tool
-	plan    *corpus.Plan
-	src     string
-	stamp   string
-	logs    string
-	results map[key]*result
-	flat    []flatResult
-	verify  map[string][]string // tool → restore verification notes
-	changes *corpus.Changes
-	genTime time.Duration
-	info    machineInfo
-	load0   string
-	start   time.Time
+	o     options
+	log   *slog.Logger
+	tools []tool
+	plan  *corpus.Plan
+	src   string
+	stamp string
+	rec   record
+}
+
+// record is everything the report is made from. It is saved as JSON next
+// to the corpus so a report can be rendered again (-render) and runs compared.
+type record struct {
+	Quick        bool
+	Runs         int
+	Tools        []string
+	Versions     map[string]string
+	GoVersion    string
+	Info         machineInfo
+	Load0, Load1 string
+	Start        time.Time
+	Took         time.Duration
+	Corpus       corpus.Config
+	Changes      *corpus.Changes
+	GenTime      time.Duration
+	Results      []*result
+	Flat         []flatResult
+	FlatSizes    []int
+	Verify       map[string][]string // tool → restore verification notes
+	Logs         string
+}
+
+// res returns the result of tool in scenario sc, or nil.
+func (b *bench) res(sc, tool string) *result {
+	for _, r := range b.rec.Results {
+		if r.Scenario == sc && r.Tool == tool {
+			return r
+		}
+	}
+	return nil
 }
 
 func run(ctx context.Context, log *slog.Logger, o options) error {
-	b := &bench{o: o, log: log, results: map[key]*result{}, verify: map[string][]string{}, start: time.Now()}
-	b.load0 = loadavg()
+	b := &bench{o: o, log: log}
+	if o.render != "" {
+		data, err := os.ReadFile(o.render)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(data, &b.rec); err != nil {
+			return fmt.Errorf("%s: %w", o.render, err)
+		}
+		return b.writeReport(o.out)
+	}
+	b.rec = record{Quick: o.quick, Runs: o.runs, Versions: map[string]string{}, Verify: map[string][]string{},
+		Start: time.Now(), Load0: loadavg(), GoVersion: firstLine(ctx, "go", "version")}
 	if !filepath.IsAbs(o.work) {
 		return fmt.Errorf("-work %s: must be absolute", o.work)
 	}
 	if err := b.setupTools(ctx); err != nil {
 		return err
 	}
-	b.info = machine(ctx, o.work)
-	b.logs = filepath.Join(o.work, "logs")
-	if err := os.MkdirAll(b.logs, 0o755); err != nil {
+	for _, t := range b.tools {
+		b.rec.Tools = append(b.rec.Tools, t.Name())
+		b.rec.Versions[t.Name()] = t.Version(ctx)
+	}
+	b.rec.Info = machine(ctx, o.work)
+	b.rec.Logs = filepath.Join(o.work, "logs")
+	if err := os.MkdirAll(b.rec.Logs, 0o755); err != nil {
 		return err
 	}
 	cfg, name := corpus.Full(o.seed), "full"
 	if o.quick {
 		cfg, name = corpus.Quick(o.seed), "quick"
 	}
+	b.rec.Corpus = cfg
+	b.rec.FlatSizes = b.flatSizes()
 	b.plan = corpus.NewPlan(cfg)
 	b.src = filepath.Join(o.work, "corpus-"+name, "src")
 	b.stamp = filepath.Join(o.work, "corpus-"+name+".stamp")
@@ -118,7 +162,7 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	if err != nil {
 		return err
 	}
-	b.genTime = d
+	b.rec.GenTime = d
 	if o.genOnly {
 		for _, n := range b.flatSizes() {
 			p := corpus.NewPlan(corpus.SmallOnly(o.seed, n))
@@ -140,7 +184,18 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 			return err
 		}
 	}
-	return b.writeReport(ctx)
+	b.rec.Load1 = loadavg()
+	b.rec.Took = time.Since(b.rec.Start)
+	data, err := json.MarshalIndent(&b.rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	saved := filepath.Join(o.work, "results-"+name+".json")
+	if err := os.WriteFile(saved, data, 0o644); err != nil {
+		return err
+	}
+	b.log.Info("results saved", "file", saved)
+	return b.writeReport(o.out)
 }
 
 func (b *bench) setupTools(ctx context.Context) error {
@@ -231,17 +286,17 @@ func (b *bench) ensureCorpus(ctx context.Context, p *corpus.Plan, src, stamp str
 }
 
 func (b *bench) record(k key, s sample, err error) {
-	r := b.results[k]
+	r := b.res(k.scenario, k.tool)
 	if r == nil {
-		r = &result{}
-		b.results[k] = r
+		r = &result{Scenario: k.scenario, Tool: k.tool}
+		b.rec.Results = append(b.rec.Results, r)
 	}
 	if err != nil {
-		r.errs = append(r.errs, err.Error())
+		r.Errs = append(r.Errs, err.Error())
 		b.log.Error("scenario failed", "tool", k.tool, "scenario", k.scenario, "err", err)
 		return
 	}
-	r.samples = append(r.samples, s)
+	r.Samples = append(r.Samples, s)
 	b.log.Info("measured", "tool", k.tool, "scenario", k.scenario, "wall", s.Wall.Round(time.Millisecond),
 		"cpu", s.CPU.Round(time.Millisecond), "rss_mib", s.MaxRSS>>20, "stored_mib", s.Stored>>20, "bg_cores", fmt.Sprintf("%.2f", s.Others))
 }
@@ -253,7 +308,7 @@ func (b *bench) cycle(ctx context.Context, t tool, run int) (err error) {
 	repo := filepath.Join(b.o.work, "repo-"+name)
 	state := filepath.Join(b.o.work, "state-"+name)
 	dst := filepath.Join(b.o.work, "restore-"+name)
-	logPath := filepath.Join(b.logs, fmt.Sprintf("%s-run%d.log", name, run))
+	logPath := filepath.Join(b.rec.Logs, fmt.Sprintf("%s-run%d.log", name, run))
 	for _, d := range []string{repo, state, dst} {
 		if err := os.RemoveAll(d); err != nil {
 			return err
@@ -278,7 +333,7 @@ func (b *bench) cycle(ctx context.Context, t tool, run int) (err error) {
 	backup := func(sc string) bool {
 		s, err := b.measureCmd(ctx, t.Backup(ctx, repo, state, b.src, sc), logPath)
 		if err == nil {
-			s.Stored, s.StoredAlloc, err = du(repo)
+			s.Stored, s.StoredAlloc, s.Files, err = du(repo)
 			s.Growth, prev = s.Stored-prev, s.Stored
 		}
 		b.record(key{sc, name}, s, err)
@@ -296,7 +351,7 @@ func (b *bench) cycle(ctx context.Context, t tool, run int) (err error) {
 	if err != nil {
 		return err
 	}
-	b.changes = &ch
+	b.rec.Changes = &ch
 	defer func() {
 		if rerr := corpus.Revert(context.WithoutCancel(ctx), b.src, b.plan, ch); rerr != nil {
 			err = errors.Join(err, rerr)
@@ -329,7 +384,7 @@ func (b *bench) cycle(ctx context.Context, t tool, run int) (err error) {
 			note = fmt.Sprintf("run %d: NOT identical: %v", run, verr)
 			b.log.Error("restore verification failed", "tool", name, "err", verr)
 		}
-		b.verify[name] = append(b.verify[name], note)
+		b.rec.Verify[name] = append(b.rec.Verify[name], note)
 	}
 	return ctx.Err()
 }
@@ -377,18 +432,18 @@ func (b *bench) flatCheck(ctx context.Context) error {
 			if err := os.MkdirAll(state, 0o755); err != nil {
 				return err
 			}
-			fr := flatResult{tool: name, files: n, bytes: p.Stats().Bytes}
+			fr := flatResult{Tool: name, Files: n, Bytes: p.Stats().Bytes}
 			err := t.Init(ctx, repo, state)
 			if err == nil {
 				var s sample
-				s, err = b.measureCmd(ctx, t.Backup(ctx, repo, state, src, "flat"), filepath.Join(b.logs, fmt.Sprintf("flat-%s-%d.log", name, n)))
-				fr.wall, fr.maxRSS = s.Wall, s.MaxRSS
+				s, err = b.measureCmd(ctx, t.Backup(ctx, repo, state, src, "flat"), filepath.Join(b.rec.Logs, fmt.Sprintf("flat-%s-%d.log", name, n)))
+				fr.Wall, fr.MaxRSS = s.Wall, s.MaxRSS
 			}
 			if err != nil {
-				fr.err = err.Error()
+				fr.Err = err.Error()
 			}
-			b.log.Info("flat", "tool", name, "files", n, "wall", fr.wall.Round(time.Millisecond), "rss_mib", fr.maxRSS>>20, "err", fr.err)
-			b.flat = append(b.flat, fr)
+			b.log.Info("flat", "tool", name, "files", n, "wall", fr.Wall.Round(time.Millisecond), "rss_mib", fr.MaxRSS>>20, "err", fr.Err)
+			b.rec.Flat = append(b.rec.Flat, fr)
 			os.RemoveAll(repo)
 			os.RemoveAll(state)
 			if ctx.Err() != nil {
@@ -407,13 +462,3 @@ func (b *bench) flatSizes() []int {
 }
 
 func (b *bench) flatDir(n int) string { return filepath.Join(b.o.work, fmt.Sprintf("flat-%d", n)) }
-
-func (b *bench) toolNames() []string {
-	var out []string
-	for _, t := range b.tools {
-		out = append(out, t.Name())
-	}
-	return out
-}
-
-func (b *bench) has(name string) bool { return slices.Contains(b.toolNames(), name) }

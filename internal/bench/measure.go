@@ -25,6 +25,7 @@ type sample struct {
 	// Stored is the repository (or copy) size after the command; zero for restores.
 	Stored, StoredAlloc int64
 	Growth              int64   // Stored minus the previous scenario's, same run
+	Files               int64   // files in the repository after the step
 	Others              float64 // CPU cores other processes used meanwhile, on average
 }
 
@@ -94,9 +95,9 @@ func (t *tailBuf) String() string {
 	return string(bytes.TrimSpace(t.b))
 }
 
-// du returns the apparent and allocated bytes under root, counting hard
-// links once.
-func du(root string) (apparent, alloc int64, err error) {
+// du returns the apparent and allocated bytes and the number of
+// non-directories under root, counting hard links once.
+func du(root string) (apparent, alloc, files int64, err error) {
 	seen := map[[2]uint64]bool{}
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -116,13 +117,14 @@ func du(root string) (apparent, alloc int64, err error) {
 		}
 		if !d.IsDir() {
 			apparent += info.Size()
+			files++
 		}
 		if ok {
 			alloc += st.Blocks * 512
 		}
 		return nil
 	})
-	return apparent, alloc, err
+	return apparent, alloc, files, err
 }
 
 // regularFiles lists the regular files under root, relative, in walk order.
