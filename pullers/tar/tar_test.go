@@ -301,3 +301,40 @@ func TestIncremental(t *testing.T) {
 		t.Error("deleted file still in the snapshot")
 	}
 }
+
+// TestMergeHostile: in an incremental pull the stream must carry exactly
+// the requested paths in order; an unrequested member is refused, a
+// missing one is skipped, and reused entries are merged in between.
+func TestMergeHostile(t *testing.T) {
+	ctx := context.Background()
+	p := pullertest.NewPool(t)
+	w, err := p.NewWriter(ctx, pool.SnapshotMeta{Host: "h", Source: "s"})
+	must(t, err)
+	dir := func(n string) member { return member{hdr: tar.Header{Name: n, Typeflag: tar.TypeDir, Mode: 0o755}} }
+	file := func(n, d string) member { return member{hdr: tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644}, data: d} }
+	ms := []member{dir("./"), file("./a", "A"), file("./b-unrequested", "EVIL"), dir("./d/"), file("./d/y", "Y"), file("./zz-late", "EVIL")}
+	reused := pool.Entry{Name: "c", Type: pool.TypeFile, Mode: 0o600}
+	items := []planItem{{rel: "."}, {rel: "a"}, {rel: "c", reuse: &reused}, {rel: "d"}, {rel: "d/x-vanished"}, {rel: "d/y"}}
+	r := &reader{j: &pullers.Job{Sink: w}, where: "tar test", links: map[string]string{}, groups: map[string]uint64{}}
+	must(t, r.merge(ctx, stream(t, ms, 0), items))
+	m, err := w.Finish(ctx)
+	must(t, err)
+	var got []string
+	fsys := p.SnapshotFS(ctx, m)
+	must(t, fs.WalkDir(fsys, ".", func(pth string, d fs.DirEntry, err error) error {
+		got = append(got, pth)
+		return err
+	}))
+	if want := []string{".", "a", "c", "d", "d/y"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("tree %q, want %q", got, want)
+	}
+	all := strings.Join(m.Errors, "\n")
+	for _, s := range []string{`unrequested tar member "./b-unrequested"`, `unrequested tar member "./zz-late"`} {
+		if !strings.Contains(all, s) {
+			t.Errorf("no error %s in:\n%s", s, all)
+		}
+	}
+	if r.prog.Skipped != 1 {
+		t.Errorf("skipped %d", r.prog.Skipped)
+	}
+}
