@@ -311,7 +311,9 @@ func TestMergeHostile(t *testing.T) {
 	w, err := p.NewWriter(ctx, pool.SnapshotMeta{Host: "h", Source: "s"})
 	must(t, err)
 	dir := func(n string) member { return member{hdr: tar.Header{Name: n, Typeflag: tar.TypeDir, Mode: 0o755}} }
-	file := func(n, d string) member { return member{hdr: tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644}, data: d} }
+	file := func(n, d string) member {
+		return member{hdr: tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644}, data: d}
+	}
 	ms := []member{dir("./"), file("./a", "A"), file("./b-unrequested", "EVIL"), dir("./d/"), file("./d/y", "Y"), file("./zz-late", "EVIL")}
 	reused := pool.Entry{Name: "c", Type: pool.TypeFile, Mode: 0o600}
 	items := []planItem{{rel: "."}, {rel: "a"}, {rel: "c", reuse: &reused}, {rel: "d"}, {rel: "d/x-vanished"}, {rel: "d/y"}}
