@@ -69,6 +69,9 @@ func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		js(201, host)
+	case strings.HasSuffix(r.URL.Path, "/retention"):
+		js(200, map[string]any{"host": "web2", "policy": "daily 7", "sources": map[string]any{"etc": map[string]any{
+			"keep": []any{map[string]any{"id": "s1", "time": now}}, "remove": []any{map[string]any{"id": "s0", "time": now.Add(-48 * time.Hour)}}}}})
 	case strings.HasPrefix(r.URL.Path, "/api/v1/hosts/"):
 		h := map[string]any{}
 		for k, v := range host {
@@ -249,7 +252,8 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 	if string(got) != want || !csrfOK {
 		t.Fatalf("POST /api/v1/hosts body\n got %s\nwant %s (csrf header sent: %v)", got, want, csrfOK)
 	}
-	if txt := b.evalString("document.body.innerText"); !strings.Contains(txt, "0 2 * * *") || !strings.Contains(txt, "daily 7") {
+	if txt := b.evalString("document.body.innerText"); !strings.Contains(txt, "0 2 * * *") || !strings.Contains(txt, "daily 7") ||
+		!strings.Contains(txt, "would keep 1, would remove 1") {
 		t.Fatalf("host page:\n%s", txt)
 	}
 	b.screenshot("05-host")

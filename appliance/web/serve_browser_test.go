@@ -178,6 +178,11 @@ func TestBrowserServe(t *testing.T) {
 	b.waitFor("dashboard", `document.body.dataset.ready === "1"`)
 	b.waitFor("backup complete on the dashboard", `document.querySelector("#host-status tbody").innerText.includes("complete")`)
 	b.screenshot("serve-02-dashboard")
+	b.navigate(base + "/hosts/files1")
+	b.waitFor("host page", `document.body.dataset.ready === "1"`)
+	if txt := b.evalString(`document.querySelector("#retention-preview").innerText`); !strings.Contains(txt, "would keep 1, would remove 0") {
+		t.Fatalf("retention preview: %q", txt)
+	}
 
 	// Browse the snapshot and download a file.
 	b.navigate(base + "/browse/files1")

@@ -180,6 +180,11 @@
       const snaps = (await api("GET", "/snapshots?host=" + enc(name))).sort((a, b) => new Date(b.finished) - new Date(a.finished)).slice(0, 10);
       fill($("#snapshots tbody"), snaps.map((s) => el("tr", {}, td(fmtTime(s.finished)), td(s.source), td(el("span", { class: statusClass(s.status), text: s.status })),
         td(s.files, "num"), td(fmtBytes(s.bytes), "num"), td(fmtBytes(s.bytes_new), "num"), td(el("a", { href: "/snapshots/" + enc(s.id) + "/" }, "Browse")))));
+      const plan = await api("GET", "/hosts/" + enc(name) + "/retention");
+      const srcs = Object.entries(plan.sources || {});
+      kv($("#retention-preview"), srcs.length ? srcs.map(([src, sp]) => [src, el("span", {},
+        "would keep " + (sp.keep || []).length + ", would remove " + (sp.remove || []).length +
+        ((sp.remove || []).length ? ": " + sp.remove.map((x) => fmtTime(x.time)).join(", ") : ""))]) : [["", "no snapshots yet"]]);
       const jobs = await api("GET", "/jobs?host=" + enc(name) + "&limit=10");
       fill($("#jobs tbody"), jobs.map((j) => el("tr", {}, td(jobLink(j.id)), td(j.kind), td(el("span", { class: statusClass(j.state), text: j.state })), td(fmtTime(j.created)), td(j.error || ""))));
     }
@@ -302,7 +307,8 @@
 
   // ---- jobs --------------------------------------------------------------
   async function jobs() {
-    const js = await api("GET", "/jobs?limit=200");
+    const host = new URLSearchParams(location.search).get("host");
+    const js = await api("GET", "/jobs?limit=200" + (host ? "&host=" + enc(host) : ""));
     fill($("#jobs tbody"), js.map((j) => el("tr", {}, td(jobLink(j.id)), td(hostLink(j.host)), td(j.kind),
       td(el("span", { class: statusClass(j.state), text: j.state })), td(fmtTime(j.created)), td(fmtTime(j.finished)), td(j.error || ""))));
     body.dataset.ready = "1";
