@@ -198,6 +198,8 @@ func (s *Server) allRoutes() []route {
 		{method: "GET", pattern: "/api/v1/events", minRole: roleUser, raw: s.handleEvents},
 		{method: "GET", pattern: "/api/v1/whoami", minRole: roleUser, json: s.handleWhoami},
 		{method: "GET", pattern: "/api/v1/methods", minRole: roleUser, json: handleMethods},
+		{method: "GET", pattern: "/api/v1/maintenance", minRole: roleUser, json: s.handleMaintenanceGet},
+		{method: "PUT", pattern: "/api/v1/maintenance", minRole: roleAdmin, json: s.handleMaintenancePut},
 
 		{method: "GET", pattern: "/api/v1/hosts", minRole: roleUser, json: s.handleHostList},
 		{method: "POST", pattern: "/api/v1/hosts", minRole: roleOperator, json: s.handleHostCreate},
@@ -261,10 +263,10 @@ func (s *Server) checkStorage(ctx context.Context) error {
 	switch {
 	case err != nil && was == nil:
 		s.log.Error("storage check failed: pausing the backup queue", "err", err)
-		s.jobs.q.Pause()
+		s.applyPause()
 	case err == nil && was != nil:
 		s.log.Info("storage is back: resuming the backup queue")
-		s.jobs.q.Resume()
+		s.applyPause()
 	}
 	return err
 }
@@ -306,6 +308,8 @@ type StatusBody struct {
 	Catalog   string    `json:"catalog"` // "sqlite" or "postgres"
 	SetupDone bool      `json:"setup_done"`
 	Started   time.Time `json:"started"`
+	// Maintenance is true while maintenance mode is on.
+	Maintenance bool `json:"maintenance"`
 }
 
 func (s *Server) handleStatus(r *http.Request, _ *principal) (any, error) {
@@ -314,7 +318,7 @@ func (s *Server) handleStatus(r *http.Request, _ *principal) (any, error) {
 		return nil, err
 	}
 	return StatusBody{Version: s.cfg.Version, PoolID: s.pool.ID(), Location: s.pool.Location(),
-		Catalog: s.cat.Driver(), SetupDone: done, Started: s.started}, nil
+		Catalog: s.cat.Driver(), SetupDone: done, Started: s.started, Maintenance: s.maintenanceNow().On}, nil
 }
 
 func (s *Server) handleWhoami(r *http.Request, p *principal) (any, error) {

@@ -70,6 +70,9 @@ func (s *Server) handleBackupRun(r *http.Request, p *principal) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.refuseInMaintenance(); err != nil {
+		return nil, err
+	}
 	var in BackupInput
 	if r.ContentLength != 0 {
 		if err := decode(r, &in); err != nil && !errors.Is(err, io.EOF) {

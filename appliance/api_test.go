@@ -148,6 +148,8 @@ func TestAuthMatrix(t *testing.T) {
 					body = RestoreInput{Snapshot: snap, To: filepath.Join(e.dir, "restores", fmt.Sprint(i))}
 				case "POST /api/v1/users":
 					body = UserInput{Name: fmt.Sprintf("nu%d", i), Password: "long enough password", Role: "user"}
+				case "PUT /api/v1/maintenance":
+					body = MaintenanceBody{On: false}
 				case "POST /api/v1/groups":
 					body = GroupBody{Name: fmt.Sprintf("ng%d", i)}
 				case "POST /api/v1/tokens":

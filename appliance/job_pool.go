@@ -153,6 +153,9 @@ func (s *Server) handlePoolStats(r *http.Request, p *principal) (any, error) {
 }
 
 func (s *Server) poolJob(r *http.Request, p *principal, kind string, params any) (any, error) {
+	if err := s.refuseInMaintenance(); err != nil {
+		return nil, err
+	}
 	b, _ := json.Marshal(params)
 	j := &catalog.Job{Kind: kind, Manual: true, Params: b}
 	if err := s.jobs.enqueue(r.Context(), j); err != nil {

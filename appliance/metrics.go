@@ -201,6 +201,12 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request, _ *princi
 		p.head("cairn_pool_check_timestamp_seconds", "gauge", "When the last pool check ended.")
 		p.sample("cairn_pool_check_timestamp_seconds", []string{"pool", s.pool.ID()}, unixSeconds(at))
 	}
+	maint := 0.0
+	if s.maintenanceNow().On {
+		maint = 1
+	}
+	p.head("cairn_maintenance", "gauge", "1 while maintenance mode is on (scheduled backups paused).")
+	p.sample("cairn_maintenance", nil, maint)
 	p.head("cairn_build_info", "gauge", "Version of the running cairn.")
 	p.sample("cairn_build_info", []string{"version", s.cfg.Version}, 1)
 }

@@ -73,6 +73,7 @@ type Server struct {
 	usage     poolUsage
 	lastCheck checkResult
 	ui        *web.UI
+	maint     maintenanceState
 	closeOne  sync.Once
 }
 
@@ -146,9 +147,13 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.buildRoutes()
+	if err = s.loadMaintenance(ctx); err != nil {
+		return nil, err
+	}
 	if err = s.jobs.start(ctx); err != nil {
 		return nil, err
 	}
+	s.applyPause()
 	return s, nil
 }
 

@@ -355,6 +355,16 @@ func TestApplianceBadInput(t *testing.T) {
 				strings.Join(c.args, " "), code, errOut, out, c.want)
 		}
 	}
+	// Maintenance mode refuses new backups with its reason.
+	mustCLI(t, data, "maintenance", "on", "--reason", "disk swap")
+	_, errOut, code = cairnCLI(t, data, "backup", "run", "ok1")
+	if code == 0 || !strings.Contains(errOut, "maintenance mode is on (disk swap)") {
+		t.Fatalf("backup in maintenance: exit %d %q", code, errOut)
+	}
+	if out := mustCLI(t, data, "maintenance", "status"); !strings.Contains(out, "disk swap") {
+		t.Fatalf("maintenance status: %q", out)
+	}
+	mustCLI(t, data, "maintenance", "off")
 	// Nothing of the failed adds was stored.
 	var hosts []struct{ Name string }
 	json.Unmarshal([]byte(mustCLI(t, data, "host", "ls", "--json")), &hosts)
