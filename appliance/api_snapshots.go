@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
 	"mime"
 	"net/http"
+	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -212,6 +215,10 @@ func (s *Server) handleRestore(r *http.Request, p *principal) (any, error) {
 		if !strings.HasPrefix(in.To, base) {
 			return nil, forbidden("restore target %s: only admins may restore outside %s", in.To, base)
 		}
+		// A symlink restored earlier must not lead a later restore out.
+		if err := noSymlinks(strings.TrimSuffix(base, string(filepath.Separator)), in.To); err != nil {
+			return nil, forbidden("restore target %s: %v", in.To, err)
+		}
 	}
 	root, err := pool.ParseDigest(snap.Root)
 	if err != nil {
@@ -230,4 +237,28 @@ func (s *Server) handleRestore(r *http.Request, p *principal) (any, error) {
 	}
 	s.log.Info("restore queued", "job", j.ID, "snapshot", snap.ID, "path", sp, "to", in.To, "by", p.Name)
 	return created{s.jobBody(j)}, nil
+}
+
+// noSymlinks fails when any existing path element of to below base is a
+// symlink (to must be inside base).
+func noSymlinks(base, to string) error {
+	rel, err := filepath.Rel(base, to)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("not below %s", base)
+	}
+	cur := base
+	for el := range strings.SplitSeq(rel, string(filepath.Separator)) {
+		cur = filepath.Join(cur, el)
+		fi, err := os.Lstat(cur)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s is a symlink", cur)
+		}
+	}
+	return nil
 }

@@ -374,6 +374,19 @@ func TestRestoreTargets(t *testing.T) {
 	if err != nil || string(b) != "file 2 of h/data seed \n" {
 		t.Fatalf("restored file: %q %v", b, err)
 	}
+	// A symlink below DATA/restores does not lead an operator out.
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(e.dir, "restores", "link")); err != nil {
+		t.Fatal(err)
+	}
+	w = e.do(op, "POST", "/api/v1/restores", RestoreInput{Host: "h", Snapshot: "latest", Source: "data",
+		To: filepath.Join(e.dir, "restores", "link", "x")})
+	if w.Code != 403 || !strings.Contains(w.Body.String(), "symlink") {
+		t.Fatalf("operator restoring through a symlink: %d %s", w.Code, w.Body)
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Fatalf("restore wrote outside: %v", ents)
+	}
 	w = e.do("socket", "POST", "/api/v1/restores", RestoreInput{Host: "h", Snapshot: "latest", Source: "data", To: to})
 	if w.Code != 400 || !strings.Contains(w.Body.String(), "not empty") {
 		t.Fatalf("restore onto a non-empty dir: %d %s", w.Code, w.Body)
