@@ -81,7 +81,7 @@ func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		js(200, h)
 	case r.URL.Path == "/api/v1/snapshots":
 		js(200, []any{map[string]any{"id": "s1", "host": "web1", "source": "etc", "status": "complete", "files": 120, "bytes": 3 << 20,
-			"started": now.Add(-time.Hour), "finished": now.Add(-50 * time.Minute)}})
+			"started": time.Now().Add(-73 * time.Hour), "finished": time.Now().Add(-72 * time.Hour)}})
 	case r.URL.Path == "/api/v1/pool":
 		js(200, map[string]any{"id": "p", "location": "/srv/cairn/pool", "objects": 42, "bytes": 5 << 20, "snapshots": 1, "logical_bytes": 3 << 20})
 	case r.URL.Path == "/api/v1/methods":
@@ -120,6 +120,11 @@ func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// unlabelled lists the visible form controls of the page without a label.
+func unlabelled(b *browser) string {
+	return b.evalString(`[...document.querySelectorAll("input:not([type=hidden]),select,textarea")].filter(e => !e.labels || e.labels.length === 0).map(e => e.id || e.name).join(",")`)
+}
+
 // push sends an event to every open stream.
 func (s *stubAPI) push(e string) {
 	s.mu.Lock()
@@ -142,6 +147,9 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 		t.Fatalf("at %s, want /setup", p)
 	}
 	b.screenshot("01-setup")
+	if u := unlabelled(b); u != "" {
+		t.Fatalf("setup: controls without a label: %s", u)
+	}
 	// Setup without the token is refused.
 	b.setValue("#password", goodPassword)
 	b.setValue("#password2", goodPassword)
@@ -203,8 +211,12 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 	if txt := b.evalString(`document.querySelector("#queue tbody").innerText`); !strings.Contains(txt, "#8") || !strings.Contains(txt, "db1") {
 		t.Fatalf("queue: %q", txt)
 	}
-	if txt := b.evalString(`document.querySelector("#host-status tbody").innerText`); !strings.Contains(txt, "web1") || !strings.Contains(txt, "complete") {
+	if txt := b.evalString(`document.querySelector("#host-status tbody").innerText`); !strings.Contains(txt, "web1") || !strings.Contains(txt, "stale: last backup") || !strings.Contains(txt, "3.0 MiB") {
 		t.Fatalf("host status: %q", txt)
+	}
+	// web1 is scheduled and its last backup is long past: stale.
+	if txt := b.evalString(`document.querySelector("#attention").innerText`); !strings.Contains(txt, "web1 is stale") {
+		t.Fatalf("attention: %q", txt)
 	}
 	if txt := b.evalString(`document.querySelector("#pool").innerText`); !strings.Contains(txt, "5.0 MiB in 42 objects") {
 		t.Fatalf("pool: %q", txt)
@@ -227,6 +239,9 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 	b.waitFor("host form", `document.body.dataset.ready === "1"`)
 	b.setValue("#f-method", "sftp")
 	b.waitFor("sftp fields", `document.querySelector("#f-opt-port")`)
+	if u := unlabelled(b); u != "" {
+		t.Fatalf("host form: controls without a label: %s", u)
+	}
 	if l := b.evalString(`document.querySelector('label[for="f-opt-password"]').textContent`); l != "SSH password" {
 		t.Fatalf("password label %q", l)
 	}

@@ -195,6 +195,9 @@ func TestBrowserServe(t *testing.T) {
 	b.eval(`[...document.querySelectorAll("#entries a")].find(a => a.textContent === "sub/").click()`)
 	b.waitFor("sub directory", `location.pathname.endsWith("/sub") && document.body.dataset.ready === "1"`)
 	b.screenshot("serve-03-browse")
+	if u := unlabelled(b); u != "" {
+		t.Fatalf("browse page: controls without a label: %s", u)
+	}
 	got64 := b.evalString(`(async () => {
 		const a = [...document.querySelectorAll("#entries a")].find(a => a.textContent === "b.bin");
 		const r = await fetch(a.href, {credentials: "same-origin"});
@@ -239,6 +242,9 @@ func TestBrowserServe(t *testing.T) {
 	b.eval(`document.querySelector("#user-form").requestSubmit()`)
 	b.waitFor("user listed", `document.querySelector("#users").innerText.includes("alice")`)
 	b.screenshot("serve-04-users")
+	if u := unlabelled(b); u != "" {
+		t.Fatalf("users page: controls without a label: %s", u)
+	}
 	addHost("files2", "teamA")
 	if errs := b.consoleErrors(); len(errs) > 0 {
 		t.Fatalf("console errors:\n%s", strings.Join(errs, "\n"))

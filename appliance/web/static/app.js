@@ -75,6 +75,7 @@
   function jobLink(id) { return el("a", { href: "/jobs/" + id }, "#" + id); }
 
   // ---- dashboard -------------------------------------------------------
+  const staleAfter = 48 * 3600 * 1000; // a scheduled host without a backup this long is stale
   function progressCells(j, p) {
     p = p || {};
     let bar = "";
@@ -108,14 +109,24 @@
       for (const s of snaps) { const o = last.get(s.host); if (!o || new Date(s.finished) > new Date(o.finished)) last.set(s.host, s); }
       let failed = new Map();
       try { for (const j of await api("GET", "/jobs?state=failed&limit=50")) if (!failed.has(j.host)) failed.set(j.host, j); } catch (e) { failed = new Map(); }
+      const attention = [];
       fill($("#host-status tbody"), hosts.map((h) => {
         const s = last.get(h.name), f = failed.get(h.name);
         let result = s ? el("span", { class: statusClass(s.status), text: s.status }) : el("span", { class: "status", text: "never backed up" });
-        if (f && (!s || new Date(f.finished || f.created) > new Date(s.finished))) result = el("span", { class: "status bad", title: f.error || "" }, "failed: " + (f.error || ""));
+        if (f && (!s || new Date(f.finished || f.created) > new Date(s.finished))) {
+          result = el("span", { class: "status bad", title: f.error || "" }, "failed: " + (f.error || ""));
+          attention.push(h.name + " failed");
+        } else if (s && h.enabled && h.schedules.length && Date.now() - new Date(s.finished) > staleAfter) {
+          result = el("span", { class: "status warn" }, "stale: last backup " + fmtTime(s.finished));
+          attention.push(h.name + " is stale");
+        }
         if (!h.enabled) result = el("span", {}, result, " (disabled)");
         return el("tr", {}, td(hostLink(h.name)), td(result), td(s ? fmtTime(s.finished) : ""), td(s ? s.files : "", "num"), td(s ? fmtBytes(s.bytes) : "", "num"));
       }), null);
       $("#hosts-empty").hidden = hosts.length > 0;
+      const a = $("#attention");
+      a.textContent = attention.length ? "Needs attention: " + attention.join("; ") + "." : "";
+      a.hidden = attention.length === 0;
     }
     async function loadPool() {
       const dl = $("#pool"); if (!dl) return;
