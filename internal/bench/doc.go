@@ -20,5 +20,16 @@
 // # Flags
 //
 // BENCH_QUICK=1 (or -quick) uses a ≈200 MiB corpus. -tools selects tools,
-// -runs the number of runs, -work the work directory.
+// -runs the number of runs, -work the work directory (default
+// /var/tmp/cairn-bench; corpora there are reused while their stamp files
+// match). -gen-only only generates the corpora. Every run saves its figures
+// to WORK/results-{full,quick}.json; -render FILE writes the report again
+// from such a file without running anything.
+//
+// # Measuring
+//
+// Peak RSS and CPU come from GNU time (/usr/bin/time), not from Go's own
+// wait: Go starts children with vfork, and Linux carries the parent's peak
+// RSS into the child's ru_maxrss at exec, which would add the runner's own
+// memory to every figure.
 package main
