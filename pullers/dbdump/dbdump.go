@@ -67,12 +67,13 @@ type engine interface {
 	// restore loads dump (stored as file) into the new database db.
 	restore(ctx context.Context, c *conn, dump io.Reader, file, db string) error
 	tableSums(ctx context.Context, c *conn, db string) (map[string]TableSum, error)
+	drop(ctx context.Context, c *conn, db string) error
 }
 
 // TableSum is one table's row count and content checksum.
 type TableSum struct {
-	Rows int64
-	Sum  string
+	Rows int64  `json:"rows"`
+	Sum  string `json:"sum"`
 }
 
 // cmdSpec is one tool invocation. Secrets are never in args or env: they
@@ -93,6 +94,7 @@ type config struct {
 	binDir                     string
 	spoolDir                   string
 	globals                    bool
+	recordSums                 bool
 	timeout                    time.Duration
 }
 
@@ -145,6 +147,13 @@ func parseConfig(host string, src *pullers.Source, defPort string) (*config, err
 		}
 		c.globals = b
 	}
+	if v := o["record_sums"]; v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("option record_sums=%q: want true or false", v)
+		}
+		c.recordSums = b
+	}
 	c.timeout = 30 * time.Second
 	if v := o["connect_timeout"]; v != "" {
 		d, err := time.ParseDuration(v)
@@ -180,6 +189,7 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	}
 	defer cleanup()
 	cfg := c.cfg
+	st, _ := parseSSH(j.Host, &j.Source)
 	dbs := cfg.include
 	if len(dbs) == 0 {
 		if dbs, err = e.databases(ctx, c); err != nil {
@@ -229,7 +239,38 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 		if j.Progress != nil {
 			j.Progress(prog)
 		}
+		var snap *pgSnapshot
+		if cfg.recordSums && jb.db != "(globals)" {
+			if _, ok := e.(postgres); ok && st == nil {
+				// Sums from the dump's own snapshot.
+				if snap, err = openPGSnapshot(ctx, cfg, jb.db); err != nil {
+					return fmt.Errorf("%s: %s: open a snapshot for the sums: %w", where, jb.db, ctxErr(ctx, err))
+				}
+				jb.cmd.args = append(jb.cmd.args, "--snapshot="+snap.id)
+			}
+		}
 		n, err := runInto(ctx, j.Sink, c, jb.cmd, jb.file, start, redactor(cfg.password))
+		if err == nil && cfg.recordSums && jb.db != "(globals)" {
+			var sums map[string]TableSum
+			if snap != nil {
+				sums, err = snap.sums(ctx)
+			} else {
+				sums, err = e.tableSums(ctx, c, jb.db)
+			}
+			if err != nil {
+				err = fmt.Errorf("table sums: %w", err)
+			} else {
+				data := sumsJSON(jb.db, snap != nil, sums)
+				name := strings.TrimSuffix(strings.TrimSuffix(jb.file, ".sql"), ".dump") + SumsSuffix
+				se := pool.Entry{Name: name, Type: pool.TypeFile, Mode: 0o600, Size: int64(len(data)), ModTime: start.UnixNano()}
+				if aerr := j.Sink.Add(ctx, name, se, bytes.NewReader(data)); aerr != nil {
+					err = fmt.Errorf("store %s: %w", name, aerr)
+				}
+			}
+		}
+		if snap != nil {
+			snap.close(ctx)
+		}
 		if err != nil {
 			if strings.Contains(err.Error(), "server version mismatch") && j.Source.Options["via"] != "ssh" {
 				// pg_dump refuses a newer server.

@@ -169,6 +169,11 @@ func (mariadb) restore(ctx context.Context, c *conn, dump io.Reader, file, db st
 	return err
 }
 
+func (mariadb) drop(ctx context.Context, c *conn, db string) error {
+	_, err := c.mysql(ctx, "", "DROP DATABASE IF EXISTS "+quoteIdent(db))
+	return err
+}
+
 func (mariadb) tableSums(ctx context.Context, c *conn, db string) (map[string]TableSum, error) {
 	rows, err := c.mysql(ctx, db, "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY 1")
 	if err != nil {

@@ -91,6 +91,26 @@ func TestMariaDB(t *testing.T) {
 		t.Errorf("restore into an existing database: %v", err)
 	}
 
+	t.Run("verify", func(t *testing.T) {
+		m, err := pull(t, p, pl, mariaSource(s, "databases", "appdb", "record_sums", "true"))
+		must(t, err)
+		dump, sums := readFile(t, p, m, "appdb.sql"), readFile(t, p, m, "appdb.sums.json")
+		res, err := pl.Verify(ctx, "", rootSrc, bytes.NewReader(dump), "appdb.sql", sums, "scratch_ok")
+		must(t, err)
+		if !res.OK() || res.Tables != 2 {
+			t.Fatalf("verify of a good dump: %+v", res)
+		}
+		bad := bytes.Replace(dump, []byte("'item 1234'"), []byte("'item 9999'"), 1)
+		if bytes.Equal(bad, dump) {
+			t.Fatal("test dump has no row 'item 1234'")
+		}
+		res, err = pl.Verify(ctx, "", rootSrc, bytes.NewReader(bad), "appdb.sql", sums, "scratch_bad")
+		must(t, err)
+		if res.OK() || len(res.Mismatches) != 1 || !strings.HasPrefix(res.Mismatches[0], "items: checksum") {
+			t.Fatalf("verify of a tampered dump: %+v", res)
+		}
+	})
+
 	t.Run("failure", func(t *testing.T) {
 		_, err := pull(t, p, pl, mariaSource(s, "databases", "appdb,nosuchdb"))
 		if err == nil || !strings.Contains(err.Error(), "nosuchdb") || !strings.Contains(err.Error(), "exit status") {

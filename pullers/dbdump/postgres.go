@@ -155,9 +155,21 @@ func (postgres) restore(ctx context.Context, c *conn, dump io.Reader, file, db s
 	return err
 }
 
+// The table-sum queries; the %s of pgSumSQL is a name from pgTablesSQL,
+// already quoted by format('%I.%I').
+const (
+	pgTablesSQL = `SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+		WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1`
+	pgSumSQL = `SELECT count(*), coalesce(md5(string_agg(r::text, E'\n' ORDER BY r::text)), '') FROM %s r`
+)
+
+func (postgres) drop(ctx context.Context, c *conn, db string) error {
+	_, err := c.psql(ctx, "postgres", `DROP DATABASE IF EXISTS "`+strings.ReplaceAll(db, `"`, `""`)+`"`)
+	return err
+}
+
 func (postgres) tableSums(ctx context.Context, c *conn, db string) (map[string]TableSum, error) {
-	out, err := c.psql(ctx, db, `SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
-		WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1`)
+	out, err := c.psql(ctx, db, pgTablesSQL)
 	if err != nil {
 		return nil, err
 	}
@@ -168,8 +180,7 @@ func (postgres) tableSums(ctx context.Context, c *conn, db string) (map[string]T
 	}
 	var qs []string
 	for _, t := range tables {
-		// t is already quoted by format('%I.%I').
-		qs = append(qs, fmt.Sprintf(`SELECT count(*), coalesce(md5(string_agg(r::text, E'\n' ORDER BY r::text)), '') FROM %s r`, t))
+		qs = append(qs, fmt.Sprintf(pgSumSQL, t))
 	}
 	out, err = c.psql(ctx, db, qs...)
 	if err != nil {

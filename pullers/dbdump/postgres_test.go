@@ -105,6 +105,36 @@ func TestPostgres(t *testing.T) {
 		})
 	}
 
+	t.Run("verify", func(t *testing.T) {
+		m, err := pull(t, p, pl, pgSource(s, "databases", "appdb", "record_sums", "true"))
+		must(t, err)
+		if got := names(t, p, m); !reflect.DeepEqual(got, []string{"appdb.sql", "appdb.sums.json", "pg_globals.sql"}) {
+			t.Fatalf("files %q", got)
+		}
+		dump, sums := readFile(t, p, m, "appdb.sql"), readFile(t, p, m, "appdb.sums.json")
+		if !bytes.Contains(sums, []byte(`"consistent": true`)) || !bytes.Contains(sums, []byte(`"rows": 2000`)) {
+			t.Errorf("sums file:\n%s", sums)
+		}
+		res, err := pl.Verify(ctx, "", pgSource(s), bytes.NewReader(dump), "appdb.sql", sums, "scratch_ok")
+		must(t, err)
+		if !res.OK() || res.Tables != 2 {
+			t.Fatalf("verify of a good dump: %+v", res)
+		}
+		// One changed row in the dump is caught.
+		bad := bytes.Replace(dump, []byte("item 1234\t"), []byte("item 9999\t"), 1)
+		if bytes.Equal(bad, dump) {
+			t.Fatal("test dump has no row 'item 1234'")
+		}
+		res, err = pl.Verify(ctx, "", pgSource(s), bytes.NewReader(bad), "appdb.sql", sums, "scratch_bad")
+		must(t, err)
+		if res.OK() || len(res.Mismatches) != 1 || !strings.HasPrefix(res.Mismatches[0], "public.items: checksum") {
+			t.Fatalf("verify of a tampered dump: %+v", res)
+		}
+		// The scratch databases are gone.
+		s.CreateDB(t, "scratch_ok")
+		s.CreateDB(t, "scratch_bad")
+	})
+
 	t.Run("selected", func(t *testing.T) {
 		m, err := pull(t, p, pl, pgSource(s, "databases", "appdb, other db", "exclude_databases", "other db", "globals", "false"))
 		must(t, err)
