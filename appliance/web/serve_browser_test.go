@@ -184,6 +184,16 @@ func TestBrowserServe(t *testing.T) {
 		t.Fatalf("retention preview: %q", txt)
 	}
 
+	// A phone-sized window: nothing runs off the side.
+	b.call("Emulation.setDeviceMetricsOverride", map[string]any{"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}, nil)
+	b.navigate(base + "/")
+	b.waitFor("dashboard", `document.body.dataset.ready === "1"`)
+	if w := b.evalString(`String(document.documentElement.scrollWidth) + "/" + String(window.innerWidth)`); w != "390/390" {
+		t.Errorf("dashboard on a phone: page width/viewport %s", w)
+	}
+	b.screenshot("serve-02-dashboard-phone")
+	b.call("Emulation.clearDeviceMetricsOverride", nil, nil)
+
 	// Browse the snapshot and download a file.
 	b.navigate(base + "/browse/files1")
 	b.waitFor("snapshot list", `document.body.dataset.ready === "1" && document.querySelector("#snapshots a")`)
@@ -216,6 +226,9 @@ func TestBrowserServe(t *testing.T) {
 	b.setValue("#r-to", to)
 	b.eval(`document.querySelector("#restore-form").requestSubmit()`)
 	b.waitFor("restore queued", `document.querySelector("#restore-msg").innerText.includes("Restore queued as job")`)
+	b.eval(`document.querySelector("#restore-msg a").click()`)
+	b.waitFor("restore job done on its page", `location.pathname.startsWith("/jobs/") && document.querySelector("#job-info").innerText.includes("done")`)
+	b.screenshot("serve-05-job")
 	deadline := time.Now().Add(60 * time.Second)
 	for name, want := range files {
 		for {

@@ -66,7 +66,7 @@
   }
   function fill(tbody, rows, emptyEl) {
     tbody.replaceChildren(...rows);
-    if (emptyEl) emptyEl.hidden = rows.length > 0;
+    if (emptyEl) { emptyEl.hidden = rows.length > 0; tbody.closest("table").hidden = rows.length === 0; }
   }
   function kv(dl, pairs) {
     dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)]));
@@ -339,6 +339,13 @@
       if (c) { c.hidden = ["succeeded", "failed", "cancelled", "interrupted", "done"].includes(j.state); c.onclick = async () => { try { await api("POST", "/jobs/" + enc(id) + "/cancel"); load(); } catch (e) { showError(e); } }; }
     }
     await load();
+    // Follow a job that has not ended: reload on its events (at most 3/s).
+    let pending = null;
+    const es = new EventSource("/api/v1/events");
+    es.onmessage = (m) => {
+      let e; try { e = JSON.parse(m.data); } catch (x) { return; }
+      if (String(e.job_id) === String(id) && !pending) pending = setTimeout(() => { pending = null; load().catch(showError); }, 300);
+    };
     body.dataset.ready = "1";
   }
 
