@@ -371,6 +371,9 @@ func (r *jobRunner) onState(qj schedule.Job) {
 		text += ": " + msg
 	}
 	r.s.jobLog(id, qj.Host, level, text)
+	if state == catalog.JobFailed {
+		r.s.notify.backupFailed(id, qj.Host, msg)
+	}
 	r.s.log.Info("job "+state, "job", id, "host", qj.Host, "error", msg)
 	r.s.events.publish(Event{Type: "job", JobID: id, Host: qj.Host, Data: map[string]string{"state": state, "kind": "backup", "error": msg}})
 }

@@ -50,6 +50,12 @@ type Config struct {
 	GCSchedule    string
 	CheckSchedule string
 	CheckPercent  float64
+	// WebhookURL receives a JSON POST when a backup fails or a source
+	// goes stale (no good backup for StaleAfter, default 36h, checked every
+	// StaleCheckEvery, default 1h). Empty: no notifications.
+	WebhookURL      string
+	StaleAfter      time.Duration
+	StaleCheckEvery time.Duration
 }
 
 // A Server is an open appliance: data dir locked, catalog and pool open,
@@ -74,6 +80,9 @@ type Server struct {
 	lastCheck checkResult
 	ui        *web.UI
 	maint     maintenanceState
+	notify    *notifier
+	bgCancel  context.CancelFunc
+	bgWG      sync.WaitGroup
 	closeOne  sync.Once
 }
 
@@ -104,6 +113,12 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if cfg.CheckPercent <= 0 || cfg.CheckPercent > 100 {
 		cfg.CheckPercent = 5
+	}
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = 36 * time.Hour
+	}
+	if cfg.StaleCheckEvery <= 0 {
+		cfg.StaleCheckEvery = time.Hour
 	}
 	if cfg.Version == "" {
 		cfg.Version = "dev"
@@ -138,6 +153,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err = s.openPool(ctx); err != nil {
 		return nil, err
 	}
+	s.notify = newNotifier(s)
 	s.jobs = newJobRunner(s)
 	if err = s.jobs.recover(ctx); err != nil {
 		return nil, err
@@ -154,6 +170,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.applyPause()
+	bg, cancel := context.WithCancel(context.Background())
+	s.bgCancel = cancel
+	s.bgWG.Add(1)
+	go func() { defer s.bgWG.Done(); s.notify.loop(bg) }()
 	return s, nil
 }
 
@@ -291,6 +311,10 @@ func (s *Server) Serve(ctx context.Context, ready func(tcpAddr string)) error {
 // Close stops the job runner and releases the catalog, pool and lock.
 func (s *Server) Close() error {
 	s.closeOne.Do(func() {
+		if s.bgCancel != nil {
+			s.bgCancel()
+			s.bgWG.Wait()
+		}
 		if s.jobs != nil {
 			s.jobs.stop()
 		}

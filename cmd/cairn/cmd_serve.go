@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/cairn-backup/cairn/appliance"
 
@@ -37,6 +38,8 @@ func runServe(ctx context.Context, args []string) error {
 	gcSched := fs.String("gc-schedule", "30 3 * * *", `when pool GC runs (cron; "-" = never)`)
 	checkSched := fs.String("check-schedule", "0 4 * * 0", `when the pool check runs (cron; "-" = never)`)
 	checkPct := fs.Float64("check-read-data", 5, "percentage of the data the scheduled check re-reads")
+	webhook := fs.String("webhook", os.Getenv("CAIRN_WEBHOOK"), "URL to POST JSON to when a backup fails or goes stale; env CAIRN_WEBHOOK")
+	staleAfter := fs.Duration("stale-after", 36*time.Hour, "a source without a good backup for this long is reported stale")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: cairn serve [flags]\n\nRuns the appliance in the data directory. Needs no flags on a first run.\n\n")
 		fs.PrintDefaults()
@@ -57,6 +60,7 @@ func runServe(ctx context.Context, args []string) error {
 		DataDir: *data, Listen: *listen, DB: *db, Pool: *poolDir,
 		Version: version, Logger: log, MaxJobs: *maxJobs,
 		GCSchedule: *gcSched, CheckSchedule: *checkSched, CheckPercent: *checkPct,
+		WebhookURL: *webhook, StaleAfter: *staleAfter,
 	}, nil)
 }
 
