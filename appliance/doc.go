@@ -1,5 +1,47 @@
-// Package appliance is the running Cairn server: catalog (database),
-// scheduler and job queue, REST API, auth, web UI, WebDAV and metrics.
+// Package appliance is the running Cairn server (`cairn serve`): it wires
+// the catalog, the pool, the pullers, the scheduler and job queue, the
+// REST API, auth, the web UI and metrics together.
+//
+// # Data directory
+//
+//	DATA/lock         flock held while serving; names the holder (pid, host, start)
+//	DATA/catalog.db   SQLite catalog (or --db postgres://…), see package catalog
+//	DATA/secret.key   AES-256 key sealing host credentials (0600)
+//	DATA/pool/        the pool (pool.NewDirBackend), its UUID recorded in the catalog
+//	DATA/cairn.sock   the API over a unix socket (0600): root there is admin
+//	DATA/restores/    where operators may restore to
+//
+// On start the catalog's pool ID must match the pool's identity file:
+// anything else is "wrong or missing storage" and serve refuses to run
+// (a new pool is only made when the catalog knows none). /healthz and a
+// one-minute loop re-read the identity; while it fails the queue pauses.
+//
+// # Jobs
+//
+// Every unit of work is a catalog job row (queued → running → done,
+// failed, cancelled or interrupted) with live progress and events.
+// Backups go through schedule.Queue (global limit, never two for one host,
+// manual first, scheduled runs retried with backoff unless the error is
+// pullers.ErrPermanent); schedule.Scheduler feeds it from the hosts' cron
+// schedules, and runs pool GC and check on their own schedules. Restore,
+// check and gc jobs start at once. A backup pulls each source with
+// pullers.Get(method) into a pool.Writer, with the previous snapshot as
+// Previous; its manifest becomes a snapshot row, then retention runs.
+// Jobs running at shutdown end interrupted (a cancelled pull keeps a
+// partial snapshot); at the next start interrupted jobs, and jobs found
+// running after a crash, are re-queued once (RetryOf).
+//
+// # API and auth
+//
+// Routes live in one table (api.go) with a minimum role each; openapi.json
+// documents them and TestOpenAPICoversRoutes keeps the two in step.
+// Principals: bearer tokens (stored hashed), the web UI's session cookie
+// (changing requests need its CSRF token), or root on the unix socket.
+// Roles: admin > operator > user; a user sees only the hosts of its
+// groups, and other hosts are 404, never 403. Only /healthz and
+// /api/v1/status answer without credentials. Secrets are write-only: the
+// API lists which credential keys a source has, never values, and puller
+// errors are scrubbed of them before they reach logs, jobs or webhooks.
 //
 // # Imports
 //

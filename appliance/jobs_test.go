@@ -287,6 +287,14 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("malformed metrics line %q", l)
 		}
 	}
+	// The same metrics as a node-exporter textfile.
+	tf := filepath.Join(t.TempDir(), "cairn.prom")
+	if err := e.s.writeTextfile(context.Background(), tf); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(tf); err != nil || !strings.Contains(string(b), `cairn_backup_last_success{host="good",source="data"} 1`) {
+		t.Fatalf("textfile: %v\n%s", err, b)
+	}
 	// A pool check adds its result.
 	var j JobBody
 	e.must("socket", "POST", "/api/v1/pool/check", CheckParams{ReadData: true}, &j)

@@ -1,10 +1,12 @@
 package appliance
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -114,18 +116,25 @@ func unixSeconds(t time.Time) float64 {
 
 // handleMetrics serves /metrics for Prometheus.
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request, _ *principal) {
-	ctx := r.Context()
-	statuses, err := s.cat.BackupStatuses(ctx)
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	queued, err := s.cat.Jobs(ctx, catalog.JobFilter{States: []string{catalog.JobQueued}})
-	if err != nil {
+	var buf bytes.Buffer
+	if err := s.writeMetrics(r.Context(), &buf); err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.Write(buf.Bytes())
+}
+
+// writeMetrics writes every metric in the text exposition format.
+func (s *Server) writeMetrics(ctx context.Context, w io.Writer) error {
+	statuses, err := s.cat.BackupStatuses(ctx)
+	if err != nil {
+		return err
+	}
+	queued, err := s.cat.Jobs(ctx, catalog.JobFilter{States: []string{catalog.JobQueued}})
+	if err != nil {
+		return err
+	}
 	p := &promWriter{w: w, seen: map[string]bool{}}
 
 	sort.Slice(statuses, func(i, j int) bool {
@@ -209,4 +218,43 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request, _ *princi
 	p.sample("cairn_maintenance", nil, maint)
 	p.head("cairn_build_info", "gauge", "Version of the running cairn.")
 	p.sample("cairn_build_info", []string{"version", s.cfg.Version}, 1)
+	return nil
+}
+
+// writeTextfile writes the metrics for node-exporter's textfile collector:
+// to a temporary file next to path, then renamed, so the collector never
+// reads half a file.
+func (s *Server) writeTextfile(ctx context.Context, path string) error {
+	var buf bytes.Buffer
+	if err := s.writeMetrics(ctx, &buf); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("metrics textfile: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("metrics textfile: %w", err)
+	}
+	return nil
+}
+
+// textfileLoop rewrites cfg.MetricsTextfile every minute.
+func (s *Server) textfileLoop(ctx context.Context) {
+	if s.cfg.MetricsTextfile == "" {
+		return
+	}
+	for {
+		if err := s.writeTextfile(ctx, s.cfg.MetricsTextfile); err != nil && ctx.Err() == nil {
+			s.log.Warn("metrics textfile", "err", err)
+		}
+		t := s.clock.NewTimer(time.Minute)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+	}
 }

@@ -56,6 +56,9 @@ type Config struct {
 	WebhookURL      string
 	StaleAfter      time.Duration
 	StaleCheckEvery time.Duration
+	// MetricsTextfile, when set, gets the metrics every minute for
+	// node-exporter's textfile collector (a *.prom path).
+	MetricsTextfile string
 }
 
 // A Server is an open appliance: data dir locked, catalog and pool open,
@@ -174,6 +177,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.bgCancel = cancel
 	s.bgWG.Add(1)
 	go func() { defer s.bgWG.Done(); s.notify.loop(bg) }()
+	s.bgWG.Add(1)
+	go func() { defer s.bgWG.Done(); s.textfileLoop(bg) }()
 	return s, nil
 }
 

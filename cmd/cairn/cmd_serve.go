@@ -39,6 +39,7 @@ func runServe(ctx context.Context, args []string) error {
 	checkSched := fs.String("check-schedule", "0 4 * * 0", `when the pool check runs (cron; "-" = never)`)
 	checkPct := fs.Float64("check-read-data", 5, "percentage of the data the scheduled check re-reads")
 	webhook := fs.String("webhook", os.Getenv("CAIRN_WEBHOOK"), "URL to POST JSON to when a backup fails or goes stale; env CAIRN_WEBHOOK")
+	textfile := fs.String("metrics-textfile", "", "also write the metrics to this file every minute (node-exporter textfile collector, *.prom)")
 	staleAfter := fs.Duration("stale-after", 36*time.Hour, "a source without a good backup for this long is reported stale")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: cairn serve [flags]\n\nRuns the appliance in the data directory. Needs no flags on a first run.\n\n")
@@ -60,7 +61,7 @@ func runServe(ctx context.Context, args []string) error {
 		DataDir: *data, Listen: *listen, DB: *db, Pool: *poolDir,
 		Version: version, Logger: log, MaxJobs: *maxJobs,
 		GCSchedule: *gcSched, CheckSchedule: *checkSched, CheckPercent: *checkPct,
-		WebhookURL: *webhook, StaleAfter: *staleAfter,
+		WebhookURL: *webhook, StaleAfter: *staleAfter, MetricsTextfile: *textfile,
 	}, nil)
 }
 
