@@ -1,0 +1,237 @@
+package rsync
+
+import (
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// File-list flags of protocol 27 (one byte per entry; 0 ends the list).
+const (
+	xmitTopDir     = 0x01
+	xmitSameMode   = 0x02
+	xmitSameRdev   = 0x04 // XMIT_SAME_RDEV_pre28
+	xmitSameUID    = 0x08
+	xmitSameGID    = 0x10
+	xmitSameName   = 0x20
+	xmitLongName   = 0x40
+	xmitSameTime   = 0x80
+	sIFMT          = 0o170000
+	sIFDIR         = 0o040000
+	sIFREG         = 0o100000
+	sIFLNK         = 0o120000
+	sIFCHR         = 0o020000
+	sIFBLK         = 0o060000
+	sIFIFO         = 0o010000
+	sIFSOCK        = 0o140000
+	defaultMaxList = 5_000_000
+)
+
+// file is one file-list entry as the server sent it.
+type file struct {
+	name   string // cleaned, relative, "." for the root
+	size   int64
+	mtime  int64 // seconds
+	mode   uint32
+	uid    uint32
+	gid    uint32
+	rdev   uint32
+	target string
+}
+
+// flistOpts says which optional fields the list carries (the options we
+// asked the sender for).
+type flistOpts struct {
+	owner, devices, links bool
+	maxEntries            int
+}
+
+// readFileList decodes a protocol-27 file list up to its end marker, and
+// checks every name: relative, no "..", no empty elements, no NUL, at most
+// maxPath bytes. It returns the entries sorted as rsync sorts them (by
+// name, bytewise), duplicates removed; the index of an entry in that list
+// is its number in the transfer.
+func readFileList(r *rawReader, o flistOpts) ([]*file, error) {
+	if o.maxEntries <= 0 {
+		o.maxEntries = defaultMaxList
+	}
+	var list []*file
+	last := &file{}
+	lastName := ""
+	for {
+		flags, err := r.byte1("file list flags")
+		if err != nil {
+			return nil, err
+		}
+		if flags == 0 {
+			break
+		}
+		if len(list) >= o.maxEntries {
+			return nil, protoErr("file list longer than %d entries", o.maxEntries)
+		}
+		f := &file{}
+		l1 := 0
+		if flags&xmitSameName != 0 {
+			b, err := r.byte1("name prefix length")
+			if err != nil {
+				return nil, err
+			}
+			l1 = int(b)
+			if l1 > len(lastName) {
+				return nil, protoErr("name prefix %d longer than the previous name", l1)
+			}
+		}
+		var l2 int
+		if flags&xmitLongName != 0 {
+			v, err := r.int32("name length")
+			if err != nil {
+				return nil, err
+			}
+			if v < 0 || int(v) > maxPath {
+				return nil, protoErr("name length %d", v)
+			}
+			l2 = int(v)
+		} else {
+			b, err := r.byte1("name length")
+			if err != nil {
+				return nil, err
+			}
+			l2 = int(b)
+		}
+		if l1+l2 > maxPath {
+			return nil, protoErr("name of %d bytes", l1+l2)
+		}
+		nb := make([]byte, l1+l2)
+		copy(nb, lastName[:l1])
+		if err := r.full(nb[l1:], "name"); err != nil {
+			return nil, err
+		}
+		lastName = string(nb)
+		name, err := cleanName(lastName)
+		if err != nil {
+			return nil, err
+		}
+		f.name = name
+		if f.size, err = r.longint("size of " + quote(name)); err != nil {
+			return nil, err
+		}
+		if f.size < 0 || f.size > maxFileSize {
+			return nil, protoErr("%s: size %d", quote(name), f.size)
+		}
+		if flags&xmitSameTime != 0 {
+			f.mtime = last.mtime
+		} else {
+			v, err := r.int32("mtime")
+			if err != nil {
+				return nil, err
+			}
+			f.mtime = int64(v)
+		}
+		if flags&xmitSameMode != 0 {
+			f.mode = last.mode
+		} else {
+			v, err := r.int32("mode")
+			if err != nil {
+				return nil, err
+			}
+			f.mode = uint32(v)
+		}
+		if o.owner {
+			if flags&xmitSameUID != 0 {
+				f.uid = last.uid
+			} else {
+				v, err := r.int32("uid")
+				if err != nil {
+					return nil, err
+				}
+				f.uid = uint32(v)
+			}
+			if flags&xmitSameGID != 0 {
+				f.gid = last.gid
+			} else {
+				v, err := r.int32("gid")
+				if err != nil {
+					return nil, err
+				}
+				f.gid = uint32(v)
+			}
+		}
+		typ := f.mode & sIFMT
+		switch typ {
+		case sIFDIR, sIFREG, sIFLNK, sIFCHR, sIFBLK, sIFIFO, sIFSOCK:
+		default:
+			return nil, protoErr("%s: unknown file type in mode %o", quote(name), f.mode)
+		}
+		if typ != sIFREG {
+			f.size = 0
+		}
+		if o.devices && (typ == sIFCHR || typ == sIFBLK || typ == sIFIFO || typ == sIFSOCK) {
+			if flags&xmitSameRdev != 0 {
+				f.rdev = last.rdev
+			} else {
+				v, err := r.int32("rdev")
+				if err != nil {
+					return nil, err
+				}
+				f.rdev = uint32(v)
+			}
+		}
+		if o.links && typ == sIFLNK {
+			v, err := r.int32("symlink target length")
+			if err != nil {
+				return nil, err
+			}
+			if v < 0 || v > maxLink {
+				return nil, protoErr("%s: symlink target of %d bytes", quote(name), v)
+			}
+			tb := make([]byte, v)
+			if err := r.full(tb, "symlink target"); err != nil {
+				return nil, err
+			}
+			if slices.Contains(tb, 0) {
+				return nil, protoErr("%s: symlink target contains NUL", quote(name))
+			}
+			f.target = string(tb)
+		}
+		if name == "." && typ != sIFDIR {
+			return nil, protoErr("the transfer root is not a directory")
+		}
+		list = append(list, f)
+		last = f
+	}
+	slices.SortStableFunc(list, func(a, b *file) int { return strings.Compare(a.name, b.name) })
+	list = slices.CompactFunc(list, func(a, b *file) bool { return a.name == b.name })
+	return list, nil
+}
+
+// cleanName checks a name from the server: relative, no "..", no empty
+// or NUL elements. "." and a leading "./" mean the transfer root.
+func cleanName(n string) (string, error) {
+	if n == "" || n == "." {
+		return ".", nil
+	}
+	if strings.IndexByte(n, 0) >= 0 {
+		return "", protoErr("name %s contains NUL", quote(n))
+	}
+	if strings.HasPrefix(n, "/") {
+		return "", protoErr("absolute name %s", quote(n))
+	}
+	n = strings.TrimPrefix(n, "./")
+	for el := range strings.SplitSeq(n, "/") {
+		if el == "" || el == "." || el == ".." {
+			return "", protoErr("name %s has an empty, \".\" or \"..\" element", quote(n))
+		}
+	}
+	if path.Clean(n) != n {
+		return "", protoErr("name %s is not clean", quote(n))
+	}
+	return n, nil
+}
+
+func quote(s string) string {
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return strconv.Quote(s)
+}

@@ -1,0 +1,633 @@
+package rsync
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/crypto/md4"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cairn-backup/cairn/pool"
+	"github.com/cairn-backup/cairn/pullers"
+)
+
+// Method is the source method name this puller registers.
+const Method = "rsync"
+
+func init() {
+	pullers.Register(Method, func() pullers.Puller { return New() })
+}
+
+// Basis is an optional interface of a pullers.Previous: it opens the
+// content of a previous snapshot's file, the basis of a delta transfer.
+// *pool.Pool's OpenContent has this shape. Without it, changed files are
+// transferred whole.
+type Basis interface {
+	OpenContent(ctx context.Context, e *pool.Entry) (*pool.ContentReader, error)
+}
+
+// Puller pulls from an rsync sender. One Puller runs one pull at a time.
+type Puller struct {
+	// Dial opens the TCP connection; nil uses net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Log receives the server's messages; nil discards.
+	Log *slog.Logger
+	// MaxEntries bounds the file list; 0: 5,000,000.
+	MaxEntries int
+
+	received atomic.Int64
+	mu       sync.Mutex
+	seen     ssh.PublicKey
+}
+
+var _ pullers.Puller = (*Puller)(nil)
+
+// New returns a puller with the default limits.
+func New() *Puller { return &Puller{} }
+
+// BytesReceived is the number of bytes read from the server in the last
+// pull (protocol overhead included).
+func (p *Puller) BytesReceived() int64 { return p.received.Load() }
+
+// SeenHostKey is the SSH host key of the last login, authorized_keys
+// format, or "".
+func (p *Puller) SeenHostKey() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.seen == nil {
+		return ""
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(p.seen)))
+}
+
+func (p *Puller) log() *slog.Logger {
+	if p.Log != nil {
+		return p.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// item is one entry of the plan, in walk order.
+type item struct {
+	f     *file
+	ndx   int32
+	rel   string
+	e     pool.Entry
+	req   bool       // requested from the sender
+	prev  pool.Entry // previous version: the basis when prevOK
+	basis bool
+	head  sumHead
+}
+
+// Pull implements pullers.Puller. See the package documentation.
+func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
+	if j == nil || j.Sink == nil {
+		return errors.New("rsync pull: no sink")
+	}
+	t, err := parseTarget(j.Source)
+	if err != nil {
+		return err
+	}
+	p.received.Store(0)
+	var s *session
+	if t.ssh {
+		s, err = p.openSSH(ctx, t)
+	} else {
+		s, err = p.openDaemon(ctx, t)
+	}
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { s.closer() })
+	defer func() {
+		stop()
+		s.closer()
+	}()
+	err = p.transfer(ctx, t, s, j)
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil && s.stderr != nil {
+		if m := s.stderr.String(); m != "" {
+			err = fmt.Errorf("%w (remote: %s)", err, short(m))
+		}
+	}
+	return err
+}
+
+// transfer runs the protocol after the version exchange.
+func (p *Puller) transfer(ctx context.Context, t *target, s *session, j *pullers.Job) error {
+	raw := &rawReader{r: s.in}
+	seed, err := raw.int32("checksum seed")
+	if err != nil {
+		return fmt.Errorf("%s: %w", t, err)
+	}
+	for _, pat := range j.Source.Excludes {
+		if pat == "" || strings.ContainsAny(pat, "\n\x00") {
+			continue
+		}
+		rule := "- " + pat
+		putInt(s.out, int32(len(rule)))
+		s.out.WriteString(rule)
+	}
+	putInt(s.out, 0)
+	if err := s.out.Flush(); err != nil {
+		return fmt.Errorf("%s: send excludes: %w", t, err)
+	}
+	dm := newDemux(s.in)
+	r := &rawReader{r: dm}
+	list, err := readFileList(r, flistOpts{owner: true, devices: true, links: true, maxEntries: p.MaxEntries})
+	if err != nil {
+		return fmt.Errorf("%s: file list: %w", t, err)
+	}
+	if _, err := r.int32("io error flag"); err != nil {
+		return fmt.Errorf("%s: file list: %w", t, err)
+	}
+	x := &xfer{p: p, t: t, s: s, j: j, dm: dm, r: r, seed: seed}
+	plan, err := x.plan(ctx, list)
+	if err != nil {
+		return err
+	}
+	for _, m := range dm.msgs {
+		p.log().Info("rsync: server message", "source", t.String(), "msg", m)
+	}
+
+	// The generator asks for the files in walk order while the receiver
+	// stores what comes back, so the responses arrive in walk order too.
+	genErr := make(chan error, 1)
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { genErr <- x.generate(gctx, plan) }()
+	rerr := x.receive(ctx, plan)
+	if rerr != nil {
+		cancel()
+		s.closer()
+		<-genErr
+		return rerr
+	}
+	if err := <-genErr; err != nil {
+		return fmt.Errorf("%s: send requests: %w", t, err)
+	}
+	for range 3 { // total read, written, size
+		if _, err := r.longint("statistics"); err != nil {
+			return fmt.Errorf("%s: %w", t, err)
+		}
+	}
+	putInt(s.out, -1) // goodbye
+	if err := s.out.Flush(); err != nil {
+		return fmt.Errorf("%s: goodbye: %w", t, err)
+	}
+	x.report("")
+	return nil
+}
+
+type xfer struct {
+	p    *Puller
+	t    *target
+	s    *session
+	j    *pullers.Job
+	dm   *demux
+	r    *rawReader
+	seed int32
+
+	mu   sync.Mutex
+	prog pullers.Progress
+}
+
+func (x *xfer) report(rel string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.prog.Path = rel
+	if x.j.Progress != nil {
+		x.j.Progress(x.prog)
+	}
+}
+
+func (x *xfer) count(f func(p *pullers.Progress), rel string) {
+	x.mu.Lock()
+	f(&x.prog)
+	x.mu.Unlock()
+	x.report(rel)
+}
+
+func (x *xfer) recordError(rel string, err error) {
+	x.count(func(p *pullers.Progress) { p.Errors++ }, rel)
+	where := x.t.String()
+	x.j.Sink.RecordError(rel, fmt.Errorf("%s/%s: %w", strings.TrimSuffix(where, "/"), rel, err))
+}
+
+func entryOf(f *file, name string) pool.Entry {
+	e := pool.Entry{Name: name, UID: f.uid, GID: f.gid, ModTime: f.mtime * 1e9}
+	e.Mode = fs.FileMode(f.mode & 0o777)
+	if f.mode&0o4000 != 0 {
+		e.Mode |= fs.ModeSetuid
+	}
+	if f.mode&0o2000 != 0 {
+		e.Mode |= fs.ModeSetgid
+	}
+	if f.mode&0o1000 != 0 {
+		e.Mode |= fs.ModeSticky
+	}
+	switch f.mode & sIFMT {
+	case sIFDIR:
+		e.Type = pool.TypeDir
+	case sIFREG:
+		e.Type, e.Size = pool.TypeFile, f.size
+	case sIFLNK:
+		e.Type, e.Target = pool.TypeSymlink, f.target
+	case sIFCHR:
+		e.Type, e.Rdev = pool.TypeCharDev, uint64(f.rdev)
+	case sIFBLK:
+		e.Type, e.Rdev = pool.TypeBlockDev, uint64(f.rdev)
+	case sIFIFO:
+		e.Type = pool.TypeFIFO
+	case sIFSOCK:
+		e.Type = pool.TypeSocket
+	}
+	return e
+}
+
+// plan arranges the sorted file list in walk order (parents first, a
+// directory's entries together) and decides what to request.
+func (x *xfer) plan(ctx context.Context, list []*file) ([]*item, error) {
+	byName := make(map[string]int, len(list))
+	for i, f := range list {
+		byName[f.name] = i
+	}
+	if _, ok := byName["."]; !ok {
+		return nil, fmt.Errorf("%s: %w", x.t, protoErr("the file list has no root directory"))
+	}
+	children := make(map[int][]int)
+	for i, f := range list {
+		if f.name == "." {
+			continue
+		}
+		pi, ok := byName[path.Dir(f.name)]
+		if !ok || list[pi].mode&sIFMT != sIFDIR {
+			return nil, fmt.Errorf("%s: %w", x.t, protoErr("%s is listed without its directory", quote(f.name)))
+		}
+		children[pi] = append(children[pi], i) // sorted: the list is
+	}
+	plan := make([]*item, 0, len(list))
+	var walk func(i int)
+	walk = func(i int) {
+		f := list[i]
+		it := &item{f: f, ndx: int32(i), rel: f.name, e: entryOf(f, path.Base(f.name))}
+		if f.name == "." {
+			it.e.Name = "."
+		}
+		plan = append(plan, it)
+		for _, c := range children[i] {
+			walk(c)
+		}
+	}
+	walk(byName["."])
+	basis, _ := x.j.Previous.(Basis)
+	for _, it := range plan {
+		if it.e.Type != pool.TypeFile || it.e.Size == 0 {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		it.req = true
+		if x.j.Previous == nil {
+			continue
+		}
+		prev, ok, err := x.j.Previous.Lookup(ctx, it.rel)
+		if err != nil || !ok || prev.Type != pool.TypeFile || prev.Content.IsZero() {
+			continue
+		}
+		if !x.t.full && prev.Size == it.e.Size && prev.ModTime == it.e.ModTime {
+			it.req = false
+			it.e.Content, it.e.Chunked = prev.Content, prev.Chunked
+			continue
+		}
+		if basis != nil {
+			it.prev, it.basis = prev, true
+			it.head = headFor(prev.Size)
+		}
+	}
+	return plan, nil
+}
+
+// generate sends a request, with the basis checksums, for every planned
+// file, then the two end-of-phase markers.
+func (x *xfer) generate(ctx context.Context, plan []*item) error {
+	w := x.s.out
+	basis, _ := x.j.Previous.(Basis)
+	for _, it := range plan {
+		if !it.req {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		x.report(it.rel) // before the request: what the sender reads is decided now
+		putInt(w, it.ndx)
+		sent := false
+		if it.basis {
+			cr, err := basis.OpenContent(ctx, &it.prev)
+			if err == nil {
+				err = writeSums(ctx, w, it.head, cr, x.seed)
+				if err != nil {
+					return fmt.Errorf("%s: basis: %w", it.rel, err)
+				}
+				sent = true
+			}
+			if !sent {
+				it.head = sumHead{}
+				x.p.log().Warn("rsync: basis unreadable; whole file", "path", it.rel, "err", err)
+			}
+		}
+		if !sent {
+			putHead(w, sumHead{})
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+	putInt(w, -1)
+	putInt(w, -1)
+	return w.Flush()
+}
+
+// receive stores the plan's entries in order, reading the requested
+// files' data as the sender sends it.
+func (x *xfer) receive(ctx context.Context, plan []*item) error {
+	pos := 0
+	phase := 0
+	// upto stores the plan up to (not including) index end; requested
+	// files passed over were not sent.
+	upto := func(end int) error {
+		for ; pos < end; pos++ {
+			it := plan[pos]
+			if it.req {
+				msg := x.dm.messagesAbout(it.rel)
+				if msg == "" {
+					msg = "the server did not send it (vanished or unreadable?)"
+				}
+				x.recordError(it.rel, errors.New(msg))
+				continue
+			}
+			if err := x.addMeta(ctx, it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	ndxPos := make(map[int32]int)
+	for i, it := range plan {
+		if it.req {
+			ndxPos[it.ndx] = i
+		}
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ndx, err := x.r.int32("file index")
+		if err != nil {
+			return fmt.Errorf("%s: %w", x.t, err)
+		}
+		if ndx == -1 {
+			phase++
+			if phase == 1 {
+				if err := upto(len(plan)); err != nil {
+					return err
+				}
+				continue
+			}
+			return nil
+		}
+		i, ok := ndxPos[ndx]
+		if !ok || i < pos || phase > 0 {
+			return fmt.Errorf("%s: %w", x.t, protoErr("the server sent file %d, which was not asked for (or out of order)", ndx))
+		}
+		if err := upto(i); err != nil {
+			return err
+		}
+		if err := x.recvFile(ctx, plan[i]); err != nil {
+			return err
+		}
+		pos = i + 1
+	}
+}
+
+func (x *xfer) addMeta(ctx context.Context, it *item) error {
+	err := x.j.Sink.Add(ctx, it.rel, it.e, nil)
+	if err == nil {
+		x.count(func(p *pullers.Progress) {
+			p.Files++
+			if it.e.Type == pool.TypeFile && it.e.Size > 0 {
+				p.Skipped++
+				p.Bytes += it.e.Size
+			}
+		}, it.rel)
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, pool.ErrEntry) || errors.Is(err, pool.ErrContentMissing) {
+		x.recordError(it.rel, err)
+		return nil
+	}
+	return fmt.Errorf("%s/%s: store: %w", x.t, it.rel, err)
+}
+
+// recvFile reads one file's delta and streams it into the sink.
+func (x *xfer) recvFile(ctx context.Context, it *item) error {
+	var h sumHead
+	for _, v := range []*int32{&h.count, &h.blen, &h.s2len, &h.rem} {
+		n, err := x.r.int32("sum head")
+		if err != nil {
+			return fmt.Errorf("%s: %w", x.t, err)
+		}
+		*v = n
+	}
+	if h != it.head {
+		return fmt.Errorf("%s: %w", x.t, protoErr("%s: the checksum header came back changed", quote(it.rel)))
+	}
+	fr := &fileReader{r: x.r, h: h, sum: md4.New(), left: it.e.Size + 1}
+	var s [4]byte
+	binary.LittleEndian.PutUint32(s[:], uint32(x.seed))
+	fr.sum.Write(s[:])
+	if h.count > 0 {
+		cr, err := x.j.Previous.(Basis).OpenContent(ctx, &it.prev)
+		if err != nil {
+			fr.fileErr = fmt.Errorf("open the basis: %w", err)
+		} else {
+			fr.basis = cr
+		}
+	}
+	err := x.j.Sink.Add(ctx, it.rel, it.e, fr)
+	if derr := fr.drain(); derr != nil {
+		return fmt.Errorf("%s: %s: %w", x.t, it.rel, derr)
+	}
+	if err == nil {
+		x.count(func(p *pullers.Progress) { p.Files++; p.Bytes += it.e.Size }, it.rel)
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, pool.ErrEntry) {
+		if fr.fileErr != nil {
+			err = fr.fileErr
+		}
+		x.recordError(it.rel, err)
+		return nil
+	}
+	return fmt.Errorf("%s/%s: store: %w", x.t, it.rel, err)
+}
+
+var errChecksum = errors.New("whole-file checksum mismatch (changed during transfer, or a bad basis)")
+
+// fileReader turns the sender's tokens into the file's bytes: literal
+// data, and blocks of the basis.
+type fileReader struct {
+	r       *rawReader
+	h       sumHead
+	basis   io.ReaderAt
+	sum     hash.Hash
+	lit     int    // literal bytes left in the current token
+	blk     []byte // basis block bytes not yet returned
+	bbuf    []byte
+	done    bool
+	fatal   error // the connection or protocol failed
+	fileErr error // this file failed; the stream is still in step
+	left    int64 // bytes the sink may still get (size+1)
+}
+
+func (f *fileReader) Read(p []byte) (int, error) {
+	for {
+		if f.fatal != nil {
+			return 0, f.fatal
+		}
+		if len(f.blk) > 0 {
+			n := copy(p, f.blk)
+			f.blk = f.blk[n:]
+			return f.give(n)
+		}
+		if f.lit > 0 {
+			n, err := f.r.r.Read(p[:min(len(p), f.lit)])
+			f.lit -= n
+			f.sum.Write(p[:n])
+			if err != nil {
+				f.fatal = err
+				if n == 0 {
+					return 0, err
+				}
+			}
+			return f.give(n)
+		}
+		if f.done {
+			if f.fileErr != nil {
+				return 0, f.fileErr
+			}
+			return 0, io.EOF
+		}
+		if err := f.next(); err != nil {
+			f.fatal = err
+			return 0, err
+		}
+	}
+}
+
+// give passes n bytes on, cutting a file that grew past its size + 1
+// (the sink then reports it too long).
+func (f *fileReader) give(n int) (int, error) {
+	f.left -= int64(n)
+	if f.left < 0 {
+		if f.fileErr == nil {
+			f.fileErr = errors.New("the server sent more data than the file's size (changed during transfer?)")
+		}
+		return n, f.fileErr
+	}
+	return n, nil
+}
+
+// next reads one token.
+func (f *fileReader) next() error {
+	tok, err := f.r.int32("data token")
+	if err != nil {
+		return err
+	}
+	switch {
+	case tok == 0:
+		got := f.sum.Sum(nil)
+		want := make([]byte, len(got))
+		if err := f.r.full(want, "file checksum"); err != nil {
+			return err
+		}
+		f.done = true
+		if !bytes.Equal(got, want) && f.fileErr == nil {
+			f.fileErr = errChecksum
+		}
+	case tok > 0:
+		if tok > maxLiteral {
+			return protoErr("literal of %d bytes", tok)
+		}
+		f.lit = int(tok)
+	default:
+		b := -(int64(tok) + 1)
+		if b >= int64(f.h.count) {
+			return protoErr("block %d of %d", b, f.h.count)
+		}
+		n := int(f.h.blen)
+		if b == int64(f.h.count)-1 && f.h.rem != 0 {
+			n = int(f.h.rem)
+		}
+		if cap(f.bbuf) < n {
+			f.bbuf = make([]byte, n)
+		}
+		blk := f.bbuf[:n]
+		if f.fileErr == nil && f.basis != nil {
+			if _, err := f.basis.ReadAt(blk, b*int64(f.h.blen)); err != nil && !errors.Is(err, io.EOF) {
+				f.fileErr = fmt.Errorf("read the basis: %w", err)
+			}
+		}
+		if f.fileErr != nil || f.basis == nil {
+			if f.fileErr == nil {
+				f.fileErr = errors.New("no basis for a block match")
+			}
+			clear(blk)
+		}
+		f.sum.Write(blk)
+		f.blk = blk
+	}
+	return nil
+}
+
+// drain reads what is left of the file's tokens so the stream stays in
+// step; it returns only a connection or protocol error.
+func (f *fileReader) drain() error {
+	buf := make([]byte, 32<<10)
+	f.left = 1 << 62
+	for {
+		if f.fatal != nil {
+			return f.fatal
+		}
+		_, err := f.Read(buf)
+		if f.fatal != nil {
+			return f.fatal
+		}
+		if err != nil && f.done && f.lit == 0 && len(f.blk) == 0 {
+			return nil
+		}
+	}
+}
+
