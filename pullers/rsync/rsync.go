@@ -630,4 +630,3 @@ func (f *fileReader) drain() error {
 		}
 	}
 }
-

@@ -81,11 +81,11 @@ func (r *rawReader) longint(what string) (int64, error) {
 // demux reads the server's multiplexed stream: data messages are
 // returned by Read, others are kept as text (errors and warnings).
 type demux struct {
-	r    *bufio.Reader
-	left int // data bytes left in the current message
-	msgs []string
+	r     *bufio.Reader
+	left  int // data bytes left in the current message
+	msgs  []string
 	ioErr bool
-	hdr  [4]byte
+	hdr   [4]byte
 }
 
 func newDemux(r io.Reader) *demux { return &demux{r: bufio.NewReaderSize(r, 256<<10)} }
