@@ -210,6 +210,7 @@ func (s *Server) allRoutes() []route {
 		{method: "DELETE", pattern: "/api/v1/hosts/{host}/sources/{source}", minRole: roleOperator, json: s.handleSourceDelete},
 		{method: "POST", pattern: "/api/v1/hosts/{host}/backup", minRole: roleOperator, json: s.handleBackupRun},
 		{method: "GET", pattern: "/api/v1/hosts/{host}/retention", minRole: roleUser, json: s.handleRetentionPreview},
+		{method: "GET", pattern: "/api/v1/hosts/{host}/effective", minRole: roleUser, json: s.handleHostEffective},
 
 		{method: "GET", pattern: "/api/v1/jobs", minRole: roleUser, json: s.handleJobList},
 		{method: "GET", pattern: "/api/v1/jobs/{id}", minRole: roleUser, json: s.handleJobGet},
@@ -232,7 +233,10 @@ func (s *Server) allRoutes() []route {
 		{method: "DELETE", pattern: "/api/v1/users/{name}", minRole: roleAdmin, json: s.handleUserDelete},
 		{method: "GET", pattern: "/api/v1/groups", minRole: roleAdmin, json: s.handleGroupList},
 		{method: "POST", pattern: "/api/v1/groups", minRole: roleAdmin, json: s.handleGroupCreate},
+		{method: "PUT", pattern: "/api/v1/groups/{name}", minRole: roleAdmin, json: s.handleGroupPut},
 		{method: "DELETE", pattern: "/api/v1/groups/{name}", minRole: roleAdmin, json: s.handleGroupDelete},
+		{method: "GET", pattern: "/api/v1/defaults", minRole: roleOperator, json: s.handleDefaultsGet},
+		{method: "PUT", pattern: "/api/v1/defaults", minRole: roleAdmin, json: s.handleDefaultsPut},
 		{method: "GET", pattern: "/api/v1/tokens", minRole: roleUser, json: s.handleTokenList},
 		{method: "POST", pattern: "/api/v1/tokens", minRole: roleUser, json: s.handleTokenCreate},
 		{method: "DELETE", pattern: "/api/v1/tokens/{id}", minRole: roleUser, json: s.handleTokenDelete},

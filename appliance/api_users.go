@@ -91,9 +91,10 @@ func (s *Server) handleUserDelete(r *http.Request, p *principal) (any, error) {
 	return nil, nil
 }
 
-// GroupBody is a group.
+// GroupBody is a group with its template settings.
 type GroupBody struct {
-	Name string `json:"name"`
+	Name     string            `json:"name"`
+	Settings map[string]string `json:"settings,omitempty"`
 }
 
 func (s *Server) handleGroupList(r *http.Request, p *principal) (any, error) {
@@ -103,7 +104,7 @@ func (s *Server) handleGroupList(r *http.Request, p *principal) (any, error) {
 	}
 	out := []GroupBody{}
 	for _, g := range gs {
-		out = append(out, GroupBody{Name: g.Name})
+		out = append(out, GroupBody{Name: g.Name, Settings: g.Settings})
 	}
 	return out, nil
 }
@@ -116,11 +117,19 @@ func (s *Server) handleGroupCreate(r *http.Request, p *principal) (any, error) {
 	if err := checkName("group", in.Name); err != nil {
 		return nil, err
 	}
+	if err := validateTemplate(in.Settings); err != nil {
+		return nil, err
+	}
 	g, err := s.cat.CreateGroup(r.Context(), in.Name)
 	if err != nil {
 		return nil, err
 	}
-	return created{GroupBody{Name: g.Name}}, nil
+	if len(in.Settings) > 0 {
+		if err := s.cat.SetGroupSettings(r.Context(), g.Name, in.Settings); err != nil {
+			return nil, err
+		}
+	}
+	return created{GroupBody{Name: g.Name, Settings: in.Settings}}, nil
 }
 
 func (s *Server) handleGroupDelete(r *http.Request, p *principal) (any, error) {

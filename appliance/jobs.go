@@ -553,7 +553,11 @@ func (e schedEnqueuer) Enqueue(spec schedule.JobSpec) (schedule.Job, error) {
 	if dup {
 		return schedule.Job{}, schedule.ErrDuplicate
 	}
-	e.r.s.cat.SetScheduleRun(context.Background(), p.scheduleID, e.r.s.now())
+	if p.scheduleID != 0 {
+		e.r.s.cat.SetScheduleRun(context.Background(), p.scheduleID, e.r.s.now())
+	} else {
+		e.r.s.cat.SetSetting(context.Background(), "schedule.last."+spec.Key, e.r.s.now().UTC().Format(time.RFC3339Nano))
+	}
 	e.r.s.log.Info("scheduled backup queued", "job", j.ID, "host", p.host, "sources", p.sources)
 	qj, _ := e.r.q.Get(qid(j.ID))
 	return qj, nil
@@ -633,6 +637,22 @@ func (r *jobRunner) loadSchedules(ctx context.Context) error {
 		scheds, err := r.s.cat.Schedules(ctx, h.ID)
 		if err != nil {
 			return err
+		}
+		if len(scheds) == 0 {
+			// No schedule of its own: the group's or the global one.
+			eff, err := r.s.effective(ctx, &h)
+			if err != nil {
+				return err
+			}
+			if c := eff[tplSchedule].Value; c != "" {
+				jit, _ := time.ParseDuration(eff[tplJitter].Value)
+				sc := catalog.Schedule{Cron: c, Jitter: jit, Blackout: splitBlackout(eff[tplBlackout].Value)}
+				key := h.Name + "|"
+				if v, ok, err := r.s.cat.Setting(ctx, "schedule.last."+key); err == nil && ok {
+					sc.LastRun, _ = time.Parse(time.RFC3339Nano, v)
+				}
+				scheds = []catalog.Schedule{sc} // ID 0: its last run is kept in settings
+			}
 		}
 		for _, sc := range scheds {
 			cron, err := schedule.ParseCron(sc.Cron, time.Local)

@@ -42,7 +42,7 @@ func policyOf(r catalog.Retention) retention.Policy {
 // Snapshots are grouped by source: one source's history never decides
 // another's. Periods are in the appliance's local time.
 func (s *Server) retentionPlan(ctx context.Context, h *catalog.Host) (*RetentionPlan, error) {
-	r, err := s.cat.Retention(ctx, h.ID)
+	r, err := s.effectiveRetention(ctx, h)
 	if err != nil {
 		return nil, err
 	}

@@ -420,8 +420,12 @@ func testUsersGroupsTokens(t *testing.T, db *DB) {
 	if _, err := db.TokenByHash(ctx, "deadbeef", time.Now()); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("token of a deleted user: %v", err)
 	}
+	must(t, db.SetGroupSettings(ctx, "web", map[string]string{"schedule": "@daily"}))
+	if err := db.SetGroupSettings(ctx, "nosuch", nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("settings of an unknown group: %v", err)
+	}
 	gs, _ := db.Groups(ctx)
-	if len(gs) != 1 {
+	if len(gs) != 1 || gs[0].Settings["schedule"] != "@daily" {
 		t.Fatalf("groups = %+v", gs)
 	}
 	must(t, db.DeleteGroup(ctx, "web"))

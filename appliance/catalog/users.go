@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -162,10 +163,12 @@ func (c *DB) users(ctx context.Context, where string, args ...any) ([]User, erro
 	return out, nil
 }
 
-// A Group ties users to hosts (and, later, carries template settings).
+// A Group ties users to hosts and carries template settings that its
+// hosts inherit (schedule, retention…) unless they set their own.
 type Group struct {
-	ID   int64
-	Name string
+	ID       int64
+	Name     string
+	Settings map[string]string
 }
 
 // CreateGroup creates a group; a taken name is ErrExists.
@@ -182,7 +185,7 @@ func (c *DB) CreateGroup(ctx context.Context, name string) (*Group, error) {
 
 // Groups lists groups by name.
 func (c *DB) Groups(ctx context.Context) ([]Group, error) {
-	rows, err := c.query(ctx, "SELECT id, name FROM groups ORDER BY name")
+	rows, err := c.query(ctx, "SELECT id, name, settings FROM groups ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
 	}
@@ -190,12 +193,29 @@ func (c *DB) Groups(ctx context.Context) ([]Group, error) {
 	var out []Group
 	for rows.Next() {
 		var g Group
-		if err := rows.Scan(&g.ID, &g.Name); err != nil {
+		var settings string
+		if err := rows.Scan(&g.ID, &g.Name, &settings); err != nil {
 			return nil, err
+		}
+		if err := json.Unmarshal([]byte(settings), &g.Settings); err != nil {
+			return nil, fmt.Errorf("group %s settings: %w", g.Name, err)
 		}
 		out = append(out, g)
 	}
 	return out, rows.Err()
+}
+
+// SetGroupSettings replaces a group's template settings.
+func (c *DB) SetGroupSettings(ctx context.Context, name string, settings map[string]string) error {
+	b, _ := json.Marshal(nonNilMap(settings))
+	res, err := c.exec(ctx, "UPDATE groups SET settings = ? WHERE name = ?", string(b), name)
+	if err != nil {
+		return fmt.Errorf("group %s settings: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("group %s: %w", name, ErrNotFound)
+	}
+	return nil
 }
 
 // DeleteGroup removes a group (its memberships go with it).

@@ -245,6 +245,9 @@ func TestApplianceEndToEnd(t *testing.T) {
 		t.Fatalf("/metrics: last status of web1/files is not success:\n%s", metrics)
 	}
 
+	if out := mustCLI(t, data, "host", "show", "web1", "--effective"); !regexp.MustCompile(`schedule +0 2 \* \* \* +host`).MatchString(out) {
+		t.Fatalf("host show --effective:\n%s", out)
+	}
 	if out := mustCLI(t, data, "retention", "preview", "web1"); !strings.Contains(out, "keep everything") || !strings.Contains(out, s1.ID) {
 		t.Fatalf("retention preview: %s", out)
 	}

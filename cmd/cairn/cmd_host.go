@@ -266,8 +266,10 @@ func apOr(s, def string) string {
 
 func hostShow(ctx context.Context, args []string) error {
 	var c apConn
-	fs := apFlagSet("host show", "host show NAME [--json]")
+	var effective bool
+	fs := apFlagSet("host show", "host show NAME [--effective] [--json]")
 	c.register(fs)
+	fs.BoolVar(&effective, "effective", false, "show the inherited settings and where each comes from (host, group, global)")
 	pos, err := apParse(fs, args)
 	if err != nil {
 		return err
@@ -278,6 +280,21 @@ func hostShow(ctx context.Context, args []string) error {
 	cl, err := c.client()
 	if err != nil {
 		return err
+	}
+	if effective {
+		var vs []appliance.EffectiveValue
+		if err := cl.do(ctx, "GET", "/api/v1/hosts/"+apEsc(pos[0])+"/effective", nil, &vs); err != nil {
+			return err
+		}
+		if c.json {
+			return apPrintJSON(vs)
+		}
+		var rows [][]string
+		for _, v := range vs {
+			rows = append(rows, []string{v.Key, apOr(v.Value, "-"), apOr(v.From, "(unset)")})
+		}
+		apTable([]string{"SETTING", "VALUE", "FROM"}, rows)
+		return nil
 	}
 	var h appliance.HostBody
 	if err := cl.do(ctx, "GET", "/api/v1/hosts/"+apEsc(pos[0]), nil, &h); err != nil {
