@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
 	"github.com/cairn-backup/cairn/pullers"
+	"golang.org/x/crypto/ssh"
 )
 
 // validName is what host, source, user and group names may be: they appear
@@ -176,6 +177,17 @@ func validateSource(in *SourceInput) error {
 	}
 	if in.Method == "local" && !strings.HasPrefix(in.Path, "/") {
 		return badRequest("source %s: local path %q must be absolute", in.Name, in.Path)
+	}
+	if in.Options["pre"] != "" || in.Options["post"] != "" {
+		if in.Options["ssh_host_key"] == "" {
+			return badRequest("source %s: pre/post commands need the option ssh_host_key (the host's public key)", in.Name)
+		}
+		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(in.Options["ssh_host_key"])); err != nil {
+			return badRequest("source %s: ssh_host_key: %v", in.Name, err)
+		}
+		if in.Secret["ssh_key"] == "" && in.Secret["ssh_password"] == "" {
+			return badRequest("source %s: pre/post commands need the credential ssh_key or ssh_password", in.Name)
+		}
 	}
 	for _, k := range requiredSecrets[in.Method] {
 		if in.Secret[k] == "" {

@@ -125,6 +125,7 @@ func runBackup(ctx context.Context, jc *jobCtx) error {
 	jc.logf("info", "backup of %s: %d source(s)", h.Name, len(srcs))
 
 	var failed []string
+	allPermanent := true
 	var base Progress // totals of the sources done so far
 	for i, src := range srcs {
 		if err := ctx.Err(); err != nil {
@@ -141,13 +142,18 @@ func runBackup(ctx context.Context, jc *jobCtx) error {
 		}
 		if err != nil {
 			failed = append(failed, err.Error())
+			allPermanent = allPermanent && errors.Is(err, pullers.ErrPermanent)
 			continue
 		}
 	}
 	jc.update(func(p *Progress) { p.SourcesDone, p.Source, p.Path, p.Phase = len(srcs), "", "", "done" })
 	s.invalidateUsage()
 	if len(failed) > 0 {
-		return errors.New(strings.Join(failed, "; "))
+		err := errors.New(strings.Join(failed, "; "))
+		if allPermanent {
+			return permanent{err} // retrying would not help
+		}
+		return err
 	}
 	// Retention runs after a successful backup of the host, never after
 	// a failed one (the newest complete snapshot is always kept anyway).
@@ -167,6 +173,9 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 				Status: "failed", Error: msg, Attempt: s.now(), Duration: s.now().Sub(start)})
 			jc.logf("error", "%s", msg)
 		}
+		if errors.Is(err, pullers.ErrPermanent) {
+			return nil, permanent{errors.New(msg)}
+		}
 		return nil, errors.New(msg)
 	}
 	secret := map[string]string{}
@@ -180,6 +189,34 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 	pl, err := pullers.Get(src.Method)
 	if err != nil {
 		return fail(err)
+	}
+	hooks, err := newHookRunner(h, src, secret)
+	if err != nil {
+		return fail(err)
+	}
+	if hooks != nil && src.Options["pre"] != "" {
+		jc.logf("info", "source %s: pre-command", src.Name)
+		// The post-command runs whatever happens from here on.
+		defer func() {
+			if src.Options["post"] == "" {
+				return
+			}
+			pctx := context.WithoutCancel(ctx)
+			if err := hooks.run(pctx, "post", src.Options["post"]); err != nil {
+				jc.logf("warn", "source %s: %s", src.Name, scrub(err.Error()))
+			} else {
+				jc.logf("info", "source %s: post-command done", src.Name)
+			}
+		}()
+		if err := hooks.run(ctx, "pre", src.Options["pre"]); err != nil {
+			return fail(keepPermanent(err, errors.New(scrub(err.Error()))))
+		}
+	} else if hooks != nil {
+		defer func() {
+			if err := hooks.run(context.WithoutCancel(ctx), "post", src.Options["post"]); err != nil {
+				jc.logf("warn", "source %s: %s", src.Name, scrub(err.Error()))
+			}
+		}()
 	}
 	var prev pullers.Previous
 	if last, err := s.cat.LastSnapshot(ctx, h.Name, src.Name, false); err == nil {
@@ -226,7 +263,7 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 	}
 	if pullErr != nil {
 		w.Abort()
-		return fail(errors.New(scrub(pullErr.Error())))
+		return fail(keepPermanent(pullErr, errors.New(scrub(pullErr.Error()))))
 	}
 	m, err := w.Finish(ctx)
 	if err != nil {
@@ -254,4 +291,12 @@ func (s *Server) recordSnapshot(ctx context.Context, jc *jobCtx, m *pool.Manifes
 	}
 	s.events.publish(Event{Type: "snapshot", JobID: jc.job.ID, Host: m.Host, Data: snapshotBody(manifestRow(m, jc.job.ID))})
 	return nil
+}
+
+// keepPermanent returns repl, marked permanent when orig was.
+func keepPermanent(orig, repl error) error {
+	if errors.Is(orig, pullers.ErrPermanent) {
+		return permanent{repl}
+	}
+	return repl
 }
