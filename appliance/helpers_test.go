@@ -87,6 +87,9 @@ func (fakePuller) Pull(ctx context.Context, j *pullers.Job) error {
 		fake.mu.Unlock()
 	}()
 	started <- j.Host
+	if msg := j.Source.Options["permfail"]; msg != "" {
+		return fmt.Errorf("%s: %w", msg, pullers.ErrPermanent)
+	}
 	if msg := j.Source.Options["fail"]; msg != "" {
 		return fmt.Errorf("%s %s", msg, j.Source.Secret["password"])
 	}

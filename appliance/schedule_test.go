@@ -23,6 +23,7 @@ func TestScheduledBackups(t *testing.T) {
 	e.addHost("ok", nil, nightly)
 	e.addHost("flaky", map[string]string{"fail": "connection reset"}, nightly)
 	e.addHost("off", nil, nightly, func(in *HostInput) { f := false; in.Enabled = &f })
+	e.addHost("denied", map[string]string{"permfail": "auth failed"}, nightly)
 
 	jobsOf := func(host string) []JobBody {
 		var js []JobBody
@@ -66,6 +67,11 @@ func TestScheduledBackups(t *testing.T) {
 		js := jobsOf("flaky")
 		return len(js) == 1 && (retried.MatchString(js[0].Error) || js[0].State == "failed")
 	})
+	// A permanent failure (bad credentials) is not retried.
+	if js := jobsOf("denied"); len(js) != 1 || js[0].State != "failed" || strings.Contains(js[0].Error, "attempt") ||
+		!strings.Contains(js[0].Error, "auth failed") {
+		t.Fatalf("denied: %+v", js)
+	}
 	if js := jobsOf("off"); len(js) != 0 {
 		t.Fatalf("disabled host ran: %+v", js)
 	}

@@ -522,3 +522,65 @@ func TestApplianceCrashDuringBackup(t *testing.T) {
 		t.Fatalf("pool check after the crash: %s", out)
 	}
 }
+
+// TestApplianceHostVerbs: edit, enable/disable, sources and rm through the
+// CLI, checked with --json.
+func TestApplianceHostVerbs(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root for the socket")
+	}
+	tmp := t.TempDir()
+	data := filepath.Join(tmp, "data")
+	a, b := filepath.Join(tmp, "a"), filepath.Join(tmp, "srv", "b")
+	os.MkdirAll(a, 0o755)
+	os.MkdirAll(b, 0o755)
+	startServe(t, data)
+	type hostJSON struct {
+		Name      string
+		Enabled   bool
+		Address   string
+		Sources   []struct{ Name, Path string }
+		Schedules []struct{ Cron, Jitter string }
+		Retention struct {
+			Last  int `json:"keep_last"`
+			Daily int `json:"keep_daily"`
+		}
+	}
+	show := func() hostJSON {
+		var h hostJSON
+		if err := json.Unmarshal([]byte(mustCLI(t, data, "host", "show", "h", "--json")), &h); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	mustCLI(t, data, "host", "add", "h", "--method", "local", "--path", a, "--address", "h.example")
+	mustCLI(t, data, "host", "edit", "h", "--schedule", "@daily", "--jitter", "30m", "--keep-last", "3", "--keep-daily", "7")
+	h := show()
+	if h.Address != "h.example" || len(h.Schedules) != 1 || h.Schedules[0].Cron != "@daily" || h.Schedules[0].Jitter != "30m0s" ||
+		h.Retention.Last != 3 || h.Retention.Daily != 7 || len(h.Sources) != 1 || h.Sources[0].Name != "a" {
+		t.Fatalf("after edit: %+v", h)
+	}
+	mustCLI(t, data, "host", "edit", "h", "--method", "local", "--path", b)
+	if h = show(); len(h.Sources) != 2 || h.Sources[1].Name != "b" || h.Sources[1].Path != b {
+		t.Fatalf("after adding a source: %+v", h)
+	}
+	mustCLI(t, data, "host", "edit", "h", "--remove-source", "a", "--no-schedule")
+	if h = show(); len(h.Sources) != 1 || h.Sources[0].Name != "b" || len(h.Schedules) != 0 {
+		t.Fatalf("after removing a source and the schedule: %+v", h)
+	}
+	mustCLI(t, data, "host", "disable", "h")
+	if h = show(); h.Enabled {
+		t.Fatal("still enabled")
+	}
+	if out := mustCLI(t, data, "host", "ls"); !regexp.MustCompile(`(?m)^h +no `).MatchString(out) {
+		t.Fatalf("host ls:\n%s", out)
+	}
+	mustCLI(t, data, "host", "enable", "h")
+	if h = show(); !h.Enabled {
+		t.Fatal("still disabled")
+	}
+	mustCLI(t, data, "host", "rm", "h")
+	if _, errOut, code := cairnCLI(t, data, "host", "show", "h"); code == 0 || !strings.Contains(errOut, "host h: not found") {
+		t.Fatalf("show after rm: %d %q", code, errOut)
+	}
+}
