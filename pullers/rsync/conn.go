@@ -48,6 +48,7 @@ type target struct {
 	oneFS    bool
 	full     bool
 	timeout  time.Duration
+	idle     time.Duration
 }
 
 func (t *target) String() string {
@@ -71,7 +72,7 @@ func boolOpt(o map[string]string, k string) (bool, error) {
 
 func parseTarget(s pullers.Source) (*target, error) {
 	o := s.Options
-	t := &target{host: o["host"], user: o["user"], timeout: 30 * time.Second, rsyncBin: "rsync"}
+	t := &target{host: o["host"], user: o["user"], timeout: 30 * time.Second, idle: 15 * time.Minute, rsyncBin: "rsync"}
 	if t.host == "" {
 		return nil, errors.New("rsync: no host (Options[\"host\"])")
 	}
@@ -99,6 +100,13 @@ func parseTarget(s pullers.Source) (*target, error) {
 			return nil, fmt.Errorf("rsync %s: bad timeout %q", t.addr, v)
 		}
 		t.timeout = d
+	}
+	if v := o["io_timeout"]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("rsync %s: bad io_timeout %q", t.addr, v)
+		}
+		t.idle = d
 	}
 	var err error
 	if t.oneFS, err = boolOpt(o, "one_file_system"); err != nil {
@@ -211,6 +219,18 @@ func (p *Puller) dialTCP(ctx context.Context, addr string, timeout time.Duration
 	return d.DialContext(dctx, "tcp", addr)
 }
 
+// idleConn fails a read that waits longer than idle: a server that stalls
+// mid-stream ends the pull instead of hanging it.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c idleConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	return c.Conn.Read(p)
+}
+
 // args is the sender's command line (after "rsync").
 func (t *target) args() []string {
 	flags := "-lptgoDr"
@@ -229,6 +249,7 @@ func (p *Puller) openDaemon(ctx context.Context, t *target) (*session, error) {
 		return nil, fmt.Errorf("%s: connect: %w", t, err)
 	}
 	c.SetDeadline(time.Now().Add(t.timeout))
+	c = idleConn{c, t.idle}
 	s := &session{in: bufio.NewReaderSize(countReader{c, &p.received}, 256<<10), out: bufio.NewWriterSize(c, 64<<10), closer: c.Close}
 	fail := func(err error) (*session, error) {
 		c.Close()
@@ -348,6 +369,7 @@ func (p *Puller) openSSH(ctx context.Context, t *target) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: connect: %w", t, err)
 	}
+	c = idleConn{c, t.idle}
 	var seen ssh.PublicKey
 	cfg := &ssh.ClientConfig{User: t.user, Auth: t.sshAuth, Timeout: t.timeout,
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {

@@ -27,6 +27,7 @@
 //	Options["one_file_system"] "true": rsync -x
 //	Options["full"]            "true": no incremental skip in this run
 //	Options["timeout"]         connect/handshake timeout, default 30s
+//	Options["io_timeout"]      a read waiting longer fails the pull, default 15m
 //	Secret["password"]         daemon module secret, or SSH password
 //	Secret["private_key"], Secret["passphrase"]  SSH key
 //	Source.Excludes            sent to the sender as "- PATTERN" rules

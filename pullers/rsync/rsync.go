@@ -461,10 +461,7 @@ func (x *xfer) recvFile(ctx context.Context, it *item) error {
 	if h != it.head {
 		return fmt.Errorf("%s: %w", x.t, protoErr("%s: the checksum header came back changed", quote(it.rel)))
 	}
-	fr := &fileReader{r: x.r, h: h, sum: md4.New(), left: it.e.Size + 1}
-	var s [4]byte
-	binary.LittleEndian.PutUint32(s[:], uint32(x.seed))
-	fr.sum.Write(s[:])
+	fr := &fileReader{r: x.r, h: h, sum: newSum(x.seed), left: it.e.Size + 1}
 	if h.count > 0 {
 		cr, err := x.j.Previous.(Basis).OpenContent(ctx, &it.prev)
 		if err != nil {
@@ -492,6 +489,15 @@ func (x *xfer) recvFile(ctx context.Context, it *item) error {
 		return nil
 	}
 	return fmt.Errorf("%s/%s: store: %w", x.t, it.rel, err)
+}
+
+// newSum starts a whole-file checksum: MD4 of the seed, then the data.
+func newSum(seed int32) hash.Hash {
+	h := md4.New()
+	var s [4]byte
+	binary.LittleEndian.PutUint32(s[:], uint32(seed))
+	h.Write(s[:])
+	return h
 }
 
 var errChecksum = errors.New("whole-file checksum mismatch (changed during transfer, or a bad basis)")
