@@ -233,7 +233,7 @@ func (c idleConn) Read(p []byte) (int, error) {
 
 // args is the sender's command line (after "rsync").
 func (t *target) args() []string {
-	flags := "-lptgoDr"
+	flags := "-lptgoDrH"
 	if t.oneFS {
 		flags += "x"
 	}

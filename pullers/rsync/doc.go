@@ -38,11 +38,12 @@
 //
 // # What is carried
 //
-// The sender runs with -lptgoDr --numeric-ids: type, permissions (with
+// The sender runs with -lptgoDrH --numeric-ids: type, permissions (with
 // setuid/setgid/sticky), numeric uid/gid, mtime in whole seconds,
-// symlink targets (never followed), device numbers, FIFOs and sockets.
-// Not carried at protocol 27: owner names, hard links, xattrs/ACLs,
-// sub-second times.
+// symlink targets (never followed), device numbers, FIFOs and sockets,
+// and hard links (regular files with the same device and inode share an
+// Entry.HardLink id). Not carried: owner names (--numeric-ids), xattrs
+// and ACLs (protocol 30+), sub-second times (protocol 31).
 //
 // # Walk order
 //

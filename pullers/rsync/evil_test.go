@@ -43,6 +43,9 @@ func (s *stream) entry(name string, size int64, mode uint32, target string) *str
 		s.i32(int32(size))
 	}
 	s.i32(1700000000).i32(int32(mode)).i32(0).i32(0)
+	if mode&0o170000 == 0o100000 {
+		s.i32(1).i32(int32(len(s.Bytes()))) // -H: device, inode
+	}
 	if mode&0o170000 == 0o120000 {
 		s.i32(int32(len(target)))
 		s.WriteString(target)

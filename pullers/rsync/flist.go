@@ -38,12 +38,14 @@ type file struct {
 	gid    uint32
 	rdev   uint32
 	target string
+	dev    int64 // -H: device and inode of a regular file
+	ino    int64
 }
 
 // flistOpts says which optional fields the list carries (the options we
 // asked the sender for).
 type flistOpts struct {
-	owner, devices, links bool
+	owner, devices, links, hard bool
 	maxEntries            int
 }
 
@@ -193,6 +195,14 @@ func readFileList(r *rawReader, o flistOpts) ([]*file, error) {
 				return nil, protoErr("%s: symlink target contains NUL", quote(name))
 			}
 			f.target = string(tb)
+		}
+		if o.hard && typ == sIFREG {
+			if f.dev, err = r.longint("device"); err != nil {
+				return nil, err
+			}
+			if f.ino, err = r.longint("inode"); err != nil {
+				return nil, err
+			}
 		}
 		if name == "." && typ != sIFDIR {
 			return nil, protoErr("the transfer root is not a directory")

@@ -34,7 +34,7 @@ func FuzzFileList(f *testing.F) {
 	f.Add(append(append(e, e2...), 0))
 	f.Add(append([]byte{0xa0, 1, 1, 'x'}, le(0)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		list, err := readFileList(&rawReader{r: bytes.NewReader(b)}, flistOpts{owner: true, devices: true, links: true, maxEntries: 1000})
+		list, err := readFileList(&rawReader{r: bytes.NewReader(b)}, flistOpts{owner: true, devices: true, links: true, hard: true, maxEntries: 1000})
 		if err != nil {
 			return
 		}

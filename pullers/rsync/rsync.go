@@ -148,7 +148,7 @@ func (p *Puller) transfer(ctx context.Context, t *target, s *session, j *pullers
 	}
 	dm := newDemux(s.in)
 	r := &rawReader{r: dm}
-	list, err := readFileList(r, flistOpts{owner: true, devices: true, links: true, maxEntries: p.MaxEntries})
+	list, err := readFileList(r, flistOpts{owner: true, devices: true, links: true, hard: true, maxEntries: p.MaxEntries})
 	if err != nil {
 		return fmt.Errorf("%s: file list: %w", t, err)
 	}
@@ -294,6 +294,22 @@ func (x *xfer) plan(ctx context.Context, list []*file) ([]*item, error) {
 		}
 	}
 	walk(byName["."])
+	// Hard links: regular files sharing (dev, ino) get one HardLink id.
+	inodes := map[[2]int64][]*item{}
+	for _, it := range plan {
+		if it.e.Type == pool.TypeFile {
+			k := [2]int64{it.f.dev, it.f.ino}
+			inodes[k] = append(inodes[k], it)
+		}
+	}
+	for _, it := range plan {
+		if its := inodes[[2]int64{it.f.dev, it.f.ino}]; it.e.Type == pool.TypeFile && len(its) > 1 && it.e.HardLink == 0 {
+			id := uint64(it.ndx) + 1
+			for _, o := range its {
+				o.e.HardLink = id
+			}
+		}
+	}
 	basis, _ := x.j.Previous.(Basis)
 	for _, it := range plan {
 		if it.e.Type != pool.TypeFile || it.e.Size == 0 {

@@ -20,7 +20,7 @@ import (
 
 // caps is what protocol 27 carries (CAPABILITIES.md).
 var caps = pullertest.Capabilities{Mode: true, Owner: true, MtimeRes: time.Second, DirMtime: true,
-	Symlinks: true, AllNames: true}
+	Symlinks: true, HardLinks: true, AllNames: true}
 
 func TestMain(m *testing.M) {
 	testenv.KillLeftovers()
