@@ -46,7 +46,7 @@ type file struct {
 // asked the sender for).
 type flistOpts struct {
 	owner, devices, links, hard bool
-	maxEntries            int
+	maxEntries                  int
 }
 
 // readFileList decodes a protocol-27 file list up to its end marker, and

@@ -1,0 +1,93 @@
+package rsync_test
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cairn-backup/cairn/internal/testenv"
+	"github.com/cairn-backup/cairn/pool"
+	"github.com/cairn-backup/cairn/pullers"
+	"github.com/cairn-backup/cairn/pullers/pullertest"
+	"github.com/cairn-backup/cairn/pullers/rsync"
+)
+
+func TestRegistered(t *testing.T) {
+	p, err := pullers.Get(rsync.Method)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.(*rsync.Puller); !ok {
+		t.Fatalf("Get(%q) = %T", rsync.Method, p)
+	}
+}
+
+func walk(t *testing.T, sfs fs.FS) []string {
+	t.Helper()
+	var out []string
+	err := fs.WalkDir(sfs, ".", func(p string, _ fs.DirEntry, err error) error {
+		out = append(out, p)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestExcludesAndOneFS: Source.Excludes reach the sender; one_file_system
+// keeps a mount point but not what is mounted on it.
+func TestExcludesAndOneFS(t *testing.T) {
+	s := testenv.Rsyncd(t)
+	for _, f := range []string{"keep/a", "keep/skip.tmp", "cache/x", "deep/cache/y", "mnt/.keep"} {
+		p := filepath.Join(s.Dir, f)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mnt := filepath.Join(s.Dir, "mnt")
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mount tmpfs: %v", err)
+		}
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(mnt, "on-tmpfs"), []byte("other fs"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p := pullertest.NewPool(t)
+	src := daemonSource(s, s.Module, "/")
+	src.Excludes = []string{"*.tmp", "/cache"}
+	src.Options["one_file_system"] = "true"
+	m, err := pullOnce(t, p, rsync.New(), src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := walk(t, p.SnapshotFS(ctx, m))
+	want := []string{".", "deep", "deep/cache", "deep/cache/y", "keep", "keep/a", "mnt"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("snapshot %q, want %q", got, want)
+	}
+
+	src.Excludes = nil
+	delete(src.Options, "one_file_system")
+	m, err = pullOnce(t, p, rsync.New(), src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := walk(t, p.SnapshotFS(ctx, m)); !slices.Contains(got, "mnt/on-tmpfs") || !slices.Contains(got, "keep/skip.tmp") {
+		t.Fatalf("without options: %q", got)
+	}
+	rep, err := p.Check(ctx, pool.CheckOptions{ReadData: true})
+	if err != nil || !rep.OK() {
+		t.Fatalf("pool check: %v %s", err, rep.String())
+	}
+}
