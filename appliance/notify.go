@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/smtp"
+	"strings"
 	"sync"
 	"time"
 )
@@ -39,14 +42,18 @@ func newNotifier(s *Server) *notifier {
 	return &notifier{s: s, client: &http.Client{Timeout: 15 * time.Second}, stale: map[string]bool{}}
 }
 
-// send posts n; failures are logged, never fatal. The URL may hold a
-// secret (chat webhooks do), so it is never logged.
+// send delivers n by webhook and by mail, as configured; failures are
+// logged, never fatal. The URL may hold a secret (chat webhooks do), so
+// it is never logged.
 func (nt *notifier) send(n Notification) {
+	n.Time, n.Appliance = nt.s.now(), nt.s.pool.ID()
+	if nt.s.cfg.SMTPAddr != "" && len(nt.s.cfg.MailTo) > 0 {
+		go nt.mail(n)
+	}
 	url := nt.s.cfg.WebhookURL
 	if url == "" {
 		return
 	}
-	n.Time, n.Appliance = nt.s.now(), nt.s.pool.ID()
 	body, _ := json.Marshal(n)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -101,7 +108,7 @@ func (nt *notifier) checkStale(ctx context.Context) {
 }
 
 func (nt *notifier) loop(ctx context.Context) {
-	if nt.s.cfg.WebhookURL == "" {
+	if nt.s.cfg.WebhookURL == "" && nt.s.cfg.SMTPAddr == "" {
 		return
 	}
 	t := nt.s.clock.NewTimer(0)
@@ -115,4 +122,45 @@ func (nt *notifier) loop(ctx context.Context) {
 		nt.checkStale(ctx)
 		t = nt.s.clock.NewTimer(nt.s.cfg.StaleCheckEvery)
 	}
+}
+
+// mail sends n as a plain-text email through cfg.SMTPAddr (STARTTLS when
+// the server offers it; PLAIN auth only over TLS or to localhost, as
+// net/smtp enforces).
+func (nt *notifier) mail(n Notification) {
+	cfg := nt.s.cfg
+	from := cfg.MailFrom
+	if from == "" {
+		from = "cairn@localhost"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
+		from, strings.Join(cfg.MailTo, ", "), oneLine(n.Text), n.Time.Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "%s\r\n\r\nevent: %s\r\nhost: %s\r\n", n.Text, n.Event, n.Host)
+	if n.Source != "" {
+		fmt.Fprintf(&b, "source: %s\r\n", n.Source)
+	}
+	if n.JobID != 0 {
+		fmt.Fprintf(&b, "job: %d (cairn job show %d)\r\n", n.JobID, n.JobID)
+	}
+	if n.Error != "" {
+		fmt.Fprintf(&b, "error: %s\r\n", oneLine(n.Error))
+	}
+	if !n.LastSuccess.IsZero() {
+		fmt.Fprintf(&b, "last good backup: %s\r\n", n.LastSuccess.Format(time.RFC3339))
+	}
+	fmt.Fprintf(&b, "appliance pool: %s\r\n", n.Appliance)
+	var auth smtp.Auth
+	if cfg.SMTPUser != "" {
+		host, _, _ := net.SplitHostPort(cfg.SMTPAddr)
+		auth = smtp.PlainAuth("", cfg.SMTPUser, cfg.SMTPPassword, host)
+	}
+	if err := smtp.SendMail(cfg.SMTPAddr, auth, from, cfg.MailTo, []byte(b.String())); err != nil {
+		nt.s.log.Warn("notification mail not sent", "event", n.Event, "host", n.Host, "err", err)
+	}
+}
+
+// oneLine keeps header values and error lines on one line.
+func oneLine(s string) string {
+	return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
 }

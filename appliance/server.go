@@ -56,6 +56,14 @@ type Config struct {
 	WebhookURL      string
 	StaleAfter      time.Duration
 	StaleCheckEvery time.Duration
+	// SMTPAddr (host:port), when set with MailTo, gets the same
+	// notifications as mail from MailFrom; SMTPUser/SMTPPassword
+	// authenticate (PLAIN, only over TLS or to localhost).
+	SMTPAddr     string
+	SMTPUser     string
+	SMTPPassword string
+	MailFrom     string
+	MailTo       []string
 	// MetricsTextfile, when set, gets the metrics every minute for
 	// node-exporter's textfile collector (a *.prom path).
 	MetricsTextfile string

@@ -40,6 +40,11 @@ func runServe(ctx context.Context, args []string) error {
 	checkPct := fs.Float64("check-read-data", 5, "percentage of the data the scheduled check re-reads")
 	webhook := fs.String("webhook", os.Getenv("CAIRN_WEBHOOK"), "URL to POST JSON to when a backup fails or goes stale; env CAIRN_WEBHOOK")
 	textfile := fs.String("metrics-textfile", "", "also write the metrics to this file every minute (node-exporter textfile collector, *.prom)")
+	smtpAddr := fs.String("smtp", "", "SMTP server host:port for notification mail (with --mail-to); password from env CAIRN_SMTP_PASSWORD")
+	smtpUser := fs.String("smtp-user", "", "SMTP user (PLAIN auth, over TLS or to localhost only)")
+	mailFrom := fs.String("mail-from", "", "sender of notification mail (default cairn@localhost)")
+	var mailTo apMulti
+	fs.Var(&mailTo, "mail-to", "recipient of notification mail (repeatable)")
 	staleAfter := fs.Duration("stale-after", 36*time.Hour, "a source without a good backup for this long is reported stale")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: cairn serve [flags]\n\nRuns the appliance in the data directory. Needs no flags on a first run.\n\n")
@@ -62,6 +67,8 @@ func runServe(ctx context.Context, args []string) error {
 		Version: version, Logger: log, MaxJobs: *maxJobs,
 		GCSchedule: *gcSched, CheckSchedule: *checkSched, CheckPercent: *checkPct,
 		WebhookURL: *webhook, StaleAfter: *staleAfter, MetricsTextfile: *textfile,
+		SMTPAddr: *smtpAddr, SMTPUser: *smtpUser, SMTPPassword: os.Getenv("CAIRN_SMTP_PASSWORD"),
+		MailFrom: *mailFrom, MailTo: mailTo,
 	}, nil)
 }
 
