@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,13 +24,21 @@ import (
 //
 // Writes go to a temporary file in the target directory and are renamed
 // into place, so readers never see a partial object; there is no fsync per
-// object — Sync (syncfs) is the barrier. All access goes through an
-// os.Root, so neither a hostile name nor a symlink planted in the tree can
-// reach outside the root.
+// object — Sync (syncfs) is the barrier. Every name is resolved beneath
+// the root without following symlinks (openat2 with RESOLVE_BENEATH and
+// RESOLVE_NO_SYMLINKS, or os.Root where openat2 is missing), so neither a
+// hostile name nor a symlink planted in the tree can reach outside the
+// root.
 type DirBackend struct {
 	path string   // absolute root path, for messages
-	root *os.Root // all file access goes through it
-	dirs sync.Map // directory name → struct{}: known to exist
+	root *os.Root // listing, and all access when fd < 0
+	fd   int      // root directory fd for the openat2 fast path; -1 without it
+	dirs sync.Map // directory name → struct{}: known to exist (os.Root path)
+
+	abMu   sync.Mutex
+	ab     [256]int            // fd+1 of objects/00 … objects/ff; 0: not open
+	abDead []int               // fds of removed objects/ab dirs, closed by Close
+	cdSeen [1024]atomic.Uint64 // bit abcd: objects/ab/cd is known to exist
 }
 
 var (
@@ -51,7 +60,7 @@ func NewDirBackend(root string) (*DirBackend, error) {
 		}
 		return nil, fmt.Errorf("dir backend %s: %w", abs, pathErr(err))
 	}
-	return &DirBackend{path: abs, root: r}, nil
+	return &DirBackend{path: abs, root: r, fd: openFast(abs)}, nil
 }
 
 // CreateDirBackend is NewDirBackend that first creates root (mode 0700)
@@ -64,7 +73,25 @@ func CreateDirBackend(root string) (*DirBackend, error) {
 }
 
 // Close releases the root directory handle.
-func (b *DirBackend) Close() error { return b.root.Close() }
+func (b *DirBackend) Close() error {
+	if b.fd >= 0 {
+		unix.Close(b.fd)
+		b.fd = -1
+	}
+	b.abMu.Lock()
+	for i, fd := range b.ab {
+		if fd > 0 {
+			unix.Close(fd - 1)
+		}
+		b.ab[i] = 0
+	}
+	for _, fd := range b.abDead {
+		unix.Close(fd)
+	}
+	b.abDead = nil
+	b.abMu.Unlock()
+	return b.root.Close()
+}
 
 // Location returns the absolute root path.
 func (b *DirBackend) Location() string { return b.path }
@@ -122,6 +149,9 @@ func (b *DirBackend) Put(ctx context.Context, name string, r io.Reader, size int
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if b.fd >= 0 {
+		return b.putFast(name, r, size)
+	}
 	dir := path.Dir(name)
 	if err := b.ensureDir(dir); err != nil {
 		return fmt.Errorf("write %s: create directory %s: %w", b.full(name), b.full(dir), pathErr(err))
@@ -171,6 +201,9 @@ func (b *DirBackend) Get(ctx context.Context, name string, off, length int64) (i
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if b.fd >= 0 {
+		return b.getFast(name, off, length)
+	}
 	f, err := b.root.Open(name)
 	if err != nil {
 		return nil, b.wrap("read", name, err)
@@ -199,6 +232,9 @@ func (b *DirBackend) Stat(ctx context.Context, name string) (ObjectInfo, error) 
 	}
 	if err := ctx.Err(); err != nil {
 		return ObjectInfo{}, err
+	}
+	if b.fd >= 0 {
+		return b.statFast(name)
 	}
 	fi, err := b.root.Stat(name)
 	if err == nil && !fi.Mode().IsRegular() {
@@ -261,6 +297,9 @@ func (b *DirBackend) Delete(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if b.fd >= 0 {
+		return b.deleteFast(name)
+	}
 	if err := b.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return b.wrap("delete", name, err)
 	}
@@ -273,6 +312,12 @@ func (b *DirBackend) Delete(ctx context.Context, name string) error {
 func (b *DirBackend) Sync(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if b.fd >= 0 {
+		if err := unix.Syncfs(b.fd); err != nil {
+			return fmt.Errorf("sync %s: %w", b.path, err)
+		}
+		return nil
 	}
 	f, err := b.root.Open(".")
 	if err != nil {

@@ -3,6 +3,7 @@ package pool_test
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,5 +121,80 @@ func TestCleanTemp(t *testing.T) {
 	pm, _ := pool.Init(ctx, backendtest.NewMem(), pool.InitOptions{})
 	if n, err := pm.CleanTemp(ctx, time.Now()); n != 0 || err != nil {
 		t.Fatal(n, err)
+	}
+}
+
+// TestDirBackendPlantedSymlink: a symlink planted at objects/ab (absolute
+// or relative, pointing out of the root) is never followed by any
+// operation, and nothing outside changes.
+func TestDirBackendPlantedSymlink(t *testing.T) {
+	ctx := context.Background()
+	for _, kind := range []string{"absolute", "relative"} {
+		t.Run(kind, func(t *testing.T) {
+			b := newDir(t)
+			outside := t.TempDir()
+			victim := filepath.Join(outside, "cd", "victim")
+			os.MkdirAll(filepath.Dir(victim), 0o700)
+			os.WriteFile(victim, []byte("secret"), 0o600)
+			os.MkdirAll(filepath.Join(b.Location(), "objects"), 0o700)
+			target := outside
+			if kind == "relative" {
+				rel, err := filepath.Rel(filepath.Join(b.Location(), "objects"), outside)
+				if err != nil {
+					t.Fatal(err)
+				}
+				target = rel
+			}
+			if err := os.Symlink(target, filepath.Join(b.Location(), "objects", "ab")); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Put(ctx, "objects/ab/cd/new", strings.NewReader("x"), 1); err == nil {
+				t.Fatal("put through the symlink succeeded")
+			}
+			if err := b.Put(ctx, "objects/ab/ef/new", strings.NewReader("x"), 1); err == nil {
+				t.Fatal("put (creating a directory) through the symlink succeeded")
+			}
+			if _, err := b.Get(ctx, "objects/ab/cd/victim", 0, -1); err == nil {
+				t.Fatal("get through the symlink succeeded")
+			}
+			if _, err := b.Stat(ctx, "objects/ab/cd/victim"); err == nil {
+				t.Fatal("stat through the symlink succeeded")
+			}
+			if err := b.Delete(ctx, "objects/ab/cd/victim"); err == nil {
+				// Delete of a missing name is no error; the victim must survive.
+				if _, err := os.Stat(victim); err != nil {
+					t.Fatal("delete through the symlink removed the file outside")
+				}
+			}
+			var names []string
+			filepath.WalkDir(outside, func(p string, d os.DirEntry, err error) error {
+				names = append(names, p)
+				return nil
+			})
+			if got, _ := os.ReadFile(victim); string(got) != "secret" || len(names) != 3 {
+				t.Fatalf("outside changed: %q %v", got, names)
+			}
+		})
+	}
+}
+
+// TestDirBackendInRootSymlink: a symlink that stays inside the root is
+// followed, as os.Root does.
+func TestDirBackendInRootSymlink(t *testing.T) {
+	ctx := context.Background()
+	b := newDir(t)
+	if err := b.Put(ctx, "real/x", strings.NewReader("data"), 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real", filepath.Join(b.Location(), "alias")); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := b.Get(ctx, "alias/x", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if got, _ := io.ReadAll(rc); string(got) != "data" {
+		t.Fatalf("got %q", got)
 	}
 }

@@ -14,24 +14,49 @@
 //
 // # API (the contract other packages use)
 //
-// Storage and objects (storage half):
+// Backends:
 //
-//	OpenBackend(ctx, location) (Backend, error)   // "DIR" or "s3://…"; decorators composed in one place
-//	Init(ctx, b, InitOptions) (*Pool, error)      // writes the identity file; optional encryption key
-//	Open(ctx, b, OpenOptions) (*Pool, error)      // reads identity: wrong/missing → ErrIdentity
-//	(*Pool).ID() string                            // pool UUID
+//	Backend: Put / Get(off, length) / Stat / List(prefix) / Delete / Location; Syncer: Sync; TempCleaner: CleanTemp
+//	OpenBackend(ctx, location, OpenBackendOptions) (Backend, error)  // "DIR", "file://…", "s3://…"; decorators composed in one place
+//	RegisterBackend(scheme, BackendFactory), BackendSchemes(), RedactLocation(location)
+//	Decorate(b, DecorateOptions) Backend          // retry, read-after-write verify, rate and concurrency limits
+//	NewDirBackend(dir), CreateDirBackend(dir) (*DirBackend, error)  // (*DirBackend).Close
+//	NewS3Backend(ctx, S3Config) (*S3Backend, error)
+//	ValidateName(name) error, ValidName(element) bool
+//	ErrNotFound, ErrTransient, ErrInvalidName
+//
+// Pools and objects:
+//
+//	Init(ctx, b, InitOptions) (*Pool, error)      // writes the identity file; optional encryption key (ErrExists)
+//	Open(ctx, b, OpenOptions) (*Pool, error)      // ErrIdentity (wrong/missing storage), ErrNoKey, ErrWrongKey
+//	(*Pool).ID, ExpectID, Created, Encrypted, Location, Backend
+//	(*Pool).Hash(data) Digest                      // keyed when encrypted
 //	(*Pool).Put(ctx, kind, data) (Digest, bool, error)  // idempotent; bool reports a new object
-//	(*Pool).Get(ctx, d) (Kind, []byte, error)      // verifies digest; ErrCorrupt, ErrNotFound
-//	(*Pool).Has(ctx, d) (bool, error)
+//	(*Pool).PutDigest, PutDigestSize               // digest already known
+//	(*Pool).Get(ctx, d) (Kind, []byte, error)      // verified: ErrCorrupt, ErrNotFound
+//	(*Pool).Exists / Has(ctx, d) (bool, error)
+//	(*Pool).PutNamed / GetNamed / DeleteNamed      // verified non-content objects (manifests, locks)
+//	(*Pool).ListObjects(ctx, fn), DeleteObject, Quarantine; ObjectName(d), QuarantineName(d)
 //	(*Pool).Sync(ctx) error                        // the one durability barrier
+//	(*Pool).CleanTemp(ctx, cutoff) (int, error)    // leftover temporary files of crashed Puts
+//	Digest (String, ParseDigest, IsZero, text marshalling), Kind, Chunks(data) []int
 //
-// Structure half:
+// Snapshots:
 //
-//	(*Pool).NewWriter(ctx, SnapshotMeta) (*Writer, error)
-//	(*Writer).Add(ctx, path, Entry, io.Reader) error  // walk order, parents first
+//	(*Pool).NewWriter(ctx, SnapshotMeta) (*Writer, error)  // takes a writer lock; SetWriterConcurrency(n)
+//	(*Writer).Add(ctx, path, Entry, io.Reader) error  // walk order, "." first; ErrEntry: entry rejected, writer usable;
+//	                                                  // ErrContentMissing: reused content gone, add again with a reader
 //	(*Writer).RecordError(path, err)                  // per-file error → partial
-//	(*Writer).Finish(ctx) (*Manifest, error)
-//	(*Pool).Snapshots(ctx, fn) error, (*Pool).Snapshot(ctx, id) (*Manifest, error)
-//	(*Pool).SnapshotFS(ctx, *Manifest) fs.FS, (*Pool).FS(ctx) fs.FS
-//	(*Pool).GC(ctx, GCOptions) (GCReport, error), (*Pool).Check(ctx, CheckOptions) (CheckReport, error)
+//	(*Writer).Finish(ctx) (*Manifest, error), Abort(), Stats(), ID()
+//	(*Pool).Snapshots(ctx, fn), SnapshotIDs(ctx), Snapshot(ctx, id), DeleteSnapshot(ctx, id)
+//	(*Manifest).RootDir() Entry                       // the source root directory's own metadata
+//	(*Pool).ReadTree(ctx, d) ([]Entry, error), Lookup(ctx, root, path) (Entry, error)
+//	EncodeTree(entries), DecodeTree(b); Entry, EntryType
+//	(*Pool).OpenContent(ctx, *Entry) (*ContentReader, error)  // io.ReaderAt + io.ReadSeeker + WriterTo
+//	(*Pool).SnapshotFS(ctx, *Manifest) fs.FS, (*Pool).FS(ctx) fs.FS  // *TreeFS: Stat, ReadDir, ReadLink, Lstat, Refresh
+//
+// Maintenance:
+//
+//	(*Pool).GC(ctx, GCOptions) (GCReport, error)   // ErrLocked while a foreign backup runs; ErrImagePool on an image pool
+//	(*Pool).Check(ctx, CheckOptions) (CheckReport, error)  // structure, --read-data scrub, quarantine
 package pool

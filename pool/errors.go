@@ -23,4 +23,7 @@ var (
 	// ErrInvalidName: a backend or named-object name is not a clean relative
 	// slash-separated path.
 	ErrInvalidName = errors.New("invalid name")
+	// ErrImagePool: a file-pool operation that would destroy data (GC)
+	// was asked to run on an image pool, whose blocks it cannot see.
+	ErrImagePool = errors.New("this is an image pool")
 )

@@ -60,7 +60,7 @@ type fsNode struct {
 
 // SnapshotFS returns the tree of one snapshot. The value is a *TreeFS.
 func (p *Pool) SnapshotFS(ctx context.Context, m *Manifest) fs.FS {
-	root := &fsNode{e: Entry{Name: ".", Type: TypeDir, Mode: 0o755, ModTime: m.Start.UnixNano(), Subtree: m.Root}}
+	root := &fsNode{e: m.RootDir()}
 	return &TreeFS{p: p, ctx: ctx, root: root}
 }
 
@@ -132,7 +132,9 @@ func (f *TreeFS) loadPool() (*fsNode, error) {
 				name = m.Source + "~" + m.ID
 			}
 		}
-		td.virt = append(td.virt, &fsNode{e: Entry{Name: name, Type: TypeDir, Mode: 0o755, ModTime: m.Start.UnixNano(), Subtree: m.Root}})
+		se := m.RootDir()
+		se.Name = name
+		td.virt = append(td.virt, &fsNode{e: se})
 		for _, n := range []*fsNode{root, h, td} {
 			n.e.ModTime = max(n.e.ModTime, m.Start.UnixNano())
 		}

@@ -39,6 +39,10 @@ type GCReport struct {
 // GC deletes objects that no snapshot manifest and no running writer
 // references, except those younger than the grace period.
 //
+// GC refuses (ErrImagePool) to run on an image pool — one holding the
+// images package's marker object ImagePoolMarker — because its blocks are
+// referenced by image manifests GC cannot read; use the images Store's GC.
+//
 // It is safe against concurrent writers. Writers in this process are
 // marked from (their open directories and pending writes), and whatever
 // they reference while GC runs is recorded and never deleted (see
@@ -47,6 +51,9 @@ type GCReport struct {
 // GC lock that makes new foreign writers wait.
 func (p *Pool) GC(ctx context.Context, o GCOptions) (GCReport, error) {
 	rep := GCReport{DryRun: o.DryRun}
+	if err := p.refuseImagePool(ctx); err != nil {
+		return rep, err
+	}
 	st := p.state()
 	st.gcMu.Lock()
 	defer st.gcMu.Unlock()
@@ -230,4 +237,22 @@ func (p *Pool) GC(ctx context.Context, o GCOptions) (GCReport, error) {
 		rep.SweptBytes += c.size
 	}
 	return rep, nil
+}
+
+// ImagePoolMarker is the named object the images package writes at the
+// root of an image pool (images.MarkerName). The pool package only checks
+// for it, so that GC never sweeps an image pool's blocks.
+const ImagePoolMarker = "cairn-images.json"
+
+// refuseImagePool returns ErrImagePool when the pool is an image pool.
+func (p *Pool) refuseImagePool(ctx context.Context) error {
+	_, err := p.b.Stat(ctx, ImagePoolMarker)
+	switch {
+	case err == nil:
+		return fmt.Errorf("gc at %s: %w (it holds %s): file-pool GC would delete every image block; use the image pool's own GC", p.Location(), ErrImagePool, ImagePoolMarker)
+	case errors.Is(err, ErrNotFound):
+		return nil
+	default:
+		return fmt.Errorf("gc at %s: check for an image-pool marker: %w", p.Location(), err)
+	}
 }

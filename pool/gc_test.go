@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -317,4 +318,35 @@ func TestGCConcurrentWithBackups(t *testing.T) {
 	}
 	t.Logf("%d iterations, %d GC runs, %d objects swept, %d kept because a writer took them up mid-GC; %d files reused, %d re-read after their content was swept",
 		iterations, gcRuns, swept, inUse, reused.Load(), refetched.Load())
+}
+
+// TestGCRefusesImagePool: GC, dry run or not, refuses a pool carrying the
+// image-pool marker and deletes nothing.
+func TestGCRefusesImagePool(t *testing.T) {
+	ctx := context.Background()
+	p, _ := structPool(t)
+	d, _, err := p.Put(ctx, KindData, []byte("an image block nobody in the file pool references"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PutNamed(ctx, ImagePoolMarker, KindManifest, []byte(`{"format":"cairn-images"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, dry := range []bool{true, false} {
+		_, err := p.GC(ctx, GCOptions{DryRun: dry, Grace: -1})
+		if !errors.Is(err, ErrImagePool) || !strings.Contains(err.Error(), ImagePoolMarker) {
+			t.Fatalf("GC (dry run %v) on an image pool: %v", dry, err)
+		}
+	}
+	if ok, err := p.Exists(ctx, d); !ok || err != nil {
+		t.Fatalf("block gone after refused GC: %v %v", ok, err)
+	}
+	// Without the marker the same pool is an ordinary file pool again.
+	if err := p.DeleteNamed(ctx, ImagePoolMarker); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := p.GC(ctx, GCOptions{Grace: -1})
+	if err != nil || rep.Swept != 1 {
+		t.Fatalf("GC after removing the marker: %+v %v", rep, err)
+	}
 }

@@ -68,6 +68,7 @@ type poolState struct {
 
 	chunks *lru // decoded file data by digest
 	trees  *lru // decoded trees by digest
+	roots  *lru // root tree digest → Entry of the snapshot root directory
 }
 
 var states sync.Map // weak.Pointer[Pool] → *poolState
@@ -87,6 +88,7 @@ func (p *Pool) state() *poolState {
 		deleting: map[Digest]chan struct{}{},
 		chunks:   newLRU(32 << 20),
 		trees:    newLRU(8 << 20),
+		roots:    newLRU(1 << 20),
 	}
 	actual, loaded := states.LoadOrStore(wp, s)
 	if !loaded {

@@ -43,6 +43,47 @@ type Manifest struct {
 	ErrorCount int               `json:"error_count"`
 	Labels     map[string]string `json:"labels,omitempty"`
 	Format     int               `json:"format"`
+	// RootEntry is the source root directory's own metadata (mode,
+	// owner, mtime, xattrs, extra), encoded as a one-entry tree
+	// (FORMAT.md §7) whose entry is named after Source and whose subtree
+	// is Root. Absent in manifests written before it existed; use the
+	// method RootDir to read it.
+	RootEntry []byte `json:"root_entry,omitempty"`
+}
+
+// RootDir returns the snapshot root directory as an Entry named ".":
+// the metadata the puller gave for "." with Subtree = Root. For a
+// manifest without a stored root entry (written by an older Cairn) it is
+// a plain 0755 directory with the snapshot's start time as its mtime.
+func (m *Manifest) RootDir() Entry {
+	if e, err := decodeRootEntry(m.RootEntry, m.Root); err == nil && e != nil {
+		return *e
+	}
+	return Entry{Name: ".", Type: TypeDir, Mode: 0o755, ModTime: m.Start.UnixNano(), Subtree: m.Root}
+}
+
+// encodeRootEntry stores the root directory's entry as a one-entry tree.
+func encodeRootEntry(e Entry, source string, root Digest) ([]byte, error) {
+	e.Name, e.Type, e.Subtree = source, TypeDir, root
+	e.Content, e.Chunked, e.Size, e.Target, e.Rdev, e.HardLink = Digest{}, false, 0, "", 0, 0
+	return appendTree(nil, []Entry{e})
+}
+
+// decodeRootEntry returns nil, nil when b is empty.
+func decodeRootEntry(b []byte, root Digest) (*Entry, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	es, err := DecodeTree(b)
+	if err != nil {
+		return nil, fmt.Errorf("root entry: %w", err)
+	}
+	if len(es) != 1 || es[0].Type != TypeDir || es[0].Subtree != root {
+		return nil, errors.New("root entry: not one directory entry pointing at the root tree")
+	}
+	e := es[0]
+	e.Name = "."
+	return &e, nil
 }
 
 // newSnapshotID returns a sortable ID: the start time in UTC, then random.
@@ -95,11 +136,25 @@ func (p *Pool) Snapshot(ctx context.Context, id string) (*Manifest, error) {
 		err = errors.New("no root tree")
 	case m.Status != StatusComplete && m.Status != StatusPartial:
 		err = fmt.Errorf("unknown status %q", m.Status)
+	default:
+		_, err = decodeRootEntry(m.RootEntry, m.Root)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w: %v", id, ErrCorrupt, err)
 	}
+	p.rememberRoot(m)
 	return m, nil
+}
+
+// rememberRoot lets Lookup(root, ".") answer with the root directory's
+// real metadata for snapshots this process has written or read.
+func (p *Pool) rememberRoot(m *Manifest) {
+	if len(m.RootEntry) == 0 {
+		return
+	}
+	st := p.state()
+	st.roots.remove(m.Root)
+	st.roots.add(m.Root, m.RootDir(), 256+len(m.RootEntry))
 }
 
 // SnapshotIDs returns the IDs of all snapshots, sorted (oldest first).
@@ -179,9 +234,15 @@ func (p *Pool) ReadTree(ctx context.Context, d Digest) ([]Entry, error) {
 }
 
 // Lookup returns the entry at the slash-separated path below the tree
-// root. "." or "" is the root itself (a directory entry named ".").
+// root. "." or "" is the root itself (a directory entry named "."): its
+// metadata is that of the most recent snapshot with this root tree that
+// this process wrote or read (Snapshot, Snapshots, Writer.Finish), else a
+// plain 0755 directory. (*Manifest).RootDir is exact; SnapshotFS uses it.
 func (p *Pool) Lookup(ctx context.Context, root Digest, path string) (Entry, error) {
 	e := Entry{Name: ".", Type: TypeDir, Mode: 0o755, Subtree: root}
+	if v, ok := p.state().roots.get(root); ok {
+		e = v.(Entry)
+	}
 	if path == "." || path == "" {
 		return e, nil
 	}

@@ -61,6 +61,7 @@ type Writer struct {
 	// Guarded by st.mu: GC reads them as roots. Only the Add goroutine
 	// modifies them, so it reads them without the lock.
 	stack    []*wdir
+	rootE    Entry // the root directory's own entry, for the manifest
 	pending  map[Digest]*pendingObj
 	cur      []Digest // chunks of the file being stored
 	root     Digest
@@ -399,6 +400,8 @@ func (w *Writer) Add(ctx context.Context, path string, e Entry, r io.Reader) err
 			return entryErr(path, "the root must be a directory, not a %s", e.Type)
 		}
 		e.Name = "."
+		e.Size, e.Target, e.Rdev, e.HardLink = 0, "", 0, 0
+		w.rootE = e
 		w.started = true
 		w.st.mu.Lock()
 		w.stack = append(w.stack, &wdir{path: ".", entry: e})
@@ -731,12 +734,22 @@ func (w *Writer) Finish(ctx context.Context) (*Manifest, error) {
 		Labels: w.meta.Labels, Format: ManifestFormat,
 	}
 	w.emu.Unlock()
+	if re, err := encodeRootEntry(w.rootE, m.Source, m.Root); err == nil {
+		m.RootEntry = re
+	} else {
+		w.nerrs.Add(1)
+		m.ErrorCount++
+		if len(m.Errors) < maxRecordedErrors {
+			m.Errors = append(m.Errors, ".: root directory metadata not stored: "+err.Error())
+		}
+	}
 	if m.ErrorCount > 0 {
 		m.Status = StatusPartial
 	}
 	if err := w.p.putManifest(ctx, m); err != nil {
 		return nil, err
 	}
+	w.p.rememberRoot(m)
 	if err := w.p.Sync(ctx); err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", w.id, err)
 	}

@@ -9,11 +9,14 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // benchPool makes a pool for benchmarks under $CAIRN_BENCH_DIR when set
 // (e.g. /dev/shm, to measure the Writer rather than a slow disk), else in
-// a temporary directory.
+// a temporary directory. CAIRN_BENCH_OSROOT=1 (with CAIRN_BENCH_DIR)
+// makes the DirBackend use its os.Root fallback instead of openat2.
 func benchPool(b *testing.B) *Pool {
 	parent := os.Getenv("CAIRN_BENCH_DIR")
 	if parent == "" {
@@ -28,6 +31,11 @@ func benchPool(b *testing.B) *Pool {
 	be, err := NewDirBackend(dir)
 	if err != nil {
 		b.Fatal(err)
+	}
+	if os.Getenv("CAIRN_BENCH_OSROOT") != "" && be.fd >= 0 {
+		// Measure the os.Root fallback (the path taken without openat2).
+		unix.Close(be.fd)
+		be.fd = -1
 	}
 	p, err := Init(context.Background(), be, InitOptions{})
 	if err != nil {

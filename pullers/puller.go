@@ -22,8 +22,25 @@ import (
 //   - For a regular file, r yields exactly e.Size bytes. When r is nil and
 //     e.Content is set, the content is reused from the previous snapshot
 //     (the incremental skip): nothing is read.
+//   - The root "." is a directory entry carrying the source root's own
+//     metadata (mode, owner, mtime, xattrs); the pool stores it in the
+//     snapshot manifest.
 //   - RecordError notes a per-file failure (vanished, permission denied);
 //     the snapshot becomes partial but continues.
+//
+// Errors from Add:
+//   - errors.Is(err, pool.ErrEntry): this entry was rejected (a hostile or
+//     out-of-order path, content shorter or longer than e.Size, a read
+//     error from r). Nothing of it is stored and the Sink stays usable:
+//     record it with RecordError and go on with the next entry (a rejected
+//     directory's children will be rejected too, as out of order).
+//   - errors.Is(err, pool.ErrContentMissing) (always also ErrEntry): r was
+//     nil and the reused e.Content is no longer in the pool (GC removed
+//     it, or check quarantined it as corrupt). Add the same path again,
+//     this time with a reader of the content; that stores it afresh and
+//     heals the pool.
+//   - Any other error is fatal (storage failed, ctx cancelled): stop the
+//     pull and return it; the snapshot will not be written.
 type Sink interface {
 	Add(ctx context.Context, path string, e pool.Entry, r io.Reader) error
 	RecordError(path string, err error)
