@@ -91,3 +91,36 @@ func TestExcludesAndOneFS(t *testing.T) {
 		t.Fatalf("pool check: %v %s", err, rep.String())
 	}
 }
+
+// TestCancel: cancelling the context mid-transfer ends the pull at once
+// with the context's error, and the aborted snapshot leaves the pool
+// consistent.
+func TestCancel(t *testing.T) {
+	s := testenv.Rsyncd(t)
+	for i := range 3 {
+		if err := os.WriteFile(filepath.Join(s.Dir, "f"+string(rune('a'+i))), make([]byte, 8<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := pullertest.NewPool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := p.NewWriter(ctx, pool.SnapshotMeta{Host: "h", Source: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rsync.New().Pull(ctx, &pullers.Job{Source: daemonSource(s, s.Module, "/"), Sink: w,
+		Progress: func(pr pullers.Progress) {
+			if pr.Path == "fb" {
+				cancel()
+			}
+		}})
+	w.Abort()
+	if err != context.Canceled {
+		t.Fatalf("cancelled pull: %v", err)
+	}
+	rep, err := p.Check(context.Background(), pool.CheckOptions{ReadData: true})
+	if err != nil || !rep.OK() {
+		t.Fatalf("pool check: %v %s", err, rep.String())
+	}
+}
