@@ -553,7 +553,19 @@ func TestApplianceHostVerbs(t *testing.T) {
 		}
 		return h
 	}
-	mustCLI(t, data, "host", "add", "h", "--method", "local", "--path", a, "--address", "h.example")
+	mustCLI(t, data, "group", "add", "web", "keep_daily=7")
+	mustCLI(t, data, "group", "defaults", "schedule=0 3 * * *")
+	if _, errOut, code := cairnCLI(t, data, "group", "set", "web", "schedule=bogus"); code == 0 || !strings.Contains(errOut, "schedule") {
+		t.Fatalf("bad group schedule: %d %q", code, errOut)
+	}
+	if out := mustCLI(t, data, "group", "ls"); !strings.Contains(out, "keep_daily=7") {
+		t.Fatalf("group ls:\n%s", out)
+	}
+	mustCLI(t, data, "host", "add", "h", "--method", "local", "--path", a, "--address", "h.example", "--group", "web")
+	eff := mustCLI(t, data, "host", "show", "h", "--effective")
+	if !regexp.MustCompile(`schedule +0 3 \* \* \* +global`).MatchString(eff) || !regexp.MustCompile(`keep_daily +7 +group:web`).MatchString(eff) {
+		t.Fatalf("effective settings:\n%s", eff)
+	}
 	mustCLI(t, data, "host", "edit", "h", "--schedule", "@daily", "--jitter", "30m", "--keep-last", "3", "--keep-daily", "7")
 	h := show()
 	if h.Address != "h.example" || len(h.Schedules) != 1 || h.Schedules[0].Cron != "@daily" || h.Schedules[0].Jitter != "30m0s" ||
