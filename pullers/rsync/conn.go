@@ -46,6 +46,7 @@ type target struct {
 	pinned   ssh.PublicKey
 	rsyncBin string
 	oneFS    bool
+	numeric  bool
 	full     bool
 	timeout  time.Duration
 	idle     time.Duration
@@ -110,6 +111,9 @@ func parseTarget(s pullers.Source) (*target, error) {
 	}
 	var err error
 	if t.oneFS, err = boolOpt(o, "one_file_system"); err != nil {
+		return nil, err
+	}
+	if t.numeric, err = boolOpt(o, "numeric_ids"); err != nil {
 		return nil, err
 	}
 	if t.full, err = boolOpt(o, "full"); err != nil {
@@ -237,7 +241,10 @@ func (t *target) args() []string {
 	if t.oneFS {
 		flags += "x"
 	}
-	return []string{"--server", "--sender", flags, "--numeric-ids", "."}
+	if t.numeric {
+		return []string{"--server", "--sender", flags, "--numeric-ids", "."}
+	}
+	return []string{"--server", "--sender", flags, "."}
 }
 
 // openDaemon connects to an rsync daemon, selects the module and

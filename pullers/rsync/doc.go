@@ -25,6 +25,7 @@
 //	                           SeenHostKey; a different key: ErrHostKeyChanged
 //	Options["rsync_path"]      ssh: the remote rsync binary (default "rsync")
 //	Options["one_file_system"] "true": rsync -x
+//	Options["numeric_ids"]     "true": --numeric-ids (no owner names)
 //	Options["full"]            "true": no incremental skip in this run
 //	Options["timeout"]         connect/handshake timeout, default 30s
 //	Options["io_timeout"]      a read waiting longer fails the pull, default 15m
@@ -38,12 +39,14 @@
 //
 // # What is carried
 //
-// The sender runs with -lptgoDrH --numeric-ids: type, permissions (with
-// setuid/setgid/sticky), numeric uid/gid, mtime in whole seconds,
-// symlink targets (never followed), device numbers, FIFOs and sockets,
-// and hard links (regular files with the same device and inode share an
-// Entry.HardLink id). Not carried: owner names (--numeric-ids), xattrs
-// and ACLs (protocol 30+), sub-second times (protocol 31).
+// The sender runs with -lptgoDrH: type, permissions (with
+// setuid/setgid/sticky), uid/gid with their names (the sender's id
+// lists; uid/gid 0 is "root", as rsync assumes; none with
+// Options["numeric_ids"]="true" or a daemon configured "numeric ids"),
+// mtime in whole seconds, symlink targets (never followed), device
+// numbers, FIFOs and sockets, and hard links (regular files with the same
+// device and inode share an Entry.HardLink id). Not carried: xattrs and
+// ACLs (protocol 30+), sub-second times (protocol 31).
 //
 // # Walk order
 //

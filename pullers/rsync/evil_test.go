@@ -53,7 +53,8 @@ func (s *stream) entry(name string, size int64, mode uint32, target string) *str
 	return s
 }
 
-func (s *stream) end() *stream { s.WriteByte(0); s.i32(0); return s } // list end, io_error
+// end writes the list end, empty uid and gid name lists and io_error.
+func (s *stream) end() *stream { s.WriteByte(0); s.i32(0).i32(0).i32(0); return s }
 
 // file answers a request with no basis: literal data and its MD4.
 func (s *stream) file(ndx int32, data []byte) *stream {

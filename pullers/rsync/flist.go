@@ -38,6 +38,8 @@ type file struct {
 	gid    uint32
 	rdev   uint32
 	target string
+	user   string // owner names, unless --numeric-ids
+	group  string
 	dev    int64 // -H: device and inode of a regular file
 	ino    int64
 }
@@ -244,4 +246,37 @@ func quote(s string) string {
 		s = s[:200] + "…"
 	}
 	return strconv.Quote(s)
+}
+
+// maxIDs bounds each uid/gid name list.
+const maxIDs = 1 << 20
+
+// readIDList reads one uid or gid name list of protocols before 30:
+// (int32 id, byte length, name) until id 0. Id 0 is root and never sent.
+func readIDList(r *rawReader, what string) (map[uint32]string, error) {
+	names := map[uint32]string{0: "root"}
+	for n := 0; ; n++ {
+		id, err := r.int32(what + " list")
+		if err != nil {
+			return nil, err
+		}
+		if id == 0 {
+			return names, nil
+		}
+		if n >= maxIDs {
+			return nil, protoErr("%s list longer than %d names", what, maxIDs)
+		}
+		l, err := r.byte1(what + " name length")
+		if err != nil {
+			return nil, err
+		}
+		b := make([]byte, l)
+		if err := r.full(b, what+" name"); err != nil {
+			return nil, err
+		}
+		if slices.Contains(b, 0) || slices.Contains(b, '\n') {
+			return nil, protoErr("%s name %s", what, quote(string(b)))
+		}
+		names[uint32(id)] = string(b)
+	}
 }

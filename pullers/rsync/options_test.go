@@ -4,8 +4,10 @@ import (
 	"context"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -123,4 +125,52 @@ func TestCancel(t *testing.T) {
 	if err != nil || !rep.OK() {
 		t.Fatalf("pool check: %v %s", err, rep.String())
 	}
+}
+
+// TestOwnerNamesSSH: the sender's uid/gid name lists reach Entry.User
+// and Entry.Group; numeric_ids turns them off.
+func TestOwnerNamesSSH(t *testing.T) {
+	testenv.Need(t, "rsync")
+	s := testenv.SSHD(t)
+	f := filepath.Join(s.Dir, "owned")
+	if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(f, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	wantU, wantG := lookupNames(t, 65534)
+	p := pullertest.NewPool(t)
+	for _, numeric := range []bool{false, true} {
+		src := sshSource(t, s, s.Dir)
+		if numeric {
+			src.Options["numeric_ids"] = "true"
+			wantU, wantG = "", ""
+		}
+		m, err := pullOnce(t, p, rsync.New(), src, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := fs.Stat(p.SnapshotFS(context.Background(), m), "owned")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := st.Sys().(*pool.Entry)
+		if e.UID != 65534 || e.GID != 65534 || e.User != wantU || e.Group != wantG {
+			t.Errorf("numeric=%v: owner %d:%d %q:%q, want 65534:65534 %q:%q", numeric, e.UID, e.GID, e.User, e.Group, wantU, wantG)
+		}
+	}
+}
+
+func lookupNames(t *testing.T, id int) (string, string) {
+	t.Helper()
+	u, err := user.LookupId(strconv.Itoa(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := user.LookupGroupId(strconv.Itoa(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username, g.Name
 }

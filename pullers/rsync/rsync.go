@@ -152,6 +152,18 @@ func (p *Puller) transfer(ctx context.Context, t *target, s *session, j *pullers
 	if err != nil {
 		return fmt.Errorf("%s: file list: %w", t, err)
 	}
+	var users, groups map[uint32]string
+	if !t.numeric {
+		if users, err = readIDList(r, "user"); err == nil {
+			groups, err = readIDList(r, "group")
+		}
+		if err != nil {
+			return fmt.Errorf("%s: file list: %w", t, err)
+		}
+		for _, f := range list {
+			f.user, f.group = users[f.uid], groups[f.gid]
+		}
+	}
 	if _, err := r.int32("io error flag"); err != nil {
 		return fmt.Errorf("%s: file list: %w", t, err)
 	}
@@ -229,7 +241,7 @@ func (x *xfer) recordError(rel string, err error) {
 }
 
 func entryOf(f *file, name string) pool.Entry {
-	e := pool.Entry{Name: name, UID: f.uid, GID: f.gid, ModTime: f.mtime * 1e9}
+	e := pool.Entry{Name: name, UID: f.uid, GID: f.gid, User: f.user, Group: f.group, ModTime: f.mtime * 1e9}
 	e.Mode = fs.FileMode(f.mode & 0o777)
 	if f.mode&0o4000 != 0 {
 		e.Mode |= fs.ModeSetuid
