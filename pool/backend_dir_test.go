@@ -19,13 +19,29 @@ func TestDirBackendConformance(t *testing.T) {
 	backendtest.Run(t, func(t *testing.T) pool.Backend { return newDir(t) })
 }
 
+// newDirOSRoot is newDir on the os.Root fallback path.
+func newDirOSRoot(t *testing.T) *pool.DirBackend {
+	b := newDir(t)
+	pool.UseOSRoot(b)
+	return b
+}
+
+func TestDirBackendOSRootConformance(t *testing.T) {
+	backendtest.Run(t, func(t *testing.T) pool.Backend { return newDirOSRoot(t) })
+}
+
 func TestMemBackendConformance(t *testing.T) {
 	backendtest.Run(t, func(t *testing.T) pool.Backend { return backendtest.NewMem() })
 }
 
 func TestDirBackendSafety(t *testing.T) {
+	for name, mk := range map[string]func(*testing.T) *pool.DirBackend{"openat2": newDir, "osroot": newDirOSRoot} {
+		t.Run(name, func(t *testing.T) { testDirBackendSafety(t, mk(t)) })
+	}
+}
+
+func testDirBackendSafety(t *testing.T, b *pool.DirBackend) {
 	ctx := context.Background()
-	b := newDir(t)
 	outside := t.TempDir()
 	// A symlink planted inside the root must not lead writes or reads out.
 	if err := os.Symlink(outside, filepath.Join(b.Location(), "objects")); err != nil {
@@ -44,8 +60,13 @@ func TestDirBackendSafety(t *testing.T) {
 }
 
 func TestDirBackendDetails(t *testing.T) {
+	for name, mk := range map[string]func(*testing.T) *pool.DirBackend{"openat2": newDir, "osroot": newDirOSRoot} {
+		t.Run(name, func(t *testing.T) { testDirBackendDetails(t, mk(t)) })
+	}
+}
+
+func testDirBackendDetails(t *testing.T, b *pool.DirBackend) {
 	ctx := context.Background()
-	b := newDir(t)
 	// Temporary files are never listed; ModTime is the file's mtime.
 	if err := b.Put(ctx, "snapshots/a", strings.NewReader("a"), 1); err != nil {
 		t.Fatal(err)
@@ -128,6 +149,12 @@ func TestCleanTemp(t *testing.T) {
 // or relative, pointing out of the root) is never followed by any
 // operation, and nothing outside changes.
 func TestDirBackendPlantedSymlink(t *testing.T) {
+	for name, mk := range map[string]func(*testing.T) *pool.DirBackend{"openat2": newDir, "osroot": newDirOSRoot} {
+		t.Run(name, func(t *testing.T) { testDirBackendPlantedSymlink(t, mk) })
+	}
+}
+
+func testDirBackendPlantedSymlink(t *testing.T, newDir func(*testing.T) *pool.DirBackend) {
 	ctx := context.Background()
 	for _, kind := range []string{"absolute", "relative"} {
 		t.Run(kind, func(t *testing.T) {
@@ -181,8 +208,13 @@ func TestDirBackendPlantedSymlink(t *testing.T) {
 // TestDirBackendInRootSymlink: a symlink that stays inside the root is
 // followed, as os.Root does.
 func TestDirBackendInRootSymlink(t *testing.T) {
+	for name, mk := range map[string]func(*testing.T) *pool.DirBackend{"openat2": newDir, "osroot": newDirOSRoot} {
+		t.Run(name, func(t *testing.T) { testDirBackendInRootSymlink(t, mk(t)) })
+	}
+}
+
+func testDirBackendInRootSymlink(t *testing.T, b *pool.DirBackend) {
 	ctx := context.Background()
-	b := newDir(t)
 	if err := b.Put(ctx, "real/x", strings.NewReader("data"), 4); err != nil {
 		t.Fatal(err)
 	}
