@@ -305,10 +305,13 @@ func (p *Puller) openDaemon(ctx context.Context, t *target) (*session, error) {
 			continue
 		case strings.HasPrefix(line, "@ERROR"):
 			msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(line, "@ERROR"), ":"))
-			if authed || strings.Contains(msg, "auth") {
+			switch {
+			case authed || strings.Contains(msg, "auth"):
 				return fail(fmt.Errorf("%s: %w", msg, ErrAuth))
+			case strings.Contains(strings.ToLower(msg), "unknown module"):
+				return fail(fmt.Errorf("daemon: %s: %w", msg, pullers.ErrPermanent))
 			}
-			return fail(fmt.Errorf("daemon: %s: %w", msg, pullers.ErrPermanent))
+			return fail(fmt.Errorf("daemon: %s", msg)) // e.g. max connections: a retry may work
 		case line == "@RSYNCD: EXIT":
 			return fail(errors.New("daemon closed the session"))
 		default:

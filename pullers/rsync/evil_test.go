@@ -79,6 +79,11 @@ func (s *stream) done() *stream {
 // fakeDaemon serves one scripted session per connection: the greeting,
 // the seed, then body (multiplexed, unless raw).
 func fakeDaemon(t *testing.T, body []byte, raw bool) pullers.Source {
+	return fakeDaemonStall(t, body, raw, false)
+}
+
+// fakeDaemonStall: with stall, the connection stays open after body.
+func fakeDaemonStall(t *testing.T, body []byte, raw, stall bool) pullers.Source {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -123,7 +128,9 @@ func fakeDaemon(t *testing.T, body []byte, raw bool) pullers.Source {
 						b = b[n:]
 					}
 				}
-				c.(*net.TCPConn).CloseWrite()
+				if !stall {
+					c.(*net.TCPConn).CloseWrite()
+				}
 				io.Copy(io.Discard, br)
 			}()
 		}
@@ -265,4 +272,18 @@ func TestFakeSenderPerFile(t *testing.T) {
 	if _, err := fs.Stat(sfs, "b"); err == nil {
 		t.Error("b with a bad checksum is in the snapshot")
 	}
+}
+
+// TestStall: a sender that stops talking mid-stream fails the pull after
+// io_timeout instead of hanging it.
+func TestStall(t *testing.T) {
+	s := new(stream).entry(".", 0, dir, "").entry("a", 5, reg, "")
+	src := fakeDaemonStall(t, s.Bytes(), false, true)
+	src.Options["io_timeout"] = "300ms"
+	_, err := pullOnce(t, pullertest.NewPool(t), rsync.New(), src, nil)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("stalled server: %v, want a timeout", err)
+	}
+	t.Log(err)
 }

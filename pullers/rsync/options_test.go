@@ -174,3 +174,50 @@ func lookupNames(t *testing.T, id int) (string, string) {
 	}
 	return u.Username, g.Name
 }
+
+// TestSortOrder: names that sort differently with and without a
+// directory's trailing slash; each file must get its own content (the
+// file index is the position in rsync's sorted list).
+func TestSortOrder(t *testing.T) {
+	s := testenv.Rsyncd(t)
+	files := []string{"a-x", "a/b", "a/b-c", "a/b/c", "a.b", "a0", "a/ ", "b", "b/a", "-", "a!"}
+	for _, f := range files {
+		p := filepath.Join(s.Dir, f)
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			continue
+		}
+		os.MkdirAll(filepath.Dir(p), 0o755)
+	}
+	for _, f := range files {
+		p := filepath.Join(s.Dir, f)
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			continue
+		}
+		if err := os.WriteFile(p, []byte("content of "+f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := pullertest.NewPool(t)
+	m, err := pullOnce(t, p, rsync.New(), daemonSource(s, s.Module, "/"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ErrorCount != 0 {
+		t.Fatalf("errors: %q", m.Errors)
+	}
+	sfs := p.SnapshotFS(context.Background(), m)
+	n := 0
+	for _, f := range files {
+		if st, err := os.Stat(filepath.Join(s.Dir, f)); err == nil && st.IsDir() {
+			continue
+		}
+		b, err := fs.ReadFile(sfs, f)
+		if err != nil || string(b) != "content of "+f {
+			t.Errorf("%s: %q %v", f, b, err)
+		}
+		n++
+	}
+	if n < 8 {
+		t.Fatalf("only %d files checked", n)
+	}
+}
