@@ -34,9 +34,13 @@ func FuzzFileList(f *testing.F) {
 	f.Add(append(append(e, e2...), 0))
 	f.Add(append([]byte{0xa0, 1, 1, 'x'}, le(0)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		list, err := readFileList(&rawReader{r: bytes.NewReader(b)}, flistOpts{owner: true, devices: true, links: true, hard: true, maxEntries: 1000})
+		rr := &rawReader{r: bytes.NewReader(b)}
+		list, err := readFileList(rr, flistOpts{owner: true, devices: true, links: true, hard: true, maxEntries: 1000})
 		if err != nil {
 			return
+		}
+		if names, err := readIDList(rr, "user"); err == nil && names[0] != "root" {
+			t.Fatalf("id 0 is %q", names[0])
 		}
 		for i, fl := range list {
 			if fl.name != "." {

@@ -376,7 +376,9 @@ func (x *xfer) generate(ctx context.Context, plan []*item) error {
 				sent = true
 			}
 			if !sent {
+				x.mu.Lock() // the receiver compares the echoed head with it
 				it.head = sumHead{}
+				x.mu.Unlock()
 				x.p.log().Warn("rsync: basis unreadable; whole file", "path", it.rel, "err", err)
 			}
 		}
@@ -486,7 +488,10 @@ func (x *xfer) recvFile(ctx context.Context, it *item) error {
 		}
 		*v = n
 	}
-	if h != it.head {
+	x.mu.Lock()
+	want := it.head
+	x.mu.Unlock()
+	if h != want {
 		return fmt.Errorf("%s: %w", x.t, protoErr("%s: the checksum header came back changed", quote(it.rel)))
 	}
 	fr := &fileReader{r: x.r, h: h, sum: newSum(x.seed), left: it.e.Size + 1}
