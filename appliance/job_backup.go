@@ -231,11 +231,16 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 	if err != nil {
 		return fail(err)
 	}
+	opts, err := s.pullOptions(src)
+	if err != nil {
+		w.Abort()
+		return fail(err)
+	}
 	sink := &jobSink{w: w, jc: jc, scrub: scrub}
 	pj := &pullers.Job{
 		Host: h.Name,
 		Source: pullers.Source{Method: src.Method, Name: src.Name, Path: src.Path, Excludes: src.Excludes,
-			Options: src.Options, Secret: secret},
+			Options: opts, Secret: secret},
 		Sink:     sink,
 		Previous: prev,
 		Progress: func(pp pullers.Progress) {
@@ -265,6 +270,9 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 		w.Abort()
 		return fail(keepPermanent(pullErr, errors.New(scrub(pullErr.Error()))))
 	}
+	// Trust on first use: the server identity of a successful pull
+	// becomes the source's pin.
+	s.pinIdentity(ctx, jc, h, src, pl)
 	m, err := w.Finish(ctx)
 	if err != nil {
 		return fail(err)

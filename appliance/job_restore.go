@@ -1,12 +1,14 @@
 package appliance
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -15,6 +17,9 @@ import (
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
 	"github.com/cairn-backup/cairn/pool"
+	"github.com/cairn-backup/cairn/pullers/ftp"
+	"github.com/cairn-backup/cairn/pullers/sftp"
+	"github.com/cairn-backup/cairn/pullers/smb"
 )
 
 func init() { executors["restore"] = runRestore }
@@ -26,6 +31,12 @@ type RestoreParams struct {
 	Source   string `json:"source"`
 	Path     string `json:"path,omitempty"` // inside the snapshot; "" = all of it
 	To       string `json:"to"`             // absolute directory on the appliance
+	// ToHost writes back to the source's host over its method instead,
+	// into Dest there (default: a new cairn-restore-<time> directory);
+	// InPlace overwrites the source path itself.
+	ToHost  bool   `json:"to_host,omitempty"`
+	InPlace bool   `json:"in_place,omitempty"`
+	Dest    string `json:"dest,omitempty"`
 }
 
 // cleanSnapPath normalises a path inside a snapshot: slash-separated,
@@ -79,6 +90,9 @@ func runRestore(ctx context.Context, jc *jobCtx) error {
 	e, err := s.pool.Lookup(ctx, m.Root, sp)
 	if err != nil {
 		return fmt.Errorf("snapshot %s: %w", m.ID, err)
+	}
+	if rp.ToHost {
+		return s.restoreToHost(ctx, jc, &rp, m, sp)
 	}
 	if err := checkRestoreTarget(rp.To); err != nil {
 		return err
@@ -241,4 +255,181 @@ func (s *Server) resolveSnapshot(ctx context.Context, p *principal, host, snap, 
 		return nil, notFound("snapshot %s is not of host %s", snap, host)
 	}
 	return row, nil
+}
+
+// RestoreToHostInput is the body of POST /api/v1/restores: RestoreInput,
+// plus to_host to write the snapshot back to its host over the source's
+// method (sftp, smb, ftp) instead of into a directory on the appliance.
+type RestoreToHostInput struct {
+	Host     string `json:"host,omitempty"`
+	Snapshot string `json:"snapshot"`
+	Source   string `json:"source,omitempty"`
+	Path     string `json:"path,omitempty"`
+	To       string `json:"to,omitempty"` // must be empty with to_host
+	ToHost   bool   `json:"to_host,omitempty"`
+	// InPlace overwrites the source path on the host (admins only; not
+	// for ftp). Default: a new directory cairn-restore-<time> in it.
+	InPlace bool `json:"in_place,omitempty"`
+	// Dest is the directory on the host to create and fill instead.
+	Dest string `json:"dest,omitempty"`
+}
+
+// handleRestores is POST /api/v1/restores: a restore to the host, or else
+// the restore to a directory on the appliance (handleRestore).
+func (s *Server) handleRestores(r *http.Request, p *principal) (any, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, 1<<20))
+	if err != nil {
+		return nil, badRequest("request body: %v", err)
+	}
+	var in RestoreToHostInput
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return nil, badRequest("request body: %v", err)
+	}
+	if !in.ToHost {
+		if in.InPlace || in.Dest != "" {
+			return nil, badRequest("in_place and dest need to_host")
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		return s.handleRestore(r, p)
+	}
+	ctx := r.Context()
+	if in.To != "" {
+		return nil, badRequest("give either to (a directory on the appliance) or to_host, not both")
+	}
+	if in.InPlace && p.rank() < roleAdmin {
+		return nil, forbidden("only admins may restore in place (overwriting files on the host)")
+	}
+	if in.Dest != "" && (strings.ContainsRune(in.Dest, 0) || path.Clean(in.Dest) == "/") {
+		return nil, badRequest("dest %q: want a new directory on the host", in.Dest)
+	}
+	snap, err := s.resolveSnapshot(ctx, p, in.Host, in.Snapshot, in.Source)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := cleanSnapPath(in.Path)
+	if err != nil {
+		return nil, err
+	}
+	_, src, err := s.snapshotSource(ctx, snap.Host, snap.Source)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkHostRestoreMethod(src.Method, in.InPlace); err != nil {
+		return nil, err
+	}
+	root, err := pool.ParseDigest(snap.Root)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.pool.Lookup(ctx, root, sp); err != nil {
+		if errors.Is(err, pool.ErrNotFound) {
+			return nil, notFound("%s: no such path in snapshot %s", sp, snap.ID)
+		}
+		return nil, err
+	}
+	params, _ := json.Marshal(RestoreParams{Snapshot: snap.ID, Host: snap.Host, Source: snap.Source, Path: sp,
+		ToHost: true, InPlace: in.InPlace, Dest: in.Dest})
+	j := &catalog.Job{Kind: "restore", Host: snap.Host, Manual: true, Params: params}
+	if err := s.jobs.enqueue(ctx, j); err != nil {
+		return nil, err
+	}
+	s.log.Info("restore to host queued", "job", j.ID, "snapshot", snap.ID, "path", sp, "method", src.Method,
+		"in_place", in.InPlace, "by", p.Name)
+	return created{s.jobBody(j)}, nil
+}
+
+// snapshotSource finds the host and the (current) source a snapshot was
+// taken from.
+func (s *Server) snapshotSource(ctx context.Context, host, source string) (*catalog.Host, *catalog.Source, error) {
+	h, err := s.cat.Host(ctx, host)
+	if errors.Is(err, catalog.ErrNotFound) {
+		return nil, nil, notFound("host %s no longer exists: restore to the appliance instead", host)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	srcs, err := s.cat.Sources(ctx, h.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range srcs {
+		if srcs[i].Name == source {
+			return h, &srcs[i], nil
+		}
+	}
+	return nil, nil, notFound("host %s has no source %s any more: restore to the appliance instead", host, source)
+}
+
+// restoreToHost writes the snapshot subtree sp back to the source's host
+// with the source's method and credentials. A restore is never retried:
+// a second run would write a second copy.
+func (s *Server) restoreToHost(ctx context.Context, jc *jobCtx, rp *RestoreParams, m *pool.Manifest, sp string) error {
+	h, src, err := s.snapshotSource(ctx, rp.Host, rp.Source)
+	if err != nil {
+		return permanent{err}
+	}
+	if err := checkHostRestoreMethod(src.Method, rp.InPlace); err != nil {
+		return permanent{err}
+	}
+	ps, scrub, err := s.pullerSource(h, src)
+	if err != nil {
+		return permanent{err}
+	}
+	fsys := s.pool.SnapshotFS(ctx, m)
+	jc.update(func(p *Progress) { p.Phase, p.BytesTotal = "restoring", m.Bytes })
+	jc.logf("info", "restore %s/%s@%s:%s to the host over %s (in place: %v)", m.Host, m.Source, m.ID, sp, src.Method, rp.InPlace)
+	res := hostRestoreResult{Method: src.Method}
+	switch src.Method {
+	case sftp.Method:
+		r, err := sftp.New().Restore(ctx, fsys, sp, ps, sftp.RestoreOptions{Dest: rp.Dest, InPlace: rp.InPlace, Now: s.now})
+		if err != nil {
+			return permanent{errors.New(scrub(err.Error()))}
+		}
+		res.Dest, res.Files, res.Dirs, res.Bytes, res.Errors = r.Dest, r.Files+r.Symlinks, r.Dirs, r.Bytes, r.Errors
+	case smb.Method:
+		r, err := smb.New().Restore(ctx, fsys, sp, ps, smb.RestoreOptions{Dest: rp.Dest, InPlace: rp.InPlace, Now: s.now})
+		if err != nil {
+			return permanent{errors.New(scrub(err.Error()))}
+		}
+		res.Dest, res.Files, res.Dirs, res.Bytes, res.Errors = r.Dest, r.Files, r.Dirs, r.Bytes, r.Errors
+	case ftp.Method:
+		dest := rp.Dest
+		if dest == "" {
+			base := ps.Path
+			if !strings.HasPrefix(base, "/") {
+				base = "/" + base
+			}
+			dest = path.Join(base, sftp.RestoreDirName(s.now()))
+		}
+		st, err := ftp.Restore(ctx, h.Name, ps, fsys, sp, dest)
+		if err != nil {
+			return permanent{errors.New(scrub(err.Error()))}
+		}
+		res.Dest, res.Files, res.Dirs, res.Bytes, res.Skipped = dest, st.Files, st.Dirs, st.Bytes, st.Skipped
+	default:
+		return permanent{fmt.Errorf("method %s %w", src.Method, errNoHostRestore)}
+	}
+	for i := range res.Errors {
+		res.Errors[i] = scrub(res.Errors[i])
+	}
+	jc.update(func(p *Progress) {
+		p.Phase, p.Path, p.Files, p.Bytes, p.Errors, p.Result = "done", "", res.Files, res.Bytes, int64(len(res.Errors)), res
+	})
+	for i, e := range res.Errors {
+		if i == maxLoggedFileErrors {
+			jc.logf("warn", "%d more entries failed: see the job's result", len(res.Errors)-i)
+			break
+		}
+		jc.logf("warn", "%s", e)
+	}
+	if len(res.Skipped) > 0 {
+		jc.logf("warn", "%d entries cannot be made over %s (symlinks, special files) and were skipped", len(res.Skipped), src.Method)
+	}
+	jc.logf("info", "restored %d files, %d directories, %d bytes to %s on %s", res.Files, res.Dirs, res.Bytes, res.Dest, h.Name)
+	if len(res.Errors) > 0 {
+		return permanent{fmt.Errorf("restore to %s on %s: %d entries failed (first: %s)", res.Dest, h.Name, len(res.Errors), res.Errors[0])}
+	}
+	return nil
 }

@@ -1,0 +1,219 @@
+package appliance
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cairn-backup/cairn/internal/testenv"
+	"github.com/cairn-backup/cairn/pullers"
+)
+
+// TestNetworkMethodsRegistered: the appliance knows every network puller.
+func TestNetworkMethodsRegistered(t *testing.T) {
+	ms := pullers.Methods()
+	for _, m := range []string{"sftp", "smb", "ftp", "tar", "rsync", "postgres", "mariadb"} {
+		if !slices.Contains(ms, m) {
+			t.Errorf("method %s not registered (have %v)", m, ms)
+		}
+	}
+}
+
+// treeDigests maps every regular file below dir (relative, slash paths)
+// to its sha256.
+func treeDigests(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		sum := sha256.Sum256(b)
+		out[filepath.ToSlash(rel)] = hex.EncodeToString(sum[:])
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func fillTree(t *testing.T, dir string) {
+	t.Helper()
+	big := make([]byte, 300<<10)
+	rand.Read(big)
+	files := map[string][]byte{
+		"hosts":            []byte("127.0.0.1 localhost\n"),
+		"sub/app.conf":     []byte("listen 80\n"),
+		"sub/deeper/big":   big,
+		"name with space":  []byte("x"),
+		"sub/deeper/empty": nil,
+	}
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func sftpSourceInput(t *testing.T, s *testenv.SSHServer, dir string, extra map[string]string) SourceInput {
+	t.Helper()
+	key, err := os.ReadFile(s.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := map[string]string{"host": s.Host, "port": strconv.Itoa(s.Port), "user": s.User}
+	for k, v := range extra {
+		opts[k] = v
+	}
+	return SourceInput{Name: "data", Method: "sftp", Path: dir, Options: opts, Secret: map[string]string{"private_key": string(key)}}
+}
+
+// TestSFTPTrustOnFirstUseAndRestoreToHost runs the sftp puller from the
+// appliance against a real sshd: the connection test, a first backup
+// that pins the host key, a restore back to the host checked by digest
+// on the server side, and a server with another host key on the same
+// pinned source, which fails permanently naming both fingerprints.
+func TestSFTPTrustOnFirstUseAndRestoreToHost(t *testing.T) {
+	s1 := testenv.SSHD(t)
+	s2 := testenv.SSHD(t)
+	dir := filepath.Join(s1.Dir, "data")
+	fillTree(t, dir)
+	want := treeDigests(t, dir)
+
+	e := newEnv(t, Config{RetryBackoff: time.Millisecond})
+	name := "web"
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{sftpSourceInput(t, s1, dir, nil)}}, nil)
+
+	var tests []SourceTestBody
+	e.must("socket", "POST", "/api/v1/hosts/web/test", nil, &tests)
+	fp1, fp2 := ssh.FingerprintSHA256(s1.HostKey), ssh.FingerprintSHA256(s2.HostKey)
+	if len(tests) != 1 || !tests[0].OK || tests[0].Identity["host_key_fingerprint"] != fp1 || tests[0].Pinned != "" ||
+		tests[0].Identity["entries"] != "3" {
+		t.Fatalf("host test: %+v", tests)
+	}
+
+	j := e.waitJob(e.backup("web").ID)
+	if j.State != "done" {
+		t.Fatalf("first backup %s: %s", j.State, j.Error)
+	}
+	var hb HostBody
+	e.must("socket", "GET", "/api/v1/hosts/web", nil, &hb)
+	pinned := hb.Sources[0].Options["host_key"]
+	if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(pinned)); err != nil || ssh.FingerprintSHA256(k) != fp1 {
+		t.Fatalf("host_key after the first backup = %q (%v), want the key of %s", pinned, err, fp1)
+	}
+	e.must("socket", "POST", "/api/v1/hosts/web/test", nil, &tests)
+	if tests[0].Pinned != fp1 {
+		t.Fatalf("host test after pinning: %+v", tests)
+	}
+	// A second backup with the pin works (and reuses the content).
+	if j := e.waitJob(e.backup("web").ID); j.State != "done" {
+		t.Fatalf("second backup %s: %s", j.State, j.Error)
+	}
+
+	// Restore the whole snapshot to the host, then one subdirectory.
+	var rj JobBody
+	e.must("socket", "POST", "/api/v1/restores", RestoreToHostInput{Host: "web", Snapshot: "latest", Source: "data", ToHost: true}, &rj)
+	rj = e.waitJob(rj.ID)
+	if rj.State != "done" {
+		t.Fatalf("restore to host %s: %s", rj.State, rj.Error)
+	}
+	var prog struct {
+		Result hostRestoreResult `json:"result"`
+	}
+	if err := json.Unmarshal(rj.Progress, &prog); err != nil {
+		t.Fatal(err)
+	}
+	dest := prog.Result.Dest
+	if filepath.Dir(dest) != dir || !strings.HasPrefix(filepath.Base(dest), "cairn-restore-") || prog.Result.Files != int64(len(want)) {
+		t.Fatalf("restore result %+v (dir %s)", prog.Result, dir)
+	}
+	if got := treeDigests(t, dest); !mapsEqual(got, want) {
+		t.Fatalf("restored on the host:\n got %v\nwant %v", got, want)
+	}
+	e.must("socket", "POST", "/api/v1/restores", RestoreToHostInput{Host: "web", Snapshot: "latest", Source: "data",
+		Path: "sub", ToHost: true, Dest: filepath.Join(s1.Dir, "only-sub")}, &rj)
+	if rj = e.waitJob(rj.ID); rj.State != "done" {
+		t.Fatalf("restore of sub %s: %s", rj.State, rj.Error)
+	}
+	wantSub := map[string]string{}
+	for k, v := range want {
+		if rest, ok := strings.CutPrefix(k, "sub/"); ok {
+			wantSub[rest] = v
+		}
+	}
+	if got := treeDigests(t, filepath.Join(s1.Dir, "only-sub")); !mapsEqual(got, wantSub) {
+		t.Fatalf("restored sub:\n got %v\nwant %v", got, wantSub)
+	}
+	// Refused: to_host with to, in_place below admin, a method that cannot.
+	if w := e.do("socket", "POST", "/api/v1/restores", RestoreToHostInput{Snapshot: "latest", Host: "web", Source: "data", ToHost: true, To: "/tmp/x"}); w.Code != 400 {
+		t.Fatalf("to_host with to: %d %s", w.Code, w.Body)
+	}
+	op := e.user("op", "operator")
+	if w := e.do(op, "POST", "/api/v1/restores", RestoreToHostInput{Snapshot: "latest", Host: "web", Source: "data", ToHost: true, InPlace: true}); w.Code != 403 {
+		t.Fatalf("in_place as operator: %d %s", w.Code, w.Body)
+	}
+
+	// Same pinned options, another server (another host key): refused.
+	src := sftpSourceInput(t, s2, dir, map[string]string{"host_key": pinned})
+	e.must("socket", "PUT", "/api/v1/hosts/web/sources/data", src, nil)
+	j = e.waitJob(e.backup("web").ID)
+	if j.State != "failed" || !strings.Contains(j.Error, fp1) || !strings.Contains(j.Error, fp2) ||
+		!strings.Contains(j.Error, "host key changed") {
+		t.Fatalf("backup against another host key: %s: %q (want both %s and %s)", j.State, j.Error, fp1, fp2)
+	}
+	var jobs []JobBody
+	e.must("socket", "GET", "/api/v1/jobs", nil, &jobs)
+	for _, o := range jobs {
+		if o.RetryOf == j.ID {
+			t.Fatalf("the refused backup was retried: job %d", o.ID)
+		}
+	}
+	e.must("socket", "GET", "/api/v1/hosts/web", nil, &hb)
+	if hb.Sources[0].Options["host_key"] != pinned {
+		t.Fatalf("the pin changed: %q", hb.Sources[0].Options["host_key"])
+	}
+	e.must("socket", "POST", "/api/v1/hosts/web/test", nil, &tests)
+	if tests[0].OK || !strings.Contains(tests[0].Error, fp2) {
+		t.Fatalf("host test against the other key: %+v", tests)
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+var _ = fmt.Sprint
