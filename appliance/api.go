@@ -209,6 +209,7 @@ func (s *Server) allRoutes() []route {
 		{method: "PUT", pattern: "/api/v1/hosts/{host}/sources/{source}", minRole: roleOperator, json: s.handleSourcePut},
 		{method: "DELETE", pattern: "/api/v1/hosts/{host}/sources/{source}", minRole: roleOperator, json: s.handleSourceDelete},
 		{method: "POST", pattern: "/api/v1/hosts/{host}/backup", minRole: roleOperator, json: s.handleBackupRun},
+		{method: "POST", pattern: "/api/v1/hosts/{host}/test", minRole: roleOperator, json: s.handleHostTest},
 		{method: "GET", pattern: "/api/v1/hosts/{host}/retention", minRole: roleUser, json: s.handleRetentionPreview},
 		{method: "GET", pattern: "/api/v1/hosts/{host}/effective", minRole: roleUser, json: s.handleHostEffective},
 
@@ -221,7 +222,7 @@ func (s *Server) allRoutes() []route {
 		{method: "DELETE", pattern: "/api/v1/snapshots/{id}", minRole: roleOperator, json: s.handleSnapshotDelete},
 		{method: "GET", pattern: "/api/v1/snapshots/{id}/tree/{path...}", minRole: roleUser, json: s.handleSnapshotTree},
 		{method: "GET", pattern: "/api/v1/snapshots/{id}/file/{path...}", minRole: roleUser, raw: s.handleSnapshotFile},
-		{method: "POST", pattern: "/api/v1/restores", minRole: roleOperator, json: s.handleRestore},
+		{method: "POST", pattern: "/api/v1/restores", minRole: roleOperator, json: s.handleRestores},
 
 		{method: "GET", pattern: "/api/v1/pool", minRole: roleOperator, json: s.handlePoolStats},
 		{method: "POST", pattern: "/api/v1/pool/check", minRole: roleOperator, json: s.handlePoolCheck},
