@@ -17,6 +17,7 @@ import (
 	"github.com/cairn-backup/cairn/appliance/internal/secret"
 	"github.com/cairn-backup/cairn/appliance/schedule"
 	"github.com/cairn-backup/cairn/appliance/web"
+	"github.com/cairn-backup/cairn/fusefs"
 	"github.com/cairn-backup/cairn/pool"
 )
 
@@ -67,6 +68,9 @@ type Config struct {
 	// MetricsTextfile, when set, gets the metrics every minute for
 	// node-exporter's textfile collector (a *.prom path).
 	MetricsTextfile string
+	// Mount, when set, is where the whole restore tree is mounted
+	// read-only over FUSE while serving (a stale mount there is cleared).
+	Mount string
 }
 
 // A Server is an open appliance: data dir locked, catalog and pool open,
@@ -95,6 +99,9 @@ type Server struct {
 	bgCancel  context.CancelFunc
 	bgWG      sync.WaitGroup
 	closeOne  sync.Once
+	rtree     restoreTree    // shared tree of WebDAV (restoretree.go)
+	basic     basicCache     // recent Basic logins (dav.go)
+	mount     *fusefs.Server // the restore tree mount (mount.go), or nil
 }
 
 // New opens the appliance in cfg.DataDir: it takes the data dir lock,
@@ -297,6 +304,13 @@ func (s *Server) Serve(ctx context.Context, ready func(tcpAddr string)) error {
 		s.log.Info("first-boot setup: open this address in a browser to create the admin account",
 			"url", s.ui.SetupURL("http://"+tcpAddr))
 	}
+	if err := s.startMount(ctx); err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		os.Remove(sock)
+		return err
+	}
 	if ready != nil {
 		ready(tcpAddr)
 	}
@@ -307,6 +321,7 @@ func (s *Server) Serve(ctx context.Context, ready func(tcpAddr string)) error {
 	case serveErr = <-errc:
 	}
 	s.log.Info("shutting down")
+	s.stopMount()
 	s.jobs.stop() // cancels running jobs: they end as interrupted
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
