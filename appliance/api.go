@@ -128,6 +128,9 @@ func (s *Server) buildRoutes() {
 		}
 		s.writeErr(w, r, notFound("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
+	// The restore tree over WebDAV, per user (dav.go).
+	mux.HandleFunc(DAVPrefix+"/", s.handleDAV)
+	mux.HandleFunc(DAVPrefix, s.handleDAV)
 	// Everything else is the web UI (login, setup, pages, static files).
 	if s.ui != nil {
 		mux.Handle("/", s.ui.Handler())
@@ -222,6 +225,7 @@ func (s *Server) allRoutes() []route {
 		{method: "DELETE", pattern: "/api/v1/snapshots/{id}", minRole: roleOperator, json: s.handleSnapshotDelete},
 		{method: "GET", pattern: "/api/v1/snapshots/{id}/tree/{path...}", minRole: roleUser, json: s.handleSnapshotTree},
 		{method: "GET", pattern: "/api/v1/snapshots/{id}/file/{path...}", minRole: roleUser, raw: s.handleSnapshotFile},
+		{method: "GET", pattern: "/api/v1/snapshots/{id}/archive/{path...}", minRole: roleUser, raw: s.handleSnapshotArchive},
 		{method: "POST", pattern: "/api/v1/restores", minRole: roleOperator, json: s.handleRestores},
 
 		{method: "GET", pattern: "/api/v1/pool", minRole: roleOperator, json: s.handlePoolStats},
