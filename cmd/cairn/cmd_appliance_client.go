@@ -246,15 +246,23 @@ func apEsc(s string) string { return url.PathEscape(s) }
 func apRestore(ctx context.Context, args []string) error {
 	var c apConn
 	var to string
-	fs := apFlagSet("restore", "restore HOST/SNAPSHOT[/path] --to DIR   (SNAPSHOT: an ID, or latest/SOURCE)")
+	fs := apFlagSet("restore", "restore HOST/SNAPSHOT[/path] --to DIR | --to-host [--in-place] [--host-dir DIR]   (SNAPSHOT: an ID, or latest/SOURCE)")
 	c.register(fs)
 	fs.StringVar(&to, "to", "", "directory on the appliance to restore into (missing or empty)")
+	var th toHostFlags
+	th.register(fs)
 	pos, err := apParse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
 		return fmt.Errorf("restore: want exactly one HOST/SNAPSHOT[/path]")
+	}
+	if th.toHost {
+		if to != "" {
+			return fmt.Errorf("restore: give either --to DIR or --to-host")
+		}
+		return apRestoreToHost(ctx, &c, &th, pos[0])
 	}
 	if to == "" {
 		return fmt.Errorf("restore: --to DIR is required")

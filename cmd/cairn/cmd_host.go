@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "host", short: "manage the hosts the appliance backs up (add|ls|show|edit|rm|enable|disable)", run: runHost})
+	register(&command{name: "host", short: "manage the hosts the appliance backs up (add|ls|show|edit|rm|enable|disable|test)", run: runHost})
 }
 
 func runHost(ctx context.Context, args []string) error {
@@ -21,7 +21,8 @@ func runHost(ctx context.Context, args []string) error {
 		"add": hostAdd, "ls": hostLs, "show": hostShow, "edit": hostEdit, "rm": hostRm,
 		"enable":  func(ctx context.Context, a []string) error { return hostEnable(ctx, a, true) },
 		"disable": func(ctx context.Context, a []string) error { return hostEnable(ctx, a, false) },
-	}, []string{"add", "ls", "show", "edit", "rm", "enable", "disable"})
+		"test":    hostTest,
+	}, []string{"add", "ls", "show", "edit", "rm", "enable", "disable", "test"})
 }
 
 // hostFlags are the settings `host add` and `host edit` share.
@@ -46,6 +47,7 @@ func (h *hostFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&h.srcPath, "path", "", "what to back up on the host (directory, share, module…)")
 	fs.Var(&h.excludes, "exclude", "glob to skip, relative to the path (repeatable)")
 	fs.Var(h.options, "option", "method option KEY=VALUE (repeatable)")
+	fs.Var(h.options, "opt", "same as --option")
 	fs.Var(h.secrets, "secret", "credential KEY=VALUE, stored encrypted (repeatable; prefer --secret-file)")
 	fs.Var(h.secretFiles, "secret-file", "credential KEY=FILE: read the value from FILE (repeatable)")
 	fs.Var(&h.groups, "group", "host group (repeatable)")
@@ -96,7 +98,7 @@ func (h *hostFlags) input(name string, create bool) (*appliance.HostInput, error
 			in.Retention = &keep
 		}
 	}
-	srcFlags := h.set["source"] || h.set["method"] || h.set["path"] || h.set["exclude"] || h.set["option"] ||
+	srcFlags := h.set["source"] || h.set["method"] || h.set["path"] || h.set["exclude"] || h.set["option"] || h.set["opt"] ||
 		h.set["secret"] || h.set["secret-file"]
 	if create && (h.method == "" || h.srcPath == "") {
 		return nil, fmt.Errorf("host add needs --method and --path (the first source)")
