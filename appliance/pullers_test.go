@@ -5,13 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -216,4 +216,85 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
-var _ = fmt.Sprint
+// restoreToHostAndCheck backs up host (one source "data") and restores it
+// to the host, then compares the digests found in the directory the
+// restore reports, mapped by local, with want.
+func restoreToHostAndCheck(t *testing.T, e *testEnv, host string, want map[string]string, local func(dest string) string) hostRestoreResult {
+	t.Helper()
+	if j := e.waitJob(e.backup(host).ID); j.State != "done" {
+		t.Fatalf("backup of %s %s: %s", host, j.State, j.Error)
+	}
+	var rj JobBody
+	e.must("socket", "POST", "/api/v1/restores", RestoreToHostInput{Host: host, Snapshot: "latest", Source: "data", ToHost: true}, &rj)
+	if rj = e.waitJob(rj.ID); rj.State != "done" {
+		t.Fatalf("restore to %s %s: %s", host, rj.State, rj.Error)
+	}
+	var prog struct {
+		Result hostRestoreResult `json:"result"`
+	}
+	if err := json.Unmarshal(rj.Progress, &prog); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(prog.Result.Dest, "cairn-restore-") {
+		t.Fatalf("restore result %+v", prog.Result)
+	}
+	if got := treeDigests(t, local(prog.Result.Dest)); !mapsEqual(got, want) {
+		t.Fatalf("restored on %s:\n got %v\nwant %v", host, got, want)
+	}
+	return prog.Result
+}
+
+// TestSMBRestoreToHost: backup and restore to the host over SMB against
+// Samba, checked by digest on the share's disk.
+func TestSMBRestoreToHost(t *testing.T) {
+	sm := testenv.Samba(t)
+	fillTree(t, filepath.Join(sm.Dir, "data"))
+	want := treeDigests(t, filepath.Join(sm.Dir, "data"))
+	e := newEnv(t, Config{})
+	name := "fileserver"
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{{Name: "data", Method: "smb", Path: "data",
+		Options: map[string]string{"host": sm.Host, "port": strconv.Itoa(sm.Port), "user": sm.User, "share": sm.Share},
+		Secret:  map[string]string{"password": sm.Password}}}}, nil)
+	var tests []SourceTestBody
+	e.must("socket", "POST", "/api/v1/hosts/fileserver/test", nil, &tests)
+	if len(tests) != 1 || !tests[0].OK || tests[0].Identity["share"] != sm.Share {
+		t.Fatalf("host test: %+v", tests)
+	}
+	restoreToHostAndCheck(t, e, "fileserver", want, func(dest string) string { return filepath.Join(sm.Dir, filepath.FromSlash(dest)) })
+}
+
+// TestFTPSPinAndRestoreToHost: the first FTPS backup pins the
+// certificate (trust on first use), which lets the restore upload (FTP
+// restores go only to an authenticated server).
+func TestFTPSPinAndRestoreToHost(t *testing.T) {
+	srv := testenv.FTP(t)
+	dir := filepath.Join(srv.UserDir, "data")
+	fillTree(t, dir)
+	want := treeDigests(t, dir)
+	// The FTP user must be able to read the tree and write the restore.
+	var st syscall.Stat_t
+	if err := syscall.Stat(srv.UserDir, &st); err != nil {
+		t.Fatal(err)
+	}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil {
+			os.Chown(p, int(st.Uid), int(st.Gid))
+		}
+		return err
+	})
+	e := newEnv(t, Config{})
+	name := "ftphost"
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{{Name: "data", Method: "ftp", Path: "/data",
+		Options: map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User},
+		Secret:  map[string]string{"password": srv.Password}}}}, nil)
+	restoreToHostAndCheck(t, e, "ftphost", want, func(dest string) string { return filepath.Join(srv.UserDir, filepath.FromSlash(dest)) })
+	var hb HostBody
+	e.must("socket", "GET", "/api/v1/hosts/ftphost", nil, &hb)
+	if fp := hb.Sources[0].Options["tls_fingerprint"]; !strings.HasPrefix(fp, "sha256:") {
+		t.Fatalf("tls_fingerprint after the first backup: %q", fp)
+	}
+	if w := e.do("socket", "POST", "/api/v1/restores", RestoreToHostInput{Host: "ftphost", Snapshot: "latest", Source: "data",
+		ToHost: true, InPlace: true}); w.Code != 400 {
+		t.Fatalf("ftp in place: %d %s", w.Code, w.Body)
+	}
+}

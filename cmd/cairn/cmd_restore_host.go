@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"sort"
-	"strings"
 
 	"github.com/cairn-backup/cairn/appliance"
 )
@@ -99,14 +98,17 @@ func hostTest(ctx context.Context, args []string) error {
 	}
 	failed := 0
 	for _, r := range out {
-		if !r.OK {
+		if !r.OK && r.Supported {
 			failed++
 		}
 		if c.json {
 			continue
 		}
 		state := "ok"
-		if !r.OK {
+		switch {
+		case !r.Supported:
+			state = "not tested: " + r.Error
+		case !r.OK:
 			state = "FAILED: " + r.Error
 		}
 		fmt.Printf("source %s (%s): %s\n", r.Source, r.Method, state)
@@ -130,7 +132,7 @@ func hostTest(ctx context.Context, args []string) error {
 		return fmt.Errorf("host test %s: %d of %d sources failed", pos[0], failed, len(out))
 	}
 	if len(out) == 0 {
-		return fmt.Errorf("host test %s: %s", pos[0], strings.TrimSpace("no sources"))
+		return fmt.Errorf("host test %s: no sources", pos[0])
 	}
 	return nil
 }
