@@ -375,6 +375,11 @@ func short(s string) string {
 
 // openSSH runs the sender over SSH and exchanges protocol versions.
 func (p *Puller) openSSH(ctx context.Context, t *target) (*session, error) {
+	return p.openSSHCmd(ctx, t, t.args(), t.path+"/")
+}
+
+// openSSHCmd runs "rsync ARGS PATH" over SSH.
+func (p *Puller) openSSHCmd(ctx context.Context, t *target, args []string, pathArg string) (*session, error) {
 	c, err := p.dialTCP(ctx, t.addr, t.timeout)
 	if err != nil {
 		return nil, fmt.Errorf("%s: connect: %w", t, err)
@@ -420,10 +425,10 @@ func (p *Puller) openSSH(ctx context.Context, t *target) (*session, error) {
 	s := &session{stderr: &capBuf{}}
 	sess.Stderr = s.stderr
 	cmd := []string{shellQuote(t.rsyncBin)}
-	for _, a := range t.args() {
+	for _, a := range args {
 		cmd = append(cmd, shellQuote(a))
 	}
-	cmd = append(cmd, shellQuote(t.path+"/"))
+	cmd = append(cmd, shellQuote(pathArg))
 	if err := sess.Start(strings.Join(cmd, " ")); err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("%s: start the remote rsync: %w", t, err)

@@ -68,6 +68,17 @@
 // permission denied) are per-file errors carrying the server's message.
 // Deleted files are simply absent from the new snapshot.
 //
+// # Restore
+//
+// Puller.Restore writes a snapshot subtree back over SSH: this package is
+// the rsync sender and the remote "rsync --server -lptgoDr --numeric-ids"
+// the receiver, by default into a new directory cairn-restore-<time>
+// inside Source.Path (RestoreOptions.Dest overrides it; an existing
+// directory is written into). Files go whole (literal data plus the
+// whole-file MD4, no block matching); mode, numeric owner, mtime,
+// symlinks and devices are kept; hard links become copies. Not over the
+// daemon (modules are usually read-only).
+//
 // # Hostile servers
 //
 // Every name is checked (relative, no "." or ".." or empty elements, no
