@@ -294,6 +294,14 @@ func (s *Server) Serve(ctx context.Context, ready func(tcpAddr string)) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	// Mounted before answering: /healthz up means the mount is there.
+	if err := s.startMount(ctx); err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		os.Remove(sock)
+		return err
+	}
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
 		go func() { errc <- srv.Serve(l) }()
@@ -303,13 +311,6 @@ func (s *Server) Serve(ctx context.Context, ready func(tcpAddr string)) error {
 	if need, err := s.ui.NeedsSetup(ctx); err == nil && need && tcpAddr != "" {
 		s.log.Info("first-boot setup: open this address in a browser to create the admin account",
 			"url", s.ui.SetupURL("http://"+tcpAddr))
-	}
-	if err := s.startMount(ctx); err != nil {
-		for _, l := range listeners {
-			l.Close()
-		}
-		os.Remove(sock)
-		return err
 	}
 	if ready != nil {
 		ready(tcpAddr)

@@ -46,6 +46,7 @@ func runServe(ctx context.Context, args []string) error {
 	var mailTo apMulti
 	fs.Var(&mailTo, "mail-to", "recipient of notification mail (repeatable)")
 	staleAfter := fs.Duration("stale-after", 36*time.Hour, "a source without a good backup for this long is reported stale")
+	mount := fs.String("mount", os.Getenv("CAIRN_MOUNT"), "mount the whole restore tree read-only here (FUSE) while serving; env CAIRN_MOUNT")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: cairn serve [flags]\n\nRuns the appliance in the data directory. Needs no flags on a first run.\n\n")
 		fs.PrintDefaults()
@@ -68,7 +69,7 @@ func runServe(ctx context.Context, args []string) error {
 		GCSchedule: *gcSched, CheckSchedule: *checkSched, CheckPercent: *checkPct,
 		WebhookURL: *webhook, StaleAfter: *staleAfter, MetricsTextfile: *textfile,
 		SMTPAddr: *smtpAddr, SMTPUser: *smtpUser, SMTPPassword: os.Getenv("CAIRN_SMTP_PASSWORD"),
-		MailFrom: *mailFrom, MailTo: mailTo,
+		MailFrom: *mailFrom, MailTo: mailTo, Mount: *mount,
 	}, nil)
 }
 
