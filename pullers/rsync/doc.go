@@ -53,7 +53,10 @@
 // rsync sorts its file list by full name; the receiver rebuilds the tree
 // from it and emits it depth first, parents first, names in byte order.
 // Files are requested in that order, so the sender's answers come back
-// in it and stream into the sink one after another.
+// in it and stream into the sink one after another. Protocol 27 sends the
+// whole list before any data, so the list is held in memory (a few
+// hundred bytes per entry, as in rsync itself); protocol 30's incremental
+// recursion would bound it.
 //
 // # Incremental and delta
 //
