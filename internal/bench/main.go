@@ -101,7 +101,7 @@ type record struct {
 	Start        time.Time
 	Took         time.Duration
 	Corpus       corpus.Config
-	Changes      *corpus.Changes
+	Mutation     *mutation
 	GenTime      time.Duration
 	Results      []*result
 	Flat         []flatResult
@@ -109,6 +109,9 @@ type record struct {
 	Verify       map[string][]string // tool → restore verification notes
 	Logs         string
 }
+
+// mutation counts what corpus.Mutate did.
+type mutation struct{ Rewritten, Patched, Deleted, Added int }
 
 // res returns the result of tool in scenario sc, or nil.
 func (b *bench) res(sc, tool string) *result {
@@ -351,7 +354,7 @@ func (b *bench) cycle(ctx context.Context, t tool, run int) (err error) {
 	if err != nil {
 		return err
 	}
-	b.rec.Changes = &ch
+	b.rec.Mutation = &mutation{len(ch.Rewritten), len(ch.Patched), len(ch.Deleted), len(ch.Added)}
 	defer func() {
 		if rerr := corpus.Revert(context.WithoutCancel(ctx), b.src, b.plan, ch); rerr != nil {
 			err = errors.Join(err, rerr)

@@ -101,10 +101,9 @@ func (b *bench) writeReport(out string) error {
 	p("- %d files in %d nested directories (up to 4 levels), %s in total; %.0f%% of the bytes are text-like (prose, log lines, NDJSON; zstd ≈3–4×), the rest random.\n",
 		st.Files, st.Dirs, mib(st.Bytes), 100*float64(st.CompressibleBytes)/float64(st.Bytes))
 	p("- %d small files, log-normal sizes: min %d B, median %d B, max %d B; %d large files of %s each.\n", c.SmallFiles, st.SmallMin, st.SmallMedian, st.SmallMax, c.LargeFiles, mib(c.LargeSize))
-	if b.rec.Changes != nil {
-		ch := b.rec.Changes
+	if mu := b.rec.Mutation; mu != nil {
 		p("- Mutation (seed %d, identical in every run): %d small files rewritten, %d large files patched in place in the middle (1–4 regions of 4–256 KiB), %d deleted, %d added.\n",
-			mutateSeed, len(ch.Rewritten), len(ch.Patched), len(ch.Deleted), len(ch.Added))
+			mutateSeed, mu.Rewritten, mu.Patched, mu.Deleted, mu.Added)
 	}
 	if b.rec.GenTime > 0 {
 		p("- Generation took %s (both cores).\n", b.rec.GenTime.Round(time.Millisecond))
