@@ -23,8 +23,40 @@ const basicCacheTTL = time.Minute
 // basicCache remembers recent successful Basic logins by a hash of
 // user and password (never the password itself).
 type basicCache struct {
-	mu sync.Mutex
-	m  map[[32]byte]basicHit
+	mu    sync.Mutex
+	m     map[[32]byte]basicHit
+	fails map[string][]time.Time // failed logins by user name, recent first-in
+}
+
+// Basic logins of a user name are refused without checking after
+// basicMaxFails failures within basicFailWindow.
+const (
+	basicMaxFails   = 10
+	basicFailWindow = time.Minute
+)
+
+// recentFails drops failures older than the window and returns the count.
+// The caller holds mu.
+func (c *basicCache) recentFails(name string, now time.Time) int {
+	fs := c.fails[name]
+	for len(fs) > 0 && now.Sub(fs[0]) > basicFailWindow {
+		fs = fs[1:]
+	}
+	if len(fs) == 0 {
+		delete(c.fails, name)
+	} else {
+		c.fails[name] = fs
+	}
+	return len(fs)
+}
+
+func (c *basicCache) fail(name string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fails == nil || len(c.fails) > 10000 {
+		c.fails = map[string][]time.Time{}
+	}
+	c.fails[name] = append(c.fails[name], now)
 }
 
 type basicHit struct {
@@ -90,11 +122,20 @@ func (s *Server) davPrincipal(r *http.Request) (*principal, error) {
 		if s.ui == nil {
 			return nil, errUnauthenticated
 		}
+		s.basic.mu.Lock()
+		n := s.basic.recentFails(name, now)
+		s.basic.mu.Unlock()
+		if n >= basicMaxFails {
+			s.log.Warn("dav: login refused: too many failures", "user", name, "remote", r.RemoteAddr)
+			return nil, errUnauthenticated
+		}
 		if u, err = s.ui.CheckLogin(r, name, pw); err != nil {
+			s.basic.fail(name, now)
 			s.log.Warn("dav: failed login", "user", name, "remote", r.RemoteAddr)
 			return nil, errUnauthenticated
 		}
 		s.basic.mu.Lock()
+		delete(s.basic.fails, name)
 		if s.basic.m == nil || len(s.basic.m) > 1000 {
 			s.basic.m = map[[32]byte]basicHit{}
 		}

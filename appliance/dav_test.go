@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -178,12 +179,39 @@ func TestDAVAuthAndVisibility(t *testing.T) {
 			t.Fatalf("GET %s: %d, sha %s want %s", name, code, sha(body), want)
 		}
 	}
+	// Range, ETag.
+	big, err := os.ReadFile(filepath.Join(re.src, "sub", "b.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, h, body = re.dav(t, "GET", "/dav/www/latest/files/sub/b.bin", "alice:alice-secret-pw", map[string]string{"Range": "bytes=1000-1999"})
+	if code != http.StatusPartialContent || !bytes.Equal(body, big[1000:2000]) || h.Get("ETag") == "" {
+		t.Fatalf("Range GET: %d, %d bytes, ETag %q", code, len(body), h.Get("ETag"))
+	}
 	// Read-only.
 	for _, m := range []string{"PUT", "DELETE", "MKCOL"} {
 		code, h, _ := re.dav(t, m, "/dav/www/latest/files/new.txt", "boss:boss-secret-pw", nil)
 		if code != http.StatusMethodNotAllowed || h.Get("Allow") == "" {
 			t.Fatalf("%s: %d Allow=%q, want 405", m, code, h.Get("Allow"))
 		}
+	} // Password guessing: after 10 failures a name is refused for a while,
+	// even with the right password; other users are unaffected.
+	for range 10 {
+		if code, _, _ := re.dav(t, "GET", "/dav/", "boss:guess", nil); code != http.StatusUnauthorized {
+			t.Fatalf("wrong password: %d", code)
+		}
+	}
+	if code, _, _ := re.dav(t, "GET", "/dav/www/latest/files/a.txt", "boss:boss-secret-pw-x", nil); code != http.StatusUnauthorized {
+		t.Fatalf("locked out user, new password: %d", code)
+	}
+	re.s.basic.mu.Lock()
+	re.s.basic.m = nil // forget the cached good login to force a check
+	re.s.basic.mu.Unlock()
+	if code, _, _ := re.dav(t, "GET", "/dav/www/latest/files/a.txt", "boss:boss-secret-pw", nil); code != http.StatusUnauthorized {
+		t.Fatalf("locked out user, right password: %d", code)
+	}
+	if code, _, _ := re.dav(t, "GET", "/dav/www/latest/files/a.txt", "alice:alice-secret-pw", nil); code != http.StatusOK {
+		t.Fatalf("other user during lockout: %d", code)
 	}
 }
 
