@@ -115,3 +115,43 @@ func TestServeRestoreDoors(t *testing.T) {
 		t.Fatalf("%s still mounted after SIGTERM (%v):\n%s", mnt, err, p.stderr)
 	}
 }
+
+// TestServeMountClearsStale: a serve killed with SIGKILL leaves a dead
+// FUSE mount; the next `cairn serve --mount` clears it and mounts again.
+func TestServeMountClearsStale(t *testing.T) {
+	testenv.Need(t, "fusermount3")
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("FUSE mount tests need root here")
+		}
+		t.Skip("needs root (FUSE)")
+	}
+	tmp := t.TempDir()
+	src, data, mnt := filepath.Join(tmp, "src"), filepath.Join(tmp, "data"), filepath.Join(tmp, "mnt")
+	makeTree(t, src)
+	want := srcFileSums(t, src)
+	p := startServe(t, data, "--mount", mnt)
+	mustCLI(t, data, "host", "add", "web1", "--method", "local", "--path", src, "--source", "files")
+	mustCLI(t, data, "backup", "run", "web1", "--wait")
+	p.stop(syscall.SIGKILL)
+	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	if ok, _ := fusefs.Mounted(mnt); !ok {
+		t.Fatal("no mount left behind by SIGKILL; the test proves nothing")
+	}
+	if _, err := os.ReadDir(mnt); err == nil {
+		t.Fatal("the dead mount still answers")
+	}
+	p = startServe(t, data, "--mount", mnt)
+	base := filepath.Join(mnt, "web1", "latest", "files")
+	for name, sum := range want {
+		if got := fileSum(t, filepath.Join(base, filepath.FromSlash(name))); got != sum {
+			t.Fatalf("mount after restart %s: sha %s, want %s", name, got, sum)
+		}
+	}
+	if code := p.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("serve exit %d:\n%s", code, p.stderr)
+	}
+	if ok, err := fusefs.Mounted(mnt); err != nil || ok {
+		t.Fatalf("%s still mounted after SIGTERM (%v)", mnt, err)
+	}
+}
