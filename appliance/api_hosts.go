@@ -189,6 +189,14 @@ func validateSource(in *SourceInput) error {
 			return badRequest("source %s: pre/post commands need the credential ssh_key or ssh_password", in.Name)
 		}
 	}
+	for _, k := range requiredOptions[in.Method] {
+		if strings.TrimSpace(in.Options[k]) == "" {
+			return badRequest("source %s: method %s needs the option %q", in.Name, in.Method, k)
+		}
+	}
+	if in.Method == "sftp" && in.Secret["password"] == "" && in.Secret["private_key"] == "" {
+		return badRequest("source %s: method sftp needs the credential password or private_key", in.Name)
+	}
 	for _, k := range requiredSecrets[in.Method] {
 		if in.Secret[k] == "" {
 			return badRequest("source %s: method %s needs the credential %q", in.Name, in.Method, k)
@@ -200,8 +208,13 @@ func validateSource(in *SourceInput) error {
 // requiredSecrets lists the credentials a method cannot work without.
 // Methods that accept alternatives (a key or a password) check at pull time.
 var requiredSecrets = map[string][]string{
-	"smb":    {"password"},
-	"dbdump": {"password"},
+	"smb": {"password"},
+}
+
+// requiredOptions lists the options a method cannot work without.
+var requiredOptions = map[string][]string{
+	"sftp": {"user"},
+	"smb":  {"share", "user"},
 }
 
 func (s *Server) validateSchedule(sc ScheduleBody) (catalog.Schedule, error) {

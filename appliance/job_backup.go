@@ -231,7 +231,7 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 	if err != nil {
 		return fail(err)
 	}
-	opts, err := s.pullOptions(src)
+	opts, err := s.pullOptions(h, src)
 	if err != nil {
 		w.Abort()
 		return fail(err)

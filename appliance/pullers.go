@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -28,6 +29,13 @@ import (
 	"github.com/cairn-backup/cairn/pullers/smb"
 	_ "github.com/cairn-backup/cairn/pullers/tar"
 )
+
+func init() {
+	// Titles for GET /api/v1/methods of the methods registered above.
+	methodTitles[dbdump.MethodPostgres] = "PostgreSQL dump (pg_dump)"
+	methodTitles[dbdump.MethodMariaDB] = "MariaDB/MySQL dump"
+	methodTitles["rsync"] = "rsync (daemon or over SSH)"
+}
 
 // pinOption is the source option that holds the pinned server identity
 // of a method: an SSH host key, or an FTPS certificate fingerprint.
@@ -102,13 +110,24 @@ func (s *Server) pinIdentity(ctx context.Context, jc *jobCtx, h *catalog.Host, s
 	}
 }
 
+// addressMethods are the methods whose Options["host"] defaults to the
+// host's address.
+var addressMethods = []string{ftp.Method, "rsync", sftp.Method, smb.Method, "tar"}
+
 // pullOptions returns the options a puller gets for src: the stored ones,
-// plus appliance defaults (the database dump spool lives in the data dir,
-// not in a small /tmp).
-func (s *Server) pullOptions(src *catalog.Source) (map[string]string, error) {
-	o := make(map[string]string, len(src.Options)+1)
+// plus appliance defaults: the server to reach is the host's address
+// when the source names none, and the database dump spool lives in the
+// data dir, not in a small /tmp.
+func (s *Server) pullOptions(h *catalog.Host, src *catalog.Source) (map[string]string, error) {
+	o := make(map[string]string, len(src.Options)+2)
 	for k, v := range src.Options {
 		o[k] = v
+	}
+	if strings.TrimSpace(o["host"]) == "" && slices.Contains(addressMethods, src.Method) {
+		o["host"] = h.Address
+		if o["host"] == "" {
+			o["host"] = h.Name
+		}
 	}
 	switch src.Method {
 	case dbdump.MethodPostgres, dbdump.MethodMariaDB:
@@ -212,7 +231,7 @@ func (s *Server) pullerSource(h *catalog.Host, src *catalog.Source) (pullers.Sou
 			return pullers.Source{}, nil, fmt.Errorf("credentials: %w", err)
 		}
 	}
-	opts, err := s.pullOptions(src)
+	opts, err := s.pullOptions(h, src)
 	if err != nil {
 		return pullers.Source{}, nil, err
 	}

@@ -29,6 +29,25 @@ func TestNetworkMethodsRegistered(t *testing.T) {
 			t.Errorf("method %s not registered (have %v)", m, ms)
 		}
 	}
+	e := newEnv(t, Config{})
+	var got []MethodBody
+	e.must("socket", "GET", "/api/v1/methods", nil, &got)
+	titles := map[string]string{}
+	for _, m := range got {
+		titles[m.Name] = m.Title
+	}
+	for _, m := range []string{"sftp", "smb", "ftp", "tar", "rsync", "postgres", "mariadb"} {
+		if titles[m] == "" {
+			t.Errorf("GET /api/v1/methods: %s missing or without a title: %+v", m, got)
+		}
+	}
+	// A network source without what it needs is refused when added.
+	name := "bad"
+	w := e.do("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{{Name: "x", Method: "sftp", Path: "/etc",
+		Options: map[string]string{"host": "h"}}}})
+	if w.Code != 400 || !strings.Contains(w.Body.String(), `needs the option \"user\"`) {
+		t.Fatalf("sftp without user: %d %s", w.Code, w.Body)
+	}
 }
 
 // treeDigests maps every regular file below dir (relative, slash paths)
@@ -252,8 +271,9 @@ func TestSMBRestoreToHost(t *testing.T) {
 	want := treeDigests(t, filepath.Join(sm.Dir, "data"))
 	e := newEnv(t, Config{})
 	name := "fileserver"
-	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{{Name: "data", Method: "smb", Path: "data",
-		Options: map[string]string{"host": sm.Host, "port": strconv.Itoa(sm.Port), "user": sm.User, "share": sm.Share},
+	// No host option: the host's address is the server.
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Address: &sm.Host, Sources: []SourceInput{{Name: "data", Method: "smb", Path: "data",
+		Options: map[string]string{"port": strconv.Itoa(sm.Port), "user": sm.User, "share": sm.Share},
 		Secret:  map[string]string{"password": sm.Password}}}}, nil)
 	var tests []SourceTestBody
 	e.must("socket", "POST", "/api/v1/hosts/fileserver/test", nil, &tests)
@@ -296,5 +316,52 @@ func TestFTPSPinAndRestoreToHost(t *testing.T) {
 	if w := e.do("socket", "POST", "/api/v1/restores", RestoreToHostInput{Host: "ftphost", Snapshot: "latest", Source: "data",
 		ToHost: true, InPlace: true}); w.Code != 400 {
 		t.Fatalf("ftp in place: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestSSHMethodsPinOnFirstUse: tar and rsync over SSH pin the host key of
+// their first backup in Options["host_key"], and then keep working with
+// the pin; the content matches the source by digest.
+func TestSSHMethodsPinOnFirstUse(t *testing.T) {
+	testenv.Need(t, "tar", "rsync")
+	sd := testenv.SSHD(t)
+	dir := filepath.Join(sd.Dir, "data")
+	fillTree(t, dir)
+	want := treeDigests(t, dir)
+	e := newEnv(t, Config{})
+	for _, tc := range []struct {
+		method string
+		opts   map[string]string
+	}{
+		{"tar", nil},
+		{"rsync", map[string]string{"transport": "ssh"}},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			name := "h-" + tc.method
+			in := sftpSourceInput(t, sd, dir, tc.opts)
+			in.Method = tc.method
+			e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{in}}, nil)
+			for i := range 2 {
+				if j := e.waitJob(e.backup(name).ID); j.State != "done" {
+					t.Fatalf("backup %d: %s: %s", i+1, j.State, j.Error)
+				}
+				var hb HostBody
+				e.must("socket", "GET", "/api/v1/hosts/"+name, nil, &hb)
+				k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(hb.Sources[0].Options["host_key"]))
+				if err != nil || ssh.FingerprintSHA256(k) != ssh.FingerprintSHA256(sd.HostKey) {
+					t.Fatalf("after backup %d: host_key %q (%v)", i+1, hb.Sources[0].Options["host_key"], err)
+				}
+			}
+			// The snapshot holds the source's files.
+			to := filepath.Join(e.dir, "restores", tc.method)
+			var rj JobBody
+			e.must("socket", "POST", "/api/v1/restores", RestoreInput{Host: name, Snapshot: "latest", Source: "data", To: to}, &rj)
+			if rj = e.waitJob(rj.ID); rj.State != "done" {
+				t.Fatalf("restore: %s: %s", rj.State, rj.Error)
+			}
+			if got := treeDigests(t, to); !mapsEqual(got, want) {
+				t.Fatalf("snapshot:\n got %v\nwant %v", got, want)
+			}
+		})
 	}
 }
