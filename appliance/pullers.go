@@ -172,13 +172,24 @@ func (s *Server) handleHostTest(r *http.Request, p *principal) (any, error) {
 		return nil, err
 	}
 	only := r.URL.Query().Get("source")
+	accept := r.URL.Query().Get("accept") == "true"
+	if accept && p.rank() < roleAdmin {
+		return nil, forbidden("only admins may accept a new server identity")
+	}
 	out := []SourceTestBody{}
 	for i := range srcs {
 		src := &srcs[i]
 		if only != "" && src.Name != only {
 			continue
 		}
-		out = append(out, s.testSource(ctx, h, src))
+		b := s.testSource(ctx, h, src, accept)
+		if accept {
+			if err := s.acceptIdentity(ctx, h, src, &b); err != nil {
+				return nil, err
+			}
+			s.log.Info("server identity accepted", "host", h.Name, "source", src.Name, "pinned", b.Pinned, "by", p.Name)
+		}
+		out = append(out, b)
 	}
 	if only != "" && len(out) == 0 {
 		return nil, notFound("host %s has no source %s", h.Name, only)
@@ -186,7 +197,35 @@ func (s *Server) handleHostTest(r *http.Request, p *principal) (any, error) {
 	return out, nil
 }
 
-func (s *Server) testSource(ctx context.Context, h *catalog.Host, src *catalog.Source) SourceTestBody {
+// acceptIdentity replaces the pin of src after an admin's test with
+// accept: by the identity the test saw (when it succeeded and reports
+// one), or else by nothing, so the next backup pins again on first use.
+func (s *Server) acceptIdentity(ctx context.Context, h *catalog.Host, src *catalog.Source, b *SourceTestBody) error {
+	key := pinOption(src.Method)
+	if b.Supported && !b.OK {
+		return nil // nothing trustworthy seen: keep the pin
+	}
+	seen := ""
+	if b.OK {
+		seen = b.Identity[key]
+	}
+	if src.Options == nil {
+		src.Options = map[string]string{}
+	}
+	if src.Options[key] == seen {
+		return nil
+	}
+	if seen == "" {
+		delete(src.Options, key)
+		b.Pinned = ""
+	} else {
+		src.Options[key] = seen
+		b.Pinned = identityFingerprint(seen)
+	}
+	return s.cat.PutSource(ctx, src)
+}
+
+func (s *Server) testSource(ctx context.Context, h *catalog.Host, src *catalog.Source, ignorePin bool) SourceTestBody {
 	b := SourceTestBody{Source: src.Name, Method: src.Method}
 	if pin := src.Options[pinOption(src.Method)]; pin != "" {
 		b.Pinned = identityFingerprint(pin)
@@ -206,6 +245,9 @@ func (s *Server) testSource(ctx context.Context, h *catalog.Host, src *catalog.S
 	if err != nil {
 		b.Error = err.Error()
 		return b
+	}
+	if ignorePin {
+		delete(ps.Options, pinOption(src.Method))
 	}
 	tctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()

@@ -221,6 +221,17 @@ func TestSFTPTrustOnFirstUseAndRestoreToHost(t *testing.T) {
 	if tests[0].OK || !strings.Contains(tests[0].Error, fp2) {
 		t.Fatalf("host test against the other key: %+v", tests)
 	}
+	// An admin accepts the new key; then backups work again.
+	if w := e.do(op, "POST", "/api/v1/hosts/web/test?accept=true", nil); w.Code != 403 {
+		t.Fatalf("accept as operator: %d %s", w.Code, w.Body)
+	}
+	e.must("socket", "POST", "/api/v1/hosts/web/test?accept=true", nil, &tests)
+	if !tests[0].OK || tests[0].Pinned != fp2 {
+		t.Fatalf("accept: %+v", tests)
+	}
+	if j := e.waitJob(e.backup("web").ID); j.State != "done" {
+		t.Fatalf("backup after accepting the new key: %s: %s", j.State, j.Error)
+	}
 }
 
 func mapsEqual(a, b map[string]string) bool {

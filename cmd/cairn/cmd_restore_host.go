@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"sort"
 
@@ -69,9 +70,11 @@ func apRestoreToHost(ctx context.Context, c *apConn, t *toHostFlags, spec string
 func hostTest(ctx context.Context, args []string) error {
 	var c apConn
 	var source string
-	fs := apFlagSet("host test", "host test NAME [--source NAME] [--json]")
+	fs := apFlagSet("host test", "host test NAME [--source NAME] [--accept-new-key] [--json]")
 	c.register(fs)
 	fs.StringVar(&source, "source", "", "test only this source")
+	var accept bool
+	fs.BoolVar(&accept, "accept-new-key", false, "admins: ignore the pinned host key or certificate and pin the one seen now (after a deliberate server change)")
 	pos, err := apParse(fs, args)
 	if err != nil {
 		return err
@@ -84,8 +87,15 @@ func hostTest(ctx context.Context, args []string) error {
 		return err
 	}
 	p := "/api/v1/hosts/" + apEsc(pos[0]) + "/test"
+	q := url.Values{}
 	if source != "" {
-		p += "?source=" + apEsc(source)
+		q.Set("source", source)
+	}
+	if accept {
+		q.Set("accept", "true")
+	}
+	if len(q) > 0 {
+		p += "?" + q.Encode()
 	}
 	var out []appliance.SourceTestBody
 	if err := cl.do(ctx, "POST", p, nil, &out); err != nil {

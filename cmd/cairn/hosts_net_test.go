@@ -100,6 +100,11 @@ func TestSFTPHostEndToEnd(t *testing.T) {
 	if _, errOut, code := cairnCLI(t, data, "restore", "web1/latest/srv", "--to-host", "--to", "/tmp/x"); code == 0 || !strings.Contains(errOut, "either") {
 		t.Fatalf("--to with --to-host: exit %d: %s", code, errOut)
 	}
+	// Accepting the key seen now (the same one) keeps it pinned.
+	out = mustCLI(t, data, "host", "test", "web1", "--source", "srv", "--accept-new-key")
+	if !strings.Contains(out, "source srv (sftp): ok") || !strings.Contains(out, "pinned:                "+fp) {
+		t.Fatalf("host test --accept-new-key said %q", out)
+	}
 }
 
 func equalMaps(a, b map[string]string) bool {
