@@ -95,7 +95,7 @@ func (s *Server) handleBackupRun(r *http.Request, p *principal) (any, error) {
 			return nil, badRequest("host %s has no source %q", h.Name, n)
 		}
 	}
-	params, _ := json.Marshal(BackupParams{Sources: in.Sources})
+	params, _ := json.Marshal(BackupParams(in))
 	j := &catalog.Job{Kind: "backup", Host: h.Name, Manual: true, Params: params}
 	if err := s.jobs.enqueue(r.Context(), j); err != nil {
 		return nil, err

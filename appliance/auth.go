@@ -158,7 +158,3 @@ func (s *Server) canSeeHost(ctx context.Context, p *principal, host string) (boo
 	return s.cat.UserSeesHost(ctx, p.UserID, host)
 }
 
-func principalFrom(ctx context.Context) *principal {
-	p, _ := ctx.Value(principalKey).(*principal)
-	return p
-}

@@ -285,4 +285,3 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func contains(s, sub string) bool { return strings.Contains(s, sub) }

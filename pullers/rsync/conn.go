@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	//lint:ignore SA1019 rsync protocol 27 mandates MD4 block and file checksums
 	"golang.org/x/crypto/md4"
 	"golang.org/x/crypto/ssh"
 

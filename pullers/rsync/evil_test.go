@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	//lint:ignore SA1019 rsync protocol 27 mandates MD4 block and file checksums
 	"golang.org/x/crypto/md4"
 
 	"github.com/cairn-backup/cairn/pool"

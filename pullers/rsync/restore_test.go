@@ -69,7 +69,7 @@ func TestRestoreSSH(t *testing.T) {
 
 	// The whole snapshot into an explicit destination.
 	dest := filepath.Join(s.Dir, "full")
-	res, err = pl.Restore(ctx, p.SnapshotFS(ctx, m), ".", sshSource(t, s, src), rsync.RestoreOptions{Dest: dest})
+	_, err = pl.Restore(ctx, p.SnapshotFS(ctx, m), ".", sshSource(t, s, src), rsync.RestoreOptions{Dest: dest})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	//lint:ignore SA1019 rsync protocol 27 mandates MD4 block and file checksums
 	"golang.org/x/crypto/md4"
 )
 
