@@ -17,6 +17,7 @@ import (
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
 	"github.com/cairn-backup/cairn/pool"
+	"github.com/cairn-backup/cairn/pullers"
 	"github.com/cairn-backup/cairn/pullers/ftp"
 	"github.com/cairn-backup/cairn/pullers/sftp"
 	"github.com/cairn-backup/cairn/pullers/smb"
@@ -92,7 +93,7 @@ func runRestore(ctx context.Context, jc *jobCtx) error {
 		return fmt.Errorf("snapshot %s: %w", m.ID, err)
 	}
 	if rp.ToHost {
-		return s.restoreToHost(ctx, jc, &rp, m, sp)
+		return s.restoreToHost(ctx, jc, &rp, m, sp, e.Type == pool.TypeDir)
 	}
 	if err := checkRestoreTarget(rp.To); err != nil {
 		return err
@@ -365,7 +366,7 @@ func (s *Server) snapshotSource(ctx context.Context, host, source string) (*cata
 // restoreToHost writes the snapshot subtree sp back to the source's host
 // with the source's method and credentials. A restore is never retried:
 // a second run would write a second copy.
-func (s *Server) restoreToHost(ctx context.Context, jc *jobCtx, rp *RestoreParams, m *pool.Manifest, sp string) error {
+func (s *Server) restoreToHost(ctx context.Context, jc *jobCtx, rp *RestoreParams, m *pool.Manifest, sp string, isDir bool) error {
 	h, src, err := s.snapshotSource(ctx, rp.Host, rp.Source)
 	if err != nil {
 		return permanent{err}
@@ -377,25 +378,31 @@ func (s *Server) restoreToHost(ctx context.Context, jc *jobCtx, rp *RestoreParam
 	if err != nil {
 		return permanent{err}
 	}
+	dest := rp.Dest
+	if rp.InPlace && dest == "" && sp != "." {
+		// In place, a subtree goes back where it came from.
+		if dest, err = inPlaceDest(ps, sp, isDir); err != nil {
+			return permanent{err}
+		}
+	}
 	fsys := s.pool.SnapshotFS(ctx, m)
 	jc.update(func(p *Progress) { p.Phase, p.BytesTotal = "restoring", m.Bytes })
 	jc.logf("info", "restore %s/%s@%s:%s to the host over %s (in place: %v)", m.Host, m.Source, m.ID, sp, src.Method, rp.InPlace)
 	res := hostRestoreResult{Method: src.Method}
 	switch src.Method {
 	case sftp.Method:
-		r, err := sftp.New().Restore(ctx, fsys, sp, ps, sftp.RestoreOptions{Dest: rp.Dest, InPlace: rp.InPlace, Now: s.now})
+		r, err := sftp.New().Restore(ctx, fsys, sp, ps, sftp.RestoreOptions{Dest: dest, InPlace: rp.InPlace, Now: s.now})
 		if err != nil {
 			return permanent{errors.New(scrub(err.Error()))}
 		}
 		res.Dest, res.Files, res.Dirs, res.Bytes, res.Errors = r.Dest, r.Files+r.Symlinks, r.Dirs, r.Bytes, r.Errors
 	case smb.Method:
-		r, err := smb.New().Restore(ctx, fsys, sp, ps, smb.RestoreOptions{Dest: rp.Dest, InPlace: rp.InPlace, Now: s.now})
+		r, err := smb.New().Restore(ctx, fsys, sp, ps, smb.RestoreOptions{Dest: dest, InPlace: rp.InPlace, Now: s.now})
 		if err != nil {
 			return permanent{errors.New(scrub(err.Error()))}
 		}
 		res.Dest, res.Files, res.Dirs, res.Bytes, res.Errors = r.Dest, r.Files, r.Dirs, r.Bytes, r.Errors
 	case ftp.Method:
-		dest := rp.Dest
 		if dest == "" {
 			base := ps.Path
 			if !strings.HasPrefix(base, "/") {
@@ -432,4 +439,30 @@ func (s *Server) restoreToHost(ctx context.Context, jc *jobCtx, rp *RestoreParam
 		return permanent{fmt.Errorf("restore to %s on %s: %d entries failed (first: %s)", res.Dest, h.Name, len(res.Errors), res.Errors[0])}
 	}
 	return nil
+}
+
+// inPlaceDest is the directory on the host that an in-place restore of
+// the snapshot path sp writes into: the directory sp was pulled from (for
+// a file or link, the directory that holds it).
+func inPlaceDest(ps pullers.Source, sp string, isDir bool) (string, error) {
+	var base string
+	switch ps.Method {
+	case sftp.Method:
+		roots, err := sftp.Paths(ps)
+		if err != nil {
+			return "", err
+		}
+		base = "/" // several paths are stored at their own location
+		if len(roots) == 1 {
+			base = roots[0]
+		}
+	case smb.Method:
+		base = strings.TrimPrefix(path.Clean("/"+strings.ReplaceAll(ps.Path, `\`, "/")), "/")
+	default:
+		return "", fmt.Errorf("method %s %w in place", ps.Method, errNoHostRestore)
+	}
+	if !isDir {
+		sp = path.Dir(sp)
+	}
+	return path.Join(base, sp), nil
 }

@@ -189,6 +189,21 @@ func TestSFTPTrustOnFirstUseAndRestoreToHost(t *testing.T) {
 	if got := treeDigests(t, filepath.Join(s1.Dir, "only-sub")); !mapsEqual(got, wantSub) {
 		t.Fatalf("restored sub:\n got %v\nwant %v", got, wantSub)
 	}
+	// In place (admin): a changed file of a subtree is put back where it was.
+	if err := os.WriteFile(filepath.Join(dir, "sub", "app.conf"), []byte("changed on the host\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	e.must("socket", "POST", "/api/v1/restores", RestoreToHostInput{Host: "web", Snapshot: "latest", Source: "data",
+		Path: "sub", ToHost: true, InPlace: true}, &rj)
+	if rj = e.waitJob(rj.ID); rj.State != "done" {
+		t.Fatalf("restore in place %s: %s", rj.State, rj.Error)
+	}
+	now := treeDigests(t, dir)
+	for k, v := range want {
+		if now[k] != v {
+			t.Fatalf("after the in-place restore %s = %s, want %s", k, now[k], v)
+		}
+	}
 	// Refused: to_host with to, in_place below admin, a method that cannot.
 	if w := e.do("socket", "POST", "/api/v1/restores", RestoreToHostInput{Snapshot: "latest", Host: "web", Source: "data", ToHost: true, To: "/tmp/x"}); w.Code != 400 {
 		t.Fatalf("to_host with to: %d %s", w.Code, w.Body)
