@@ -7,8 +7,8 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -474,7 +474,11 @@ func benchmarkPut(b *testing.B, data func(i int) []byte) {
 // (compresses about 4:1, like typical text files).
 func sourceText(b *testing.B, n int) []byte {
 	var buf bytes.Buffer
-	filepath.WalkDir(filepath.Join(runtime.GOROOT(), "src", "net"), func(p string, d fs.DirEntry, err error) error {
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		b.Fatalf("go env GOROOT: %v", err)
+	}
+	filepath.WalkDir(filepath.Join(strings.TrimSpace(string(goroot)), "src", "net"), func(p string, d fs.DirEntry, err error) error {
 		if err == nil && strings.HasSuffix(p, ".go") && buf.Len() < n {
 			data, _ := os.ReadFile(p)
 			buf.Write(data)
