@@ -213,6 +213,7 @@ func (s *Server) allRoutes() []route {
 		{method: "DELETE", pattern: "/api/v1/hosts/{host}/sources/{source}", minRole: roleOperator, json: s.handleSourceDelete},
 		{method: "POST", pattern: "/api/v1/hosts/{host}/backup", minRole: roleOperator, json: s.handleBackupRun},
 		{method: "POST", pattern: "/api/v1/hosts/{host}/test", minRole: roleOperator, json: s.handleHostTest},
+		{method: "GET", pattern: "/api/v1/hosts/{host}/onboard", minRole: roleOperator, json: s.handleHostOnboard},
 		{method: "GET", pattern: "/api/v1/hosts/{host}/retention", minRole: roleUser, json: s.handleRetentionPreview},
 		{method: "GET", pattern: "/api/v1/hosts/{host}/effective", minRole: roleUser, json: s.handleHostEffective},
 

@@ -277,6 +277,12 @@ func (s *Server) pullerSource(h *catalog.Host, src *catalog.Source) (pullers.Sou
 	if err != nil {
 		return pullers.Source{}, nil, err
 	}
+	if secret == nil {
+		secret = map[string]string{}
+	}
+	if err := s.withApplianceKey(src.Method, opts, secret); err != nil {
+		return pullers.Source{}, nil, err
+	}
 	return pullers.Source{Method: src.Method, Name: src.Name, Path: src.Path, Excludes: src.Excludes,
 		Options: opts, Secret: secret}, scrubber(secret), nil
 }

@@ -168,6 +168,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.box, err = secret.LoadOrCreate(filepath.Join(dir, "secret.key")); err != nil {
 		return nil, err
 	}
+	if err = initSSHKey(dir); err != nil {
+		return nil, err
+	}
 	if err = s.openPool(ctx); err != nil {
 		return nil, err
 	}
