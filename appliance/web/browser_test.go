@@ -23,6 +23,7 @@ type stubAPI struct {
 	subs   map[chan string]bool // SSE streams; push fans out to all
 	posted map[string]any       // last POST /api/v1/hosts body
 	csrfOK bool
+	tests  []string // query of each POST /api/v1/hosts/{host}/test
 }
 
 func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -68,7 +69,33 @@ func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			js(400, map[string]string{"error": `host name "bad name": use letters, digits, '.', '_' and '-'`})
 			return
 		}
+		// As the appliance: an sftp source needs a user and a credential.
+		if srcs, _ := in["sources"].([]any); len(srcs) == 1 {
+			src, _ := srcs[0].(map[string]any)
+			opts, _ := src["options"].(map[string]any)
+			sec, _ := src["secret"].(map[string]any)
+			if src["method"] == "sftp" && opts["user"] == nil {
+				js(400, map[string]string{"error": `source main: method sftp needs the option "user"`})
+				return
+			}
+			if src["method"] == "sftp" && sec["password"] == nil && sec["private_key"] == nil {
+				js(400, map[string]string{"error": `source main: method sftp needs the credential password or private_key`})
+				return
+			}
+		}
 		js(201, host)
+	case strings.HasSuffix(r.URL.Path, "/test") && r.Method == "POST":
+		s.mu.Lock()
+		s.tests = append(s.tests, r.URL.RawQuery)
+		s.mu.Unlock()
+		res := map[string]any{"source": "etc", "method": "sftp", "supported": true, "pinned": "SHA256:old"}
+		if q.Get("accept") == "true" {
+			res["ok"], res["pinned"] = true, "SHA256:new"
+			res["identity"] = map[string]string{"host_key_fingerprint": "SHA256:new", "server": "SSH-2.0-OpenSSH_9.2", "path": "/etc", "entries": "42"}
+		} else {
+			res["ok"], res["error"] = false, "sftp 10.0.0.5:22: host key changed: pinned SHA256:old, server sent SHA256:new"
+		}
+		js(200, []any{res})
 	case strings.HasSuffix(r.URL.Path, "/retention"):
 		js(200, map[string]any{"host": "web2", "policy": "daily 7", "sources": map[string]any{"etc": map[string]any{
 			"keep": []any{map[string]any{"id": "s1", "time": now}}, "remove": []any{map[string]any{"id": "s0", "time": now.Add(-48 * time.Hour)}}}}})
@@ -87,10 +114,8 @@ func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/api/v1/methods":
 		js(200, []any{
 			map[string]any{"name": "local", "title": "Local directory"},
-			map[string]any{"name": "sftp", "title": "SFTP", "path_label": "Remote path", "options": []any{
-				map[string]any{"key": "port", "label": "SSH port", "type": "number"},
-				map[string]any{"key": "user", "label": "SSH user", "type": "text"},
-				map[string]any{"key": "password", "label": "SSH password", "secret": true}}}})
+			// As the appliance: names and titles only; the UI knows the fields.
+			map[string]any{"name": "sftp", "title": "SFTP"}})
 	case r.URL.Path == "/api/v1/events":
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(200)
@@ -238,13 +263,18 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 	b.navigate(srv.URL + "/hosts/new")
 	b.waitFor("host form", `document.body.dataset.ready === "1"`)
 	b.setValue("#f-method", "sftp")
-	b.waitFor("sftp fields", `document.querySelector("#f-opt-port")`)
+	b.waitFor("sftp fields", `document.querySelector("#f-opt-user") && document.querySelector("#f-opt-private_key")`)
 	if u := unlabelled(b); u != "" {
 		t.Fatalf("host form: controls without a label: %s", u)
 	}
-	if l := b.evalString(`document.querySelector('label[for="f-opt-password"]').textContent`); l != "SSH password" {
-		t.Fatalf("password label %q", l)
+	if l := b.evalString(`document.querySelector('label[for="f-opt-user"]').textContent + "|" + document.querySelector('label[for="f-opt-password"]').textContent`); l != "SSH user (required)|Password" {
+		t.Fatalf("sftp labels %q", l)
 	}
+	// Another method drops the sftp fields.
+	b.setValue("#f-method", "local")
+	b.waitFor("local has no sftp fields", `!document.querySelector("#f-opt-user")`)
+	b.setValue("#f-method", "sftp")
+	b.waitFor("sftp fields again", `document.querySelector("#f-opt-user")`)
 	b.setValue("#f-name", "bad name")
 	b.setValue("#f-path", "/etc")
 	b.eval(`document.querySelector("#host-form").requestSubmit()`)
@@ -256,6 +286,14 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 	b.setValue("#f-opt-password", "s3cret-pw")
 	b.setValue("#f-cron", "30 1 * * *")
 	b.setValue("#f-keep_daily", "14")
+	// Without a user the API answers 400; its message shows at the user field.
+	b.eval(`document.querySelector("#host-form").requestSubmit()`)
+	b.waitFor("user error next to the user field", `!document.querySelector('.field-error[data-for="opt-user"]').hidden && document.activeElement.id === "f-opt-user"`)
+	if m := b.evalString(`document.querySelector('.field-error[data-for="opt-user"]').textContent`); !strings.Contains(m, `needs the option "user"`) {
+		t.Fatalf("user field error %q", m)
+	}
+	b.consoleErrors()
+	b.setValue("#f-opt-user", "backup")
 	b.eval(`window.__cairnOld = true; document.querySelector("#host-form").requestSubmit()`)
 	b.waitFor("host page", `!window.__cairnOld && location.pathname === "/hosts/web2" && document.body.dataset.ready === "1"`)
 	stub.mu.Lock()
@@ -263,7 +301,7 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 	csrfOK := stub.csrfOK
 	stub.mu.Unlock()
 	want := `{"address":"10.0.0.6","groups":[],"name":"web2","retention":{"keep_daily":14},"schedules":[{"cron":"30 1 * * *"}],` +
-		`"sources":[{"excludes":[],"method":"sftp","name":"main","options":{"port":"2222"},"path":"/etc","secret":{"password":"s3cret-pw"}}]}`
+		`"sources":[{"excludes":[],"method":"sftp","name":"main","options":{"port":"2222","user":"backup"},"path":"/etc","secret":{"password":"s3cret-pw"}}]}`
 	if string(got) != want || !csrfOK {
 		t.Fatalf("POST /api/v1/hosts body\n got %s\nwant %s (csrf header sent: %v)", got, want, csrfOK)
 	}
@@ -272,6 +310,31 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 		t.Fatalf("host page:\n%s", txt)
 	}
 	b.screenshot("05-host")
+
+	// Test connection: the key changed, and the admin accepts the new one.
+	b.eval(`document.querySelector("#test-conn").click()`)
+	b.waitFor("test result with accept button", `document.querySelector("#accept-key")`)
+	if txt := b.evalString(`document.querySelector("#test-results").innerText`); !strings.Contains(txt, "host key changed") || !strings.Contains(txt, "SHA256:old") {
+		t.Fatalf("test result: %q", txt)
+	}
+	b.eval(`document.querySelector("#accept-key").click()`)
+	b.waitFor("accepted", `document.querySelector("#test-results").innerText.includes("Pinned now")`)
+	txt = b.evalString(`document.querySelector("#test-results").innerText`)
+	for _, want := range []string{"connected", "SHA256:new", "SSH-2.0-OpenSSH_9.2", "/etc", "42"} {
+		if !strings.Contains(txt, want) {
+			t.Errorf("accepted test result %q lacks %q", txt, want)
+		}
+	}
+	if b.evalString(`String(!!document.querySelector("#accept-key"))`) != "false" {
+		t.Error("accept button still shown after accepting")
+	}
+	stub.mu.Lock()
+	tests := strings.Join(stub.tests, "|")
+	stub.mu.Unlock()
+	if tests != "|accept=true" {
+		t.Fatalf("test requests %q, want a plain one then accept=true", tests)
+	}
+	b.screenshot("06-host-test")
 	if errs := b.consoleErrors(); len(errs) > 0 {
 		t.Fatalf("console errors:\n%s", strings.Join(errs, "\n"))
 	}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -183,6 +184,12 @@ func TestBrowserServe(t *testing.T) {
 	if txt := b.evalString(`document.querySelector("#retention-preview").innerText`); !strings.Contains(txt, "would keep 1, would remove 0") {
 		t.Fatalf("retention preview: %q", txt)
 	}
+	// The connection test of a local source: the method has none, and says so.
+	b.eval(`document.querySelector("#test-conn").click()`)
+	b.waitFor("test result", `document.querySelector("#test-results .test-result")`)
+	if txt := b.evalString(`document.querySelector("#test-results").innerText`); !strings.Contains(txt, "main (local)") || !strings.Contains(txt, "no connection test") {
+		t.Fatalf("test result: %q", txt)
+	}
 
 	// A phone-sized window: nothing runs off the side.
 	b.call("Emulation.setDeviceMetricsOverride", map[string]any{"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}, nil)
@@ -219,6 +226,44 @@ func TestBrowserServe(t *testing.T) {
 	if got, err := base64.StdEncoding.DecodeString(got64); err != nil || !bytes.Equal(got, files["sub/b.bin"]) {
 		t.Fatalf("downloaded sub/b.bin differs (%d bytes, %v; %.40q)", len(got), err, got64)
 	}
+
+	// Download the directory as zip and tar.zst, with the session cookie.
+	fetchHead := func(sel string) string {
+		return b.evalString(`(async () => {
+			const r = await fetch(document.querySelector("` + sel + `").href, {credentials: "same-origin"});
+			if (!r.ok) return "HTTP " + r.status;
+			const u = new Uint8Array(await r.arrayBuffer());
+			return [...u.slice(0, 4)].map(c => c.toString(16).padStart(2, "0")).join("") + " " + u.length;
+		})()`)
+	}
+	if got := fetchHead("#dl-zip"); !strings.HasPrefix(got, "504b0304 ") {
+		t.Fatalf("zip download: %q, want a zip (PK\x03\x04)", got)
+	}
+	if got := fetchHead("#dl-tzst"); !strings.HasPrefix(got, "28b52ffd ") {
+		t.Fatalf("tar.zst download: %q, want zstd magic", got)
+	}
+	// The WebDAV address of the directory serves its files.
+	dav := b.evalString(`document.querySelector("#dav-url").value`)
+	if !regexp.MustCompile(`^` + regexp.QuoteMeta(base) + `/dav/files1/\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ/main/sub/$`).MatchString(dav) {
+		t.Fatalf("WebDAV address %q", dav)
+	}
+	if got := b.evalString(`fetch(document.querySelector("#dav-url").value + "b.bin", {credentials: "same-origin"}).then(r => r.ok ? r.arrayBuffer().then(a => String(a.byteLength)) : "HTTP " + r.status)`); got != strconv.Itoa(len(files["sub/b.bin"])) {
+		t.Fatalf("b.bin over WebDAV: %s, want %d bytes", got, len(files["sub/b.bin"]))
+	}
+
+	// Restore to the host: a local source cannot, and the API's reason shows.
+	b.eval(`document.querySelector("#r-where-host").click()`)
+	b.waitFor("host restore fields", `!document.querySelector("#r-host-box").hidden && document.querySelector("#r-dir-box").hidden`)
+	b.eval(`document.querySelector("#r-in-place").click()`)
+	b.waitFor("in-place warning", `!document.querySelector("#r-in-place-warn").hidden`)
+	b.eval(`document.querySelector("#r-in-place").click()`)
+	b.eval(`document.querySelector("#restore-form").requestSubmit()`)
+	b.waitFor("to_host refused for local", `!document.querySelector('.field-error[data-for="restore"]').hidden`)
+	if m := b.evalString(`document.querySelector('.field-error[data-for="restore"]').textContent`); !strings.Contains(m, "cannot restore to the host") {
+		t.Fatalf("restore to host error %q", m)
+	}
+	b.consoleErrors() // the 400 is logged; expected
+	b.eval(`document.querySelector("#r-where-dir").click()`)
 
 	// Restore the snapshot to a directory on the appliance.
 	to := filepath.Join(data, "restores", "r1")

@@ -201,8 +201,46 @@
     }
     const b = $("#run-now");
     if (b) b.onclick = () => runNow(name, b, msg);
+    const tb = $("#test-conn");
+    if (tb) tb.onclick = () => testConnection(name, tb, false);
     await load();
     body.dataset.ready = "1";
+  }
+
+  // keyChanged says a test result failed because the server's identity
+  // is not the pinned one (sftp, tar, rsync: "host key changed"; ftp: "does
+  // not match the pinned fingerprint").
+  const keyChanged = (r) => !r.ok && /host key changed|does not match the pinned/i.test(r.error || "");
+  // testConnection runs POST /hosts/{host}/test (accept: ?accept=true,
+  // admins) and shows one result per source.
+  async function testConnection(name, btn, accept) {
+    const out = $("#test-results"), admin = $("#test-box").dataset.admin === "1";
+    btn.disabled = true;
+    out.replaceChildren(el("p", { class: "help", text: accept ? "Accepting the key the server shows now…" : "Testing…" }));
+    try {
+      const res = await api("POST", "/hosts/" + enc(name) + "/test" + (accept ? "?accept=true" : ""));
+      out.replaceChildren(...res.map((r) => {
+        const id = r.identity || {}, pairs = [["Result", el("span", { class: r.ok ? "status ok" : r.supported ? "status bad" : "status warn", text: r.ok ? "connected" : r.supported ? "failed" : "no test" })]];
+        if (r.error) pairs.push(["Error", el("span", { class: "mono", text: r.error })]);
+        const fp = id.host_key_fingerprint || id.tls_fingerprint || id.fingerprint;
+        if (fp) pairs.push(["Fingerprint", el("span", { class: "mono", text: fp })]);
+        if (r.pinned) pairs.push([accept ? "Pinned now" : "Pinned", el("span", { class: "mono", text: r.pinned })]);
+        if (id.server || id.banner) pairs.push(["Banner", el("span", { class: "mono", text: id.server || id.banner })]);
+        if (id.share) pairs.push(["Share", id.share]);
+        if (id.path) pairs.push(["Path", el("span", { class: "mono", text: id.path })]);
+        if (id.entries !== undefined) pairs.push(["Entries", String(id.entries)]);
+        const dl = el("dl", { class: "kv" }); kv(dl, pairs);
+        const box = el("div", { class: "test-result", "data-source": r.source }, el("h3", { text: r.source + " (" + r.method + ")" }), dl);
+        if (keyChanged(r)) {
+          if (admin) box.append(el("p", { class: "warning", text: "The server's key is not the one pinned. Accept the new key only if you know why it changed (a reinstalled server, a new key)." }),
+            el("button", { type: "button", class: "danger", id: "accept-key", onclick: (ev) => testConnection(name, ev.target, true) }, "Accept new host key"));
+          else box.append(el("p", { class: "warning", text: "The server's key is not the one pinned. An admin can accept the new key here." }));
+        }
+        return box;
+      }));
+      if (!res.length) out.replaceChildren(el("p", { class: "empty", text: "This host has no sources." }));
+    } catch (e) { out.replaceChildren(el("p", { class: "error", text: e.message })); }
+    finally { btn.disabled = false; }
   }
 
   // ---- host form: built from the registered methods ---------------------
@@ -210,11 +248,25 @@
   // [{name, title, path_label, options:[{key,label,type,help,required,secret}]}];
   // otherwise the methods named by the server are offered with generic
   // key=value option and credential fields.
+  // methodFields are the option and credential fields of the methods, for
+  // an API whose GET /methods names the methods only. The appliance
+  // refuses (400) an sftp source without user and a password or
+  // private_key, and an smb source without share, user and password.
+  const methodFields = {
+    sftp: [{ key: "user", label: "SSH user", required: true }, { key: "port", label: "SSH port", type: "number", help: "Default 22." },
+      { key: "password", label: "Password", secret: true, help: "A password or a private key is required." },
+      { key: "private_key", label: "Private key (PEM or OpenSSH)", secret: true, type: "textarea" },
+      { key: "passphrase", label: "Passphrase of the private key", secret: true }],
+    smb: [{ key: "share", label: "Share", required: true }, { key: "user", label: "User", required: true }, { key: "domain", label: "Domain" },
+      { key: "password", label: "Password", secret: true, required: true }, { key: "port", label: "Port", type: "number", help: "Default 445." }],
+    ftp: [{ key: "user", label: "User", help: "Empty: anonymous." }, { key: "password", label: "Password", secret: true }, { key: "port", label: "Port", type: "number" }],
+  };
   async function hostForm() {
     const form = $("#host-form"), sel = $("#f-method"), editing = body.dataset.host || "";
     let methods = null;
     try { methods = await api("GET", "/methods"); } catch (e) { methods = null; }
     if (!Array.isArray(methods)) methods = (body.dataset.methods || "").split(",").filter(Boolean).map((n) => ({ name: n }));
+    for (const m of methods) if (!m.options && methodFields[m.name]) m.options = methodFields[m.name];
     sel.replaceChildren(...methods.map((m) => el("option", { value: m.name }, m.title || m.name)));
     function renderFields() {
       const m = methods.find((x) => x.name === sel.value) || {};
@@ -222,8 +274,9 @@
       const fields = (m.options || []).map((o) => {
         const id = "f-opt-" + o.key;
         const input = o.type === "bool" ? el("input", { id, type: "checkbox", "data-opt": o.key, "data-secret": o.secret ? "1" : null })
+          : o.type === "textarea" ? el("textarea", { id, rows: 3, class: "mono", "data-opt": o.key, "data-secret": o.secret ? "1" : null, required: o.required || null, autocomplete: "off" })
           : el("input", { id, type: o.secret ? "password" : (o.type === "number" ? "number" : "text"), "data-opt": o.key, "data-secret": o.secret ? "1" : null, required: o.required || null, autocomplete: o.secret ? "new-password" : "off" });
-        return el("div", { class: "field" }, el("label", { for: id }, o.label || o.key), input, o.help ? el("p", { class: "help", text: o.help }) : null,
+        return el("div", { class: "field" }, el("label", { for: id }, (o.label || o.key) + (o.required ? " (required)" : "")), input, o.help ? el("p", { class: "help", text: o.help }) : null,
           el("p", { class: "field-error", "data-for": "opt-" + o.key, hidden: true }));
       });
       box.replaceChildren(...fields);
@@ -237,7 +290,9 @@
       form.name.value = h.name; form.address.value = h.address || ""; form.groups.value = h.groups.join(", ");
       const s = h.sources[0];
       if (s) { form.src_name.value = s.name; sel.value = s.method; renderFields(); form.path.value = s.path; form.excludes.value = (s.excludes || []).join("\n");
-        form.options.value = Object.entries(s.options || {}).map(([k, v]) => k + "=" + v).join("\n"); }
+        const rest = { ...(s.options || {}) };
+        for (const i of form.querySelectorAll("[data-opt]")) if (!i.dataset.secret && rest[i.dataset.opt] !== undefined) { if (i.type === "checkbox") i.checked = rest[i.dataset.opt] === "true"; else i.value = rest[i.dataset.opt]; delete rest[i.dataset.opt]; }
+        form.options.value = Object.entries(rest).map(([k, v]) => k + "=" + v).join("\n"); }
       if (h.schedules[0]) { form.cron.value = h.schedules[0].cron; form.jitter.value = h.schedules[0].jitter || ""; }
       for (const k of ["keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]) form[k].value = h.retention[k] || "";
     }
@@ -265,7 +320,8 @@
         location.href = "/hosts/" + enc(editing || data.name);
       } catch (e) {
         // Put the server's message next to the field it names.
-        const m = e.message, f = /^host name|^host /.test(m) ? "name" : /credential|secret/.test(m) ? "secret" : /path/.test(m) ? "path" : /method/.test(m) ? "method"
+        const m = e.message, named = /needs the (?:option|credential) "?([A-Za-z0-9_]+)/.exec(m);
+        const f = named && form.querySelector('.field-error[data-for="opt-' + named[1] + '"]') ? "opt-" + named[1] : /^host name|^host /.test(m) ? "name" : /credential|secret/.test(m) ? "secret" : /path/.test(m) ? "path" : /method/.test(m) ? "method"
           : /^source/.test(m) ? "src_name" : /schedule|cron/.test(m) ? "cron" : /jitter/.test(m) ? "jitter" : /retention/.test(m) ? "retention" : /group/.test(m) ? "groups" : null;
         const p = f && form.querySelector('.field-error[data-for="' + f + '"]');
         if (p) { p.textContent = m; p.hidden = false; const inp = p.parentElement.querySelector("input,select,textarea"); if (inp) inp.focus(); }
@@ -300,17 +356,52 @@
           : el("span", {}, e.name + (e.target ? " → " + e.target : ""));
       return el("tr", {}, td(link), td(e.type === "file" ? fmtBytes(e.size) : "", "num"), td(fmtTime(e.mtime)), td(el("span", { class: "mono", text: e.mode })), td((e.user || e.uid) + ":" + (e.group || e.gid)));
     }));
+    // Downloads of the directory shown (a file's: its directory), and its
+    // WebDAV address: /dav/<host>/<snapshot-time>/<source>/<path>, the
+    // time being the snapshot's start in UTC as 2006-01-02T15-04-05Z.
+    const dir = base, arch = "/api/v1/snapshots/" + enc(id) + "/archive/" + encPath(dir) + "?format=";
+    const dname = (dir.split("/").pop() || snap.source) + "";
+    const zip = $("#dl-zip"), tzst = $("#dl-tzst");
+    if (zip) { zip.href = arch + "zip"; zip.setAttribute("download", dname + ".zip"); tzst.href = arch + "tar.zst"; tzst.setAttribute("download", dname + ".tar.zst"); }
+    const dav = $("#dav-url");
+    if (dav) {
+      const st = new Date(snap.started).toISOString().replace(/\.\d+Z$/, "Z").replace(/:/g, "-");
+      dav.value = location.origin + "/dav/" + enc(snap.host) + "/" + st + "/" + encPath(snap.source) + (dir ? "/" + encPath(dir) : "") + "/";
+      $("#dav-copy").onclick = async () => {
+        const note = $("#dav-msg");
+        try { await navigator.clipboard.writeText(dav.value); note.textContent = "Copied."; }
+        catch (e) { dav.select(); note.textContent = "Select the address and copy it (the browser did not allow copying)."; }
+      };
+    }
     const form = $("#restore-form");
     if (form) {
       form.path.value = path;
+      const toHost = () => form.querySelector("#r-where-host").checked, inPlace = form.querySelector("#r-in-place");
+      const sync = () => {
+        $("#r-dir-box").hidden = toHost(); $("#r-host-box").hidden = !toHost();
+        if (inPlace) { $("#r-in-place-warn").hidden = !inPlace.checked; form.dest.disabled = inPlace.checked; }
+      };
+      for (const i of form.querySelectorAll('input[name="where"], #r-in-place')) i.onchange = sync;
+      sync();
       form.onsubmit = async (ev) => {
         ev.preventDefault();
-        const m = $("#restore-msg"), fe = form.querySelector('.field-error[data-for="to"]');
-        fe.hidden = true;
+        const m = $("#restore-msg");
+        for (const p of form.querySelectorAll(".field-error")) p.hidden = true;
+        const data = { snapshot: id, path: form.path.value.trim() };
+        if (toHost()) {
+          data.to_host = true;
+          if (inPlace && inPlace.checked) data.in_place = true;
+          else if (form.dest.value.trim()) data.dest = form.dest.value.trim();
+          if (data.in_place && !confirm("Overwrite the files on " + snap.host + " with the snapshot's? Changes made since the snapshot are lost.")) return;
+        } else data.to = form.to.value.trim();
         try {
-          const j = await api("POST", "/restores", { snapshot: id, path: form.path.value.trim(), to: form.to.value.trim() });
+          const j = await api("POST", "/restores", data);
           m.replaceChildren("Restore queued as job ", jobLink(j.id), "."); m.hidden = false;
-        } catch (e) { fe.textContent = e.message; fe.hidden = false; }
+        } catch (e) {
+          const f = toHost() ? (/^dest/.test(e.message) ? "dest" : "restore") : "to";
+          const fe = form.querySelector('.field-error[data-for="' + f + '"]');
+          fe.textContent = e.message; fe.hidden = false;
+        }
       };
     }
     body.dataset.ready = "1";
