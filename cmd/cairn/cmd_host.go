@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "host", short: "manage the hosts the appliance backs up (add|ls|show|edit|rm|enable|disable|test)", run: runHost})
+	register(&command{name: "host", short: "manage the hosts the appliance backs up (add|ls|show|edit|rm|enable|disable|test|onboard)", run: runHost})
 }
 
 func runHost(ctx context.Context, args []string) error {
@@ -21,8 +21,8 @@ func runHost(ctx context.Context, args []string) error {
 		"add": hostAdd, "ls": hostLs, "show": hostShow, "edit": hostEdit, "rm": hostRm,
 		"enable":  func(ctx context.Context, a []string) error { return hostEnable(ctx, a, true) },
 		"disable": func(ctx context.Context, a []string) error { return hostEnable(ctx, a, false) },
-		"test":    hostTest,
-	}, []string{"add", "ls", "show", "edit", "rm", "enable", "disable", "test"})
+		"test":    hostTest, "onboard": hostOnboard,
+	}, []string{"add", "ls", "show", "edit", "rm", "enable", "disable", "test", "onboard"})
 }
 
 // hostFlags are the settings `host add` and `host edit` share.
