@@ -31,6 +31,19 @@
 // Requests with a bearer token or over the unix socket carry no cookie
 // and need no CSRF token.
 //
+// # Pages over newer API
+//
+// The host form builds its method fields from GET /api/v1/methods; as
+// that names the methods only, app.js keeps a small table of the option
+// and credential fields of sftp, smb and ftp (methodFields) and puts an
+// API 400 that names an option or credential next to its field. The host
+// page runs the connection test (POST /hosts/{host}/test) for operators
+// and offers admins to accept a changed host key (?accept=true). Browse
+// links the directory shown as zip and tar.zst archives and shows its
+// WebDAV address (/dav/<host>/<snapshot-time>/<source>/<path>/). The
+// restore form writes to a directory on the appliance or back to the
+// host (to_host; in place for admins only, behind a warning).
+//
 // # Setup
 //
 // While no admin exists every page redirects to /setup, which needs the

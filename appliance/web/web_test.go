@@ -564,4 +564,50 @@ func TestRolePages(t *testing.T) {
 	if code, _, page := admin.get("/no/such/page"); code != 404 || !strings.Contains(page, "Not found") {
 		t.Errorf("unknown page: %d", code)
 	}
+
+	// Role-dependent controls: the connection test and restores for
+	// operators, accepting a new key and in-place restores for admins
+	// only (the API refuses them to others too); downloads and the WebDAV
+	// address for everyone.
+	if err := e.cat.CreateUser(context.Background(), &catalog.User{Name: "otto", PasswordHash: string(hash), Role: catalog.RoleOperator}); err != nil {
+		t.Fatal(err)
+	}
+	oper := e.client()
+	_, _, page = oper.get("/login")
+	if code, _, _ := oper.do("POST", "/login", url.Values{"form_token": {hidden(t, page, "form_token")}, "username": {"otto"},
+		"password": {goodPassword}}, nil); code != http.StatusSeeOther {
+		t.Fatalf("otto login: %d", code)
+	}
+	type want struct{ in, out []string }
+	checks := map[string]map[*client]want{
+		"/hosts/web1": {
+			c:     {out: []string{`id="test-conn"`}},
+			oper:  {in: []string{`id="test-conn"`, `data-admin=""`}},
+			admin: {in: []string{`id="test-conn"`, `data-admin="1"`}},
+		},
+		"/snapshots/abc/etc": {
+			c:     {in: []string{`id="dl-zip"`, `id="dl-tzst"`, `id="dav-url"`}, out: []string{`id="restore-form"`, `id="r-where-host"`}},
+			oper:  {in: []string{`id="dav-url"`, `id="restore-form"`, `id="r-where-host"`, `id="r-dest"`}, out: []string{`id="r-in-place"`}},
+			admin: {in: []string{`id="r-where-host"`, `id="r-in-place"`, `id="r-in-place-warn"`}},
+		},
+	}
+	names := map[*client]string{c: "user", oper: "operator", admin: "admin"}
+	for path, byRole := range checks {
+		for cl, w := range byRole {
+			code, _, page := cl.get(path)
+			if code != 200 {
+				t.Errorf("%s GET %s: %d", names[cl], path, code)
+			}
+			for _, s := range w.in {
+				if !strings.Contains(page, s) {
+					t.Errorf("%s GET %s lacks %s", names[cl], path, s)
+				}
+			}
+			for _, s := range w.out {
+				if strings.Contains(page, s) {
+					t.Errorf("%s GET %s shows %s", names[cl], path, s)
+				}
+			}
+		}
+	}
 }
