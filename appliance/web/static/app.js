@@ -290,6 +290,7 @@
       form.name.value = h.name; form.address.value = h.address || ""; form.groups.value = h.groups.join(", ");
       const s = h.sources[0];
       if (s) { form.src_name.value = s.name; sel.value = s.method; renderFields(); form.path.value = s.path; form.excludes.value = (s.excludes || []).join("\n");
+        if ((s.secret_keys || []).length) { const n = $("#secret-note"); n.textContent = "Stored credentials (" + s.secret_keys.join(", ") + ") are not shown; saving replaces them, so enter them again."; n.hidden = false; }
         const rest = { ...(s.options || {}) };
         for (const i of form.querySelectorAll("[data-opt]")) if (!i.dataset.secret && rest[i.dataset.opt] !== undefined) { if (i.type === "checkbox") i.checked = rest[i.dataset.opt] === "true"; else i.value = rest[i.dataset.opt]; delete rest[i.dataset.opt]; }
         form.options.value = Object.entries(rest).map(([k, v]) => k + "=" + v).join("\n"); }
