@@ -43,14 +43,14 @@ type hookRunner struct {
 
 func newHookRunner(h *catalog.Host, src *catalog.Source, secret map[string]string) (*hookRunner, error) {
 	o := src.Options
-	if o["pre"] == "" && o["post"] == "" {
+	if o["pre"] == "" && o["post"] == "" && o["snapshot"] == "" {
 		return nil, nil
 	}
 	if h.Address == "" {
 		return nil, fmt.Errorf("pre/post commands need the host's address")
 	}
 	if o["ssh_host_key"] == "" {
-		return nil, fmt.Errorf("pre/post commands need the option ssh_host_key (the host's public key): commands never run on an unverified host")
+		return nil, fmt.Errorf("pre/post commands and snapshots need the option ssh_host_key (the host's public key): commands never run on an unverified host")
 	}
 	hostKey, _, _, _, err := ssh.ParseAuthorizedKey([]byte(o["ssh_host_key"]))
 	if err != nil {
@@ -68,7 +68,7 @@ func newHookRunner(h *catalog.Host, src *catalog.Source, secret map[string]strin
 		auth = append(auth, ssh.Password(p))
 	}
 	if len(auth) == 0 {
-		return nil, fmt.Errorf("pre/post commands need the credential ssh_key or ssh_password")
+		return nil, fmt.Errorf("pre/post commands and snapshots need the credential ssh_key or ssh_password")
 	}
 	user := o["ssh_user"]
 	if user == "" {

@@ -194,29 +194,49 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 	if err != nil {
 		return fail(err)
 	}
-	if hooks != nil && src.Options["pre"] != "" {
-		jc.logf("info", "source %s: pre-command", src.Name)
-		// The post-command runs whatever happens from here on.
+	snap, err := snapshotFor(src, jc.job.ID)
+	if err != nil {
+		return fail(permanent{err})
+	}
+	pullPath := src.Path
+	if hooks != nil {
+		// The post-command runs whatever happens from here on, after the
+		// snapshot is gone (deferred calls run last first).
 		defer func() {
 			if src.Options["post"] == "" {
 				return
 			}
-			pctx := context.WithoutCancel(ctx)
-			if err := hooks.run(pctx, "post", src.Options["post"]); err != nil {
+			if err := hooks.run(context.WithoutCancel(ctx), "post", src.Options["post"]); err != nil {
 				jc.logf("warn", "source %s: %s", src.Name, scrub(err.Error()))
 			} else {
 				jc.logf("info", "source %s: post-command done", src.Name)
 			}
 		}()
-		if err := hooks.run(ctx, "pre", src.Options["pre"]); err != nil {
-			return fail(keepPermanent(err, errors.New(scrub(err.Error()))))
-		}
-	} else if hooks != nil {
-		defer func() {
-			if err := hooks.run(context.WithoutCancel(ctx), "post", src.Options["post"]); err != nil {
-				jc.logf("warn", "source %s: %s", src.Name, scrub(err.Error()))
+		if src.Options["pre"] != "" {
+			jc.logf("info", "source %s: pre-command", src.Name)
+			if err := hooks.run(ctx, "pre", src.Options["pre"]); err != nil {
+				return fail(keepPermanent(err, errors.New(scrub(err.Error()))))
 			}
-		}()
+		}
+		if snap != nil {
+			// Removed also after a failed or cancelled pull, and after a
+			// half-done creation (the removal tolerates what is missing).
+			defer func() {
+				if err := hooks.run(context.WithoutCancel(ctx), "snapshot removal", snap.remove); err != nil {
+					jc.logf("warn", "source %s: %s snapshot %s: %s", src.Name, snap.kind, snap.created, scrub(err.Error()))
+				} else {
+					jc.logf("info", "source %s: %s snapshot %s removed", src.Name, snap.kind, snap.created)
+				}
+			}()
+			if err := hooks.run(ctx, "snapshot", snap.create); err != nil {
+				return fail(keepPermanent(err, errors.New(scrub(err.Error()))))
+			}
+			jc.logf("info", "source %s: %s snapshot %s; pulling %s", src.Name, snap.kind, snap.created, snap.path)
+			if snapshotTaken != nil {
+				snapshotTaken(snap)
+			}
+			pullPath = snap.path
+		}
 	}
 	var prev pullers.Previous
 	if last, err := s.cat.LastSnapshot(ctx, h.Name, src.Name, false); err == nil {
@@ -239,7 +259,7 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 	sink := &jobSink{w: w, jc: jc, scrub: scrub}
 	pj := &pullers.Job{
 		Host: h.Name,
-		Source: pullers.Source{Method: src.Method, Name: src.Name, Path: src.Path, Excludes: src.Excludes,
+		Source: pullers.Source{Method: src.Method, Name: src.Name, Path: pullPath, Excludes: src.Excludes,
 			Options: opts, Secret: secret},
 		Sink:     sink,
 		Previous: prev,
