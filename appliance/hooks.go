@@ -39,6 +39,7 @@ type hookRunner struct {
 	addr    string
 	cfg     *ssh.ClientConfig
 	timeout time.Duration
+	dial    dialFunc // nil: net.Dialer; a jump host's dialer otherwise
 }
 
 func newHookRunner(h *catalog.Host, src *catalog.Source, secret map[string]string) (*hookRunner, error) {
@@ -99,10 +100,14 @@ func newHookRunner(h *catalog.Host, src *catalog.Source, secret map[string]strin
 func (hr *hookRunner) run(ctx context.Context, what, cmd string) error {
 	ctx, cancel := context.WithTimeout(ctx, hr.timeout)
 	defer cancel()
-	d := net.Dialer{Timeout: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", hr.addr)
+	dial := hr.dial
+	if dial == nil {
+		d := net.Dialer{Timeout: 30 * time.Second}
+		dial = d.DialContext
+	}
+	conn, err := dial(ctx, "tcp", hr.addr)
 	if err != nil {
-		return fmt.Errorf("%s command: connect %s: %w", what, hr.addr, err)
+		return keepPermanent(err, fmt.Errorf("%s command: connect %s: %w", what, hr.addr, err))
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()

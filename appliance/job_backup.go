@@ -198,6 +198,17 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 	if err != nil {
 		return fail(permanent{err})
 	}
+	jump, err := newJump(src.Options, secret)
+	if err != nil {
+		return fail(permanent{err})
+	}
+	defer jump.Close() // after the post-command and the snapshot removal
+	if err := useJump(pl, src.Method, jump); err != nil {
+		return fail(err)
+	}
+	if hooks != nil && jump != nil {
+		hooks.dial = jump.Dial
+	}
 	pullPath := src.Path
 	if hooks != nil {
 		// The post-command runs whatever happens from here on, after the

@@ -1,0 +1,87 @@
+package appliance
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cairn-backup/cairn/internal/testenv"
+	"golang.org/x/crypto/ssh"
+)
+
+// TestJumpHost backs up an sftp source through a jump host (two real
+// sshds: the first is the bastion): the content arrives, the pre-command
+// goes through the jump too, the bastion's log shows the logins, a wrong
+// bastion host key fails permanently, and a method without a dialer is
+// refused.
+func TestJumpHost(t *testing.T) {
+	jump := testenv.SSHD(t)
+	target := testenv.SSHD(t)
+	dir := filepath.Join(target.Dir, "data")
+	fillTree(t, dir)
+	want := treeDigests(t, dir)
+	jumpKey, err := os.ReadFile(jump.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jumpHostKey := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(jump.HostKey)))
+	mark := filepath.Join(t.TempDir(), "pre-ran")
+	e := newEnv(t, Config{})
+	add := func(name, method, hostKey string) {
+		in := snapSource(t, target, dir, map[string]string{"jump": "root@127.0.0.1:" + strconv.Itoa(jump.Port),
+			"jump_host_key": hostKey, "pre": "touch " + mark})
+		in.Method = method
+		in.Secret["jump_private_key"] = string(jumpKey)
+		addr := target.Host
+		e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Address: &addr, Sources: []SourceInput{in}}, nil)
+	}
+	add("behind", "sftp", jumpHostKey)
+	other := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(target.HostKey)))
+	add("spoofed", "sftp", other)
+	add("tarjump", "tar", jumpHostKey)
+
+	logFile := filepath.Join(filepath.Dir(jump.Dir), "sshd.log")
+	logins := func() int {
+		b, err := os.ReadFile(logFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(b), "Accepted publickey for root")
+	}
+	if n := logins(); n != 0 {
+		t.Fatalf("%d logins on the jump host before any backup", n)
+	}
+	if j := e.waitJob(e.backup("behind").ID); j.State != "done" {
+		t.Fatalf("backup through the jump host: %s %s", j.State, j.Error)
+	}
+	if _, err := os.Stat(mark); err != nil {
+		t.Fatalf("the pre-command did not run through the jump host: %v", err)
+	}
+	// One SSH connection to the bastion carries the hook and the pull.
+	if n := logins(); n != 1 {
+		t.Fatalf("%d logins on the jump host, want 1", n)
+	}
+	to := filepath.Join(e.dir, "restores", "behind")
+	var rj JobBody
+	e.must("socket", "POST", "/api/v1/restores", RestoreInput{Host: "behind", Snapshot: "latest", Source: "data", To: to}, &rj)
+	if rj = e.waitJob(rj.ID); rj.State != "done" {
+		t.Fatalf("restore: %s %s", rj.State, rj.Error)
+	}
+	if got := treeDigests(t, to); !mapsEqual(got, want) {
+		t.Fatalf("backup through the jump host: %v, want %v", got, want)
+	}
+
+	j := e.waitJob(e.backup("spoofed").ID)
+	if j.State != "failed" || !strings.Contains(j.Error, "jump host") || !strings.Contains(j.Error, "host key mismatch") {
+		t.Fatalf("a jump host with another host key: %s %q", j.State, j.Error)
+	}
+	j = e.waitJob(e.backup("tarjump").ID)
+	if j.State != "failed" || !strings.Contains(j.Error, "cannot go through a jump host yet") {
+		t.Fatalf("tar through a jump host: %s %q", j.State, j.Error)
+	}
+	if n := logins(); n != 1 {
+		t.Fatalf("%d logins on the jump host, want 1", n)
+	}
+}
