@@ -85,3 +85,42 @@ func TestJumpHost(t *testing.T) {
 		t.Fatalf("%d logins on the jump host, want 1", n)
 	}
 }
+
+// TestJumpHostSMB backs up an SMB share through a jump host (a real
+// sshd and a real smbd): the share's content arrives and the bastion
+// logged exactly one login.
+func TestJumpHostSMB(t *testing.T) {
+	jump := testenv.SSHD(t)
+	sm := testenv.Samba(t)
+	fillTree(t, filepath.Join(sm.Dir, "data"))
+	want := treeDigests(t, filepath.Join(sm.Dir, "data"))
+	jumpKey, err := os.ReadFile(jump.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, Config{})
+	name := "fileserver"
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Address: &sm.Host, Sources: []SourceInput{{Name: "data", Method: "smb", Path: "data",
+		Options: map[string]string{"port": strconv.Itoa(sm.Port), "user": sm.User, "share": sm.Share,
+			"jump": "127.0.0.1:" + strconv.Itoa(jump.Port), "jump_host_key": strings.TrimSpace(string(ssh.MarshalAuthorizedKey(jump.HostKey)))},
+		Secret: map[string]string{"password": sm.Password, "jump_private_key": string(jumpKey)}}}}, nil)
+	if j := e.waitJob(e.backup("fileserver").ID); j.State != "done" {
+		t.Fatalf("smb backup through the jump host: %s %s", j.State, j.Error)
+	}
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(jump.Dir), "sshd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "Accepted publickey for root"); n != 1 {
+		t.Fatalf("%d logins on the jump host, want 1", n)
+	}
+	to := filepath.Join(e.dir, "restores", "smb")
+	var rj JobBody
+	e.must("socket", "POST", "/api/v1/restores", RestoreInput{Host: "fileserver", Snapshot: "latest", Source: "data", To: to}, &rj)
+	if rj = e.waitJob(rj.ID); rj.State != "done" {
+		t.Fatalf("restore: %s %s", rj.State, rj.Error)
+	}
+	if got := treeDigests(t, to); !mapsEqual(got, want) {
+		t.Fatalf("smb backup through the jump host: %v, want %v", got, want)
+	}
+}
