@@ -15,6 +15,7 @@ import (
 	"github.com/cairn-backup/cairn/pullers/rsync"
 	"github.com/cairn-backup/cairn/pullers/sftp"
 	"github.com/cairn-backup/cairn/pullers/smb"
+	"github.com/cairn-backup/cairn/pullers/tar"
 )
 
 // ProxyJump: a source with Options["jump"] = "[user@]host[:port]" reaches
@@ -35,7 +36,7 @@ import (
 var jumpRE = regexp.MustCompile(`^(?:([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?$`)
 
 // jumpMethods are the methods whose pullers take a dialer.
-var jumpMethods = []string{"rsync", sftp.Method, smb.Method}
+var jumpMethods = []string{"rsync", sftp.Method, smb.Method, "tar"}
 
 // dialFunc opens a TCP connection.
 type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -161,6 +162,8 @@ func useJump(pl pullers.Puller, method string, j *jumpHost) error {
 	case *rsync.Puller:
 		p.Dial = j.Dial
 	case *smb.Puller:
+		p.Dial = j.Dial
+	case *tar.Puller:
 		p.Dial = j.Dial
 	default:
 		return permanent{fmt.Errorf("method %s cannot go through a jump host yet (supported: %v)", method, jumpMethods)}

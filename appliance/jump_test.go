@@ -11,11 +11,11 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// TestJumpHost backs up an sftp source through a jump host (two real
-// sshds: the first is the bastion): the content arrives, the pre-command
-// goes through the jump too, the bastion's log shows the logins, a wrong
-// bastion host key fails permanently, and a method without a dialer is
-// refused.
+// TestJumpHost backs up sftp and tar-over-SSH sources through a jump
+// host (two real sshds: the first is the bastion): the content arrives,
+// the pre-command goes through the jump too (one bastion login per
+// source, counted in its log), a wrong bastion host key fails
+// permanently, and a method without a dialer is refused.
 func TestJumpHost(t *testing.T) {
 	jump := testenv.SSHD(t)
 	target := testenv.SSHD(t)
@@ -41,6 +41,7 @@ func TestJumpHost(t *testing.T) {
 	other := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(target.HostKey)))
 	add("spoofed", "sftp", other)
 	add("tarjump", "tar", jumpHostKey)
+	add("fakejump", fakeMethod, jumpHostKey)
 
 	logFile := filepath.Join(filepath.Dir(jump.Dir), "sshd.log")
 	logins := func() int {
@@ -63,25 +64,33 @@ func TestJumpHost(t *testing.T) {
 	if n := logins(); n != 1 {
 		t.Fatalf("%d logins on the jump host, want 1", n)
 	}
-	to := filepath.Join(e.dir, "restores", "behind")
-	var rj JobBody
-	e.must("socket", "POST", "/api/v1/restores", RestoreInput{Host: "behind", Snapshot: "latest", Source: "data", To: to}, &rj)
-	if rj = e.waitJob(rj.ID); rj.State != "done" {
-		t.Fatalf("restore: %s %s", rj.State, rj.Error)
+	if j := e.waitJob(e.backup("tarjump").ID); j.State != "done" {
+		t.Fatalf("tar backup through the jump host: %s %s", j.State, j.Error)
 	}
-	if got := treeDigests(t, to); !mapsEqual(got, want) {
-		t.Fatalf("backup through the jump host: %v, want %v", got, want)
+	if n := logins(); n != 2 {
+		t.Fatalf("%d logins on the jump host, want 2", n)
+	}
+	for _, host := range []string{"behind", "tarjump"} {
+		to := filepath.Join(e.dir, "restores", host)
+		var rj JobBody
+		e.must("socket", "POST", "/api/v1/restores", RestoreInput{Host: host, Snapshot: "latest", Source: "data", To: to}, &rj)
+		if rj = e.waitJob(rj.ID); rj.State != "done" {
+			t.Fatalf("restore: %s %s", rj.State, rj.Error)
+		}
+		if got := treeDigests(t, to); !mapsEqual(got, want) {
+			t.Fatalf("%s backup through the jump host: %v, want %v", host, got, want)
+		}
 	}
 
 	j := e.waitJob(e.backup("spoofed").ID)
 	if j.State != "failed" || !strings.Contains(j.Error, "jump host") || !strings.Contains(j.Error, "host key mismatch") {
 		t.Fatalf("a jump host with another host key: %s %q", j.State, j.Error)
 	}
-	j = e.waitJob(e.backup("tarjump").ID)
+	j = e.waitJob(e.backup("fakejump").ID)
 	if j.State != "failed" || !strings.Contains(j.Error, "cannot go through a jump host yet") {
-		t.Fatalf("tar through a jump host: %s %q", j.State, j.Error)
+		t.Fatalf("a method without a dialer through a jump host: %s %q", j.State, j.Error)
 	}
-	if n := logins(); n != 1 {
+	if n := logins(); n != 2 {
 		t.Fatalf("%d logins on the jump host, want 1", n)
 	}
 }

@@ -115,8 +115,12 @@ func (p *Puller) dial(ctx context.Context, t *target) (*ssh.Client, func() bool,
 			cfg.HostKeyAlgorithms = []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
 		}
 	}
-	d := &net.Dialer{Timeout: t.timeout}
-	raw, err := d.DialContext(ctx, "tcp", t.addr)
+	dial := p.Dial
+	if dial == nil {
+		d := &net.Dialer{Timeout: t.timeout}
+		dial = d.DialContext
+	}
+	raw, err := dial(ctx, "tcp", t.addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"path"
 	"strings"
 	"sync"
@@ -39,6 +40,9 @@ type Puller struct {
 	// OnHostKey, when set, is called with the server's host key after
 	// every successful handshake.
 	OnHostKey func(ssh.PublicKey)
+	// Dial opens the TCP connection to the SSH server (e.g. through a
+	// jump host); nil uses net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu   sync.Mutex
 	seen ssh.PublicKey
