@@ -203,7 +203,7 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 		return fail(permanent{err})
 	}
 	defer jump.Close() // after the post-command and the snapshot removal
-	if err := useJump(pl, src.Method, jump); err != nil {
+	if err := useJump(pl, src.Method, src.Options["via"], jump); err != nil {
 		return fail(err)
 	}
 	if hooks != nil && jump != nil {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/cairn-backup/cairn/pullers"
+	"github.com/cairn-backup/cairn/pullers/dbdump"
 	"github.com/cairn-backup/cairn/pullers/rsync"
 	"github.com/cairn-backup/cairn/pullers/sftp"
 	"github.com/cairn-backup/cairn/pullers/smb"
@@ -36,7 +37,9 @@ import (
 var jumpRE = regexp.MustCompile(`^(?:([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?$`)
 
 // jumpMethods are the methods whose pullers take a dialer.
-var jumpMethods = []string{"rsync", sftp.Method, smb.Method, "tar"}
+// A database dump goes through the jump host only in mode (b) (via=ssh:
+// the dump runs on the host); mode (a) is refused.
+var jumpMethods = []string{"mariadb (via=ssh)", "postgres (via=ssh)", "rsync", sftp.Method, smb.Method, "tar"}
 
 // dialFunc opens a TCP connection.
 type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -152,7 +155,7 @@ func (j *jumpHost) Close() {
 
 // useJump gives pl the jump host's dialer, or fails for a method whose
 // puller cannot take one.
-func useJump(pl pullers.Puller, method string, j *jumpHost) error {
+func useJump(pl pullers.Puller, method, via string, j *jumpHost) error {
 	if j == nil {
 		return nil
 	}
@@ -164,6 +167,11 @@ func useJump(pl pullers.Puller, method string, j *jumpHost) error {
 	case *smb.Puller:
 		p.Dial = j.Dial
 	case *tar.Puller:
+		p.Dial = j.Dial
+	case *dbdump.Puller:
+		if via != "ssh" {
+			return permanent{fmt.Errorf("method %s goes through a jump host only with via=ssh (the dump runs on the host)", method)}
+		}
 		p.Dial = j.Dial
 	default:
 		return permanent{fmt.Errorf("method %s cannot go through a jump host yet (supported: %v)", method, jumpMethods)}

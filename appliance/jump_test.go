@@ -133,3 +133,50 @@ func TestJumpHostSMB(t *testing.T) {
 		t.Fatalf("smb backup through the jump host: %v, want %v", got, want)
 	}
 }
+
+// TestJumpHostPostgresViaSSH dumps a PostgreSQL database in mode (b)
+// (pg_dump runs on the host over SSH) through a jump host, and refuses
+// mode (a) through a jump host.
+func TestJumpHostPostgresViaSSH(t *testing.T) {
+	testenv.Need(t, "pg_dump")
+	jump := testenv.SSHD(t)
+	target := testenv.SSHD(t)
+	pg := testenv.Postgres(t)
+	pg.CreateDB(t, "appdb")
+	jumpKey, err := os.ReadFile(jump.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := os.ReadFile(target.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, Config{})
+	add := func(name, via string) {
+		o := map[string]string{"host": pg.Host, "port": strconv.Itoa(pg.Port), "user": pg.User, "databases": "appdb",
+			"globals": "false", "via": via, "ssh_host": target.Host, "ssh_port": strconv.Itoa(target.Port), "ssh_user": target.User,
+			"ssh_host_key": strings.TrimSpace(string(ssh.MarshalAuthorizedKey(target.HostKey))),
+			"jump":         "127.0.0.1:" + strconv.Itoa(jump.Port), "jump_host_key": strings.TrimSpace(string(ssh.MarshalAuthorizedKey(jump.HostKey)))}
+		e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{{Name: "data", Method: "postgres", Path: "/",
+			Options: o, Secret: map[string]string{"password": "x-trust-auth", "ssh_private_key": string(key), "jump_private_key": string(jumpKey)}}}}, nil)
+	}
+	add("db", "ssh")
+	add("direct", "local")
+	if j := e.waitJob(e.backup("db").ID); j.State != "done" {
+		t.Fatalf("postgres via ssh through the jump host: %s %s", j.State, j.Error)
+	}
+	if !inSnapshot(t, e, "db", "appdb.sql") {
+		t.Fatal("appdb.sql not in the snapshot")
+	}
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(jump.Dir), "sshd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "Accepted publickey for root"); n != 1 {
+		t.Fatalf("%d logins on the jump host, want 1", n)
+	}
+	j := e.waitJob(e.backup("direct").ID)
+	if j.State != "failed" || !strings.Contains(j.Error, "only with via=ssh") {
+		t.Fatalf("postgres mode (a) through a jump host: %s %q", j.State, j.Error)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,6 +38,11 @@ func init() {
 // NewMariaDB (or pullers.Get).
 type Puller struct {
 	engine engine
+
+	// Dial opens the TCP connection to the SSH server of mode (b) (e.g.
+	// through a jump host); nil uses net.Dialer. Mode (a) connects
+	// directly.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu   sync.Mutex
 	seen ssh.PublicKey // host key of a mode-(b) login without a pin

@@ -108,8 +108,12 @@ func (p *Puller) dialSSH(ctx context.Context, t *sshTarget) (*ssh.Client, error)
 			return keyErr
 		},
 	}
-	d := &net.Dialer{Timeout: t.timeout}
-	raw, err := d.DialContext(ctx, "tcp", t.addr)
+	dial := p.Dial
+	if dial == nil {
+		d := &net.Dialer{Timeout: t.timeout}
+		dial = d.DialContext
+	}
+	raw, err := dial(ctx, "tcp", t.addr)
 	if err != nil {
 		return nil, fmt.Errorf("ssh %s: %w", t.addr, err)
 	}
