@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cairn-backup/cairn/pullers"
 	"github.com/cairn-backup/cairn/pullers/dbdump"
+	"github.com/cairn-backup/cairn/pullers/ftp"
 	"github.com/cairn-backup/cairn/pullers/rsync"
 	"github.com/cairn-backup/cairn/pullers/sftp"
 	"github.com/cairn-backup/cairn/pullers/smb"
@@ -39,7 +41,9 @@ var jumpRE = regexp.MustCompile(`^(?:([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})@)?([A-Za
 // jumpMethods are the methods whose pullers take a dialer.
 // A database dump goes through the jump host only in mode (b) (via=ssh:
 // the dump runs on the host); mode (a) is refused.
-var jumpMethods = []string{"mariadb (via=ssh)", "postgres (via=ssh)", "rsync", sftp.Method, smb.Method, "tar"}
+// FTP needs the server as an IP address: its data connections go only
+// to the control connection's address, which a tunnel reports from addr.
+var jumpMethods = []string{"ftp (backup)", "mariadb (via=ssh)", "postgres (via=ssh)", "rsync", sftp.Method, smb.Method, "tar"}
 
 // dialFunc opens a TCP connection.
 type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -137,8 +141,30 @@ func (j *jumpHost) Dial(ctx context.Context, network, addr string) (net.Conn, er
 	if err != nil {
 		return nil, fmt.Errorf("through jump host %s to %s: %w", j.addr, addr, err)
 	}
-	return conn, nil
+	tc := &tunnelConn{Conn: conn, raddr: conn.RemoteAddr()}
+	// A tunnelled connection reports 0.0.0.0 as its remote address; give
+	// it the target's, when it is an IP address (FTP's data connections
+	// are checked against it).
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		tc.raddr = net.TCPAddrFromAddrPort(ap)
+	}
+	return tc, nil
 }
+
+// tunnelConn is a connection through the jump host with its target's
+// address as RemoteAddr. An SSH channel has no deadlines: setting one
+// succeeds and does nothing (the pullers' own ones are for handshakes
+// and idle reads; a stall through the tunnel ends with the job's
+// context or the jump connection).
+type tunnelConn struct {
+	net.Conn
+	raddr net.Addr
+}
+
+func (c *tunnelConn) RemoteAddr() net.Addr               { return c.raddr }
+func (c *tunnelConn) SetDeadline(t time.Time) error      { return nil }
+func (c *tunnelConn) SetReadDeadline(t time.Time) error  { return nil }
+func (c *tunnelConn) SetWriteDeadline(t time.Time) error { return nil }
 
 // Close closes the connection to the jump host, if any.
 func (j *jumpHost) Close() {
@@ -167,6 +193,8 @@ func useJump(pl pullers.Puller, method, via string, j *jumpHost) error {
 	case *smb.Puller:
 		p.Dial = j.Dial
 	case *tar.Puller:
+		p.Dial = j.Dial
+	case *ftp.Puller:
 		p.Dial = j.Dial
 	case *dbdump.Puller:
 		if via != "ssh" {

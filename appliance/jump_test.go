@@ -1,10 +1,12 @@
 package appliance
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cairn-backup/cairn/internal/testenv"
@@ -178,5 +180,54 @@ func TestJumpHostPostgresViaSSH(t *testing.T) {
 	j := e.waitJob(e.backup("direct").ID)
 	if j.State != "failed" || !strings.Contains(j.Error, "only with via=ssh") {
 		t.Fatalf("postgres mode (a) through a jump host: %s %q", j.State, j.Error)
+	}
+}
+
+// TestJumpHostFTP backs up from a real vsftpd through a jump host: the
+// control and the passive data connections go through the bastion.
+func TestJumpHostFTP(t *testing.T) {
+	jump := testenv.SSHD(t)
+	srv := testenv.FTP(t)
+	dir := filepath.Join(srv.UserDir, "data")
+	fillTree(t, dir)
+	want := treeDigests(t, dir)
+	var st syscall.Stat_t
+	if err := syscall.Stat(srv.UserDir, &st); err != nil {
+		t.Fatal(err)
+	}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil {
+			os.Chown(p, int(st.Uid), int(st.Gid))
+		}
+		return err
+	})
+	jumpKey, err := os.ReadFile(jump.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, Config{})
+	name := "ftphost"
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{{Name: "data", Method: "ftp", Path: "/data",
+		Options: map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User,
+			"jump": "127.0.0.1:" + strconv.Itoa(jump.Port), "jump_host_key": strings.TrimSpace(string(ssh.MarshalAuthorizedKey(jump.HostKey)))},
+		Secret: map[string]string{"password": srv.Password, "jump_private_key": string(jumpKey)}}}}, nil)
+	if j := e.waitJob(e.backup("ftphost").ID); j.State != "done" {
+		t.Fatalf("ftp backup through the jump host: %s %s", j.State, j.Error)
+	}
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(jump.Dir), "sshd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "Accepted publickey for root"); n != 1 {
+		t.Fatalf("%d logins on the jump host, want 1", n)
+	}
+	to := filepath.Join(e.dir, "restores", "ftp")
+	var rj JobBody
+	e.must("socket", "POST", "/api/v1/restores", RestoreInput{Host: "ftphost", Snapshot: "latest", Source: "data", To: to}, &rj)
+	if rj = e.waitJob(rj.ID); rj.State != "done" {
+		t.Fatalf("restore: %s %s", rj.State, rj.Error)
+	}
+	if got := treeDigests(t, to); !mapsEqual(got, want) {
+		t.Fatalf("ftp backup through the jump host: %v, want %v", got, want)
 	}
 }

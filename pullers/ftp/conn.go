@@ -53,6 +53,7 @@ type config struct {
 	roots    *x509.CertPool // nil: system roots
 	tofu     bool
 	timeout  time.Duration
+	dial     func(ctx context.Context, network, addr string) (net.Conn, error) // nil: net.Dialer
 }
 
 // Fingerprint returns the "sha256:<hex>" fingerprint of a DER certificate,
@@ -238,8 +239,12 @@ func (s *session) dial(tlsCfg *tls.Config) func(network, addr string) (net.Conn,
 				return nil, fmt.Errorf("data connection to %s refused: not the control host", addr)
 			}
 		}
-		d := net.Dialer{Timeout: s.cfg.timeout}
-		nc, err := d.DialContext(ctx, network, addr)
+		dial := s.cfg.dial
+		if dial == nil {
+			d := net.Dialer{Timeout: s.cfg.timeout}
+			dial = d.DialContext
+		}
+		nc, err := dial(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}

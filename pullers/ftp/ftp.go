@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/textproto"
 	"path"
 	"sort"
@@ -34,6 +35,10 @@ type Puller struct {
 	// fingerprint ("sha256:<hex>") after every TLS login (also when it
 	// matched the pin or chained to the roots).
 	OnFingerprint func(fingerprint string)
+	// Dial opens the control and data connections of a pull (e.g.
+	// through a jump host); nil uses net.Dialer. A data connection is
+	// still only made to the control connection's IP address.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu   sync.Mutex
 	seen string
@@ -68,6 +73,7 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	if err != nil {
 		return fmt.Errorf("ftp %s: %w", j.Host, err)
 	}
+	cfg.dial = p.Dial
 	root := j.Source.Path
 	if root == "" {
 		root = "/"
