@@ -24,7 +24,7 @@
 // /var/tmp/cairn-bench; corpora there are reused while their stamp files
 // match). -gen-only only generates the corpora. Every run saves its figures
 // to WORK/results-{full,quick}.json; -render FILE writes the report again
-// from such a file without running anything. results/ keeps the saved
+// from such a file without running anything. results/ (full-<cairn commit>.json) keeps the saved
 // figures of the runs whose BENCHMARKS.md was committed, for comparing
 // versions later.
 //
