@@ -194,9 +194,6 @@ func validateSource(in *SourceInput) error {
 			return badRequest("source %s: method %s needs the option %q", in.Name, in.Method, k)
 		}
 	}
-	if in.Method == "sftp" && in.Secret["password"] == "" && in.Secret["private_key"] == "" {
-		return badRequest("source %s: method sftp needs the credential password or private_key", in.Name)
-	}
 	for _, k := range requiredSecrets[in.Method] {
 		if in.Secret[k] == "" {
 			return badRequest("source %s: method %s needs the credential %q", in.Name, in.Method, k)

@@ -157,4 +157,3 @@ func (s *Server) canSeeHost(ctx context.Context, p *principal, host string) (boo
 	}
 	return s.cat.UserSeesHost(ctx, p.UserID, host)
 }
-

@@ -185,6 +185,11 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 			return fail(fmt.Errorf("credentials: %w", err))
 		}
 	}
+	// A source without its own SSH credential logs in with the
+	// appliance's key (installed on the host by `cairn host onboard`).
+	if err := s.withApplianceKey(src.Method, src.Options, secret); err != nil {
+		return fail(fmt.Errorf("appliance ssh key: %w", err))
+	}
 	scrub := scrubber(secret)
 	pl, err := pullers.Get(src.Method)
 	if err != nil {

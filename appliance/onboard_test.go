@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/cairn-backup/cairn/internal/testenv"
+	"github.com/cairn-backup/cairn/pool"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -171,30 +173,36 @@ func TestOnboardSnippetSSHD(t *testing.T) {
 	}
 
 	// A source with no credential of its own logs in with the appliance
-	// key: the sftp connection test passes.
+	// key: the API accepts it, the sftp connection test passes, and a
+	// backup through it stores the served file.
+	if err := os.WriteFile(filepath.Join(srv.Dir, "onboarded.txt"), []byte("pulled with the appliance key\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	e.must("socket", "PUT", "/api/v1/hosts/web1/sources/files", SourceInput{Name: "files", Method: "sftp", Path: srv.Dir,
-		Options: map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": "root"},
-		Secret:  map[string]string{"password": "placeholder"}}, nil)
-	ctx := context.Background()
-	h, err := e.s.cat.Host(ctx, "web1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srcs, err := e.s.cat.Sources(ctx, h.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range srcs {
-		if srcs[i].Name == "files" {
-			srcs[i].Secret = nil
-			if err := e.s.cat.PutSource(ctx, &srcs[i]); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+		Options: map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "user": "root"}}, nil)
 	w := e.do("socket", "POST", "/api/v1/hosts/web1/test?source=files", nil)
 	var res []SourceTestBody
 	if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil || len(res) != 1 || !res[0].OK {
 		t.Fatalf("sftp test with the appliance key: %d %s", w.Code, w.Body)
+	}
+	if j := e.waitJob(e.backup("web1").ID); j.State != "done" {
+		t.Fatalf("backup with the appliance key: %s: %s", j.State, j.Error)
+	}
+	ctx := context.Background()
+	var got []byte
+	err = e.s.pool.Snapshots(ctx, func(m *pool.Manifest) error {
+		if m.Host != "web1" || m.Source != "files" {
+			return nil
+		}
+		f, err := e.s.pool.SnapshotFS(ctx, m).Open("onboarded.txt")
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		got, err = io.ReadAll(f)
+		return err
+	})
+	if err != nil || string(got) != "pulled with the appliance key\n" {
+		t.Fatalf("snapshot content %q: %v", got, err)
 	}
 }
