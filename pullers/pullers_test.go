@@ -14,9 +14,15 @@ type fakePuller struct{ id int }
 
 func (f *fakePuller) Pull(ctx context.Context, j *pullers.Job) error { return nil }
 
+// fakeCount numbers the fake pullers; registered once per test binary so
+// that -count=N reruns don't register the method twice.
+var fakeCount int
+
+func init() {
+	pullers.Register("test-fake", func() pullers.Puller { fakeCount++; return &fakePuller{id: fakeCount} })
+}
+
 func TestRegistry(t *testing.T) {
-	n := 0
-	pullers.Register("test-fake", func() pullers.Puller { n++; return &fakePuller{id: n} })
 
 	methods := pullers.Methods()
 	if !slices.Contains(methods, "test-fake") || !slices.Contains(methods, local.Method) {
