@@ -60,7 +60,7 @@ func checkSnapPath(opt, p string) error {
 	}
 	for _, el := range strings.Split(p, "/") {
 		if strings.HasPrefix(el, "-") || el == ".." {
-			return fmt.Errorf("snapshot: option %s %q: no element may start with - or be ..", opt, p)
+			return fmt.Errorf("snapshot: option %s %q: no element may start with - or be \"..\"", opt, p)
 		}
 	}
 	return nil
