@@ -68,9 +68,7 @@ func TestDAVCadaver(t *testing.T) {
 // says so loudly the day they start working.
 func TestDAVDavfs2(t *testing.T) {
 	testenv.Need(t, "cadaver", "mount.davfs")
-	if os.Getuid() != 0 {
-		t.Skip("mount -t davfs needs root")
-	}
+	testenv.NeedRoot(t, "mount -t davfs needs root")
 	re := newRestoreEnv(t)
 	tmp := t.TempDir()
 	// The cache stays in davfs2's default (/var/cache/davfs2): mount.davfs

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/cairn-backup/cairn/internal/testenv"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -171,9 +172,7 @@ type e2eSnapshot struct {
 // the local method, backup run --wait, backup ls --json, /metrics, and a
 // restore that gives back an identical tree.
 func TestApplianceEndToEnd(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("the unix socket grants admin to root (or the server's own uid); run as root")
-	}
+	testenv.NeedRoot(t, "the unix socket grants admin to root (or the server's own uid); run as root")
 	tmp := t.TempDir()
 	src, data := filepath.Join(tmp, "src"), filepath.Join(tmp, "data")
 	makeTree(t, src)
@@ -315,9 +314,7 @@ func TestApplianceEndToEnd(t *testing.T) {
 
 // TestApplianceBadInput: every mistake exits non-zero with one clear line.
 func TestApplianceBadInput(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root for the socket")
-	}
+	testenv.NeedRoot(t, "needs root for the socket")
 	tmp := t.TempDir()
 	data := filepath.Join(tmp, "data")
 	src := filepath.Join(tmp, "src")
@@ -378,9 +375,7 @@ func TestApplianceBadInput(t *testing.T) {
 
 // The API over TCP needs a token; with a token the CLI works remotely.
 func TestApplianceTokenOverTCP(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root for the socket")
-	}
+	testenv.NeedRoot(t, "needs root for the socket")
 	tmp := t.TempDir()
 	data := filepath.Join(tmp, "data")
 	p := startServe(t, data)
@@ -432,9 +427,7 @@ func TestApplianceTokenOverTCP(t *testing.T) {
 // `cairn serve` in the middle of a backup; after a restart the job is run
 // again and the earlier snapshot is intact.
 func TestApplianceCrashDuringBackup(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root for the socket")
-	}
+	testenv.NeedRoot(t, "needs root for the socket")
 	tmp := t.TempDir()
 	src, data := filepath.Join(tmp, "src"), filepath.Join(tmp, "data")
 	makeTree(t, src)
@@ -526,9 +519,7 @@ func TestApplianceCrashDuringBackup(t *testing.T) {
 // TestApplianceHostVerbs: edit, enable/disable, sources and rm through the
 // CLI, checked with --json.
 func TestApplianceHostVerbs(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root for the socket")
-	}
+	testenv.NeedRoot(t, "needs root for the socket")
 	tmp := t.TempDir()
 	data := filepath.Join(tmp, "data")
 	a, b := filepath.Join(tmp, "a"), filepath.Join(tmp, "srv", "b")

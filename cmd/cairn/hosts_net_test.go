@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,9 +31,7 @@ func regularDigests(all map[string]string) map[string]string {
 // run --wait, backup ls --json, a restore to a local directory and a
 // restore --to-host, both checked file by file by sha256.
 func TestSFTPHostEndToEnd(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("the unix socket grants admin to root (or the server's own uid); run as root")
-	}
+	testenv.NeedRoot(t, "the unix socket grants admin to root (or the server's own uid); run as root")
 	sd := testenv.SSHD(t)
 	src := filepath.Join(sd.Dir, "srv")
 	makeTree(t, src)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/cairn-backup/cairn/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,9 +12,7 @@ import (
 // TestHostOnboardCLI prints the onboarding snippet through the real
 // binary and serve.
 func TestHostOnboardCLI(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("the unix socket grants admin to root (or the server's own uid); run as root")
-	}
+	testenv.NeedRoot(t, "the unix socket grants admin to root (or the server's own uid); run as root")
 	tmp := t.TempDir()
 	data := filepath.Join(tmp, "data")
 	startServe(t, data)

@@ -90,3 +90,17 @@ func bin(t testing.TB, name string) string {
 	Need(t, name)
 	return findBin(name)
 }
+
+// NeedRoot checks that the test runs as root (CI does): it fails under
+// CI=true and skips otherwise, saying why root is needed.
+func NeedRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	msg := "testenv: needs root: " + why
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
