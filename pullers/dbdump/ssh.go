@@ -67,25 +67,11 @@ func parseSSH(host string, src *pullers.Source) (*sshTarget, error) {
 		}
 		t.pinned = pub
 	}
-	if pk := src.Secret["ssh_private_key"]; pk != "" {
-		var signer ssh.Signer
-		var err error
-		if pp := src.Secret["ssh_passphrase"]; pp != "" {
-			signer, err = ssh.ParsePrivateKeyWithPassphrase([]byte(pk), []byte(pp))
-		} else {
-			signer, err = ssh.ParsePrivateKey([]byte(pk))
-		}
-		if err != nil {
-			return nil, fmt.Errorf("ssh_private_key: %w: %w", err, pullers.ErrPermanent)
-		}
-		t.auth = append(t.auth, ssh.PublicKeys(signer))
+	auth, err := pullers.SSHAuth(src.Secret["ssh_private_key"], src.Secret["ssh_passphrase"], src.Secret["ssh_password"], "ssh_private_key", "ssh_password")
+	if err != nil {
+		return nil, err
 	}
-	if pw := src.Secret["ssh_password"]; pw != "" {
-		t.auth = append(t.auth, ssh.Password(pw))
-	}
-	if len(t.auth) == 0 {
-		return nil, fmt.Errorf("no SSH credentials (Secret \"ssh_private_key\" or \"ssh_password\"): %w", pullers.ErrPermanent)
-	}
+	t.auth = auth
 	return t, nil
 }
 

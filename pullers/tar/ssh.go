@@ -65,25 +65,11 @@ func parseTarget(host string, s *pullers.Source) (*target, error) {
 		}
 		t.pinned = pub
 	}
-	if pk := s.Secret["private_key"]; pk != "" {
-		var signer ssh.Signer
-		var err error
-		if pp := s.Secret["passphrase"]; pp != "" {
-			signer, err = ssh.ParsePrivateKeyWithPassphrase([]byte(pk), []byte(pp))
-		} else {
-			signer, err = ssh.ParsePrivateKey([]byte(pk))
-		}
-		if err != nil {
-			return nil, fmt.Errorf("private_key: %w: %w", err, pullers.ErrPermanent)
-		}
-		t.auth = append(t.auth, ssh.PublicKeys(signer))
+	auth, err := pullers.SSHAuth(s.Secret["private_key"], s.Secret["passphrase"], s.Secret["password"], "private_key", "password")
+	if err != nil {
+		return nil, err
 	}
-	if pw := s.Secret["password"]; pw != "" {
-		t.auth = append(t.auth, ssh.Password(pw))
-	}
-	if len(t.auth) == 0 {
-		return nil, fmt.Errorf("no credentials (Secret \"private_key\" or \"password\"): %w", pullers.ErrPermanent)
-	}
+	t.auth = auth
 	return t, nil
 }
 
