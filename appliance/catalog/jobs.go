@@ -45,9 +45,11 @@ type Job struct {
 	Created  time.Time
 	Started  time.Time
 	Finished time.Time
+	Instance string // the instance that runs or last ran it ("" before a claim in single-instance mode)
+	Attempt  int    // attempts started (cluster mode)
 }
 
-const jobCols = "id, kind, host, state, manual, params, progress, error, retry_of, created, started, finished"
+const jobCols = "id, kind, host, state, manual, params, progress, error, retry_of, created, started, finished, instance, attempt"
 
 // CreateJob inserts j (state queued unless set) and sets j.ID.
 func (c *DB) CreateJob(ctx context.Context, j *Job) error {
@@ -142,7 +144,7 @@ func (c *DB) jobs(ctx context.Context, where, order string, args ...any) ([]Job,
 		var manual, created, started, finished int64
 		var params, progress string
 		if err := rows.Scan(&j.ID, &j.Kind, &j.Host, &j.State, &manual, &params, &progress, &j.Error, &j.RetryOf,
-			&created, &started, &finished); err != nil {
+			&created, &started, &finished, &j.Instance, &j.Attempt); err != nil {
 			return nil, err
 		}
 		j.Manual = manual != 0
