@@ -337,8 +337,10 @@ func (s *Server) handleWhoami(r *http.Request, p *principal) (any, error) {
 
 // MethodBody names a source method the appliance can pull with.
 type MethodBody struct {
-	Name  string `json:"name"`
-	Title string `json:"title,omitempty"`
+	Name      string        `json:"name"`
+	Title     string        `json:"title,omitempty"`
+	PathLabel string        `json:"path_label,omitempty"`
+	Options   []MethodField `json:"options"` // api_methods.go
 }
 
 var methodTitles = map[string]string{
@@ -349,7 +351,7 @@ var methodTitles = map[string]string{
 func handleMethods(r *http.Request, p *principal) (any, error) {
 	out := []MethodBody{}
 	for _, m := range pullers.Methods() {
-		out = append(out, MethodBody{Name: m, Title: methodTitles[m]})
+		out = append(out, MethodBody{Name: m, Title: methodTitles[m], PathLabel: pathLabels[m], Options: methodOptions(m)})
 	}
 	return out, nil
 }

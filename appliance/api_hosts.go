@@ -345,6 +345,11 @@ func (s *Server) applyHostInput(ctx context.Context, h *catalog.Host, in *HostIn
 	if in.Settings != nil {
 		h.Settings = *in.Settings
 	}
+	if !create {
+		if err := s.keepSecrets(ctx, h, in); err != nil { // api_methods.go
+			return err
+		}
+	}
 	seen := map[string]bool{}
 	for i := range in.Sources {
 		if err := validateSource(&in.Sources[i]); err != nil {
