@@ -18,12 +18,13 @@ import (
 // streams the progress events the test pushes. The end-to-end test
 // against the real `cairn serve` binary is TestBrowserServe.
 type stubAPI struct {
-	ui     *UI
-	mu     sync.Mutex
-	subs   map[chan string]bool // SSE streams; push fans out to all
-	posted map[string]any       // last POST /api/v1/hosts body
-	csrfOK bool
-	tests  []string // query of each POST /api/v1/hosts/{host}/test
+	ui      *UI
+	mu      sync.Mutex
+	subs    map[chan string]bool // SSE streams; push fans out to all
+	posted  map[string]any       // last POST /api/v1/hosts body
+	patched map[string]any       // last PATCH /api/v1/hosts/{host} body
+	csrfOK  bool
+	tests   []string // query of each POST /api/v1/hosts/{host}/test
 }
 
 func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -100,6 +101,13 @@ func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		js(200, map[string]any{"host": "web2", "policy": "daily 7", "sources": map[string]any{"etc": map[string]any{
 			"keep": []any{map[string]any{"id": "s1", "time": now}}, "remove": []any{map[string]any{"id": "s0", "time": now.Add(-48 * time.Hour)}}}}})
 	case strings.HasPrefix(r.URL.Path, "/api/v1/hosts/"):
+		if r.Method == "PATCH" {
+			var in map[string]any
+			json.NewDecoder(r.Body).Decode(&in)
+			s.mu.Lock()
+			s.patched = in
+			s.mu.Unlock()
+		}
 		h := map[string]any{}
 		for k, v := range host {
 			h[k] = v
@@ -112,10 +120,28 @@ func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/api/v1/pool":
 		js(200, map[string]any{"id": "p", "location": "/srv/cairn/pool", "objects": 42, "bytes": 5 << 20, "snapshots": 1, "logical_bytes": 3 << 20})
 	case r.URL.Path == "/api/v1/methods":
+		// As the appliance (a subset of the sftp fields): the form is
+		// built from these alone.
+		f := func(name, label, typ string, more ...string) map[string]any {
+			m := map[string]any{"name": name, "label": label, "type": typ}
+			for i := 0; i+1 < len(more); i += 2 {
+				m[more[i]] = more[i+1]
+			}
+			return m
+		}
+		sftp := []any{f("host", "Server", "string"), f("user", "SSH user", "string"), f("port", "Port", "number", "default", "22"),
+			f("host_key", "Pinned SSH host key", "text", "group", "advanced"), f("full", "Full run", "bool", "group", "advanced"),
+			f("password", "Password", "string"), f("private_key", "Private key", "text"), f("passphrase", "Key passphrase", "string"),
+			f("snapshot", "Snapshot preset", "choice", "group", "snapshot")}
+		sftp[1].(map[string]any)["required"] = true
+		for _, i := range []int{5, 6, 7} {
+			sftp[i].(map[string]any)["secret"] = true
+		}
+		sftp[8].(map[string]any)["choices"] = []string{"", "zfs", "lvm"}
 		js(200, []any{
-			map[string]any{"name": "local", "title": "Local directory"},
-			// As the appliance: names and titles only; the UI knows the fields.
-			map[string]any{"name": "sftp", "title": "SFTP"}})
+			map[string]any{"name": "local", "title": "Local directory", "path_label": "Directory on the appliance",
+				"options": []any{f("one_file_system", "Stay on one file system", "bool", "group", "advanced")}},
+			map[string]any{"name": "sftp", "title": "SFTP", "options": sftp}})
 	case r.URL.Path == "/api/v1/events":
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(200)
@@ -335,6 +361,28 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 		t.Fatalf("test requests %q, want a plain one then accept=true", tests)
 	}
 	b.screenshot("06-host-test")
+
+	// Editing keeps the stored password when its field is left empty:
+	// the PATCH sends it as "" (the API then keeps the stored value).
+	b.navigate(srv.URL + "/hosts/web1/edit")
+	b.waitFor("edit form", `document.body.dataset.ready === "1" && document.querySelector("#f-opt-password")`)
+	if txt := b.evalString(`document.querySelector("#f-opt-password").parentElement.innerText + "|" + document.querySelector("#secret-note").innerText`); !strings.Contains(txt, "Stored; leave empty to keep it.") ||
+		!strings.Contains(txt, "Leave a field empty to keep its stored value") {
+		t.Fatalf("edit form credential notes: %q", txt)
+	}
+	// Fields outside the main group sit in closed sections.
+	if g := b.evalString(`[...document.querySelectorAll("details.opt-group")].map(d => d.dataset.group + ":" + d.open).join(",")`); g != "advanced:false,snapshot:false" {
+		t.Fatalf("option groups %q", g)
+	}
+	b.setValue("#f-opt-user", "backup2")
+	b.eval(`window.__cairnOld = true; document.querySelector("#host-form").requestSubmit()`)
+	b.waitFor("host page after edit", `!window.__cairnOld && location.pathname === "/hosts/web1" && document.body.dataset.ready === "1"`)
+	stub.mu.Lock()
+	got, _ = json.Marshal(stub.patched["sources"])
+	stub.mu.Unlock()
+	if want := `[{"excludes":[],"method":"sftp","name":"etc","options":{"user":"backup2"},"path":"/etc","secret":{"password":""}}]`; string(got) != want {
+		t.Fatalf("PATCH sources\n got %s\nwant %s", got, want)
+	}
 	if errs := b.consoleErrors(); len(errs) > 0 {
 		t.Fatalf("console errors:\n%s", strings.Join(errs, "\n"))
 	}

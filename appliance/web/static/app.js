@@ -244,44 +244,45 @@
   }
 
   // ---- host form: built from the registered methods ---------------------
-  // GET /api/v1/methods, when the appliance has it, answers
-  // [{name, title, path_label, options:[{key,label,type,help,required,secret}]}];
-  // otherwise the methods named by the server are offered with generic
-  // key=value option and credential fields.
-  // methodFields are the option and credential fields of the methods, for
-  // an API whose GET /methods names the methods only. The appliance
-  // refuses (400) an sftp source without user and a password or
-  // private_key, and an smb source without share, user and password.
-  const methodFields = {
-    sftp: [{ key: "user", label: "SSH user", required: true }, { key: "port", label: "SSH port", type: "number", help: "Default 22." },
-      { key: "password", label: "Password", secret: true, help: "A password or a private key is required." },
-      { key: "private_key", label: "Private key (PEM or OpenSSH)", secret: true, type: "textarea" },
-      { key: "passphrase", label: "Passphrase of the private key", secret: true }],
-    smb: [{ key: "share", label: "Share", required: true }, { key: "user", label: "User", required: true }, { key: "domain", label: "Domain" },
-      { key: "password", label: "Password", secret: true, required: true }, { key: "port", label: "Port", type: "number", help: "Default 445." }],
-    ftp: [{ key: "user", label: "User", help: "Empty: anonymous." }, { key: "password", label: "Password", secret: true }, { key: "port", label: "Port", type: "number" }],
-  };
+  // GET /api/v1/methods answers [{name, title, path_label, options: [{name,
+  // label, type, required, secret, default, choices, help, group}]}], so a
+  // new method or option shows up here without a UI change. Fields of a
+  // group other than the main one sit in a closed <details>.
+  const groupTitles = { advanced: "Advanced", commands: "Commands before and after the pull (over SSH)", snapshot: "File system snapshot on the host", jump: "Jump host (ProxyJump)" };
+  function fieldInput(o, id) {
+    const common = { id, "data-opt": o.name, "data-secret": o.secret ? "1" : null, required: o.required || null };
+    const ph = o.default ? "default: " + o.default : null;
+    if (o.type === "bool") {
+      const d = o.default === "true" ? "yes" : "no";
+      return el("select", common, el("option", { value: "" }, "Default (" + d + ")"), el("option", { value: "true" }, "Yes"), el("option", { value: "false" }, "No"));
+    }
+    if (o.type === "choice") return el("select", common, ...(o.choices || []).map((c) => el("option", { value: c, selected: c === (o.default || "") || null }, c || "none")));
+    if (o.type === "text") return el("textarea", { ...common, rows: 3, class: "mono", autocomplete: "off", placeholder: ph });
+    return el("input", { ...common, type: o.secret ? "password" : (o.type === "number" ? "number" : "text"), min: o.type === "number" ? "0" : null,
+      autocomplete: o.secret ? "new-password" : "off", placeholder: ph });
+  }
   async function hostForm() {
     const form = $("#host-form"), sel = $("#f-method"), editing = body.dataset.host || "";
-    let methods = null;
+    let methods = null, storedSecrets = [], storedMethod = "";
     try { methods = await api("GET", "/methods"); } catch (e) { methods = null; }
     if (!Array.isArray(methods)) methods = (body.dataset.methods || "").split(",").filter(Boolean).map((n) => ({ name: n }));
-    for (const m of methods) if (!m.options && methodFields[m.name]) m.options = methodFields[m.name];
     sel.replaceChildren(...methods.map((m) => el("option", { value: m.name }, m.title || m.name)));
     function renderFields() {
       const m = methods.find((x) => x.name === sel.value) || {};
-      const box = $("#method-fields");
-      const fields = (m.options || []).map((o) => {
-        const id = "f-opt-" + o.key;
-        const input = o.type === "bool" ? el("input", { id, type: "checkbox", "data-opt": o.key, "data-secret": o.secret ? "1" : null })
-          : o.type === "textarea" ? el("textarea", { id, rows: 3, class: "mono", "data-opt": o.key, "data-secret": o.secret ? "1" : null, required: o.required || null, autocomplete: "off" })
-          : el("input", { id, type: o.secret ? "password" : (o.type === "number" ? "number" : "text"), "data-opt": o.key, "data-secret": o.secret ? "1" : null, required: o.required || null, autocomplete: o.secret ? "new-password" : "off" });
-        return el("div", { class: "field" }, el("label", { for: id }, (o.label || o.key) + (o.required ? " (required)" : "")), input, o.help ? el("p", { class: "help", text: o.help }) : null,
-          el("p", { class: "field-error", "data-for": "opt-" + o.key, hidden: true }));
-      });
-      box.replaceChildren(...fields);
+      const box = $("#method-fields"), groups = new Map();
+      for (const o of m.options || []) {
+        const id = "f-opt-" + o.name, g = o.group || "";
+        const help = [o.help, o.secret && editing && sel.value === storedMethod && storedSecrets.includes(o.name) ? "Stored; leave empty to keep it." : ""].filter(Boolean).join(" ");
+        const f = el("div", { class: "field" }, el("label", { for: id }, (o.label || o.name) + (o.required ? " (required)" : "")), fieldInput(o, id),
+          help ? el("p", { class: "help", text: help }) : null, el("p", { class: "field-error", "data-for": "opt-" + o.name, hidden: true }));
+        if (!groups.has(g)) groups.set(g, []);
+        groups.get(g).push(f);
+      }
+      const parts = [...(groups.get("") || [])];
+      for (const [g, fs] of groups) if (g) parts.push(el("details", { class: "opt-group", "data-group": g }, el("summary", {}, groupTitles[g] || g), ...fs));
+      box.replaceChildren(...parts);
       $("#options-help").textContent = m.options ? "Further options not listed above." : "Options depend on the method (for example port=22).";
-      if (m.path_label) $('label[for="f-path"]').textContent = m.path_label;
+      $('label[for="f-path"]').textContent = m.path_label || "Path on the host";
     }
     sel.onchange = renderFields;
     renderFields();
@@ -290,9 +291,11 @@
       form.name.value = h.name; form.address.value = h.address || ""; form.groups.value = h.groups.join(", ");
       const s = h.sources[0];
       if (s) { form.src_name.value = s.name; sel.value = s.method; renderFields(); form.path.value = s.path; form.excludes.value = (s.excludes || []).join("\n");
-        if ((s.secret_keys || []).length) { const n = $("#secret-note"); n.textContent = "Stored credentials (" + s.secret_keys.join(", ") + ") are not shown; saving replaces them, so enter them again."; n.hidden = false; }
+        storedSecrets = s.secret_keys || []; storedMethod = s.method; renderFields();
+        if (storedSecrets.length) { const n = $("#secret-note"); n.textContent = "Stored credentials (" + storedSecrets.join(", ") + ") are not shown. Leave a field empty to keep its stored value; type a new one to replace it."; n.hidden = false; }
         const rest = { ...(s.options || {}) };
-        for (const i of form.querySelectorAll("[data-opt]")) if (!i.dataset.secret && rest[i.dataset.opt] !== undefined) { if (i.type === "checkbox") i.checked = rest[i.dataset.opt] === "true"; else i.value = rest[i.dataset.opt]; delete rest[i.dataset.opt]; }
+        for (const i of form.querySelectorAll("[data-opt]")) if (!i.dataset.secret && rest[i.dataset.opt] !== undefined) { i.value = rest[i.dataset.opt]; delete rest[i.dataset.opt]; }
+        for (const d of form.querySelectorAll("details.opt-group")) if ([...d.querySelectorAll("[data-opt]")].some((i) => !i.dataset.secret && i.value && i.tagName !== "SELECT")) d.open = true;
         form.options.value = Object.entries(rest).map(([k, v]) => k + "=" + v).join("\n"); }
       if (h.schedules[0]) { form.cron.value = h.schedules[0].cron; form.jitter.value = h.schedules[0].jitter || ""; }
       for (const k of ["keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]) form[k].value = h.retention[k] || "";
@@ -304,10 +307,15 @@
       for (const p of form.querySelectorAll(".field-error")) p.hidden = true;
       $("#form-error").hidden = true;
       const options = pairs(form.options.value), secret = pairs(form.secret.value);
+      const m = methods.find((x) => x.name === sel.value) || {};
       for (const i of form.querySelectorAll("[data-opt]")) {
-        const v = i.type === "checkbox" ? (i.checked ? "true" : "") : i.value.trim();
-        if (v) (i.dataset.secret ? secret : options)[i.dataset.opt] = v;
+        const v = i.dataset.secret ? i.value : i.value.trim();
+        const o = (m.options || []).find((x) => x.name === i.dataset.opt) || {};
+        if (v && !(i.tagName === "SELECT" && o.type === "choice" && v === (o.default || ""))) (i.dataset.secret ? secret : options)[i.dataset.opt] = v;
       }
+      // An edit keeps the stored credentials left empty: the API keeps a
+      // key sent as "" for the same source and method.
+      if (editing && sel.value === storedMethod) for (const k of storedSecrets) if (!(k in secret)) secret[k] = "";
       const src = { name: form.src_name.value.trim(), method: sel.value, path: form.path.value.trim(), excludes: lines(form.excludes.value), options };
       if (Object.keys(secret).length) src.secret = secret;
       const ret = {};
