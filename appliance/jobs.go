@@ -121,8 +121,10 @@ func (jc *jobCtx) logf(level, format string, args ...any) {
 
 type runningJob struct {
 	jc     *jobCtx
-	cancel context.CancelCauseFunc // immediate jobs only; queued ones cancel through the queue
+	cancel context.CancelCauseFunc // immediate and claimed jobs; queued ones cancel through the queue
 	done   chan struct{}
+	leased bool   // claimed from the shared queue (cluster mode)
+	unlock func() // releases a cluster-wide singleton lock, if held
 }
 
 // jobRunner runs jobs. Backups go through the schedule.Queue: within the
@@ -137,6 +139,7 @@ type jobRunner struct {
 	queued    map[string]bool // kinds that go through the queue
 	q         *schedule.Queue
 	sched     *schedule.Scheduler
+	cl        *cluster // set by recover
 
 	mu       sync.Mutex
 	running  map[int64]*runningJob
@@ -173,7 +176,17 @@ func newJobRunner(s *Server) *jobRunner {
 func qid(id int64) string { return strconv.FormatInt(id, 10) }
 
 // recover marks jobs of a dead process interrupted and re-queues them.
+// In cluster mode other instances' running jobs are theirs: only expired
+// leases are re-queued (by the heartbeat).
 func (r *jobRunner) recover(ctx context.Context) error {
+	cl, err := newCluster(r)
+	if err != nil {
+		return err
+	}
+	r.cl = cl
+	if cl.on {
+		return nil
+	}
 	again, err := r.s.cat.RecoverJobs(ctx, r.s.now())
 	if err != nil {
 		return err
@@ -187,6 +200,14 @@ func (r *jobRunner) recover(ctx context.Context) error {
 // start submits the catalog's queued jobs, loads the schedules and starts
 // the scheduler.
 func (r *jobRunner) start(ctx context.Context) error {
+	if r.cl.on {
+		// The shared queue is the catalog; the scheduler runs on the
+		// instance that holds the scheduler lock (cluster.lead).
+		return r.cl.start(ctx)
+	}
+	if err := r.cl.start(ctx); err != nil {
+		return err
+	}
 	queued, err := r.s.cat.QueuedJobs(ctx)
 	if err != nil {
 		return err
@@ -257,6 +278,9 @@ func (r *jobRunner) enqueueDup(ctx context.Context, j *catalog.Job) (dup bool, _
 		r.s.events.publish(Event{Type: "job", JobID: j.ID, Host: j.Host, Data: map[string]string{"state": catalog.JobQueued, "kind": j.Kind}})
 		return false, r.startImmediate(*j)
 	}
+	if r.cl.on {
+		return r.enqueueShared(ctx, j)
+	}
 	prio := schedule.PriorityScheduled
 	if j.Manual {
 		prio = schedule.PriorityManual
@@ -284,6 +308,45 @@ func (r *jobRunner) enqueueDup(ctx context.Context, j *catalog.Job) (dup bool, _
 	}
 	r.s.events.publish(Event{Type: "job", JobID: j.ID, Host: j.Host, Data: map[string]string{"state": catalog.JobQueued, "kind": j.Kind}})
 	return false, nil
+}
+
+// enqueueShared is enqueueDup in cluster mode: the catalog row is the
+// queue entry; a duplicate of a waiting job is merged into it.
+func (r *jobRunner) enqueueShared(ctx context.Context, j *catalog.Job) (dup bool, _ error) {
+	if other := r.waitingDuplicate(ctx, j); other != nil && other.ID < j.ID {
+		r.s.cat.SetJobState(ctx, j.ID, catalog.JobCancelled, fmt.Sprintf("duplicate of job %d, which was already waiting", other.ID), r.s.now())
+		if j.Manual {
+			r.s.cat.SetJobManual(ctx, other.ID)
+		}
+		existing, err := r.s.cat.Job(ctx, other.ID)
+		if err != nil {
+			return true, err
+		}
+		*j = *existing
+		return true, nil
+	}
+	r.s.events.publish(Event{Type: "job", JobID: j.ID, Host: j.Host, Data: map[string]string{"state": catalog.JobQueued, "kind": j.Kind}})
+	r.cl.poke()
+	return false, nil
+}
+
+// maxAttempts, backoff and permanent are the retry policy of claimed
+// jobs, the same as the in-process queue's.
+func (r *jobRunner) maxAttempts() int { return 4 }
+
+func (r *jobRunner) backoff(attempt int) time.Duration {
+	d, top := r.s.cfg.RetryBackoff, time.Hour
+	if d <= 0 {
+		d = time.Minute
+	}
+	for i := 1; i < attempt && d < top; i++ {
+		d *= 2
+	}
+	return min(d, top)
+}
+
+func (r *jobRunner) permanent(err error) bool {
+	return errors.Is(err, schedule.ErrPermanent) || errors.Is(err, pullers.ErrPermanent)
 }
 
 // noRetry marks a failure the queue must not retry: a person who ran a
@@ -390,13 +453,33 @@ func (r *jobRunner) startImmediate(j catalog.Job) error {
 	if r.stopped {
 		return errShutdown
 	}
+	var unlock func()
+	if r.cl.on && singletonKinds[j.Kind] {
+		// GC and the pool check run on one instance at a time.
+		l, ok, err := r.s.cat.TryLock(context.Background(), lockJobPrefix+j.Kind)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			msg := "another instance is running " + j.Kind + " (it runs on one instance at a time)"
+			r.s.jobLog(j.ID, j.Host, "warn", msg)
+			return r.s.cat.SetJobState(context.Background(), j.ID, catalog.JobCancelled, msg, now)
+		}
+		unlock = l.Unlock
+	}
 	if err := r.s.cat.SetJobState(context.Background(), j.ID, catalog.JobRunning, "", now); err != nil {
+		if unlock != nil {
+			unlock()
+		}
 		return err
+	}
+	if r.cl.on {
+		r.s.cat.LeaseJob(context.Background(), j.ID, r.cl.id, now.Add(r.cl.cfg.LeaseTimeout))
 	}
 	j.State, j.Started = catalog.JobRunning, now
 	ctx, cancel := context.WithCancelCause(context.Background())
 	jc := &jobCtx{s: r.s, job: j, progress: Progress{Started: now, Updated: now}}
-	rj := &runningJob{jc: jc, cancel: cancel, done: make(chan struct{})}
+	rj := &runningJob{jc: jc, cancel: cancel, done: make(chan struct{}), unlock: unlock}
 	r.running[j.ID] = rj
 	r.wg.Add(1)
 	r.s.events.publish(Event{Type: "job", JobID: j.ID, Host: j.Host, Data: map[string]string{"state": catalog.JobRunning, "kind": j.Kind}})
@@ -409,10 +492,15 @@ func (r *jobRunner) startImmediate(j catalog.Job) error {
 			state, msg = catalog.JobInterrupted, cause.Error()
 		case errors.Is(cause, errCancelled):
 			state, msg = catalog.JobCancelled, cause.Error()
+		case errors.Is(cause, errLeaseLost):
+			state, msg = catalog.JobInterrupted, cause.Error()
 		case err != nil:
 			state, msg = catalog.JobFailed, err.Error()
 		}
 		cancel(nil)
+		if rj.unlock != nil {
+			rj.unlock()
+		}
 		jc.storeProgress(jc.snapshot())
 		if msg != "" {
 			jc.logf(levelFor(state), "%s: %s", state, msg)
@@ -457,6 +545,15 @@ func (r *jobRunner) cancel(ctx context.Context, id int64) error {
 	switch {
 	case rj != nil && rj.cancel != nil:
 		rj.cancel(errCancelled)
+	case r.cl.on:
+		// Queued: cancel it here; running on another instance: ask it.
+		err := r.s.cat.CancelQueuedJob(ctx, id, r.s.now())
+		if errors.Is(err, catalog.ErrJobState) {
+			err = r.s.cat.RequestCancel(ctx, id)
+		}
+		if err != nil && !errors.Is(err, catalog.ErrJobState) {
+			return err
+		}
 	case r.q.Cancel(qid(id)) == nil:
 	default:
 		return r.s.cat.SetJobState(ctx, id, catalog.JobCancelled, "cancelled before it started", r.s.now())
@@ -504,6 +601,11 @@ func (r *jobRunner) stop() {
 		return
 	}
 	r.stopped = true
+	r.mu.Unlock()
+	if r.cl != nil {
+		r.cl.stop() // no more claims, heartbeats or scheduling
+	}
+	r.mu.Lock()
 	for _, rj := range r.running {
 		if rj.cancel != nil {
 			rj.cancel(errShutdown)
@@ -516,7 +618,14 @@ func (r *jobRunner) stop() {
 	cancel() // interrupt at once: a backup resumes from its partial snapshot
 	r.q.Shutdown(ctx)
 	r.wg.Wait()
+	if r.cl != nil && r.cl.on {
+		r.cl.deregister() // only this instance's jobs: the others' go on
+		return
+	}
 	r.s.cat.InterruptRunning(context.Background(), r.s.now())
+	if r.cl != nil {
+		r.cl.deregister()
+	}
 }
 
 // schedEnqueuer is what the Scheduler enqueues on: it records a
@@ -559,6 +668,9 @@ func (e schedEnqueuer) Enqueue(spec schedule.JobSpec) (schedule.Job, error) {
 		e.r.s.cat.SetSetting(context.Background(), "schedule.last."+spec.Key, e.r.s.now().UTC().Format(time.RFC3339Nano))
 	}
 	e.r.s.log.Info("scheduled backup queued", "job", j.ID, "host", p.host, "sources", p.sources)
+	if e.r.cl.on {
+		return schedule.Job{JobSpec: schedule.JobSpec{ID: qid(j.ID), Key: spec.Key, Host: p.host}, State: schedule.StateQueued, Enqueued: j.Created}, nil
+	}
 	qj, _ := e.r.q.Get(qid(j.ID))
 	return qj, nil
 }
@@ -578,6 +690,9 @@ func (e schedEnqueuer) enqueueMaintenance(spec schedule.JobSpec, p schedPayload)
 func (e schedEnqueuer) Active(key string) bool {
 	kind, ok := strings.CutPrefix(key, "pool|")
 	if !ok {
+		if e.r.cl.on {
+			return e.r.activeInCatalog(context.Background(), key)
+		}
 		return e.r.q.Active(key)
 	}
 	e.r.mu.Lock()

@@ -33,7 +33,7 @@ type Config struct {
 	DataDir string // default ./cairn-data
 	Listen  string // TCP address; default 127.0.0.1:8080; "-" disables TCP
 	DB      string // catalog: "" = DATA/catalog.db (SQLite), or postgres://…
-	Pool    string // pool directory; "" = DATA/pool
+	Pool    string // pool: a directory or s3://…; "" = DATA/pool
 	Version string
 	Logger  *slog.Logger
 	// MaxJobs is the global limit of concurrently running backups
@@ -71,6 +71,11 @@ type Config struct {
 	// Mount, when set, is where the whole restore tree is mounted
 	// read-only over FUSE while serving (a stale mount there is cleared).
 	Mount string
+	// SecretKeyFile holds the key sealing host credentials; "" =
+	// DATA/secret.key. Instances of one fleet must share it.
+	SecretKeyFile string
+	// Cluster configures scale-out (cluster.go).
+	Cluster ClusterConfig
 }
 
 // A Server is an open appliance: data dir locked, catalog and pool open,
@@ -165,7 +170,11 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.cat, err = catalog.Open(ctx, dsn); err != nil {
 		return nil, err
 	}
-	if s.box, err = secret.LoadOrCreate(filepath.Join(dir, "secret.key")); err != nil {
+	keyFile := cfg.SecretKeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(dir, "secret.key")
+	}
+	if s.box, err = secret.LoadOrCreate(keyFile); err != nil {
 		return nil, err
 	}
 	if err = initSSHKey(dir); err != nil {
@@ -212,18 +221,18 @@ func (s *Server) openPool(ctx context.Context) error {
 		return err
 	}
 	if known {
-		b, err := pool.NewDirBackend(dir)
+		b, err := openPoolBackend(ctx, dir, false)
 		if err != nil {
-			return fmt.Errorf("wrong or missing storage: the catalog expects pool %s at %s: %w", want, dir, err)
+			return fmt.Errorf("wrong or missing storage: the catalog expects pool %s at %s: %w", want, pool.RedactLocation(dir), err)
 		}
 		p, err := pool.Open(ctx, b, pool.OpenOptions{ExpectID: want})
 		if err != nil {
-			return fmt.Errorf("wrong or missing storage: the catalog expects pool %s at %s: %w", want, dir, err)
+			return fmt.Errorf("wrong or missing storage: the catalog expects pool %s at %s: %w", want, pool.RedactLocation(dir), err)
 		}
 		s.pool = p
 		return nil
 	}
-	b, err := pool.CreateDirBackend(dir)
+	b, err := openPoolBackend(ctx, dir, true)
 	if err != nil {
 		return err
 	}
@@ -233,10 +242,10 @@ func (s *Server) openPool(ctx context.Context) error {
 			"pool", p.ID(), "location", p.Location())
 	} else {
 		if _, serr := b.Stat(ctx, pool.IdentityName); serr == nil {
-			return fmt.Errorf("pool %s: %w", dir, err) // present but unreadable: never overwrite
+			return fmt.Errorf("pool %s: %w", pool.RedactLocation(dir), err) // present but unreadable: never overwrite
 		}
 		if p, err = pool.Init(ctx, b, pool.InitOptions{}); err != nil {
-			return fmt.Errorf("init pool %s: %w", dir, err)
+			return fmt.Errorf("init pool %s: %w", pool.RedactLocation(dir), err)
 		}
 		s.log.Info("initialised a new pool", "pool", p.ID(), "location", p.Location())
 	}
@@ -315,6 +324,7 @@ func (s *Server) Serve(ctx context.Context, ready func(tcpAddr string)) error {
 		s.log.Info("first-boot setup: open this address in a browser to create the admin account",
 			"url", s.ui.SetupURL("http://"+tcpAddr))
 	}
+	s.jobs.cl.setAddr(tcpAddr)
 	if ready != nil {
 		ready(tcpAddr)
 	}

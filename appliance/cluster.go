@@ -1,0 +1,560 @@
+package appliance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cairn-backup/cairn/appliance/catalog"
+	"github.com/cairn-backup/cairn/pool"
+)
+
+// Scale-out. Every instance registers in the catalog's instances table
+// and renews its row with a heartbeat (load, running jobs). In cluster
+// mode (ClusterConfig.Enabled, PostgreSQL only) the catalog's jobs table is
+// also the queue: an instance claims queued backups itself
+// (catalog.ClaimJob: global limit and per-host exclusion across instances)
+// and holds each under a lease it renews with its heartbeat. A dead
+// instance's leases run out; any instance then expires them and the jobs
+// are queued again for the others. One instance at a time — the holder of
+// the "scheduler" advisory lock — runs the scheduler (backup schedules,
+// GC, the pool check), and GC and the pool check run under cluster-wide
+// locks of their own, wherever they are started.
+
+// ClusterConfig configures scale-out; zero values take the defaults.
+type ClusterConfig struct {
+	// Enabled shares the job queue through the catalog with other
+	// instances (needs a postgres:// DB; the pool should be on S3).
+	Enabled bool
+	// InstanceID names this instance (default: hostname plus random hex).
+	InstanceID string
+	// Advertise is the address other people reach this instance at, shown
+	// in the instance list (default the TCP listen address).
+	Advertise string
+	// InstanceJobs caps the backups this instance runs at once (default
+	// Config.MaxJobs, which in cluster mode is the global limit).
+	InstanceJobs int
+	// Heartbeat is how often the instance renews its row and its leases
+	// (default 5s); LeaseTimeout is how long a lease lasts without renewal
+	// (default 30s, at least 3 heartbeats); Poll is how often an idle
+	// instance looks for queued jobs (default 1s).
+	Heartbeat    time.Duration
+	LeaseTimeout time.Duration
+	Poll         time.Duration
+}
+
+// errLeaseLost cancels a job whose lease another instance expired.
+var errLeaseLost = errors.New("interrupted: this instance lost the job's lease (it stopped renewing in time)")
+
+// Cluster-wide lock names.
+const (
+	lockScheduler = "scheduler"
+	lockJobPrefix = "job:" // + kind: gc, check
+)
+
+// singletonKinds run on one instance at a time across the cluster.
+var singletonKinds = map[string]bool{"gc": true, "check": true}
+
+// cluster is the instance's membership: registration, heartbeat, and in
+// cluster mode the claim loop, leases and scheduler leadership.
+type cluster struct {
+	r   *jobRunner
+	id  string
+	on  bool
+	cfg ClusterConfig
+
+	wake   chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu          sync.Mutex
+	leader      *catalog.Singleton
+	schedCancel context.CancelFunc
+	schedDone   chan struct{}
+	beats       int
+	lastRenew   time.Time
+}
+
+func newCluster(r *jobRunner) (*cluster, error) {
+	cfg := r.s.cfg.Cluster
+	if cfg.Enabled && r.s.cat.Driver() != "postgres" {
+		return nil, fmt.Errorf("cluster mode needs the catalog on PostgreSQL (--db postgres://…), not %s", r.s.cat.Driver())
+	}
+	if cfg.InstanceID == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		rand.Read(b[:])
+		cfg.InstanceID = host + "-" + hex.EncodeToString(b[:])
+	}
+	if cfg.InstanceJobs <= 0 {
+		cfg.InstanceJobs = r.s.cfg.MaxJobs
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 5 * time.Second
+	}
+	if cfg.LeaseTimeout <= 0 {
+		cfg.LeaseTimeout = 30 * time.Second
+	}
+	if cfg.LeaseTimeout < 3*cfg.Heartbeat {
+		return nil, fmt.Errorf("lease timeout %s must be at least 3 heartbeats (%s)", cfg.LeaseTimeout, 3*cfg.Heartbeat)
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = time.Second
+	}
+	c := &cluster{r: r, id: cfg.InstanceID, on: cfg.Enabled, cfg: cfg, wake: make(chan struct{}, 1)}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// queuedKinds are the job kinds of the shared queue.
+func (c *cluster) queuedKinds() []string {
+	var ks []string
+	for k, q := range c.r.queued {
+		if q {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// poke makes the claim loop look for work now.
+func (c *cluster) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// start registers the instance and starts its loops.
+func (c *cluster) start(ctx context.Context) error {
+	s := c.r.s
+	host, _ := os.Hostname()
+	now := s.now()
+	in := &catalog.Instance{ID: c.id, Host: host, Addr: c.cfg.Advertise, Version: s.cfg.Version, Started: now,
+		LastHeartbeat: now, Capacity: c.cfg.InstanceJobs, Load: loadAvg()}
+	if err := s.cat.RegisterInstance(ctx, in); err != nil {
+		return err
+	}
+	s.log.Info("instance registered", "instance", c.id, "cluster", c.on)
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); c.heartbeatLoop() }()
+	if c.on {
+		c.lastRenew = now
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.claimLoop() }()
+	}
+	return nil
+}
+
+// setAddr records the TCP address once listening (when not advertised).
+func (c *cluster) setAddr(addr string) {
+	if c.cfg.Advertise != "" || addr == "" {
+		return
+	}
+	c.cfg.Advertise = addr
+	s := c.r.s
+	host, _ := os.Hostname()
+	s.cat.RegisterInstance(context.Background(), &catalog.Instance{ID: c.id, Host: host, Addr: addr, Version: s.cfg.Version,
+		Started: s.started, LastHeartbeat: s.now(), Running: c.r.runningCount(), Capacity: c.cfg.InstanceJobs, Load: loadAvg()})
+}
+
+// stop ends the loops and gives up leadership. Jobs are stopped by the
+// runner.
+func (c *cluster) stop() {
+	c.cancel()
+	c.wg.Wait()
+	c.mu.Lock()
+	c.stopScheduler()
+	c.mu.Unlock()
+}
+
+// deregister records the clean stop.
+func (c *cluster) deregister() {
+	s := c.r.s
+	if c.on {
+		s.cat.InterruptInstance(context.Background(), c.id, s.now())
+	}
+	s.cat.StopInstance(context.Background(), c.id, s.now())
+}
+
+func (c *cluster) heartbeatLoop() {
+	t := time.NewTicker(c.cfg.Heartbeat)
+	defer t.Stop()
+	c.beat(c.ctx)
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+			c.beat(c.ctx)
+		}
+	}
+}
+
+// beat renews the registration and, in cluster mode, the leases; expires
+// other instances' dead leases; and competes for the scheduler.
+func (c *cluster) beat(ctx context.Context) {
+	s := c.r.s
+	now := s.now()
+	err := s.cat.InstanceHeartbeat(ctx, c.id, now, c.r.runningCount(), loadAvg())
+	if errors.Is(err, catalog.ErrNotFound) {
+		host, _ := os.Hostname()
+		err = s.cat.RegisterInstance(ctx, &catalog.Instance{ID: c.id, Host: host, Addr: c.cfg.Advertise, Version: s.cfg.Version,
+			Started: s.started, LastHeartbeat: now, Capacity: c.cfg.InstanceJobs, Load: loadAvg()})
+	}
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("instance heartbeat", "instance", c.id, "err", err)
+	}
+	c.beats++
+	if c.beats%100 == 1 {
+		s.cat.PruneInstances(ctx, now.Add(-24*time.Hour))
+	}
+	if !c.on {
+		return
+	}
+	c.renew(ctx, now)
+	c.expire(ctx, now)
+	c.lead(ctx)
+}
+
+// renew extends this instance's leases and stops jobs it no longer holds
+// or whose cancellation was asked elsewhere.
+func (c *cluster) renew(ctx context.Context, now time.Time) {
+	s := c.r.s
+	leases, err := s.cat.RenewLeases(ctx, c.id, now.Add(c.cfg.LeaseTimeout))
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("renew job leases", "instance", c.id, "err", err)
+		// Past the lease timeout others may have re-queued our jobs.
+		if now.Sub(c.lastRenew) < c.cfg.LeaseTimeout {
+			return
+		}
+		leases = nil
+	} else {
+		c.lastRenew = now
+	}
+	held := map[int64]bool{}
+	for _, l := range leases {
+		held[l.JobID] = true
+		if l.CancelRequested {
+			c.r.cancelLocal(l.JobID, errCancelled)
+		}
+	}
+	c.r.mu.Lock()
+	var lost []*runningJob
+	for id, rj := range c.r.running {
+		if !held[id] && rj.cancel != nil && rj.leased {
+			lost = append(lost, rj)
+		}
+	}
+	c.r.mu.Unlock()
+	for _, rj := range lost {
+		s.log.Warn("job lease lost; stopping the job", "job", rj.jc.job.ID, "instance", c.id)
+		rj.cancel(errLeaseLost)
+	}
+}
+
+// expire re-queues the jobs of instances that stopped renewing.
+func (c *cluster) expire(ctx context.Context, now time.Time) {
+	s := c.r.s
+	ex, err := s.cat.ExpireLeases(ctx, now, c.queuedKinds())
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("expire job leases", "err", err)
+		}
+		return
+	}
+	for _, e := range ex {
+		s.log.Warn("job lease expired", "job", e.Job.ID, "kind", e.Job.Kind, "host", e.Job.Host, "instance", e.Job.Instance)
+		s.jobLog(e.Job.ID, e.Job.Host, "warn", e.Job.Error)
+		s.events.publish(Event{Type: "job", JobID: e.Job.ID, Host: e.Job.Host,
+			Data: map[string]string{"state": catalog.JobInterrupted, "kind": e.Job.Kind, "error": e.Job.Error}})
+		if e.Retry != nil {
+			s.jobLog(e.Retry.ID, e.Retry.Host, "info", fmt.Sprintf("queued again: job %d lost its instance %s", e.Job.ID, e.Job.Instance))
+			s.events.publish(Event{Type: "job", JobID: e.Retry.ID, Host: e.Retry.Host,
+				Data: map[string]string{"state": catalog.JobQueued, "kind": e.Retry.Kind}})
+		}
+	}
+	if len(ex) > 0 {
+		c.poke()
+	}
+}
+
+// lead takes the scheduler lock when free and runs the scheduler while it
+// holds it; the leader reloads the schedules now and then, since hosts may
+// change through any instance.
+func (c *cluster) lead(ctx context.Context) {
+	s := c.r.s
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leader != nil {
+		if err := c.leader.Held(ctx); err != nil {
+			s.log.Warn("lost the scheduler lock", "instance", c.id, "err", err)
+			c.stopScheduler()
+			return
+		}
+		if c.beats%6 == 0 {
+			if err := c.r.loadSchedules(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("reload schedules", "err", err)
+			}
+		}
+		return
+	}
+	l, ok, err := s.cat.TryLock(ctx, lockScheduler)
+	if err != nil || !ok {
+		return
+	}
+	if err := c.r.loadSchedules(ctx); err != nil {
+		s.log.Warn("load schedules", "err", err)
+	}
+	if err := c.r.loadMaintenance(ctx); err != nil {
+		s.log.Warn("load maintenance schedules", "err", err)
+	}
+	c.leader = l
+	sctx, cancel := context.WithCancel(c.ctx)
+	done := make(chan struct{})
+	c.schedCancel, c.schedDone = cancel, done
+	go func() { defer close(done); c.r.sched.Run(sctx) }()
+	s.log.Info("this instance runs the scheduler", "instance", c.id)
+}
+
+// stopScheduler ends leadership. c.mu must be held.
+func (c *cluster) stopScheduler() {
+	if c.schedCancel != nil {
+		c.schedCancel()
+		<-c.schedDone
+		c.schedCancel, c.schedDone = nil, nil
+	}
+	if c.leader != nil {
+		c.leader.Unlock()
+		c.leader = nil
+	}
+}
+
+// isLeader reports whether this instance runs the scheduler.
+func (c *cluster) isLeader() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leader != nil
+}
+
+// claimLoop claims queued jobs while this instance has room.
+func (c *cluster) claimLoop() {
+	t := time.NewTicker(c.cfg.Poll)
+	defer t.Stop()
+	for {
+		c.claim(c.ctx)
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		case <-c.wake:
+		}
+	}
+}
+
+func (c *cluster) claim(ctx context.Context) {
+	s, r := c.r.s, c.r
+	kinds := c.queuedKinds()
+	for ctx.Err() == nil && !r.q.Stats().Paused && r.leasedCount() < c.cfg.InstanceJobs {
+		j, err := s.cat.ClaimJob(ctx, catalog.ClaimSpec{Instance: c.id, Kinds: kinds, Global: s.cfg.MaxJobs,
+			Lease: c.cfg.LeaseTimeout, Now: s.now()})
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("claim a job", "instance", c.id, "err", err)
+			}
+			return
+		}
+		if j == nil {
+			return
+		}
+		if !r.runLeased(*j) {
+			return
+		}
+	}
+}
+
+// runLeased starts a job this instance claimed. It reports false when
+// the runner is stopping (the job is handed back to the queue).
+func (r *jobRunner) runLeased(j catalog.Job) bool {
+	s := r.s
+	exec, ok := r.executors[j.Kind]
+	if !ok {
+		s.cat.EndLeased(context.Background(), j.ID, r.cl.id, catalog.JobFailed, "unknown job kind "+j.Kind, s.now())
+		return true
+	}
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		s.cat.RetryLeased(context.Background(), j.ID, r.cl.id, "handed back: the instance is shutting down", time.Time{})
+		return false
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	now := s.now()
+	jc := &jobCtx{s: s, job: j, progress: Progress{Started: now, Updated: now}}
+	rj := &runningJob{jc: jc, cancel: cancel, done: make(chan struct{}), leased: true}
+	r.running[j.ID] = rj
+	r.wg.Add(1)
+	r.mu.Unlock()
+	s.events.publish(Event{Type: "job", JobID: j.ID, Host: j.Host, Data: map[string]string{"state": catalog.JobRunning, "kind": j.Kind, "instance": r.cl.id}})
+	jc.logf("info", "running on instance %s (attempt %d)", r.cl.id, j.Attempt)
+	go func() {
+		defer r.wg.Done()
+		err := runSafely(ctx, exec, jc)
+		cause := context.Cause(ctx)
+		cancel(nil)
+		jc.storeProgress(jc.snapshot())
+		r.mu.Lock()
+		delete(r.running, j.ID)
+		r.mu.Unlock()
+		close(rj.done)
+		r.endLeased(j, err, cause)
+		r.cl.poke()
+	}()
+	return true
+}
+
+// endLeased records how an attempt of a claimed job ended, as onState
+// does for the in-process queue.
+func (r *jobRunner) endLeased(j catalog.Job, err, cause error) {
+	s := r.s
+	ctx := context.Background()
+	now := s.now()
+	inst := r.cl.id
+	var state, level, msg string
+	var ferr error
+	switch {
+	case errors.Is(cause, errLeaseLost):
+		s.log.Warn("job ended after its lease was lost", "job", j.ID, "instance", inst)
+		return
+	case err == nil:
+		state, level = catalog.JobDone, "info"
+		ferr = s.cat.EndLeased(ctx, j.ID, inst, state, "", now)
+	case errors.Is(cause, errCancelled):
+		state, level, msg = catalog.JobCancelled, "warn", "cancelled by request"
+		ferr = s.cat.EndLeased(ctx, j.ID, inst, state, msg, now)
+	case errors.Is(cause, errShutdown):
+		state, level = catalog.JobInterrupted, "warn"
+		nj, e := s.cat.RequeueLeased(ctx, j.ID, inst, "interrupted: instance "+inst+" shut down while it ran", now)
+		ferr = e
+		if e == nil {
+			msg = fmt.Sprintf("instance %s shut down while it ran; job %d re-runs it", inst, nj.ID)
+		}
+	case r.permanent(err) || j.Manual || j.Attempt >= r.maxAttempts():
+		state, level, msg = catalog.JobFailed, "error", err.Error()
+		ferr = s.cat.EndLeased(ctx, j.ID, inst, state, msg, now)
+	default:
+		wait := r.backoff(j.Attempt)
+		at := now.Add(wait)
+		state, level = catalog.JobQueued, "warn"
+		msg = fmt.Sprintf("attempt %d failed: %s; retrying at %s", j.Attempt, err, at.Local().Format("15:04:05"))
+		ferr = s.cat.RetryLeased(ctx, j.ID, inst, msg, at)
+	}
+	if ferr != nil {
+		if !errors.Is(ferr, catalog.ErrJobState) {
+			s.log.Warn("record job end", "job", j.ID, "state", state, "err", ferr)
+		}
+		return
+	}
+	text := state
+	if msg != "" {
+		text += ": " + msg
+	}
+	s.jobLog(j.ID, j.Host, level, text)
+	if state == catalog.JobFailed {
+		s.notify.backupFailed(j.ID, j.Host, msg)
+	}
+	s.log.Info("job "+state, "job", j.ID, "host", j.Host, "instance", inst, "error", msg)
+	s.events.publish(Event{Type: "job", JobID: j.ID, Host: j.Host, Data: map[string]string{"state": state, "kind": j.Kind, "error": msg}})
+}
+
+// cancelLocal cancels a job running here with cause; false if none.
+func (r *jobRunner) cancelLocal(id int64, cause error) bool {
+	r.mu.Lock()
+	rj := r.running[id]
+	r.mu.Unlock()
+	if rj == nil || rj.cancel == nil {
+		return false
+	}
+	rj.cancel(cause)
+	return true
+}
+
+// leasedCount counts the claimed jobs running here.
+func (r *jobRunner) leasedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, rj := range r.running {
+		if rj.leased {
+			n++
+		}
+	}
+	return n
+}
+
+// activeInCatalog reports whether a job with that key is queued or
+// running on any instance.
+func (r *jobRunner) activeInCatalog(ctx context.Context, key string) bool {
+	host, _, _ := strings.Cut(key, "|")
+	js, err := r.s.cat.Jobs(ctx, catalog.JobFilter{Host: host, Kind: "backup", States: []string{catalog.JobQueued, catalog.JobRunning}})
+	if err != nil {
+		return false
+	}
+	for i := range js {
+		if jobKey(&js[i]) == key {
+			return true
+		}
+	}
+	return false
+}
+
+// waitingDuplicate returns a queued backup of the same key as j, if any.
+func (r *jobRunner) waitingDuplicate(ctx context.Context, j *catalog.Job) *catalog.Job {
+	key := jobKey(j)
+	js, err := r.s.cat.Jobs(ctx, catalog.JobFilter{Host: j.Host, Kind: j.Kind, States: []string{catalog.JobQueued}})
+	if err != nil {
+		return nil
+	}
+	for i := len(js) - 1; i >= 0; i-- {
+		if js[i].ID != j.ID && jobKey(&js[i]) == key {
+			return &js[i]
+		}
+	}
+	return nil
+}
+
+// loadAvg is the 1-minute load average (0 when unknown).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _, _ := strings.Cut(string(b), " ")
+	v, _ := strconv.ParseFloat(f, 64)
+	return v
+}
+
+// openPoolBackend opens the pool location of Config.Pool: a directory
+// (created when create is set), or a URL such as s3://… through
+// pool.OpenBackend (credentials from CAIRN_S3_ACCESS_KEY and
+// CAIRN_S3_SECRET_KEY, or the URL). Instances of a fleet share an S3 pool.
+func openPoolBackend(ctx context.Context, loc string, create bool) (pool.Backend, error) {
+	if !strings.Contains(loc, "://") {
+		if create {
+			return pool.CreateDirBackend(loc)
+		}
+		return pool.NewDirBackend(loc)
+	}
+	return pool.OpenBackend(ctx, loc, pool.OpenBackendOptions{Create: create})
+}
