@@ -238,8 +238,12 @@ func TestReplicateEncryptedBandwidth(t *testing.T) {
 	now := time.Unix(1e9, 0)
 	var slept time.Duration
 	o := ReplicateOptions{BytesPerSecond: 1 << 20, Concurrency: 1,
-		Now:   func() time.Time { return now },
-		Sleep: func(_ context.Context, d time.Duration) error { slept += max(d, 0); now = now.Add(max(d, 0)); return nil }}
+		Now: func() time.Time { return now },
+		Sleep: func(_ context.Context, d time.Duration) error {
+			slept += max(d, 0)
+			now = now.Add(max(d, 0))
+			return nil
+		}}
 	rep, err := p.Replicate(ctx, dst, o)
 	if err != nil {
 		t.Fatal(err)
