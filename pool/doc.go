@@ -47,6 +47,9 @@
 //	(*Writer).Add(ctx, path, Entry, io.Reader) error  // walk order, "." first; ErrEntry: entry rejected, writer usable;
 //	                                                  // ErrContentMissing: reused content gone, add again with a reader
 //	(*Writer).RecordError(path, err)                  // per-file error → partial
+//	(*Writer).AddStream(ctx, path, Entry, io.Reader) (int64, error)  // file of unknown size, read to EOF
+//	(*Pool).NewWriterWith(ctx, SnapshotMeta, WriterOptions{Checkpoint: CheckpointOptions{Every, Bytes, Files, OnCheckpoint}})
+//	(*Writer).Checkpoint(ctx) (*Manifest, error), Checkpointed()  // partial manifest of the same ID, replaced by Finish
 //	(*Writer).Finish(ctx) (*Manifest, error), Abort(), Stats(), ID()
 //	(*Pool).Snapshots(ctx, fn), SnapshotIDs(ctx), Snapshot(ctx, id), DeleteSnapshot(ctx, id)
 //	(*Manifest).RootDir() Entry                       // the source root directory's own metadata

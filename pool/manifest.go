@@ -49,6 +49,11 @@ type Manifest struct {
 	// is Root. Absent in manifests written before it existed; use the
 	// method RootDir to read it.
 	RootEntry []byte `json:"root_entry,omitempty"`
+	// Checkpoint marks the manifest of a backup still running or cut
+	// short (killed) at a checkpoint (FORMAT.md §7): Status is partial
+	// and open directories hold only the entries stored by then. The
+	// final manifest of the same ID replaces it.
+	Checkpoint bool `json:"checkpoint,omitempty"`
 }
 
 // RootDir returns the snapshot root directory as an Entry named ".":
@@ -136,6 +141,8 @@ func (p *Pool) Snapshot(ctx context.Context, id string) (*Manifest, error) {
 		err = errors.New("no root tree")
 	case m.Status != StatusComplete && m.Status != StatusPartial:
 		err = fmt.Errorf("unknown status %q", m.Status)
+	case m.Checkpoint && m.Status != StatusPartial:
+		err = fmt.Errorf("checkpoint manifest with status %q, want partial", m.Status)
 	default:
 		_, err = decodeRootEntry(m.RootEntry, m.Root)
 	}

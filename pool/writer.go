@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"strings"
 	"sync"
@@ -77,6 +78,11 @@ type Writer struct {
 	files, dirs, bytes, bytesNew, objectsNew, nerrs atomic.Int64
 
 	rbuf []byte // chunking buffer, 2*ChunkMax
+
+	ckpt ckptState // checkpoint.go
+
+	streaming bool  // AddStream is adding a file of unknown size
+	streamed  int64 // the size it turned out to have
 }
 
 type putJob struct {
@@ -389,7 +395,7 @@ func (w *Writer) Add(ctx context.Context, path string, e Entry, r io.Reader) err
 	if e.Type < TypeFile || e.Type > TypeSocket {
 		return entryErr(path, "invalid type %d", e.Type)
 	}
-	if e.Size < 0 {
+	if e.Size < 0 && !(w.streaming && e.Size == sizeUnknown && e.Type == TypeFile) {
 		return entryErr(path, "negative size %d", e.Size)
 	}
 	if path == "." {
@@ -460,7 +466,7 @@ func (w *Writer) Add(ctx context.Context, path string, e Entry, r io.Reader) err
 		w.files.Add(1)
 	}
 	top.names[name] = struct{}{}
-	return nil
+	return w.maybeCheckpoint(ctx)
 }
 
 func (w *Writer) appendEntry(top *wdir, e *Entry) func() {
@@ -505,7 +511,7 @@ func (w *Writer) addFile(ctx context.Context, path string, e *Entry, top *wdir, 
 		return w.reuse(ctx, path, e, top)
 	}
 	e.Content, e.Chunked = Digest{}, false
-	if e.Size <= SmallFileMax {
+	if e.Size >= 0 && e.Size <= SmallFileMax {
 		if e.Size == 0 {
 			if err := checkEOF(ctx, path, 0, r); err != nil {
 				return err
@@ -539,6 +545,10 @@ func (w *Writer) addChunked(ctx context.Context, path string, e *Entry, top *wdi
 	buf := w.rbuf
 	start, end := 0, 0
 	remaining := e.Size
+	stream := remaining == sizeUnknown // AddStream: read to EOF
+	if stream {
+		remaining = math.MaxInt64
+	}
 	var sizes []int64
 	var digests []Digest
 	clearCur := func() {
@@ -559,6 +569,9 @@ func (w *Writer) addChunked(ctx context.Context, path string, e *Entry, top *wdi
 			m, err := io.ReadFull(r, buf[end:end+int(n)])
 			end += m
 			remaining -= int64(m)
+			if stream && (err == io.EOF || err == io.ErrUnexpectedEOF) {
+				remaining, err = 0, nil
+			}
 			if err != nil {
 				clearCur()
 				return readErr(ctx, path, e.Size, err)
@@ -581,7 +594,13 @@ func (w *Writer) addChunked(ctx context.Context, path string, e *Entry, top *wdi
 		w.bytes.Add(int64(cut))
 		start += cut
 	}
-	if err := checkEOF(ctx, path, e.Size, r); err != nil {
+	if stream {
+		e.Size = 0
+		for _, n := range sizes {
+			e.Size += n
+		}
+		w.streamed = e.Size
+	} else if err := checkEOF(ctx, path, e.Size, r); err != nil {
 		clearCur()
 		return err
 	}
@@ -724,27 +743,10 @@ func (w *Writer) Finish(ctx context.Context) (*Manifest, error) {
 	if err := w.p.Sync(ctx); err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", w.id, err)
 	}
-	st := w.Stats()
-	w.emu.Lock()
-	m := &Manifest{
-		ID: w.id, Host: w.meta.Host, Source: w.meta.Source,
-		Start: w.meta.Start, End: time.Now().UTC(), Root: w.root, Status: StatusComplete,
-		Files: st.Files, Dirs: st.Dirs, Bytes: st.Bytes, BytesNew: st.BytesNew,
-		Errors: append([]string(nil), w.errs...), ErrorCount: w.errCount,
-		Labels: w.meta.Labels, Format: ManifestFormat,
-	}
-	w.emu.Unlock()
-	if re, err := encodeRootEntry(w.rootE, m.Source, m.Root); err == nil {
-		m.RootEntry = re
-	} else {
+	// The final manifest replaces a checkpoint's (same ID).
+	m := w.manifest(w.root)
+	if len(m.RootEntry) == 0 {
 		w.nerrs.Add(1)
-		m.ErrorCount++
-		if len(m.Errors) < maxRecordedErrors {
-			m.Errors = append(m.Errors, ".: root directory metadata not stored: "+err.Error())
-		}
-	}
-	if m.ErrorCount > 0 {
-		m.Status = StatusPartial
 	}
 	if err := w.p.putManifest(ctx, m); err != nil {
 		return nil, err
@@ -756,7 +758,8 @@ func (w *Writer) Finish(ctx context.Context) (*Manifest, error) {
 	return m, nil
 }
 
-// Abort stops the writer without writing a manifest. What it stored is
+// Abort stops the writer without writing a manifest, and removes the
+// manifest of its last checkpoint if there is one. What it stored is
 // unreferenced and GC removes it. Abort after Finish does nothing.
 func (w *Writer) Abort() {
 	if w.done {
@@ -766,6 +769,7 @@ func (w *Writer) Abort() {
 	w.fail(errors.New("aborted"))
 	close(w.jobs)
 	w.wg.Wait()
+	w.dropCheckpoint()
 	w.cleanup(context.Background())
 }
 
