@@ -165,6 +165,9 @@ func runBackup(ctx context.Context, jc *jobCtx) error {
 
 // backupSource pulls one source into a new snapshot and records it.
 func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, src *catalog.Source, base Progress) (*pool.Manifest, error) {
+	if isImageMethod(src.Method) {
+		return s.backupImage(ctx, jc, h, src) // images_job.go
+	}
 	start := s.now()
 	fail := func(err error) (*pool.Manifest, error) {
 		msg := fmt.Sprintf("source %s: %v", src.Name, err)

@@ -26,17 +26,18 @@ type CheckParams struct {
 
 // CheckResult is what a check job reports.
 type CheckResult struct {
-	OK           bool     `json:"ok"`
-	Summary      string   `json:"summary"`
-	Snapshots    int      `json:"snapshots"`
-	Objects      int      `json:"objects"`
-	Referenced   int      `json:"referenced"`
-	ReadObjects  int      `json:"read_objects"`
-	ReadBytes    int64    `json:"read_bytes"`
-	BadSnapshots []string `json:"bad_snapshots,omitempty"`
-	Missing      []string `json:"missing,omitempty"`
-	Corrupt      []string `json:"corrupt,omitempty"`
-	Affected     []string `json:"affected,omitempty"` // "host/source@snapshot:path"
+	OK           bool               `json:"ok"`
+	Summary      string             `json:"summary"`
+	Snapshots    int                `json:"snapshots"`
+	Objects      int                `json:"objects"`
+	Referenced   int                `json:"referenced"`
+	ReadObjects  int                `json:"read_objects"`
+	ReadBytes    int64              `json:"read_bytes"`
+	BadSnapshots []string           `json:"bad_snapshots,omitempty"`
+	Missing      []string           `json:"missing,omitempty"`
+	Corrupt      []string           `json:"corrupt,omitempty"`
+	Affected     []string           `json:"affected,omitempty"` // "host/source@snapshot:path"
+	Images       *ImagesCheckResult `json:"images,omitempty"`   // the image pool (images.go)
 }
 
 func runCheck(ctx context.Context, jc *jobCtx) error {
@@ -63,6 +64,12 @@ func runCheck(ctx context.Context, jc *jobCtx) error {
 	for _, u := range rep.Affected {
 		res.Affected = append(res.Affected, fmt.Sprintf("%s/%s@%s:%s", u.Host, u.Source, u.Snapshot, u.Path))
 	}
+	if res.Images, err = jc.s.checkImages(ctx, jc, pool.CheckOptions{ReadData: cp.ReadData, Percent: cp.Percent}); err != nil {
+		return fmt.Errorf("image pool check: %w", err)
+	}
+	if res.Images != nil && !res.Images.OK {
+		res.OK, res.Summary = false, res.Summary+"; images: "+res.Images.Summary
+	}
 	jc.update(func(p *Progress) { p.Phase, p.Result = "done", res })
 	jc.s.recordCheck(res.OK, res.Summary)
 	jc.s.invalidateUsage()
@@ -80,14 +87,15 @@ type GCParams struct {
 
 // GCResult is what a GC job reports.
 type GCResult struct {
-	DryRun     bool  `json:"dry_run"`
-	Snapshots  int   `json:"snapshots"`
-	Marked     int   `json:"marked"`
-	Missing    int   `json:"missing"`
-	Swept      int   `json:"swept"`
-	SweptBytes int64 `json:"swept_bytes"`
-	Kept       int   `json:"kept"`
-	KeptBytes  int64 `json:"kept_bytes"`
+	DryRun     bool            `json:"dry_run"`
+	Snapshots  int             `json:"snapshots"`
+	Marked     int             `json:"marked"`
+	Missing    int             `json:"missing"`
+	Swept      int             `json:"swept"`
+	SweptBytes int64           `json:"swept_bytes"`
+	Kept       int             `json:"kept"`
+	KeptBytes  int64           `json:"kept_bytes"`
+	Images     *ImagesGCResult `json:"images,omitempty"` // the image pool (images.go)
 }
 
 func runGC(ctx context.Context, jc *jobCtx) error {
@@ -102,6 +110,9 @@ func runGC(ctx context.Context, jc *jobCtx) error {
 	}
 	res := GCResult{DryRun: rep.DryRun, Snapshots: rep.Snapshots, Marked: rep.Marked, Missing: rep.Missing,
 		Swept: rep.Swept, SweptBytes: rep.SweptBytes, Kept: rep.Kept, KeptBytes: rep.KeptBytes}
+	if res.Images, err = jc.s.gcImages(ctx, jc, gp.DryRun); err != nil {
+		return err
+	}
 	jc.update(func(p *Progress) { p.Phase, p.Result = "done", res })
 	jc.s.invalidateUsage()
 	verb := "removed"

@@ -21,7 +21,7 @@ func (s *Server) startMount(ctx context.Context) error {
 			return fmt.Errorf("mount point %s: %w", s.cfg.Mount, err)
 		}
 	}
-	m, err := fusefs.Mount(ctx, s.cfg.Mount, s.pool.FS(context.WithoutCancel(ctx)), fusefs.Options{
+	m, err := fusefs.Mount(ctx, s.cfg.Mount, s.fullTree(context.WithoutCancel(ctx)), fusefs.Options{
 		FsName: "cairn:" + s.pool.ID(), Logger: s.log,
 	})
 	if err != nil {

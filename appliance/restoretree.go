@@ -9,9 +9,10 @@ import (
 	"time"
 )
 
-// The restore tree as the appliance serves it: one pool.TreeFS shared by
-// every request (the WebDAV share; FUSE has its own), wrapped per principal
-// in a hostFilterFS that shows only the hosts the principal may see.
+// The restore tree as the appliance serves it: one pool.TreeFS with the
+// image versions overlaid (images.Tree, see images.go), shared by every
+// request (the WebDAV share; FUSE has its own), wrapped per principal in a
+// hostFilterFS that shows only the hosts the principal may see.
 
 // treeRefreshEvery is the least time between two re-reads of the snapshot
 // list by the shared tree.
@@ -20,7 +21,7 @@ const treeRefreshEvery = 2 * time.Second
 // restoreTree holds the shared pool tree and its refresh throttle.
 type restoreTree struct {
 	once sync.Once
-	fsys fs.FS // *pool.TreeFS over the whole pool
+	fsys fs.FS // *images.Tree over the whole pool
 
 	mu   sync.Mutex
 	last time.Time
@@ -29,7 +30,7 @@ type restoreTree struct {
 // tree returns the shared pool tree, creating it on first use. Its I/O is
 // not bound to any request: a request's end does not break the next one.
 func (s *Server) tree() fs.FS {
-	s.rtree.once.Do(func() { s.rtree.fsys = s.pool.FS(context.Background()) })
+	s.rtree.once.Do(func() { s.rtree.fsys = s.fullTree(context.Background()) })
 	return s.rtree.fsys
 }
 

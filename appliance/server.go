@@ -34,6 +34,7 @@ type Config struct {
 	Listen  string // TCP address; default 127.0.0.1:8080; "-" disables TCP
 	DB      string // catalog: "" = DATA/catalog.db (SQLite), or postgres://…
 	Pool    string // pool: a directory or s3://…; "" = DATA/pool
+	Images  string // image pool: a directory or s3://…; "" = DATA/images (images.go)
 	Version string
 	Logger  *slog.Logger
 	// MaxJobs is the global limit of concurrently running backups
@@ -107,6 +108,7 @@ type Server struct {
 	rtree     restoreTree    // shared tree of WebDAV (restoretree.go)
 	basic     basicCache     // recent Basic logins (dav.go)
 	mount     *fusefs.Server // the restore tree mount (mount.go), or nil
+	imgs      imageState     // the block-image pool (images.go)
 }
 
 // New opens the appliance in cfg.DataDir: it takes the data dir lock,

@@ -1,0 +1,231 @@
+package appliance
+
+// The block-image pool of the appliance: where it lives, how it is opened,
+// and how its GC and check ride along with the file pool's jobs.
+//
+// The image pool is a separate pool root (Config.Images, default
+// DATA/images; a directory or s3://…), created by the first image backup.
+// Its identity is recorded in the catalog (setting image_pool_id) like the
+// file pool's: a different or unreadable pool there is "wrong or missing
+// storage".
+//
+// Each image backup writes an image version and a placeholder snapshot in
+// the file pool (empty tree, labels images.LabelImage/LabelVersion/
+// LabelSize; the version's manifest names the placeholder's ID). So an
+// image version is a snapshot of its host like any other: it has a
+// catalog row, a snapshot time, counts for "latest" and retention, and the
+// restore tree shows it as <host>/<time>/images/<source>.img. A version
+// whose placeholder is gone (retention, deletion) is deleted by the next
+// GC, after the grace period.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/cairn-backup/cairn/images"
+	"github.com/cairn-backup/cairn/pool"
+)
+
+// settingImagePoolID is the catalog setting with the image pool's UUID.
+const settingImagePoolID = "image_pool_id"
+
+// imageState is the lazily opened image pool.
+type imageState struct {
+	mu    sync.Mutex
+	store *images.Store
+}
+
+// imagesLocation is where the image pool lives.
+func (s *Server) imagesLocation() string {
+	if s.cfg.Images != "" {
+		return s.cfg.Images
+	}
+	return filepath.Join(s.dataDir, "images")
+}
+
+func openImagesBackend(ctx context.Context, loc string, create bool) (pool.Backend, error) {
+	if !strings.Contains(loc, "://") {
+		if create {
+			return pool.CreateDirBackend(loc)
+		}
+		return pool.NewDirBackend(loc)
+	}
+	return pool.OpenBackend(ctx, loc, pool.OpenBackendOptions{})
+}
+
+// imageStore returns the image pool. Without one yet, it returns nil, nil
+// unless create is set: then it adopts an image pool found at the
+// location or initialises a new one, and records its identity.
+func (s *Server) imageStore(ctx context.Context, create bool) (*images.Store, error) {
+	st := &s.imgs
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.store != nil {
+		return st.store, nil
+	}
+	loc := s.imagesLocation()
+	want, known, err := s.cat.Setting(ctx, settingImagePoolID)
+	if err != nil {
+		return nil, err
+	}
+	if known && want != "" {
+		b, err := openImagesBackend(ctx, loc, false)
+		if err == nil {
+			st.store, err = images.Open(ctx, b, pool.OpenOptions{ExpectID: want}, s.log.With("component", "images"))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("wrong or missing image storage: the catalog expects image pool %s at %s: %w", want, pool.RedactLocation(loc), err)
+		}
+		return st.store, nil
+	}
+	if !create {
+		return nil, nil
+	}
+	b, err := openImagesBackend(ctx, loc, true)
+	if err != nil {
+		return nil, fmt.Errorf("image pool %s: %w", pool.RedactLocation(loc), err)
+	}
+	store, err := images.Open(ctx, b, pool.OpenOptions{}, s.log.With("component", "images"))
+	if err != nil {
+		if _, serr := b.Stat(ctx, pool.IdentityName); serr == nil {
+			return nil, fmt.Errorf("image pool %s: %w", pool.RedactLocation(loc), err) // present but not ours: never overwrite
+		}
+		if store, err = images.Init(ctx, b, pool.InitOptions{}, s.log.With("component", "images")); err != nil {
+			return nil, fmt.Errorf("init image pool %s: %w", pool.RedactLocation(loc), err)
+		}
+		s.log.Info("initialised the image pool", "pool", store.Pool().ID(), "location", store.Pool().Location())
+	}
+	if store.Pool().ID() == s.pool.ID() {
+		return nil, fmt.Errorf("image pool %s: it is the file pool; the image pool needs its own root", pool.RedactLocation(loc))
+	}
+	if err := s.cat.SetSetting(ctx, settingImagePoolID, store.Pool().ID()); err != nil {
+		return nil, err
+	}
+	st.store = store
+	return store, nil
+}
+
+// fullTree is the whole restore tree: the file pool's snapshots with the
+// image versions overlaid (images.Tree). Its I/O uses ctx.
+func (s *Server) fullTree(ctx context.Context) fs.FS {
+	return images.NewTree(ctx, s.pool.FS(ctx), s.pool, func() (*images.Store, error) {
+		return s.imageStore(ctx, false)
+	})
+}
+
+// ImagesGCResult is the image pool's part of a GC job.
+type ImagesGCResult struct {
+	Orphans    int   `json:"orphans"` // versions whose snapshot is gone (deleted, or would be)
+	Versions   int   `json:"versions"`
+	Marked     int   `json:"marked"`
+	Swept      int   `json:"swept"`
+	SweptBytes int64 `json:"swept_bytes"`
+	Kept       int   `json:"kept"`
+}
+
+// gcImages deletes image versions whose placeholder snapshot is gone,
+// then sweeps unreferenced blocks. Nothing to do without an image pool.
+func (s *Server) gcImages(ctx context.Context, jc *jobCtx, dryRun bool) (*ImagesGCResult, error) {
+	store, err := s.imageStore(ctx, false)
+	if err != nil || store == nil {
+		return nil, err
+	}
+	res := &ImagesGCResult{}
+	orphans, err := s.orphanVersions(ctx, store)
+	if err != nil {
+		return nil, fmt.Errorf("image gc: %w", err)
+	}
+	for _, v := range orphans {
+		res.Orphans++
+		if dryRun {
+			continue
+		}
+		if err := store.Delete(ctx, v.Name, v.ID); err != nil && !errors.Is(err, pool.ErrNotFound) {
+			return nil, fmt.Errorf("image gc: delete %s/%s: %w", v.Name, v.ID, err)
+		}
+	}
+	rep, err := store.GC(ctx, pool.GCOptions{DryRun: dryRun, Now: s.now})
+	if err != nil {
+		return nil, fmt.Errorf("image gc: %w", err)
+	}
+	res.Versions, res.Marked, res.Swept, res.SweptBytes, res.Kept = rep.Versions, rep.Marked, rep.Swept, rep.SweptBytes, rep.Kept
+	verb := "removed"
+	if dryRun {
+		verb = "would remove"
+	}
+	jc.logf("info", "image gc: %s %d orphaned versions and %d blocks (%d bytes); %d versions live", verb, res.Orphans, rep.Swept, rep.SweptBytes, rep.Versions)
+	return res, nil
+}
+
+// orphanVersions lists versions that name a file-pool snapshot which no
+// longer exists, stored more than the GC grace period ago (a backup
+// writes its version just before its snapshot). Versions naming no
+// snapshot (written outside the appliance) are never orphans.
+func (s *Server) orphanVersions(ctx context.Context, store *images.Store) ([]images.VersionRef, error) {
+	var refs []images.VersionRef
+	if err := store.Versions(ctx, func(v images.VersionRef) error { refs = append(refs, v); return nil }); err != nil {
+		return nil, err
+	}
+	var out []images.VersionRef
+	for _, v := range refs {
+		if s.now().Sub(v.Stored) < pool.DefaultGCGrace {
+			continue
+		}
+		m, err := store.Load(ctx, v.Name, v.ID)
+		if err != nil {
+			return nil, err // a damaged manifest: let check report it, delete nothing
+		}
+		if m.Snapshot == "" {
+			continue
+		}
+		if _, err := s.pool.Snapshot(ctx, m.Snapshot); errors.Is(err, pool.ErrNotFound) {
+			out = append(out, v)
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ImagesCheckResult is the image pool's part of a check job.
+type ImagesCheckResult struct {
+	OK          bool     `json:"ok"`
+	Summary     string   `json:"summary"`
+	Versions    int      `json:"versions"`
+	Objects     int      `json:"objects"`
+	ReadObjects int      `json:"read_objects"`
+	BadVersions []string `json:"bad_versions,omitempty"`
+	Missing     []string `json:"missing,omitempty"`
+	Corrupt     []string `json:"corrupt,omitempty"`
+	Affected    []string `json:"affected,omitempty"` // "image/version@offset"
+}
+
+// checkImages checks the image pool (nil without one).
+func (s *Server) checkImages(ctx context.Context, jc *jobCtx, o pool.CheckOptions) (*ImagesCheckResult, error) {
+	store, err := s.imageStore(ctx, false)
+	if err != nil || store == nil {
+		return nil, err
+	}
+	rep, err := store.Check(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	res := &ImagesCheckResult{OK: rep.OK(), Summary: rep.String(), Versions: rep.Versions, Objects: rep.Objects,
+		ReadObjects: rep.ReadObjects, BadVersions: rep.BadVersions}
+	for _, d := range rep.Missing {
+		res.Missing = append(res.Missing, d.String())
+	}
+	for _, d := range rep.Corrupt {
+		res.Corrupt = append(res.Corrupt, d.String())
+	}
+	for _, u := range rep.Affected {
+		res.Affected = append(res.Affected, fmt.Sprintf("%s/%s@%d", u.Name, u.ID, u.Offset))
+	}
+	jc.logf(map[bool]string{true: "info", false: "error"}[res.OK], "image pool check: %s", res.Summary)
+	return res, nil
+}
