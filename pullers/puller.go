@@ -46,6 +46,17 @@ type Sink interface {
 	RecordError(path string, err error)
 }
 
+// A StreamSink also stores files whose size is unknown until their end
+// (a dump tool's stdout): AddStream reads r to EOF, stores the content
+// as Add would, and returns its size (e.Size is ignored). A read error
+// from r rejects the entry (pool.ErrEntry) and nothing of it is stored,
+// so a producer that fails must end r with its error, not with EOF.
+// *pool.Writer implements it; pullers that stream check for it.
+type StreamSink interface {
+	Sink
+	AddStream(ctx context.Context, path string, e pool.Entry, r io.Reader) (int64, error)
+}
+
 // Previous gives a puller the previous snapshot of the same source, for
 // the incremental skip by size + mtime and as a delta basis.
 type Previous interface {

@@ -314,37 +314,44 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// runInto runs cmd, spools its stdout, and on success stores it as file.
-//
-// Stopgap: pool.Writer needs a file's size before it reads the content, so
-// the dump is spooled to an unlinked temp file in the spool dir and then
-// streamed into the sink. A Sink method taking content of unknown size
-// would remove the spool (see the package documentation).
+// runInto runs cmd and streams its stdout into the sink as file, through
+// a pipe: nothing is spooled, and memory stays within the pool writer's
+// bounds whatever the dump's size. A failing tool ends the pipe with its
+// error, so the sink rejects the half-read entry and stores nothing.
 func runInto(ctx context.Context, sink pullers.Sink, c *conn, cmd cmdSpec, file string, mtime time.Time, redact func(string) string) (int64, error) {
-	spool, err := os.CreateTemp(c.cfg.spoolDir, "cairn-dump-*")
+	ss, ok := sink.(pullers.StreamSink)
+	if !ok {
+		return 0, fmt.Errorf("store %s: the sink (%T) cannot store a stream of unknown size", file, sink)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := c.run(rctx, cmd, pw, redact)
+		if err == nil {
+			pw.Close()
+		} else {
+			pw.CloseWithError(err)
+		}
+		done <- err
+	}()
+	e := pool.Entry{Name: file, Type: pool.TypeFile, Mode: 0o600, ModTime: mtime.UnixNano()}
+	n, err := ss.AddStream(ctx, file, e, pr)
 	if err != nil {
-		return 0, fmt.Errorf("spool: %w", err)
-	}
-	os.Remove(spool.Name()) // gone even if we crash; the open file stays usable
-	defer spool.Close()
-	if err := c.run(ctx, cmd, spool, redact); err != nil {
-		return 0, err
-	}
-	// The size from fstat, not the offset: pg_dump -Fc seeks back in a
-	// seekable stdout to rewrite its table of contents.
-	fi, err := spool.Stat()
-	if err != nil {
-		return 0, fmt.Errorf("spool: %w", err)
-	}
-	size := fi.Size()
-	if _, err := spool.Seek(0, io.SeekStart); err != nil {
-		return 0, fmt.Errorf("spool: %w", err)
-	}
-	e := pool.Entry{Name: file, Type: pool.TypeFile, Mode: 0o600, Size: size, ModTime: mtime.UnixNano()}
-	if err := sink.Add(ctx, file, e, spool); err != nil {
+		// The sink stopped reading (rejected entry or storage failure):
+		// stop the tool, then prefer its own error, which says why.
+		pr.CloseWithError(err)
+		cancel()
+		if runErr := <-done; runErr != nil && errors.Is(err, runErr) {
+			return 0, runErr
+		}
 		return 0, fmt.Errorf("store %s: %w", file, err)
 	}
-	return size, nil
+	if err := <-done; err != nil {
+		return 0, err // cannot happen: the pipe would have carried it
+	}
+	return n, nil
 }
 
 // runCmd runs cmd with stdout to out, in its own process group (killed

@@ -52,8 +52,9 @@
 //	Options["bin_dir"]          where the tools are (default: the newest
 //	                            /usr/lib/postgresql/*/bin, else PATH;
 //	                            mariadb-dump/mariadb else mysqldump/mysql)
-//	Options["spool_dir"]        spool and credentials dir (default os.TempDir();
-//	                            the appliance passes its data dir)
+//	Options["spool_dir"]        where the short-lived 0600 credential files go
+//	                            (default os.TempDir(); the appliance passes
+//	                            its data dir). Dumps are never spooled.
 //	Options["connect_timeout"]  PostgreSQL connect timeout, default 30s
 //
 // MariaDB dumps run with --single-transaction --routines --events
@@ -79,13 +80,16 @@
 // pg_dump refuses a server newer than itself ("server version mismatch");
 // in mode (a) the error then says to use mode (b).
 //
-// # Streaming (stopgap)
+// # Streaming
 //
-// pool.Writer needs a file's size before reading its content, and a dump's
-// size is known only at the end. Until the Sink can take content of
-// unknown size, each dump is spooled to an unlinked temp file in
-// Options["spool_dir"] and then streamed into the sink; the spool needs
-// free space for the largest single database dump.
+// A dump's stdout is piped straight into the sink's AddStream
+// (pullers.StreamSink; *pool.Writer implements it): the pool chunks,
+// hashes and stores it as it arrives, so no temporary file holds a dump
+// and memory stays within the writer's bounds however big the database
+// is. A tool that fails ends the pipe with its error, so the half-read
+// dump is rejected and nothing of it is stored. (pg_dump -Fc to a pipe
+// writes no data offsets into its table of contents; pg_restore reads
+// such a dump sequentially, which is all a full restore needs.)
 //
 // # Restore
 //
