@@ -233,9 +233,6 @@ func (s *Server) allRoutes() []route {
 		{method: "POST", pattern: "/api/v1/images/restore", minRole: roleOperator, json: s.handleImageRestore},
 
 		{method: "GET", pattern: "/api/v1/pool", minRole: roleOperator, json: s.handlePoolStats},
-		{method: "GET", pattern: "/api/v1/storage", minRole: roleAdmin, json: s.handleStorageGet},
-		{method: "POST", pattern: "/api/v1/storage", minRole: roleAdmin, json: s.handleStorageSet},
-		{method: "POST", pattern: "/api/v1/storage/test", minRole: roleAdmin, json: s.handleStorageTest},
 		{method: "POST", pattern: "/api/v1/pool/check", minRole: roleOperator, json: s.handlePoolCheck},
 		{method: "POST", pattern: "/api/v1/pool/gc", minRole: roleAdmin, json: s.handlePoolGC},
 		{method: "POST", pattern: "/api/v1/catalog/rebuild", minRole: roleAdmin, json: s.handleCatalogRebuild},
