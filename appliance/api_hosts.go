@@ -199,7 +199,7 @@ func validateSource(in *SourceInput) error {
 			return badRequest("source %s: method %s needs the credential %q", in.Name, in.Method, k)
 		}
 	}
-	return nil
+	return validateSourceOptions(in) // validate.go
 }
 
 // requiredSecrets lists the credentials a method cannot work without.

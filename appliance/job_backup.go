@@ -51,6 +51,13 @@ func (js *jobSink) Add(ctx context.Context, path string, e pool.Entry, r io.Read
 	return js.w.Add(ctx, path, e, r)
 }
 
+// AddStream lets dump pullers stream content of unknown size.
+func (js *jobSink) AddStream(ctx context.Context, path string, e pool.Entry, r io.Reader) (int64, error) {
+	return js.w.AddStream(ctx, path, e, r)
+}
+
+var _ pullers.StreamSink = (*jobSink)(nil)
+
 func (js *jobSink) RecordError(path string, err error) {
 	js.w.RecordError(path, err)
 	if n := js.logged.Add(1); n <= maxLoggedFileErrors {
@@ -263,16 +270,37 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 			prev = &previousTree{p: s.pool, root: root}
 		}
 	}
+	// Checkpoints commit the snapshot so far now and then (a partial
+	// manifest, indexed at once), so a process killed mid-backup leaves
+	// a partial snapshot that the re-run uses as its basis.
+	ckpt, err := checkpointOptions(src.Options)
+	if err != nil {
+		return fail(permanent{err})
+	}
+	ckpt.OnCheckpoint = func(m *pool.Manifest) {
+		if err := s.recordSnapshot(context.WithoutCancel(ctx), jc, m); err != nil {
+			jc.logf("warn", "source %s: checkpoint %s not indexed: %v", src.Name, m.ID, err)
+		}
+	}
 	// The writer's workers outlive a cancelled pull, so an interrupted
 	// backup can still be finished as a partial snapshot.
-	w, err := s.pool.NewWriter(context.WithoutCancel(ctx), pool.SnapshotMeta{Host: h.Name, Source: src.Name, Start: start,
-		Labels: map[string]string{"job": strconv.FormatInt(jc.job.ID, 10), "method": src.Method}})
+	w, err := s.pool.NewWriterWith(context.WithoutCancel(ctx), pool.SnapshotMeta{Host: h.Name, Source: src.Name, Start: start,
+		Labels: map[string]string{"job": strconv.FormatInt(jc.job.ID, 10), "method": src.Method}},
+		pool.WriterOptions{Checkpoint: ckpt})
 	if err != nil {
 		return fail(err)
 	}
+	// A failed pull discards its snapshot, checkpoints included.
+	abort := func() {
+		had := w.Checkpointed()
+		w.Abort()
+		if had {
+			s.cat.DeleteSnapshot(context.WithoutCancel(ctx), w.ID())
+		}
+	}
 	opts, err := s.pullOptions(h, src)
 	if err != nil {
-		w.Abort()
+		abort()
 		return fail(err)
 	}
 	sink := &jobSink{w: w, jc: jc, scrub: scrub}
@@ -306,7 +334,7 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 		return m, context.Cause(ctx)
 	}
 	if pullErr != nil {
-		w.Abort()
+		abort()
 		return fail(keepPermanent(pullErr, errors.New(scrub(pullErr.Error()))))
 	}
 	// Trust on first use: the server identity of a successful pull
