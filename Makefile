@@ -10,7 +10,7 @@ PLAIN_PKGS ?= ./cmd/... ./internal/... ./iso/...
 
 export CGO_ENABLED ?= 0
 
-.PHONY: build run test test-race lint deps bench fmt clean
+.PHONY: build run test test-race lint deps bench bench-compare fmt clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/cairn ./cmd/cairn
@@ -36,6 +36,10 @@ deps:
 
 bench: build
 	$(GO) run ./internal/bench -out BENCHMARKS.md
+
+# make bench-compare OLD=old.json NEW=bench/results.json
+bench-compare:
+	$(GO) run ./internal/bench -compare-old $(OLD) -compare-new $(NEW)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -24,6 +24,11 @@ type options struct {
 	seed                       uint64
 	quick, flat, genOnly       bool
 	render                     string
+	peers, scale               bool
+	scaleFiles, pullRuns       int
+	results                    string
+	compareOld, compareNew     string
+	only                       string
 }
 
 func main() {
@@ -38,6 +43,14 @@ func main() {
 	flag.BoolVar(&o.flat, "flat", true, "run the flat-RSS check (many small files)")
 	flag.BoolVar(&o.genOnly, "gen-only", false, "only generate the corpora (and reuse them later)")
 	flag.StringVar(&o.render, "render", "", "only render -out from a saved results JSON")
+	flag.BoolVar(&o.peers, "peers", true, "run the peer scenarios (rsync, SFTP, SMB, FTP, dump, FUSE, WebDAV) against testenv servers")
+	flag.BoolVar(&o.scale, "scale", os.Getenv("BENCH_QUICK") != "1" || os.Getenv("BENCH_SCALE") == "1", "run the scale part (a -scale-files small-file tree; off in quick mode unless BENCH_SCALE=1)")
+	flag.IntVar(&o.scaleFiles, "scale-files", 1_000_000, "files in the scale tree")
+	flag.IntVar(&o.pullRuns, "pull-runs", 0, "runs of each peer scenario (0: -runs)")
+	flag.StringVar(&o.results, "results", "bench/results.json", "machine-readable results to write (all figures)")
+	flag.StringVar(&o.compareOld, "compare-old", "", "with -compare-new: print the deltas between two results files and exit")
+	flag.StringVar(&o.compareNew, "compare-new", "", "see -compare-old")
+	flag.StringVar(&o.only, "only", "", "run only these peer parts: comma-separated of pulls, dump, fuse, webdav, scale")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -82,6 +95,7 @@ type bench struct {
 	o     options
 	log   *slog.Logger
 	tools []tool
+	drv   string // benchdrv binary
 	plan  *corpus.Plan
 	src   string
 	stamp string
@@ -108,6 +122,11 @@ type record struct {
 	FlatSizes    []int
 	Verify       map[string][]string // tool → restore verification notes
 	Logs         string
+	// Peer scenarios (pulls, dump, FUSE, WebDAV; results in Results).
+	Pairs      []pairSpec
+	Dumps      []dumpResult
+	ScaleSizes []int
+	Skipped    []string // scenarios not run, and why
 }
 
 // mutation counts what corpus.Mutate did.
@@ -125,6 +144,9 @@ func (b *bench) res(sc, tool string) *result {
 
 func run(ctx context.Context, log *slog.Logger, o options) error {
 	b := &bench{o: o, log: log}
+	if o.compareOld != "" || o.compareNew != "" {
+		return compareResults(os.Stdout, o.compareOld, o.compareNew)
+	}
 	if o.render != "" {
 		data, err := os.ReadFile(o.render)
 		if err != nil {
@@ -167,7 +189,11 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	}
 	b.rec.GenTime = d
 	if o.genOnly {
-		for _, n := range b.flatSizes() {
+		sizes := b.flatSizes()
+		if o.scale {
+			sizes = append(sizes, b.scaleSizes()...)
+		}
+		for _, n := range sizes {
 			p := corpus.NewPlan(corpus.SmallOnly(o.seed, n))
 			if _, err := b.ensureCorpus(ctx, p, b.flatDir(n), b.flatDir(n)+".stamp"); err != nil {
 				return err
@@ -187,6 +213,11 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 			return err
 		}
 	}
+	if o.peers {
+		if err := b.peerScenarios(ctx); err != nil {
+			return err
+		}
+	}
 	b.rec.Load1 = loadavg()
 	b.rec.Took = time.Since(b.rec.Start)
 	data, err := json.MarshalIndent(&b.rec, "", "  ")
@@ -198,6 +229,15 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		return err
 	}
 	b.log.Info("results saved", "file", saved)
+	if o.results != "" {
+		if err := os.MkdirAll(filepath.Dir(o.results), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.results, data, 0o644); err != nil {
+			return err
+		}
+		b.log.Info("results saved", "file", o.results)
+	}
 	return b.writeReport(o.out)
 }
 

@@ -194,6 +194,7 @@ func (b *bench) writeReport(out string) error {
 	p("\n\n")
 
 	b.writeLimits(p)
+	b.writePeers(p)
 
 	if len(b.rec.Flat) > 0 {
 		p("## Flat memory: peak RSS vs number of files\n\n")

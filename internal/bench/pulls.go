@@ -1,0 +1,756 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cairn-backup/cairn/internal/bench/corpus"
+	"github.com/cairn-backup/cairn/internal/testenv"
+)
+
+// pairSpec is one comparison of the peers table: Cairn's median in
+// Scenario against Peer's median in PeerScenario (Scenario when empty).
+type pairSpec struct {
+	Scenario     string
+	PeerScenario string `json:",omitempty"`
+	Peer         string
+	Issue        string
+	Target       float64 // Cairn ÷ peer wall must be ≤ Target; 0: for information
+	What         string
+}
+
+// dumpResult is one dump-dedup measurement: a dump taken after Change.
+type dumpResult struct {
+	DB, Change      string
+	Bytes, BytesNew int64
+}
+
+// servers are the testenv servers of the peer scenarios.
+type servers struct {
+	tb    *benchTB
+	rsync *testenv.RsyncServer
+	ssh   *testenv.SSHServer
+	smb   *testenv.SambaServer
+	ftp   *testenv.FTPServer
+	pg    *testenv.PGServer
+	errs  map[string]error
+	binds []func()
+}
+
+func (s *servers) close() {
+	for i := len(s.binds) - 1; i >= 0; i-- {
+		s.binds[i]()
+	}
+	s.binds = nil
+	s.tb.close()
+}
+
+// bind makes dir the served directory of a server until close.
+func (s *servers) bind(src, dst string) error {
+	un, err := bindMount(src, dst)
+	if err == nil {
+		s.binds = append(s.binds, un)
+	}
+	return err
+}
+
+func (b *bench) startServers(ctx context.Context) *servers {
+	tb, err := newBenchTB(b.log, filepath.Join(b.o.work, "testenv"))
+	s := &servers{tb: tb, errs: map[string]error{}}
+	if err != nil {
+		s.errs["all"] = err
+		return s
+	}
+	note := func(name string, err error) {
+		if err != nil {
+			s.errs[name] = err
+			b.log.Error("server not available; its scenarios are skipped", "server", name, "err", err)
+		}
+	}
+	var e error
+	if s.rsync, e = startServer(tb, "rsyncd", testenv.Rsyncd); e == nil {
+		e = s.bind(b.src, s.rsync.Dir)
+	}
+	note("rsyncd", e)
+	s.ssh, e = startServer(tb, "sshd", testenv.SSHD)
+	note("sshd", e)
+	if s.smb, e = startServer(tb, "samba", testenv.Samba); e == nil {
+		e = s.bind(b.src, s.smb.Dir)
+	}
+	note("samba", e)
+	if s.ftp, e = startServer(tb, "vsftpd", testenv.FTP); e == nil {
+		e = s.bind(b.src, s.ftp.AnonDir)
+	}
+	note("vsftpd", e)
+	s.pg, e = startServer(tb, "postgres", testenv.Postgres)
+	note("postgres", e)
+	return s
+}
+
+// transport is one puller scenario and its native peer.
+type transport struct {
+	name, issue  string
+	server       string // key in servers.errs
+	method, path string
+	opts, secret map[string]string
+	peer         string
+	peerCmd      func(ctx context.Context, dst string) *exec.Cmd
+	peerNoChange bool // the peer has an incremental mode: measure its second run
+	firstTarget  float64
+	// nochange is compared with this transport's peer (or nochangePeer's).
+	nochangeTarget float64
+	nochangePeer   string // transport name whose peer no-change run is the reference
+}
+
+func (b *bench) transports(s *servers) []transport {
+	var ts []transport
+	if s.rsync != nil {
+		ts = append(ts, transport{
+			name: "rsync daemon", issue: "#6", server: "rsyncd", method: "rsync", path: "/",
+			opts: map[string]string{"host": s.rsync.Host, "port": strconv.Itoa(s.rsync.Port), "module": s.rsync.Module},
+			peer: "rsync -a (daemon)", peerNoChange: true, firstTarget: 1.25, nochangeTarget: 1.25,
+			peerCmd: func(ctx context.Context, dst string) *exec.Cmd {
+				return exec.CommandContext(ctx, "rsync", "-a", s.rsync.URL(s.rsync.Module), dst+"/")
+			},
+		})
+	}
+	if s.ssh != nil {
+		hostKey := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.ssh.HostKey)))
+		sshOpts := map[string]string{"host": s.ssh.Host, "port": strconv.Itoa(s.ssh.Port), "user": s.ssh.User, "host_key": hostKey}
+		sec := map[string]string{"private_key": "@" + s.ssh.KeyFile}
+		ro := map[string]string{"transport": "ssh"}
+		for k, v := range sshOpts {
+			ro[k] = v
+		}
+		ts = append(ts, transport{
+			name: "rsync ssh", issue: "#6", server: "sshd", method: "rsync", path: b.src, opts: ro, secret: sec,
+			peer: "rsync -a (ssh)", peerNoChange: true, firstTarget: 1.25, nochangeTarget: 1.25,
+			peerCmd: func(ctx context.Context, dst string) *exec.Cmd {
+				return exec.CommandContext(ctx, "rsync", "-a", "-e", "ssh "+strings.Join(s.ssh.SSHArgs(), " "),
+					s.ssh.User+"@"+s.ssh.Host+":"+b.src+"/", dst+"/")
+			},
+		})
+		ts = append(ts, transport{
+			name: "sftp", issue: "#5", server: "sshd", method: "sftp", path: b.src, opts: sshOpts, secret: sec,
+			peer: "sftp -r", firstTarget: 1.25, nochangeTarget: 1.5, nochangePeer: "rsync ssh",
+			peerCmd: func(ctx context.Context, dst string) *exec.Cmd {
+				args := []string{"-q", "-r", "-P", strconv.Itoa(s.ssh.Port), "-i", s.ssh.KeyFile,
+					"-o", "UserKnownHostsFile=" + s.ssh.KnownHostsFile, "-o", "StrictHostKeyChecking=yes",
+					"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "GlobalKnownHostsFile=/dev/null", "-F", "/dev/null",
+					s.ssh.User + "@" + s.ssh.Host + ":" + b.src + "/", dst + "/"}
+				return exec.CommandContext(ctx, "sftp", args...)
+			},
+		})
+	}
+	if s.smb != nil {
+		ts = append(ts, transport{
+			name: "smb", issue: "#5", server: "samba", method: "smb", path: "/",
+			opts:   map[string]string{"host": s.smb.Host, "port": strconv.Itoa(s.smb.Port), "share": s.smb.Share, "user": s.smb.User},
+			secret: map[string]string{"password": s.smb.Password},
+			peer:   "smbclient mget", firstTarget: 1.25,
+			peerCmd: func(ctx context.Context, dst string) *exec.Cmd {
+				c := exec.CommandContext(ctx, "smbclient", "//"+s.smb.Host+"/"+s.smb.Share, "-p", strconv.Itoa(s.smb.Port),
+					"-U", s.smb.User+"%"+s.smb.Password, "-c", "prompt OFF; recurse ON; lcd "+dst+"; mget *")
+				return c
+			},
+		})
+	}
+	if s.ftp != nil {
+		ts = append(ts, transport{
+			name: "ftp", issue: "#7", server: "vsftpd", method: "ftp", path: "/",
+			opts: map[string]string{"host": "127.0.0.1", "port": ftpPort(s.ftp.Addr), "user": "anonymous", "tls": "none"},
+			peer: "lftp mirror", peerNoChange: true, firstTarget: 1.25, nochangeTarget: 1.25,
+			peerCmd: func(ctx context.Context, dst string) *exec.Cmd {
+				return exec.CommandContext(ctx, "lftp", "-c", "set ftp:ssl-allow no; set net:max-retries 1; set cmd:fail-exit yes; open -p "+
+					ftpPort(s.ftp.Addr)+" 127.0.0.1; mirror / "+dst)
+			},
+		})
+	}
+	return ts
+}
+
+func ftpPort(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// pullArgs is the benchdrv command line of one pull.
+func pullArgs(drv, poolDir, source string, t transport, extra ...string) []string {
+	args := []string{drv, "pull", "--pool", poolDir, "--host", "bench", "--source", source, "--method", t.method, "--path", t.path}
+	for k, v := range t.opts {
+		args = append(args, "--opt", k+"="+v)
+	}
+	for k, v := range t.secret {
+		args = append(args, "--secret", k+"="+v)
+	}
+	return append(args, extra...)
+}
+
+// measureArgs measures argv and records it under sc/tool; stored (if not
+// empty) is measured after.
+func (b *bench) measureArgs(ctx context.Context, sc, tool string, cmd *exec.Cmd, stored string) (sample, error) {
+	logPath := filepath.Join(b.rec.Logs, strings.NewReplacer(" ", "_", "/", "_").Replace(tool)+".log")
+	s, err := b.measureCmd(ctx, cmd, logPath)
+	if err == nil && stored != "" {
+		s.Stored, s.StoredAlloc, s.Files, err = du(stored)
+	}
+	b.record(key{sc, tool}, s, err)
+	return s, err
+}
+
+func (b *bench) addPair(p pairSpec) {
+	for _, q := range b.rec.Pairs {
+		if q.Scenario == p.Scenario && q.Peer == p.Peer {
+			return
+		}
+	}
+	b.rec.Pairs = append(b.rec.Pairs, p)
+}
+
+// peerScenarios runs every puller, dump, FUSE and WebDAV scenario against
+// its native peer.
+func (b *bench) peerScenarios(ctx context.Context) error {
+	drv, err := b.buildDriver(ctx)
+	if err != nil {
+		return err
+	}
+	b.drv = drv
+	s := b.startServers(ctx)
+	defer s.close()
+	for name, e := range s.errs {
+		b.rec.Skipped = append(b.rec.Skipped, fmt.Sprintf("%s: %v", name, e))
+	}
+	ts := b.transports(s)
+	if !b.want("pulls") {
+		ts = nil
+	}
+	for _, t := range ts {
+		b.addPair(pairSpec{Scenario: t.name + " first", Peer: t.peer, Issue: t.issue, Target: t.firstTarget,
+			What: "first pull into an empty pool vs the peer into an empty directory"})
+		switch {
+		case t.nochangePeer != "":
+			i := slices.IndexFunc(ts, func(u transport) bool { return u.name == t.nochangePeer })
+			if i >= 0 {
+				b.addPair(pairSpec{Scenario: t.name + " nochange", PeerScenario: t.nochangePeer + " nochange", Peer: ts[i].peer,
+					Issue: t.issue, Target: t.nochangeTarget, What: "no-change pull vs the peer's no-change run"})
+			}
+		case t.peerNoChange:
+			b.addPair(pairSpec{Scenario: t.name + " nochange", Peer: t.peer, Issue: t.issue, Target: t.nochangeTarget,
+				What: "no-change pull vs the peer's no-change run into its previous copy"})
+		}
+	}
+	for r := 1; r <= b.pullRuns(); r++ {
+		for _, t := range ts {
+			if err := b.transportRun(ctx, t, r); err != nil {
+				return err
+			}
+		}
+	}
+	if s.pg != nil && b.want("dump") {
+		if err := b.dumpScenario(ctx, s.pg); err != nil {
+			return err
+		}
+	}
+	if b.want("fuse") {
+		if err := b.mountScenario(ctx); err != nil {
+			return err
+		}
+	}
+	if b.want("webdav") {
+		if err := b.davScenario(ctx); err != nil {
+			return err
+		}
+	}
+	if b.o.scale && b.want("scale") {
+		if err := b.scaleScenario(ctx, s); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func (b *bench) pullRuns() int {
+	if b.o.pullRuns > 0 {
+		return b.o.pullRuns
+	}
+	return b.o.runs
+}
+
+// transportRun: first and no-change pull through Cairn, then the peer's
+// copy (and second copy when it is incremental) into a plain directory.
+func (b *bench) transportRun(ctx context.Context, t transport, run int) error {
+	b.log.Info("pull scenario", "transport", t.name, "run", run)
+	poolDir := filepath.Join(b.o.work, "pool-pull")
+	dst := filepath.Join(b.o.work, "peer-copy")
+	for _, d := range []string{poolDir, dst} {
+		if err := os.RemoveAll(d); err != nil {
+			return err
+		}
+	}
+	defer os.RemoveAll(poolDir)
+	defer os.RemoveAll(dst)
+	if err := runQuiet(ctx, exec.CommandContext(ctx, b.drv, "init", "--pool", poolDir)); err != nil {
+		return err
+	}
+	source := strings.ReplaceAll(t.name, " ", "-")
+	for _, sc := range []string{"first", "nochange"} {
+		args := pullArgs(b.drv, poolDir, source, t)
+		if _, err := b.measureArgs(ctx, t.name+" "+sc, "cairn", exec.CommandContext(ctx, args[0], args[1:]...), poolDir); err != nil {
+			break
+		}
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	if _, err := b.measureArgs(ctx, t.name+" first", t.peer, t.peerCmd(ctx, dst), dst); err == nil && run == 1 {
+		n, _, _, _ := du(dst)
+		b.log.Info("peer copy", "peer", t.peer, "bytes", n)
+	}
+	if t.peerNoChange {
+		b.measureArgs(ctx, t.name+" nochange", t.peer, t.peerCmd(ctx, dst), dst)
+	}
+	return ctx.Err()
+}
+
+// --- database dump ----------------------------------------------------------
+
+func (b *bench) dumpRows() int {
+	if b.o.quick {
+		return 300_000 // ≈50 MB of dump
+	}
+	return 3_000_000 // ≈500 MB
+}
+
+func (b *bench) dumpScenario(ctx context.Context, pg *testenv.PGServer) error {
+	pgBin := func(name string) string {
+		if p := filepath.Join(pg.BinDir, name); isExec(p) {
+			return p
+		}
+		return name
+	}
+	psql := func(db, sql string) error {
+		return runQuiet(ctx, exec.CommandContext(ctx, pgBin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+			"-h", pg.Host, "-p", strconv.Itoa(pg.Port), "-U", pg.User, "-d", db, "-c", sql))
+	}
+	n := b.dumpRows()
+	b.log.Info("dump scenario: generating the database", "rows", n)
+	if err := psql("postgres", "DROP DATABASE IF EXISTS benchdb"); err != nil {
+		return err
+	}
+	if err := psql("postgres", "CREATE DATABASE benchdb"); err != nil {
+		return err
+	}
+	if err := psql("benchdb", fmt.Sprintf(`CREATE TABLE orders (id bigint PRIMARY KEY, placed timestamptz NOT NULL, customer text NOT NULL, amount numeric(12,2) NOT NULL, note text NOT NULL);
+INSERT INTO orders SELECT g, timestamptz '2026-01-01 00:00:00+00' + g * interval '7 seconds', 'customer-' || (g * 7919 %% 100003),
+  ((g * 104729) %% 1000000) / 100.0, md5(g::text) || ' ' || md5((g+1)::text) || ' shipped via ' || (ARRAY['post','courier','pickup'])[1 + g %% 3]
+  FROM generate_series(1::bigint, %d) g`, n)); err != nil {
+		return err
+	}
+	b.addPair(pairSpec{Scenario: "postgres dump", Peer: "pg_dump > /dev/null", Issue: "#7", Target: 1.25,
+		What: "dump into an empty pool vs pg_dump alone (throughput ≥ 0.8× ⇔ time ≤ 1.25×)"})
+	t := transport{method: "postgres", opts: map[string]string{"host": pg.Host, "port": strconv.Itoa(pg.Port), "user": pg.User,
+		"databases": "benchdb", "globals": "false"}}
+	if isExec(filepath.Join(pg.BinDir, "pg_dump")) {
+		t.opts["bin_dir"] = pg.BinDir
+	} // else the puller finds the newest installed client
+	poolDir := filepath.Join(b.o.work, "pool-dump")
+	defer os.RemoveAll(poolDir)
+	pgDump := fmt.Sprintf("%s -h %s -p %d -U %s benchdb > /dev/null", pgBin("pg_dump"), pg.Host, pg.Port, pg.User)
+	for r := 1; r <= b.pullRuns(); r++ {
+		os.RemoveAll(poolDir)
+		if err := runQuiet(ctx, exec.CommandContext(ctx, b.drv, "init", "--pool", poolDir)); err != nil {
+			return err
+		}
+		args := pullArgs(b.drv, poolDir, "pg", t)
+		b.measureArgs(ctx, "postgres dump", "cairn", exec.CommandContext(ctx, args[0], args[1:]...), poolDir)
+		b.measureArgs(ctx, "postgres dump", "pg_dump > /dev/null", exec.CommandContext(ctx, "sh", "-c", pgDump), "")
+	}
+	// Dedup: change 1% of the rows, dump again into the same pool.
+	stats := filepath.Join(b.o.work, "dump-stats.json")
+	for _, ch := range []struct{ name, sql string }{
+		{"1% of rows changed, the newest (append-style)", fmt.Sprintf("UPDATE orders SET note = md5(note) WHERE id > %d", n-n/100)},
+		{"1% of rows changed, scattered (every 100th)", "UPDATE orders SET amount = amount + 1 WHERE id % 100 = 42"},
+	} {
+		if err := psql("benchdb", ch.sql); err != nil {
+			return err
+		}
+		args := pullArgs(b.drv, poolDir, "pg", t, "--stats", stats)
+		if _, err := b.measureArgs(ctx, "postgres dump after change", "cairn", exec.CommandContext(ctx, args[0], args[1:]...), poolDir); err != nil {
+			continue
+		}
+		var st struct {
+			Bytes    int64 `json:"bytes"`
+			BytesNew int64 `json:"bytes_new"`
+		}
+		data, err := os.ReadFile(stats)
+		if err == nil {
+			err = json.Unmarshal(data, &st)
+		}
+		if err != nil {
+			return err
+		}
+		b.rec.Dumps = append(b.rec.Dumps, dumpResult{DB: "PostgreSQL", Change: ch.name, Bytes: st.Bytes, BytesNew: st.BytesNew})
+		b.log.Info("dump dedup", "change", ch.name, "dump_bytes", st.Bytes, "new_bytes", st.BytesNew)
+	}
+	return psql("postgres", "DROP DATABASE benchdb")
+}
+
+// --- FUSE ---------------------------------------------------------------------
+
+// largeFiles lists the corpus's large files (absolute), largest first.
+func largeFiles(root string, n int) ([]string, error) {
+	list, err := regularFiles(root)
+	if err != nil {
+		return nil, err
+	}
+	type fs struct {
+		p string
+		n int64
+	}
+	var all []fs
+	for _, rel := range list {
+		if st, err := os.Stat(filepath.Join(root, rel)); err == nil {
+			all = append(all, fs{rel, st.Size()})
+		}
+	}
+	slices.SortFunc(all, func(a, b fs) int { return int(b.n>>20) - int(a.n>>20) })
+	var out []string
+	for i := 0; i < n && i < len(all); i++ {
+		out = append(out, all[i].p)
+	}
+	return out, nil
+}
+
+// mounted starts a FUSE mount process and waits until root is listable.
+func mounted(ctx context.Context, cmd *exec.Cmd, mnt, root, logPath string) (stop func(), err error) {
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stop = func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			exec.Command("fusermount3", "-u", "-z", mnt).Run()
+			<-done
+		}
+		lf.Close()
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if es, err := os.ReadDir(root); err == nil && len(es) > 0 {
+			return stop, nil
+		}
+		select {
+		case err := <-done:
+			done <- err
+			stop()
+			return nil, fmt.Errorf("%s exited: %v (log %s)", cmd.String(), err, logPath)
+		case <-ctx.Done():
+			stop()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	stop()
+	return nil, fmt.Errorf("%s: %s not listable after 2 minutes", cmd.String(), root)
+}
+
+// fuseOps run in this order on a fresh mount; all but the warm ls start
+// with the page cache dropped (FUSE pages and the repository's files).
+var fuseOps = []string{"fuse ls -R cold", "fuse ls -R warm", "fuse cat large files", "fuse tar whole tree"}
+
+func dropCaches() {
+	syscall.Sync()
+	os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0o644)
+}
+
+// mountScenario snapshots the corpus once with Cairn and restic, then
+// mounts each and times ls -R (cold, warm), tar of the whole tree and
+// reading the large files.
+func (b *bench) mountScenario(ctx context.Context) error {
+	if _, err := exec.LookPath("restic"); err != nil {
+		b.rec.Skipped = append(b.rec.Skipped, "FUSE: restic not installed")
+		return nil
+	}
+	for _, op := range fuseOps {
+		b.addPair(pairSpec{Scenario: op, Peer: "restic mount", Issue: "#8", Target: 0.5, What: "through each tool's FUSE mount of the same snapshot"})
+	}
+	cpool := filepath.Join(b.o.work, "pool-mount")
+	rrepo := filepath.Join(b.o.work, "repo-mount-restic")
+	rstate := filepath.Join(b.o.work, "state-mount-restic")
+	mnt := filepath.Join(b.o.work, "mnt")
+	defer func() {
+		for _, d := range []string{cpool, rrepo, rstate} {
+			os.RemoveAll(d)
+		}
+	}()
+	for _, d := range []string{cpool, rrepo, rstate} {
+		os.RemoveAll(d)
+	}
+	if err := os.MkdirAll(rstate, 0o755); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return err
+	}
+	b.log.Info("FUSE scenario: snapshotting the corpus with cairn and restic")
+	if err := runQuiet(ctx, exec.CommandContext(ctx, b.drv, "init", "--pool", cpool)); err != nil {
+		return err
+	}
+	if err := runQuiet(ctx, exec.CommandContext(ctx, b.drv, "pull", "--pool", cpool, "--host", "bench", "--source", "src", "--method", "local", "--path", b.src)); err != nil {
+		return err
+	}
+	var rs restic
+	if err := rs.Init(ctx, rrepo, rstate); err != nil {
+		return err
+	}
+	if err := runQuiet(ctx, rs.Backup(ctx, rrepo, rstate, b.src, "mount")); err != nil {
+		return err
+	}
+	large, err := largeFiles(b.src, 4)
+	if err != nil {
+		return err
+	}
+	logPath := filepath.Join(b.rec.Logs, "mount.log")
+	for r := 1; r <= b.pullRuns(); r++ {
+		for _, tool := range []string{"cairn", "restic mount"} {
+			var cmd *exec.Cmd
+			var root string
+			if tool == "cairn" {
+				cmd = exec.CommandContext(ctx, b.drv, "mount", "--pool", cpool, mnt)
+				root = filepath.Join(mnt, "bench", "latest", "src")
+			} else {
+				cmd = rs.cmd(ctx, rrepo, rstate, "mount", mnt)
+				root = filepath.Join(mnt, "snapshots", "latest") + b.src
+			}
+			stop, err := mounted(ctx, cmd, mnt, root, logPath)
+			if err != nil {
+				b.record(key{fuseOps[0], tool}, sample{}, err)
+				continue
+			}
+			cats := []string{}
+			for _, l := range large {
+				cats = append(cats, strconv.Quote(filepath.Join(root, l)))
+			}
+			for _, op := range fuseOps {
+				var c *exec.Cmd
+				switch op {
+				case "fuse ls -R cold", "fuse ls -R warm":
+					c = exec.CommandContext(ctx, "sh", "-c", "ls -R "+strconv.Quote(root+"/")+" > /dev/null")
+				case "fuse tar whole tree":
+					// Not /dev/null: GNU tar skips reading file data when it writes there.
+					c = exec.CommandContext(ctx, "tar", "-cf", "/dev/zero", "-C", root+"/", ".")
+				case "fuse cat large files":
+					c = exec.CommandContext(ctx, "sh", "-c", "cat "+strings.Join(cats, " ")+" > /dev/null")
+				}
+				if op != "fuse ls -R warm" {
+					dropCaches()
+				}
+				b.measureArgs(ctx, op, tool, c, "")
+			}
+			stop()
+		}
+	}
+	return ctx.Err()
+}
+
+// --- WebDAV -------------------------------------------------------------------
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// started starts a server process and waits until addr accepts connections.
+func started(ctx context.Context, cmd *exec.Cmd, addr, logPath string) (func(), error) {
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		lf.Close()
+	}
+	for i := 0; i < 300; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return stop, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+	return nil, fmt.Errorf("%s: no listener on %s", cmd.String(), addr)
+}
+
+func (b *bench) davScenario(ctx context.Context) error {
+	if _, err := exec.LookPath("rclone"); err != nil {
+		b.rec.Skipped = append(b.rec.Skipped, "WebDAV: rclone not installed")
+		return nil
+	}
+	const sc = "webdav rclone copy"
+	b.addPair(pairSpec{Scenario: sc, Peer: "x/net/webdav", Issue: "#8", Target: 1.25,
+		What: "rclone copy of the whole snapshot vs of the same files from a plain x/net/webdav server (throughput ≥ 0.8× ⇔ time ≤ 1.25×)"})
+	cpool := filepath.Join(b.o.work, "pool-dav")
+	dst := filepath.Join(b.o.work, "dav-copy")
+	defer os.RemoveAll(cpool)
+	defer os.RemoveAll(dst)
+	os.RemoveAll(cpool)
+	if err := runQuiet(ctx, exec.CommandContext(ctx, b.drv, "init", "--pool", cpool)); err != nil {
+		return err
+	}
+	if err := runQuiet(ctx, exec.CommandContext(ctx, b.drv, "pull", "--pool", cpool, "--host", "bench", "--source", "src", "--method", "local", "--path", b.src)); err != nil {
+		return err
+	}
+	logPath := filepath.Join(b.rec.Logs, "webdav.log")
+	for r := 1; r <= b.pullRuns(); r++ {
+		for _, tool := range []string{"cairn", "x/net/webdav"} {
+			addr, err := freeAddr()
+			if err != nil {
+				return err
+			}
+			var srv *exec.Cmd
+			remote := ":webdav:"
+			if tool == "cairn" {
+				srv = exec.CommandContext(ctx, b.drv, "dav", "--pool", cpool, "--addr", addr)
+				remote += "bench/latest/src"
+			} else {
+				srv = exec.CommandContext(ctx, b.drv, "plaindav", "--dir", b.src, "--addr", addr)
+			}
+			stop, err := started(ctx, srv, addr, logPath)
+			if err != nil {
+				b.record(key{sc, tool}, sample{}, err)
+				continue
+			}
+			os.RemoveAll(dst)
+			c := exec.CommandContext(ctx, "rclone", "copy", "--webdav-url", "http://"+addr+"/dav", "--webdav-vendor", "other", remote, dst)
+			c.Env = append(os.Environ(), "RCLONE_CONFIG=/dev/null")
+			_, err = b.measureArgs(ctx, sc, tool, c, "")
+			stop()
+			if err == nil && r == 1 {
+				n, verr := compareTrees(b.src, dst)
+				note := fmt.Sprintf("rclone copy through %s: %d files identical to the source", tool, n)
+				if verr != nil {
+					note = fmt.Sprintf("rclone copy through %s: NOT identical: %v", tool, verr)
+				}
+				b.rec.Verify["webdav"] = append(b.rec.Verify["webdav"], note)
+			}
+		}
+	}
+	return ctx.Err()
+}
+
+// --- scale ----------------------------------------------------------------------
+
+func (b *bench) scaleSizes() []int { return []int{50_000, b.o.scaleFiles} }
+
+// scaleScenario: first and no-change snapshots of a 50k and a 1M small-file
+// tree through the local puller (the cairn CLI) and the rsync daemon, then
+// ls -R through FUSE of the big snapshot.
+func (b *bench) scaleScenario(ctx context.Context, s *servers) error {
+	var c tool
+	for _, t := range b.tools {
+		if t.Name() == "cairn" {
+			c = t
+		}
+	}
+	for _, n := range b.scaleSizes() {
+		p := corpus.NewPlan(corpus.SmallOnly(b.o.seed, n))
+		src := b.flatDir(n)
+		if _, err := b.ensureCorpus(ctx, p, src, src+".stamp"); err != nil {
+			return err
+		}
+		b.rec.ScaleSizes = append(b.rec.ScaleSizes, n)
+		poolDir := filepath.Join(b.o.work, "pool-scale")
+		os.RemoveAll(poolDir)
+		tag := strconv.Itoa(n)
+		if err := runQuiet(ctx, exec.CommandContext(ctx, b.drv, "init", "--pool", poolDir)); err != nil {
+			return err
+		}
+		for _, sc := range []string{"first", "nochange"} {
+			cmd := exec.CommandContext(ctx, b.drv, "pull", "--pool", poolDir, "--host", "bench", "--source", filepath.Base(src), "--method", "local", "--path", src)
+			if c != nil { // the real CLI when it is part of the run
+				cmd = c.Backup(ctx, poolDir, "", src, sc)
+			}
+			b.measureArgs(ctx, "scale local "+sc+" "+tag, "cairn", cmd, poolDir)
+		}
+		if n == b.o.scaleFiles {
+			b.scaleMount(ctx, poolDir, src, tag)
+		}
+		os.RemoveAll(poolDir)
+		if s.rsync != nil {
+			un, err := bindMount(src, s.rsync.Dir)
+			if err != nil {
+				return err
+			}
+			if err := runQuiet(ctx, exec.CommandContext(ctx, b.drv, "init", "--pool", poolDir)); err != nil {
+				un()
+				return err
+			}
+			t := b.transports(&servers{rsync: s.rsync})[0]
+			for _, sc := range []string{"first", "nochange"} {
+				args := pullArgs(b.drv, poolDir, "flat", t)
+				b.measureArgs(ctx, "scale rsync "+sc+" "+tag, "cairn", exec.CommandContext(ctx, args[0], args[1:]...), poolDir)
+			}
+			un()
+			os.RemoveAll(poolDir)
+		}
+	}
+	return ctx.Err()
+}
+
+func (b *bench) scaleMount(ctx context.Context, poolDir, src, tag string) {
+	mnt := filepath.Join(b.o.work, "mnt")
+	os.MkdirAll(mnt, 0o755)
+	root := filepath.Join(mnt, "bench", "latest", filepath.Base(src))
+	stop, err := mounted(ctx, exec.CommandContext(ctx, b.drv, "mount", "--pool", poolDir, mnt), mnt, root, filepath.Join(b.rec.Logs, "mount.log"))
+	if err != nil {
+		b.record(key{"scale fuse ls -R " + tag, "cairn"}, sample{}, err)
+		return
+	}
+	defer stop()
+	c := exec.CommandContext(ctx, "sh", "-c", "ls -R "+strconv.Quote(root+"/")+" | wc -l")
+	b.measureArgs(ctx, "scale fuse ls -R "+tag, "cairn", c, "")
+}
+
+func isExec(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+}
+
+// want reports whether the peer part name (pulls, dump, fuse, webdav,
+// scale) is selected by -only.
+func (b *bench) want(name string) bool {
+	return b.o.only == "" || slices.Contains(strings.Split(b.o.only, ","), name)
+}
