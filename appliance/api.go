@@ -233,6 +233,9 @@ func (s *Server) allRoutes() []route {
 		{method: "POST", pattern: "/api/v1/images/restore", minRole: roleOperator, json: s.handleImageRestore},
 
 		{method: "GET", pattern: "/api/v1/pool", minRole: roleOperator, json: s.handlePoolStats},
+		{method: "GET", pattern: "/api/v1/storage", minRole: roleAdmin, json: s.handleStorageGet},
+		{method: "POST", pattern: "/api/v1/storage", minRole: roleAdmin, json: s.handleStorageSet},
+		{method: "POST", pattern: "/api/v1/storage/test", minRole: roleAdmin, json: s.handleStorageTest},
 		{method: "POST", pattern: "/api/v1/pool/check", minRole: roleOperator, json: s.handlePoolCheck},
 		{method: "POST", pattern: "/api/v1/pool/gc", minRole: roleAdmin, json: s.handlePoolGC},
 		{method: "POST", pattern: "/api/v1/catalog/rebuild", minRole: roleAdmin, json: s.handleCatalogRebuild},
@@ -264,7 +267,11 @@ type healthState struct {
 func (s *Server) checkStorage(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := pool.Open(ctx, s.pool.Backend(), pool.OpenOptions{ExpectID: s.pool.ID()})
+	o := pool.OpenOptions{ExpectID: s.pool.ID()}
+	if s.pool.Encrypted() {
+		o.KeyFile = s.poolKeyFile() // setup_storage.go
+	}
+	_, err := pool.Open(ctx, s.pool.Backend(), o)
 	if err == nil {
 		err = s.cat.Ping(ctx)
 	}

@@ -222,6 +222,13 @@ func (s *Server) openPool(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if known && s.cfg.Pool == "" {
+		if st, ok, err := s.storageChoice(ctx); err != nil {
+			return err
+		} else if ok {
+			return s.openChosenPool(ctx, st, want) // setup_storage.go
+		}
+	}
 	if known {
 		b, err := openPoolBackend(ctx, dir, false)
 		if err != nil {

@@ -23,6 +23,7 @@ type stubAPI struct {
 	subs    map[chan string]bool // SSE streams; push fans out to all
 	posted  map[string]any       // last POST /api/v1/hosts body
 	patched map[string]any       // last PATCH /api/v1/hosts/{host} body
+	storage map[string]any       // last POST /api/v1/storage body
 	csrfOK  bool
 	tests   []string // query of each POST /api/v1/hosts/{host}/test
 }
@@ -51,6 +52,24 @@ func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"schedules": []any{map[string]any{"cron": "0 2 * * *"}}, "retention": map[string]int{"keep_daily": 7}, "created": now}
 	q := r.URL.Query()
 	switch {
+	case r.URL.Path == "/api/v1/storage" && r.Method == "GET":
+		js(200, map[string]any{"pool_id": "p", "kind": "dir", "location": "/srv/cairn/pool", "free": 3 << 30, "total": 8 << 30, "changeable": true})
+	case r.URL.Path == "/api/v1/storage/test":
+		var in map[string]any
+		json.NewDecoder(r.Body).Decode(&in)
+		if in["kind"] == "s3" {
+			js(200, map[string]any{"ok": false, "location": "s3://h:9000/b", "error": "s3 s3://h:9000/b: connect: access denied"})
+			return
+		}
+		js(200, map[string]any{"ok": true, "location": in["dir"], "free": 3 << 30, "total": 8 << 30})
+	case r.URL.Path == "/api/v1/storage" && r.Method == "POST":
+		var in map[string]any
+		json.NewDecoder(r.Body).Decode(&in)
+		s.mu.Lock()
+		s.storage = in
+		s.mu.Unlock()
+		js(200, map[string]any{"pool_id": "p2", "kind": "dir", "location": in["dir"], "encrypted": in["encrypt"], "changeable": true,
+			"key": "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n"})
 	case r.URL.Path == "/api/v1/jobs" && q.Get("state") == "running":
 		js(200, []any{map[string]any{"id": 7, "kind": "backup", "host": "web1", "state": "running", "created": now,
 			"progress": map[string]any{"phase": "pulling", "files": 0, "bytes": 0, "bytes_total": 1 << 20}}})
@@ -226,11 +245,41 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 	if p := b.path(); p != "/setup/storage" {
 		t.Fatalf("after setup at %s", p)
 	}
-	if txt := b.evalString("document.body.innerText"); !strings.Contains(txt, "Free space:") || !strings.Contains(txt, "Coming later") {
+	b.waitFor("storage step", `document.body.dataset.ready === "1" && document.querySelector("#st-dir-free").textContent !== ""`)
+	if txt := b.evalString("document.body.innerText"); !strings.Contains(txt, "/srv/cairn/pool (not encrypted), 3.0 GiB free of 8.0 GiB") ||
+		!strings.Contains(txt, "Free space there: 3.0 GiB of 8.0 GiB.") {
 		t.Fatalf("storage step:\n%s", txt)
 	}
+	if u := unlabelled(b); u != "" {
+		t.Fatalf("storage step: controls without a label: %s", u)
+	}
+	// S3: the fields show, and a failed test says why.
+	b.eval(`document.querySelector("#st-kind-s3").click()`)
+	b.waitFor("s3 fields", `!document.querySelector("#st-s3-box").hidden && document.querySelector("#st-dir-box").hidden`)
+	b.eval(`document.querySelector("#st-test").click()`)
+	b.waitFor("s3 test result", `document.querySelector("#st-test-result").textContent.includes("access denied")`)
+	b.eval(`document.querySelector("#st-kind-dir").click()`)
+	// An encrypted pool in a new directory: its key is shown once, and
+	// the next step waits until the admin says it is saved.
+	b.setValue("#st-dir", "/srv/backup/pool")
+	b.eval(`document.querySelector("#st-encrypt").click(); document.querySelector("#storage-form").requestSubmit()`)
+	b.waitFor("key shown", `!document.querySelector("#st-key-box").hidden`)
+	if k := b.evalString(`document.querySelector("#st-key").value + "|" + document.querySelector("#st-key-dl").download + "|" + document.querySelector("#st-key-dl").href.slice(0, 5)`); k != "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff|cairn-pool-p2.key|blob:" {
+		t.Fatalf("key box %q", k)
+	}
+	stub.mu.Lock()
+	got, _ := json.Marshal(stub.storage)
+	stub.mu.Unlock()
+	if string(got) != `{"dir":"/srv/backup/pool","encrypt":true,"kind":"dir"}` {
+		t.Fatalf("POST /api/v1/storage %s", got)
+	}
 	b.screenshot("02-setup-storage")
-	b.eval(`document.querySelector("a.button.primary").click()`)
+	b.eval(`document.querySelector("#st-next").click()`)
+	if p := b.path(); p != "/setup/storage" {
+		t.Fatalf("left the storage step before the key was saved: %s", p)
+	}
+	b.eval(`document.querySelector("#st-key-saved").click()`)
+	b.eval(`document.querySelector("#st-next").click()`)
 	b.waitFor("timezone step", `location.pathname === "/setup/timezone" && document.readyState === "complete"`)
 	b.setValue("#timezone", "Europe/Berlin")
 	b.submit("form[action='/setup/timezone']")
@@ -323,7 +372,7 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 	b.eval(`window.__cairnOld = true; document.querySelector("#host-form").requestSubmit()`)
 	b.waitFor("host page", `!window.__cairnOld && location.pathname === "/hosts/web2" && document.body.dataset.ready === "1"`)
 	stub.mu.Lock()
-	got, _ := json.Marshal(stub.posted)
+	got, _ = json.Marshal(stub.posted)
 	csrfOK := stub.csrfOK
 	stub.mu.Unlock()
 	want := `{"address":"10.0.0.6","groups":[],"name":"web2","retention":{"keep_daily":14},"schedules":[{"cron":"30 1 * * *"}],` +

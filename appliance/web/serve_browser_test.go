@@ -3,8 +3,9 @@ package web
 import (
 	"bufio"
 	"bytes"
-	"encoding/base64"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cairn-backup/cairn/internal/testenv"
 )
 
 var (
@@ -141,12 +144,28 @@ func TestBrowserServe(t *testing.T) {
 	b.setValue("#password", goodPassword)
 	b.setValue("#password2", goodPassword)
 	b.submit("#setup-form")
-	if txt := b.evalString("document.body.innerText"); b.path() != "/setup/storage" || !strings.Contains(txt, filepath.Join(data, "pool")) ||
-		!strings.Contains(txt, "Free space:") {
+	b.waitFor("storage step", `location.pathname === "/setup/storage" && document.body.dataset.ready === "1" && document.querySelector("#st-test-result").textContent.startsWith("OK")`)
+	if txt := b.evalString("document.body.innerText"); !strings.Contains(txt, filepath.Join(data, "pool")+" (not encrypted), ") ||
+		!strings.Contains(txt, "Free space there: ") {
 		t.Fatalf("storage step at %s:\n%s", b.path(), txt)
 	}
+	// Keep the directory, encrypt the pool: it is re-created, and its
+	// key is shown once, as the appliance stored it.
+	b.eval(`document.querySelector("#st-encrypt").click(); document.querySelector("#storage-form").requestSubmit()`)
+	b.waitFor("pool key shown", `!document.querySelector("#st-key-box").hidden`)
+	keyFile, err := os.ReadFile(filepath.Join(data, "pool.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := b.evalString(`document.querySelector("#st-key").value`); k != strings.TrimSpace(string(keyFile)) || len(k) != 64 {
+		t.Fatalf("key shown %q, key file %q", k, keyFile)
+	}
+	if txt := b.evalString(`document.querySelector("#pool-enc").textContent + "|" + document.querySelector("#st-done").textContent`); !strings.HasPrefix(txt, "encrypted|New pool ") {
+		t.Fatalf("after choosing: %q", txt)
+	}
 	b.screenshot("serve-01-storage")
-	b.navigate(base + "/setup/timezone")
+	b.eval(`document.querySelector("#st-key-saved").click(); document.querySelector("#st-next").click()`)
+	b.waitFor("timezone step", `location.pathname === "/setup/timezone" && document.readyState === "complete"`)
 	b.setValue("#timezone", "UTC")
 	b.submit("form[action='/setup/timezone']")
 	b.eval(`document.querySelector('a[href="/hosts/new?setup=1"]').click()`)
@@ -172,9 +191,15 @@ func TestBrowserServe(t *testing.T) {
 	if txt := b.evalString(`document.querySelector("#sources").innerText`); !strings.Contains(txt, src) || !strings.Contains(txt, "local") {
 		t.Fatalf("sources of files1: %q", txt)
 	}
-	// Run a backup from the host page and wait for its snapshot.
+	// Run a backup from the host page and follow it on its job page to
+	// the end: the progress line reaches 100% with the files counted.
 	b.eval(`document.querySelector("#run-now").click()`)
 	b.waitFor("backup queued", `document.querySelector("#host-msg").innerText.includes("Backup queued as job")`)
+	b.eval(`document.querySelector("#host-msg a").click()`)
+	b.waitFor("backup done on its job page", `location.pathname.startsWith("/jobs/") && document.body.dataset.ready === "1" && /done|succeeded/.test(document.querySelector("#job-info").innerText)`)
+	if txt := b.evalString(`document.querySelector("#job-pct").textContent`); !regexp.MustCompile(`^100% · [2-9] files · 195\.3 KiB$`).MatchString(txt) {
+		t.Fatalf("job progress %q", txt)
+	}
 	b.navigate(base + "/")
 	b.waitFor("dashboard", `document.body.dataset.ready === "1"`)
 	b.waitFor("backup complete on the dashboard", `document.querySelector("#host-status tbody").innerText.includes("complete")`)
@@ -190,6 +215,58 @@ func TestBrowserServe(t *testing.T) {
 	if txt := b.evalString(`document.querySelector("#test-results").innerText`); !strings.Contains(txt, "main (local)") || !strings.Contains(txt, "no connection test") {
 		t.Fatalf("test result: %q", txt)
 	}
+
+	// An SFTP host against a real sshd, from the fields GET
+	// /api/v1/methods lists: the connection test logs in with the pasted
+	// key, a backup runs, and an edit that leaves the key empty keeps it
+	// (the next test still logs in).
+	sshd := testenv.SSHD(t)
+	os.WriteFile(filepath.Join(sshd.Dir, "web.conf"), []byte("listen 443\n"), 0o644)
+	key, err := os.ReadFile(sshd.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.navigate(base + "/hosts/new")
+	b.waitFor("host form", `document.body.dataset.ready === "1"`)
+	b.setValue("#f-method", "sftp")
+	b.waitFor("sftp fields", `document.querySelector("#f-opt-private_key")`)
+	if u := unlabelled(b); u != "" {
+		t.Fatalf("sftp host form: controls without a label: %s", u)
+	}
+	b.setValue("#f-name", "web1")
+	b.setValue("#f-address", sshd.Host)
+	b.setValue("#f-path", sshd.Dir)
+	b.setValue("#f-opt-port", strconv.Itoa(sshd.Port))
+	b.setValue("#f-opt-user", sshd.User)
+	b.setValue("#f-opt-private_key", string(key))
+	b.screenshot("serve-03-host-form")
+	b.eval(`window.__cairnOld = true; document.querySelector("#host-form").requestSubmit()`)
+	b.waitFor("host page of web1", `!window.__cairnOld && location.pathname === "/hosts/web1" && document.body.dataset.ready === "1"`)
+	testConn := func(what string) {
+		t.Helper()
+		b.eval(`document.querySelector("#test-results").replaceChildren(); document.querySelector("#test-conn").click()`)
+		b.waitFor(what, `document.querySelector("#test-results .test-result")`)
+		if txt := b.evalString(`document.querySelector("#test-results").innerText`); !strings.Contains(txt, "connected") || !strings.Contains(txt, "web.conf") && !strings.Contains(txt, "1") {
+			t.Fatalf("%s: %q", what, txt)
+		}
+	}
+	testConn("sftp connection test")
+	b.eval(`document.querySelector("#run-now").click()`)
+	b.waitFor("sftp backup queued", `document.querySelector("#host-msg").innerText.includes("Backup queued as job")`)
+	b.eval(`document.querySelector("#host-msg a").click()`)
+	b.waitFor("sftp backup done", `location.pathname.startsWith("/jobs/") && document.body.dataset.ready === "1" && /done|succeeded/.test(document.querySelector("#job-info").innerText)`)
+	b.navigate(base + "/hosts/web1/edit")
+	b.waitFor("edit form", `document.body.dataset.ready === "1" && document.querySelector("#f-opt-private_key")`)
+	if v := b.evalString(`document.querySelector("#f-opt-private_key").value + "|" + document.querySelector("#f-opt-user").value`); v != "|"+sshd.User {
+		t.Fatalf("edit form values %q", v)
+	}
+	b.setValue("#f-excludes", "*.tmp")
+	b.eval(`window.__cairnOld = true; document.querySelector("#host-form").requestSubmit()`)
+	b.waitFor("host page after edit", `!window.__cairnOld && location.pathname === "/hosts/web1" && document.body.dataset.ready === "1"`)
+	if txt := b.evalString(`document.querySelector("#sources").innerText`); !strings.Contains(txt, "*.tmp") || !strings.Contains(txt, "private_key") {
+		t.Fatalf("sources after edit: %q", txt)
+	}
+	testConn("sftp connection test after an edit without the key")
 
 	// A phone-sized window: nothing runs off the side.
 	b.call("Emulation.setDeviceMetricsOverride", map[string]any{"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}, nil)
@@ -215,16 +292,16 @@ func TestBrowserServe(t *testing.T) {
 	if u := unlabelled(b); u != "" {
 		t.Fatalf("browse page: controls without a label: %s", u)
 	}
-	got64 := b.evalString(`(async () => {
+	// The browser downloads the file through its link and digests it.
+	gotSum := b.evalString(`(async () => {
 		const a = [...document.querySelectorAll("#entries a")].find(a => a.textContent === "b.bin");
 		const r = await fetch(a.href, {credentials: "same-origin"});
 		if (!r.ok) return "HTTP " + r.status;
-		const u = new Uint8Array(await r.arrayBuffer());
-		let s = ""; for (const c of u) s += String.fromCharCode(c);
-		return btoa(s);
+		const d = new Uint8Array(await crypto.subtle.digest("SHA-256", await r.arrayBuffer()));
+		return [...d].map(c => c.toString(16).padStart(2, "0")).join("");
 	})()`)
-	if got, err := base64.StdEncoding.DecodeString(got64); err != nil || !bytes.Equal(got, files["sub/b.bin"]) {
-		t.Fatalf("downloaded sub/b.bin differs (%d bytes, %v; %.40q)", len(got), err, got64)
+	if want := fmt.Sprintf("%x", sha256.Sum256(files["sub/b.bin"])); gotSum != want {
+		t.Fatalf("downloaded sub/b.bin: SHA-256 %s, want %s", gotSum, want)
 	}
 
 	// Download the directory as zip and tar.zst, with the session cookie.

@@ -13,7 +13,6 @@ import (
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
 	"golang.org/x/crypto/bcrypt"
-	"golang.org/x/sys/unix"
 )
 
 // MinPasswordLen is the shortest password CheckPassword accepts.
@@ -153,47 +152,6 @@ func (u *UI) handleSetupPost(w http.ResponseWriter, r *http.Request) {
 	u.log.Info("web: setup: admin created", "user", name, "remote", r.RemoteAddr)
 	u.Sessions.Create(w, r, usr.ID)
 	http.Redirect(w, r, "/setup/storage", http.StatusSeeOther)
-}
-
-// statfsFree returns free and total bytes of the file system holding dir.
-func statfsFree(dir string) (free, total uint64, err error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return 0, 0, fmt.Errorf("statfs %s: %w", dir, err)
-	}
-	return st.Bavail * uint64(st.Bsize), st.Blocks * uint64(st.Bsize), nil
-}
-
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-func (u *UI) storageData(r *http.Request, d *pageData) int {
-	loc := u.cfg.PoolLocation
-	d.Data["location"] = loc
-	d.Data["encrypted"] = u.cfg.PoolEncrypted
-	if dir, ok := strings.CutPrefix(loc, "file://"); ok || strings.HasPrefix(loc, "/") {
-		if !ok {
-			dir = loc
-		}
-		free, total, err := statfsFree(dir)
-		if err != nil {
-			d.Data["statfs_error"] = err.Error()
-		} else {
-			d.Data["free"] = humanBytes(free)
-			d.Data["total"] = humanBytes(total)
-		}
-	}
-	return 0
 }
 
 // commonZones are offered in the timezone picker; any IANA name is

@@ -50,10 +50,10 @@ type Config struct {
 	Logger  *slog.Logger
 	Now     func() time.Time // default time.Now
 	Version string
-	// PoolLocation is where the pool lives (shown by setup, which also
-	// shows the free space there when it is a local directory).
-	PoolLocation string
-	// PoolEncrypted says whether the open pool is encrypted.
+	// PoolLocation and PoolEncrypted describe the pool at start. The
+	// setup's storage step asks GET /api/v1/storage instead, as the pool
+	// may be replaced there.
+	PoolLocation  string
 	PoolEncrypted bool
 	// Methods lists the registered puller methods (default
 	// pullers.Methods). The host form asks GET /api/v1/methods first and
@@ -157,7 +157,7 @@ func (u *UI) routes() {
 	}))
 	m.HandleFunc("GET /setup", u.handleSetup)
 	m.HandleFunc("POST /setup", u.handleSetupPost)
-	m.HandleFunc("GET /setup/storage", u.page("setup_storage.html", catalog.RoleAdmin, u.storageData))
+	m.HandleFunc("GET /setup/storage", u.page("setup_storage.html", catalog.RoleAdmin, nil))
 	m.HandleFunc("GET /setup/timezone", u.page("setup_timezone.html", catalog.RoleAdmin, u.timezoneData))
 	m.HandleFunc("POST /setup/timezone", u.handleTimezonePost)
 	m.HandleFunc("GET /setup/host", u.page("setup_host.html", catalog.RoleAdmin, nil))

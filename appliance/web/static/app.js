@@ -424,11 +424,28 @@
       td(el("span", { class: statusClass(j.state), text: j.state })), td(fmtTime(j.created)), td(fmtTime(j.finished)), td(j.error || ""))));
     body.dataset.ready = "1";
   }
+  // showProgress fills the job page's progress line: a bar when the total
+  // is known, else the phase; files, bytes, rate, ETA and the current path.
+  function showProgress(p, state) {
+    const box = $("#job-progress"); if (!box) return;
+    p = p || {};
+    const done = ["succeeded", "done"].includes(state);
+    const total = p.bytes_total > 0 ? p.bytes_total : (done && p.bytes > 0 ? p.bytes : 0);
+    const pct = total > 0 ? (done ? 100 : Math.min(100, Math.floor(100 * p.bytes / total))) : null;
+    const bar = el("progress", { max: total > 0 ? total : null, value: total > 0 ? (done ? total : Math.min(p.bytes || 0, total)) : null, "aria-label": "progress of job " + body.dataset.id });
+    const parts = [pct !== null ? pct + "%" : (p.phase || state || ""), (p.files || 0) + " files", fmtBytes(p.bytes || 0)];
+    if (p.rate && !done) parts.push(fmtBytes(p.rate) + "/s");
+    if (p.eta_seconds && !done) parts.push("ETA " + fmtDur(p.eta_seconds));
+    box.replaceChildren(bar, " ", el("span", { id: "job-pct", text: parts.join(" · ") }), p.path && !done ? el("span", { class: "mono", text: " " + p.path }) : "");
+  }
   async function job() {
     const id = body.dataset.id;
+    let state = "";
     async function load() {
       const j = await api("GET", "/jobs/" + enc(id));
       const p = j.progress || {};
+      state = j.state;
+      showProgress(p, j.state);
       kv($("#job-info"), [["Kind", j.kind], ["Host", hostLink(j.host)], ["State", el("span", { class: statusClass(j.state), text: j.state })],
         ["Created", fmtTime(j.created)], ["Started", fmtTime(j.started)], ["Finished", fmtTime(j.finished)], ["Files", String(p.files || 0)],
         ["Bytes", fmtBytes(p.bytes || 0)], ["Error", j.error || ""]]);
@@ -444,7 +461,9 @@
     const es = new EventSource("/api/v1/events");
     es.onmessage = (m) => {
       let e; try { e = JSON.parse(m.data); } catch (x) { return; }
-      if (String(e.job_id) === String(id) && !pending) pending = setTimeout(() => { pending = null; load().catch(showError); }, 300);
+      if (String(e.job_id) !== String(id)) return;
+      if (e.type === "progress") { showProgress(e.data, state); body.dataset.progressEvents = String(Number(body.dataset.progressEvents || 0) + 1); }
+      if (!pending) pending = setTimeout(() => { pending = null; load().catch(showError); }, 300);
     };
     body.dataset.ready = "1";
   }
@@ -491,6 +510,12 @@
   }
 
   const pages = { dashboard, hosts, host, host_form: hostForm, browse, snapshot, jobs, job, users, tokens };
-  const run = pages[body.dataset.page];
-  if (run) run().catch((e) => { showError(e); body.dataset.ready = "error"; });
+  // Pages with a script of their own (templates' "scripts" block, loaded
+  // deferred after this one) add themselves to cairn.pages; every deferred
+  // script has run by DOMContentLoaded.
+  window.cairn = { api, el, td, enc, fmtBytes, fmtTime, fmtDur, statusClass, showError, fill, kv, hostLink, jobLink, pages };
+  document.addEventListener("DOMContentLoaded", () => {
+    const run = pages[body.dataset.page];
+    if (run) run().catch((e) => { showError(e); body.dataset.ready = "error"; });
+  });
 })();
