@@ -67,6 +67,8 @@ func (s *Server) handleImageList(r *http.Request, p *principal) (any, error) {
 	}
 	out := []ImageBody{}
 	seen := map[string]bool{}
+	s.refreshTree()
+	tree, _ := s.tree().(*images.Tree)
 	for i := range ss {
 		sn := &ss[i]
 		ok, known := seen[sn.Host]
@@ -88,9 +90,15 @@ func (s *Server) handleImageList(r *http.Request, p *principal) (any, error) {
 			continue
 		}
 		size, _ := strconv.ParseInt(pm.Labels[images.LabelSize], 10, 64)
-		out = append(out, ImageBody{Snapshot: sn.ID, Host: sn.Host, Source: sn.Source, Time: sn.Started, Size: size, Stored: sn.BytesNew,
+		b := ImageBody{Snapshot: sn.ID, Host: sn.Host, Source: sn.Source, Time: sn.Started, Size: size, Stored: sn.BytesNew,
 			Image: name, Version: id,
-			Path: sn.Host + "/" + sn.Started.UTC().Format(pool.SnapshotTimeFormat) + "/" + images.ImagesDir + "/" + sn.Source + ".img"})
+			Path: sn.Host + "/" + sn.Started.UTC().Format(pool.SnapshotTimeFormat) + "/" + images.ImagesDir + "/" + sn.Source + ".img"}
+		if tree != nil {
+			if p, ok := tree.PathOf(sn.Host, sn.ID); ok {
+				b.Path = p
+			}
+		}
+		out = append(out, b)
 	}
 	return out, nil
 }

@@ -13,7 +13,8 @@ package appliance
 //	            (lvm_vg, lvm_lv, lvm_size: Path is read from the snapshot
 //	            device instead) or snapshot=fsfreeze (fsfreeze_mount).
 //	            Secret private_key/passphrase or password; none: the
-//	            appliance's key.
+//	            appliance's key. hash_tool: the host's sha256sum, if
+//	            elsewhere.
 //	image-sftp  Path is a raw image file read over SFTP: every block is read,
 //	            only changed blocks are stored. Options and credentials as
 //	            image-ssh (no commands).
@@ -91,10 +92,17 @@ func init() {
 	pathLabels[MethodImageSSH] = "File or block device on the host"
 	pathLabels[MethodImageSFTP] = "Image file on the host"
 	pathLabels[MethodImageSMB] = "Image file in the share"
-	methodFields[MethodImageSSH] = append([]MethodField{fHost, fStr("user", "SSH user", "").def("root"), fPort("22"), fHostKey, fTimeout("30s")}, sshCreds...)
+	methodFields[MethodImageSSH] = append([]MethodField{fHost, fStr("user", "SSH user", "").def("root"), fPort("22"), fHostKey, fTimeout("30s"),
+		fStr("hash_tool", "Hash tool", "The host's SHA-256 tool printing sha256sum's format.").def("sha256sum").group("advanced")}, sshCreds...)
 	methodFields[MethodImageSFTP] = append([]MethodField{fHost, fUser.req(), fPort("22"), fHostKey, fTimeout("30s")}, sshCreds...)
 	methodFields[MethodImageSMB] = []MethodField{fHost, fStr("share", "Share", "").req(), fUser.req(), fStr("domain", "Domain", ""),
 		fSecret("password", "Password", "").req(), fPort("445"), fTimeout("30s")}
+}
+
+// imageHooks let tests change a source in the middle of a pull.
+var imageHooks struct {
+	reader       func(io.ReaderAt) io.ReaderAt // wraps an image-sftp/smb file
+	afterListing func()                        // image-ssh: between listing and fetch
 }
 
 // imageName is the image's name in the image pool: unique per host and
@@ -444,6 +452,12 @@ func (s *Server) backupImage(ctx context.Context, jc *jobCtx, h *catalog.Host, s
 	}
 	labels[images.LabelVersion] = out.m.ID
 	labels[images.LabelSize] = strconv.FormatInt(out.m.Size, 10)
+	// The placeholder's tree is an empty directory.
+	if err := w.Add(ctx, ".", pool.Entry{Type: pool.TypeDir, Mode: 0o555, ModTime: start.UnixNano()}, nil); err != nil {
+		w.Abort()
+		store.Delete(context.WithoutCancel(ctx), name, out.m.ID)
+		return fail(err)
+	}
 	pm, err := w.Finish(ctx)
 	if err != nil {
 		store.Delete(context.WithoutCancel(ctx), name, out.m.ID)
@@ -457,8 +471,12 @@ func (s *Server) backupImage(ctx context.Context, jc *jobCtx, h *catalog.Host, s
 	s.events.publish(Event{Type: "snapshot", JobID: jc.job.ID, Host: h.Name, Data: snapshotBody(row)})
 	s.cat.PutBackupStatus(ctx, &catalog.BackupStatus{Host: h.Name, Source: src.Name, Status: pm.Status,
 		Attempt: pm.End, LastSuccess: pm.End, Duration: pm.End.Sub(pm.Start), Files: 1, Bytes: out.m.Size, BytesNew: out.stats.StoredBytes})
-	jc.logf("info", "source %s: image %s version %s: %d bytes, %d blocks (%d holes, %d unchanged), %d stored (%d bytes), %d bytes over the wire",
-		src.Name, name, out.m.ID, out.m.Size, out.stats.Blocks, out.stats.ZeroBlocks, out.stats.Skipped, out.stats.Stored, out.stats.StoredBytes, c.wire.Load())
+	basis := "none"
+	if prev != nil {
+		basis = prev.ID
+	}
+	jc.logf("info", "source %s: image %s version %s (basis %s): %d bytes, %d blocks (%d holes, %d unchanged, %d transferred), %d stored (%d bytes), %d bytes over the wire",
+		src.Name, name, out.m.ID, basis, out.m.Size, out.stats.Blocks, out.stats.ZeroBlocks, out.stats.Skipped, out.fetched, out.stats.Stored, out.stats.StoredBytes, c.wire.Load())
 	pm.Files, pm.Bytes = 1, out.m.Size
 	return pm, nil
 }
@@ -512,6 +530,7 @@ func (s *Server) pullImageSSH(ctx context.Context, jc *jobCtx, c *imageConn, sto
 	}
 	jc.update(func(p *Progress) { p.Phase, p.Path = "hashing on the host", path })
 	m, rep, err := sshsrc.Pull(ctx, c.ssh, store, name, sshsrc.Options{Path: path, Version: vo,
+		HashTool: src.Options["hash_tool"], AfterListing: imageHooks.afterListing,
 		Progress: func(fetched, toFetch, data int64) {
 			jc.update(func(p *Progress) {
 				p.Phase, p.Bytes, p.BytesTotal = "fetching changed blocks", data, toFetch*images.BlockSize
@@ -575,6 +594,9 @@ func (s *Server) pullImageFile(ctx context.Context, jc *jobCtx, c *imageConn, st
 	size, mtime, err := stat()
 	if err != nil {
 		return imageOutcome{}, fmt.Errorf("stat %s: %w", src.Path, err)
+	}
+	if imageHooks.reader != nil {
+		r = imageHooks.reader(r)
 	}
 	jc.update(func(p *Progress) { p.Phase, p.Path, p.BytesTotal = "reading the image", src.Path, size })
 	m, st, err := store.IngestReaderAt(ctx, name, r, size, images.IngestOptions{VersionOptions: vo,

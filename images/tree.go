@@ -69,6 +69,7 @@ type tsImages struct {
 type imgFile struct {
 	name, image, id string
 	size            int64
+	snap            string // the placeholder snapshot's ID
 }
 
 var (
@@ -131,13 +132,34 @@ func (t *Tree) index() (map[string]*tsImages, error) {
 				fname = m.Source + "~" + m.ID + ".img"
 			}
 		}
-		ti.files = append(ti.files, imgFile{name: fname, image: name, id: id, size: size})
+		ti.files = append(ti.files, imgFile{name: fname, image: name, id: id, size: size, snap: m.ID})
 	}
 	for _, ti := range idx {
 		slices.SortFunc(ti.files, func(a, b imgFile) int { return strings.Compare(a.name, b.name) })
 	}
 	t.idx = idx
 	return idx, nil
+}
+
+// PathOf returns the tree path of the image of placeholder snapshot
+// snapID of host: <host>/<time>/images/<source>.img, or with a second
+// version of a source in the same second, <source>~<snapshot-id>.img.
+func (t *Tree) PathOf(host, snapID string) (string, bool) {
+	idx, err := t.index()
+	if err != nil {
+		return "", false
+	}
+	for key, ti := range idx {
+		if !strings.HasPrefix(key, host+"/") {
+			continue
+		}
+		for _, f := range ti.files {
+			if f.snap == snapID {
+				return key + "/" + ImagesDir + "/" + f.name, true
+			}
+		}
+	}
+	return "", false
 }
 
 // at finds the images of the snapshot time named by elems[0]/elems[1]

@@ -42,6 +42,7 @@ func runMount(ctx context.Context, args []string) error {
 	keyFile := fs.String("key-file", "", "key file of an encrypted pool")
 	allowOther := fs.Bool("allow-other", false, "let other users see the mount (non-root needs user_allow_other in /etc/fuse.conf)")
 	debug := fs.Bool("debug", false, "log every FUSE request")
+	imagesLoc := fs.String("images", "", "image pool to show as <host>/<time>/images/<source>.img (default: DATA/images next to a DATA/pool directory)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: cairn mount MOUNTPOINT --pool P [--key-file F]\n\n"+
 			"Mounts every snapshot read-only at MOUNTPOINT as /<host>/<snapshot>/<source>/…, with\n"+
@@ -75,7 +76,11 @@ func runMount(ctx context.Context, args []string) error {
 	if st, err := os.Stat(mountpoint); err == nil && !st.IsDir() {
 		return fmt.Errorf("mount point %s: not a directory", mountpoint)
 	}
-	srv, err := fusefs.Mount(ctx, mountpoint, p.FS(ctx), fusefs.Options{
+	tree, err := imageTree(ctx, p, p.FS(ctx), *poolLoc, *imagesLoc, *keyFile) // cmd_image.go
+	if err != nil {
+		return err
+	}
+	srv, err := fusefs.Mount(ctx, mountpoint, tree, fusefs.Options{
 		FsName:     "cairn:" + p.ID(),
 		AllowOther: *allowOther,
 		Logger:     log,

@@ -221,6 +221,7 @@ func runPoolCheck(ctx context.Context, fs *flag.FlagSet, pf *poolFlags, args []s
 	var rd readDataFlag
 	fs.Var(&rd, "read-data", "also re-read and re-hash stored objects: all, or `PCT` percent chosen at random (--read-data=10)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	imagesLoc := fs.String("images", "", "also check this image pool (default: DATA/images next to a DATA/pool directory)")
 	if handled, err := poolSubcommand(ctx, fs, pf, args, "check", append([]string{"check"}, args...)); handled {
 		return err
 	}
@@ -250,6 +251,10 @@ func runPoolCheck(ctx context.Context, fs *flag.FlagSet, pf *poolFlags, args []s
 			fmt.Printf("damaged: snapshot %s (%s/%s) path %s (object %s)\n", u.Snapshot, quoteName(u.Host), quoteName(u.Source), quoteName(u.Path), u.Digest)
 		}
 		fmt.Printf("check: %s\n", rep.String())
+	}
+	imgErr := checkImagesDirect(ctx, pf.location(), *imagesLoc, pf.key(), rd.on, rd.percent, *asJSON) // cmd_image.go
+	if rep.OK() && imgErr != nil {
+		return imgErr
 	}
 	if !rep.OK() {
 		msg := fmt.Sprintf("pool %s is damaged: %d bad manifests, %d missing and %d corrupt objects", pool.RedactLocation(p.Location()),

@@ -45,6 +45,24 @@ type Options struct {
 	// never concurrently).
 	Progress func(fetched, toFetch int64, dataBytes int64)
 	Log      *slog.Logger
+	// HashTool is the host's SHA-256 tool: "" is sha256sum (GNU
+	// coreutils, on stock Debian and RHEL); a name or absolute path of
+	// [A-Za-z0-9_./-] otherwise. It must print sha256sum's "<hex>  -".
+	HashTool string
+	// AfterListing, when set, runs between the hash listing and the block
+	// stream (tests make the source change there).
+	AfterListing func()
+}
+
+// checkTool validates Options.HashTool.
+func checkTool(t string) (string, error) {
+	if t == "" {
+		return hashTool, nil
+	}
+	if len(t) > 256 || strings.Trim(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-") != "" || t[0] == '-' {
+		return "", fmt.Errorf("hash tool %q: want a command name or path of letters, digits and _./-", t)
+	}
+	return t, nil
 }
 
 // Report says what a pull did.
@@ -78,6 +96,10 @@ func Pull(ctx context.Context, c *ssh.Client, s *images.Store, name string, o Op
 		return nil, rep, fmt.Errorf("ssh image %s: path %q must be absolute, without control characters", name, o.Path)
 	}
 	where := c.RemoteAddr().String() + ":" + o.Path
+	tool, err := checkTool(o.HashTool)
+	if err != nil {
+		return nil, rep, fmt.Errorf("ssh image %s: %w", where, err)
+	}
 	if o.PreCommand != "" {
 		if _, err := run(ctx, c, o.PreCommand, nil); err != nil {
 			return nil, rep, fmt.Errorf("ssh image %s: pre-command: %w", where, err)
@@ -95,7 +117,7 @@ func Pull(ctx context.Context, c *ssh.Client, s *images.Store, name string, o Op
 	hctx, hcancel := context.WithCancel(ctx)
 	defer hcancel()
 	lp := listingParser{onErr: hcancel}
-	_, err := run(hctx, c, hashScript(o.Path), &lp)
+	_, err = run(hctx, c, hashScript(o.Path, tool), &lp)
 	rep.ListingBytes = lp.n
 	if lp.err != nil {
 		err = lp.err // the more precise reason
@@ -141,6 +163,9 @@ func Pull(ctx context.Context, c *ssh.Client, s *images.Store, name string, o Op
 	if afterListing != nil {
 		afterListing()
 	}
+	if o.AfterListing != nil {
+		o.AfterListing()
+	}
 	if len(fetch) > 0 {
 		if err := fetchBlocks(ctx, c, o, w, size, hashes, fetch, &rep); err != nil {
 			return nil, rep, fmt.Errorf("ssh image %s: %w", where, err)
@@ -173,9 +198,9 @@ func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + 
 // "size N" again (a size change during the read fails the pull), then
 // "end <status of split>". Only POSIX sh and coreutils (split --filter,
 // sha256sum, stat) plus util-linux blockdev for block devices.
-func hashScript(path string) string {
+func hashScript(path, tool string) string {
 	return `p=` + quote(path) + `
-t=` + hashTool + `
+t=` + quote(tool) + `
 command -v "$t" >/dev/null 2>&1 || { echo "$t: not found on the host" >&2; exit 127; }
 sz() { if [ -b "$p" ]; then blockdev --getsize64 "$p"; else stat -L -c %s -- "$p"; fi; }
 [ -r "$p" ] || { echo "$p: not readable" >&2; exit 2; }
