@@ -385,19 +385,36 @@ func (s *Server) restoreToHost(ctx context.Context, jc *jobCtx, rp *RestoreParam
 			return permanent{err}
 		}
 	}
+	// Through the source's jump host, like its backups (jump.go).
+	sftpPl, smbPl := sftp.New(), smb.New()
+	var jump *jumpHost
+	switch src.Method {
+	case sftp.Method:
+		jump, err = jumpFor(sftpPl, ps)
+	case smb.Method:
+		jump, err = jumpFor(smbPl, ps)
+	default:
+		if ps.Options["jump"] != "" {
+			err = permanent{fmt.Errorf("a restore to the host over %s cannot go through the jump host yet (sftp and smb can)", src.Method)}
+		}
+	}
+	if err != nil {
+		return permanent{errors.New(scrub(err.Error()))}
+	}
+	defer jump.Close()
 	fsys := s.pool.SnapshotFS(ctx, m)
 	jc.update(func(p *Progress) { p.Phase, p.BytesTotal = "restoring", m.Bytes })
 	jc.logf("info", "restore %s/%s@%s:%s to the host over %s (in place: %v)", m.Host, m.Source, m.ID, sp, src.Method, rp.InPlace)
 	res := hostRestoreResult{Method: src.Method}
 	switch src.Method {
 	case sftp.Method:
-		r, err := sftp.New().Restore(ctx, fsys, sp, ps, sftp.RestoreOptions{Dest: dest, InPlace: rp.InPlace, Now: s.now})
+		r, err := sftpPl.Restore(ctx, fsys, sp, ps, sftp.RestoreOptions{Dest: dest, InPlace: rp.InPlace, Now: s.now})
 		if err != nil {
 			return permanent{errors.New(scrub(err.Error()))}
 		}
 		res.Dest, res.Files, res.Dirs, res.Bytes, res.Errors = r.Dest, r.Files+r.Symlinks, r.Dirs, r.Bytes, r.Errors
 	case smb.Method:
-		r, err := smb.New().Restore(ctx, fsys, sp, ps, smb.RestoreOptions{Dest: dest, InPlace: rp.InPlace, Now: s.now})
+		r, err := smbPl.Restore(ctx, fsys, sp, ps, smb.RestoreOptions{Dest: dest, InPlace: rp.InPlace, Now: s.now})
 		if err != nil {
 			return permanent{errors.New(scrub(err.Error()))}
 		}

@@ -206,3 +206,17 @@ func useJump(pl pullers.Puller, method, via string, j *jumpHost) error {
 	}
 	return nil
 }
+
+// jumpFor gives pl the jump host of the source ps, if it has one, for a
+// connection test or a restore to the host (backups wire it in
+// backupSource). The caller closes the returned jump host (nil-safe).
+func jumpFor(pl pullers.Puller, ps pullers.Source) (*jumpHost, error) {
+	j, err := newJump(ps.Options, ps.Secret)
+	if err != nil {
+		return nil, permanent{err}
+	}
+	if err := useJump(pl, ps.Method, ps.Options["via"], j); err != nil {
+		return nil, err
+	}
+	return j, nil
+}

@@ -43,7 +43,17 @@ func TestJumpHost(t *testing.T) {
 	other := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(target.HostKey)))
 	add("spoofed", "sftp", other)
 	add("tarjump", "tar", jumpHostKey)
-	add("fakejump", fakeMethod, jumpHostKey)
+	// A method without a dialer is refused when the source is stored.
+	{
+		in := snapSource(t, target, dir, map[string]string{"jump": "127.0.0.1:" + strconv.Itoa(jump.Port), "jump_host_key": jumpHostKey})
+		in.Method = fakeMethod
+		in.Secret["jump_private_key"] = string(jumpKey)
+		name, addr := "fakejump", target.Host
+		rec := e.do("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Address: &addr, Sources: []SourceInput{in}})
+		if rec.Code != 400 || !strings.Contains(rec.Body.String(), "cannot go through a jump host yet") {
+			t.Fatalf("a method without a dialer through a jump host: %d %s", rec.Code, rec.Body)
+		}
+	}
 
 	logFile := filepath.Join(filepath.Dir(jump.Dir), "sshd.log")
 	logins := func() int {
@@ -88,12 +98,38 @@ func TestJumpHost(t *testing.T) {
 	if j.State != "failed" || !strings.Contains(j.Error, "jump host") || !strings.Contains(j.Error, "host key mismatch") {
 		t.Fatalf("a jump host with another host key: %s %q", j.State, j.Error)
 	}
-	j = e.waitJob(e.backup("fakejump").ID)
-	if j.State != "failed" || !strings.Contains(j.Error, "cannot go through a jump host yet") {
-		t.Fatalf("a method without a dialer through a jump host: %s %q", j.State, j.Error)
-	}
 	if n := logins(); n != 2 {
-		t.Fatalf("%d logins on the jump host, want 1", n)
+		t.Fatalf("%d logins on the jump host, want 2", n)
+	}
+
+	// The connection test goes through the jump host too: one more
+	// bastion login, and a spoofed bastion fails the test.
+	var tests []SourceTestBody
+	e.must("socket", "POST", "/api/v1/hosts/behind/test", nil, &tests)
+	if len(tests) != 1 || !tests[0].OK || tests[0].Identity["host_key"] == "" {
+		t.Fatalf("connection test through the jump host: %+v", tests)
+	}
+	if n := logins(); n != 3 {
+		t.Fatalf("%d logins on the jump host after the connection test, want 3", n)
+	}
+	e.must("socket", "POST", "/api/v1/hosts/spoofed/test", nil, &tests)
+	if len(tests) != 1 || tests[0].OK || !strings.Contains(tests[0].Error, "jump host") || !strings.Contains(tests[0].Error, "host key mismatch") {
+		t.Fatalf("connection test through a spoofed jump host: %+v", tests)
+	}
+
+	// So does a restore to the host: the snapshot arrives in a new
+	// directory on the target, written through the bastion.
+	dest := filepath.Join(target.Dir, "restored-through-jump")
+	var rj JobBody
+	e.must("socket", "POST", "/api/v1/restores", RestoreToHostInput{Host: "behind", Snapshot: "latest", Source: "data", ToHost: true, Dest: dest}, &rj)
+	if rj = e.waitJob(rj.ID); rj.State != "done" {
+		t.Fatalf("restore to the host through the jump host: %s %s", rj.State, rj.Error)
+	}
+	if got := treeDigests(t, dest); !mapsEqual(got, want) {
+		t.Fatalf("restored through the jump host: %v, want %v", got, want)
+	}
+	if n := logins(); n != 4 {
+		t.Fatalf("%d logins on the jump host after the restore, want 4", n)
 	}
 }
 

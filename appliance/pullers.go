@@ -249,6 +249,12 @@ func (s *Server) testSource(ctx context.Context, h *catalog.Host, src *catalog.S
 	if ignorePin {
 		delete(ps.Options, pinOption(src.Method))
 	}
+	jump, err := jumpFor(pl, ps) // jump.go
+	if err != nil {
+		b.Error = scrub(err.Error())
+		return b
+	}
+	defer jump.Close()
 	tctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	id, err := t.Test(tctx, ps)
