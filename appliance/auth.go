@@ -44,6 +44,9 @@ type principal struct {
 	Role   string
 	UserID int64 // 0 for root@socket
 	Via    string
+	// AppendOnly: a replication token of another appliance; it may add
+	// to replicas, never delete or overwrite (replicate_remote.go).
+	AppendOnly bool
 }
 
 func (p *principal) rank() int { return roleRank(p.Role) }
@@ -113,6 +116,9 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 		}
 		t, err := s.cat.TokenByHash(r.Context(), hashToken(strings.TrimSpace(tok)), s.now())
 		if errors.Is(err, catalog.ErrNotFound) {
+			if ap := s.appendOnlyPrincipal(r.Context(), hashToken(strings.TrimSpace(tok)), r.URL.Path); ap != nil {
+				return ap, nil // replicate_remote.go: only on the replica routes
+			}
 			return nil, errBadToken
 		}
 		if err != nil {

@@ -109,6 +109,7 @@ type Server struct {
 	basic     basicCache     // recent Basic logins (dav.go)
 	mount     *fusefs.Server // the restore tree mount (mount.go), or nil
 	imgs      imageState     // the block-image pool (images.go)
+	repl      replicator     // replication targets (replicate.go)
 }
 
 // New opens the appliance in cfg.DataDir: it takes the data dir lock,
@@ -208,6 +209,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	go func() { defer s.bgWG.Done(); s.notify.loop(bg) }()
 	s.bgWG.Add(1)
 	go func() { defer s.bgWG.Done(); s.textfileLoop(bg) }()
+	s.bgWG.Add(1)
+	go func() { defer s.bgWG.Done(); s.replicationLoop(bg) }() // replicate.go
 	return s, nil
 }
 

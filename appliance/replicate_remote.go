@@ -1,0 +1,467 @@
+package appliance
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cairn-backup/cairn/pool"
+	"github.com/google/uuid"
+)
+
+// Appliance-to-appliance replication. The target appliance keeps each
+// primary's replica as a directory pool in DATA/replicas/<pool-id>, and
+// exposes it under /api/v1/replica/{pool}/ to its own admins and to
+// append-only tokens. An append-only token may list, read and add names,
+// never delete them or write a name that exists, so a credential stolen
+// from the primary cannot destroy the offsite copy. Every PUT, whoever
+// sends it, refuses to overwrite.
+
+const settingReplicaTokens = "replica.tokens"
+
+// ReplicaToken is an append-only token as listed (never the secret).
+type ReplicaToken struct {
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	Hash    string    `json:"-"`
+}
+
+type storedReplicaToken struct {
+	Name    string    `json:"name"`
+	Hash    string    `json:"hash"`
+	Created time.Time `json:"created"`
+}
+
+// ReplicaTokenCreated answers POST /api/v1/replica-tokens: the token is
+// shown once.
+type ReplicaTokenCreated struct {
+	Name  string `json:"name"`
+	Token string `json:"token"`
+}
+
+func (s *Server) replicaTokens(ctx context.Context) ([]storedReplicaToken, error) {
+	v, ok, err := s.cat.Setting(ctx, settingReplicaTokens)
+	if err != nil || !ok {
+		return nil, err
+	}
+	var ts []storedReplicaToken
+	if err := json.Unmarshal([]byte(v), &ts); err != nil {
+		return nil, fmt.Errorf("stored append-only tokens: %w", err)
+	}
+	return ts, nil
+}
+
+func (s *Server) saveReplicaTokens(ctx context.Context, ts []storedReplicaToken) error {
+	b, _ := json.Marshal(ts)
+	return s.cat.SetSetting(ctx, settingReplicaTokens, string(b))
+}
+
+// appendOnlyPrincipal returns the principal of an append-only token, or
+// nil. Such a principal exists only on the replica routes (auth.go).
+func (s *Server) appendOnlyPrincipal(ctx context.Context, hash string, path string) *principal {
+	if !strings.HasPrefix(path, "/api/v1/replica/") {
+		return nil
+	}
+	ts, err := s.replicaTokens(ctx)
+	if err != nil {
+		return nil
+	}
+	for _, t := range ts {
+		if t.Hash == hash {
+			return &principal{Name: "append-only:" + t.Name, Role: "admin", Via: "append-only token", AppendOnly: true}
+		}
+	}
+	return nil
+}
+
+func (s *Server) handleReplicaTokenList(r *http.Request, p *principal) (any, error) {
+	ts, err := s.replicaTokens(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	out := []ReplicaToken{}
+	for _, t := range ts {
+		out = append(out, ReplicaToken{Name: t.Name, Created: t.Created})
+	}
+	return out, nil
+}
+
+func (s *Server) handleReplicaTokenCreate(r *http.Request, p *principal) (any, error) {
+	var in struct {
+		Name string `json:"name"`
+	}
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	if in.Name == "" || len(in.Name) > 64 || !pool.ValidName(in.Name) {
+		return nil, badRequest("token name %q: want a short name", in.Name)
+	}
+	ts, err := s.replicaTokens(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range ts {
+		if t.Name == in.Name {
+			return nil, &httpError{http.StatusConflict, fmt.Sprintf("append-only token %s exists", in.Name)}
+		}
+	}
+	tok := newToken()
+	ts = append(ts, storedReplicaToken{Name: in.Name, Hash: hashToken(tok), Created: s.now().UTC()})
+	if err := s.saveReplicaTokens(r.Context(), ts); err != nil {
+		return nil, err
+	}
+	s.log.Info("append-only replication token created", "name", in.Name, "by", p.Name)
+	return created{ReplicaTokenCreated{Name: in.Name, Token: tok}}, nil
+}
+
+func (s *Server) handleReplicaTokenDelete(r *http.Request, p *principal) (any, error) {
+	name := r.PathValue("name")
+	ts, err := s.replicaTokens(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	kept := ts[:0]
+	for _, t := range ts {
+		if t.Name != name {
+			kept = append(kept, t)
+		}
+	}
+	if len(kept) == len(ts) {
+		return nil, notFound("no append-only token %q", name)
+	}
+	return nil, s.saveReplicaTokens(r.Context(), kept)
+}
+
+// replicaStore opens (creating with create) the directory of a received
+// replica.
+var replicaStoreMu sync.Mutex
+
+func (s *Server) replicaStore(r *http.Request, create bool) (*pool.DirBackend, error) {
+	id := strings.ToLower(r.PathValue("pool"))
+	if u, err := uuid.Parse(id); err != nil || u.String() != id {
+		return nil, badRequest("pool %q: want a pool UUID", r.PathValue("pool"))
+	}
+	dir := filepath.Join(s.dataDir, "replicas", id)
+	if !create {
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			return nil, notFound("no replica of pool %s here", id)
+		}
+		return pool.NewDirBackend(dir)
+	}
+	return pool.CreateDirBackend(dir)
+}
+
+// replicaName checks an object name sent to a replica: only the pool's
+// own kinds of names.
+func replicaName(name string) error {
+	if err := pool.ValidateName(name); err != nil {
+		return badRequest("name %q: %v", name, err)
+	}
+	if name != pool.IdentityName && !strings.HasPrefix(name, "objects/") && !strings.HasPrefix(name, "snapshots/") {
+		return badRequest("name %q: a replica holds only %s, objects/ and snapshots/", name, pool.IdentityName)
+	}
+	return nil
+}
+
+// replicaEntry is one line of a replica listing (NDJSON).
+type replicaEntry struct {
+	Name  string `json:"name"`
+	Size  int64  `json:"size"`
+	MTime int64  `json:"mtime"` // unix nanoseconds
+}
+
+func (s *Server) handleReplicaRecvList(w http.ResponseWriter, r *http.Request, p *principal) {
+	b, err := s.replicaStore(r, false)
+	if err != nil {
+		if statusOf(err) == http.StatusNotFound { // nothing received yet: empty
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			return
+		}
+		s.writeErr(w, r, err)
+		return
+	}
+	defer b.Close()
+	prefix := r.URL.Query().Get("prefix")
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	err = b.List(r.Context(), prefix, func(oi pool.ObjectInfo) error {
+		return enc.Encode(replicaEntry{Name: oi.Name, Size: oi.Size, MTime: oi.ModTime.UnixNano()})
+	})
+	if err != nil {
+		// Headers are out: end with an error line the client refuses.
+		enc.Encode(map[string]string{"error": err.Error()})
+	}
+	bw.Flush()
+}
+
+func (s *Server) handleReplicaRecvGet(w http.ResponseWriter, r *http.Request, p *principal) {
+	name := r.PathValue("name")
+	if err := replicaName(name); err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	b, err := s.replicaStore(r, false)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	defer b.Close()
+	oi, err := b.Stat(r.Context(), name)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	w.Header().Set("X-Cairn-Size", strconv.FormatInt(oi.Size, 10))
+	w.Header().Set("X-Cairn-Mtime", strconv.FormatInt(oi.ModTime.UnixNano(), 10))
+	if r.Method == http.MethodHead {
+		return
+	}
+	off, _ := strconv.ParseInt(r.URL.Query().Get("off"), 10, 64)
+	length := int64(-1)
+	if v := r.URL.Query().Get("len"); v != "" {
+		length, _ = strconv.ParseInt(v, 10, 64)
+	}
+	rc, err := b.Get(r.Context(), name, max(off, 0), length)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	io.Copy(w, rc)
+}
+
+func (s *Server) handleReplicaRecvPut(w http.ResponseWriter, r *http.Request, p *principal) {
+	name := r.PathValue("name")
+	if err := replicaName(name); err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	if r.ContentLength < 0 || r.ContentLength > pool.MaxObjectSize+1<<20 {
+		s.writeErr(w, r, badRequest("%s: a Content-Length up to %d bytes is required", name, pool.MaxObjectSize+1<<20))
+		return
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength+1))
+	if err != nil || int64(len(data)) != r.ContentLength {
+		s.writeErr(w, r, badRequest("%s: body shorter or longer than its Content-Length", name))
+		return
+	}
+	if name != pool.IdentityName && !bytes.HasPrefix(data, []byte("CRNO")) {
+		s.writeErr(w, r, badRequest("%s: not a cairn object (bad magic)", name))
+		return
+	}
+	replicaStoreMu.Lock()
+	defer replicaStoreMu.Unlock()
+	b, err := s.replicaStore(r, true)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	defer b.Close()
+	if _, err := b.Stat(r.Context(), name); err == nil {
+		s.writeErr(w, r, &httpError{http.StatusConflict, fmt.Sprintf("%s exists: replicas are append-only, nothing is overwritten", name)})
+		return
+	} else if !errors.Is(err, pool.ErrNotFound) {
+		s.writeErr(w, r, err)
+		return
+	}
+	if err := b.Put(r.Context(), name, bytes.NewReader(data), int64(len(data))); err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	if name != pool.IdentityName && !strings.HasPrefix(name, "objects/") {
+		// A manifest: make it and everything before it durable.
+		if err := b.Sync(r.Context()); err != nil {
+			s.writeErr(w, r, err)
+			return
+		}
+	}
+	w.WriteHeader(http.StatusCreated)
+}
+
+func (s *Server) handleReplicaRecvDelete(w http.ResponseWriter, r *http.Request, p *principal) {
+	if p.AppendOnly {
+		s.writeErr(w, r, forbidden("%s is an append-only token: it cannot delete", p.Name))
+		return
+	}
+	name := r.PathValue("name")
+	if err := replicaName(name); err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	b, err := s.replicaStore(r, false)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	defer b.Close()
+	if err := b.Delete(r.Context(), name); err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// remoteBackend is the client side: a pool.Backend over another
+// appliance's replica routes.
+type remoteBackend struct {
+	base  string // https://host:port/api/v1/replica/<pool>
+	token string
+	hc    *http.Client
+}
+
+var _ pool.Backend = (*remoteBackend)(nil)
+
+func newRemoteBackend(location, token, poolID string) (*remoteBackend, error) {
+	u, err := url.Parse(strings.TrimRight(location, "/"))
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("appliance location %q: want https://host:port", location)
+	}
+	return &remoteBackend{base: u.String() + "/api/v1/replica/" + poolID, token: token, hc: &http.Client{Timeout: 10 * time.Minute}}, nil
+}
+
+func (b *remoteBackend) Location() string { return b.base }
+
+func (b *remoteBackend) do(ctx context.Context, method, path string, body io.Reader, size int64) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, b.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.ContentLength = size
+	}
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: %s %s: %v", pool.ErrTransient, method, b.base+path, err)
+	}
+	return resp, nil
+}
+
+// statusErr turns a failed response into an error of the Backend contract.
+func (b *remoteBackend) statusErr(resp *http.Response, what string) error {
+	var e apiErr
+	json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&e)
+	resp.Body.Close()
+	msg := fmt.Sprintf("%s at %s: %s: %s", what, b.base, resp.Status, e.Error)
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%w: %s", pool.ErrNotFound, msg)
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+		return fmt.Errorf("%w: %s", pool.ErrTransient, msg)
+	}
+	return errors.New(msg)
+}
+
+func objPath(name string) string {
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return "/object/" + strings.Join(parts, "/")
+}
+
+func (b *remoteBackend) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	resp, err := b.do(ctx, http.MethodPut, objPath(name), r, size)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode == http.StatusConflict && strings.HasPrefix(name, "objects/") {
+		resp.Body.Close()
+		return nil // content-addressed: the same name is the same content
+	}
+	if resp.StatusCode/100 != 2 {
+		return b.statusErr(resp, "put "+name)
+	}
+	resp.Body.Close()
+	return nil
+}
+
+func (b *remoteBackend) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	q := fmt.Sprintf("?off=%d", off)
+	if length >= 0 {
+		q += fmt.Sprintf("&len=%d", length)
+	}
+	resp, err := b.do(ctx, http.MethodGet, objPath(name)+q, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, b.statusErr(resp, "get "+name)
+	}
+	return resp.Body, nil
+}
+
+func (b *remoteBackend) Stat(ctx context.Context, name string) (pool.ObjectInfo, error) {
+	resp, err := b.do(ctx, http.MethodHead, objPath(name), nil, 0)
+	if err != nil {
+		return pool.ObjectInfo{}, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return pool.ObjectInfo{}, fmt.Errorf("stat %s at %s: %w", name, b.base, pool.ErrNotFound)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return pool.ObjectInfo{}, b.statusErr(resp, "stat "+name)
+	}
+	size, _ := strconv.ParseInt(resp.Header.Get("X-Cairn-Size"), 10, 64)
+	mt, _ := strconv.ParseInt(resp.Header.Get("X-Cairn-Mtime"), 10, 64)
+	return pool.ObjectInfo{Name: name, Size: size, ModTime: time.Unix(0, mt)}, nil
+}
+
+func (b *remoteBackend) List(ctx context.Context, prefix string, fn func(pool.ObjectInfo) error) error {
+	resp, err := b.do(ctx, http.MethodGet, "/list?prefix="+url.QueryEscape(prefix), nil, 0)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return b.statusErr(resp, "list "+prefix)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var e struct {
+			replicaEntry
+			Error string `json:"error"`
+		}
+		if err := dec.Decode(&e); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("%w: list %s at %s: %v", pool.ErrTransient, prefix, b.base, err)
+		}
+		if e.Error != "" {
+			return fmt.Errorf("list %s at %s: %s", prefix, b.base, e.Error)
+		}
+		if err := fn(pool.ObjectInfo{Name: e.Name, Size: e.Size, ModTime: time.Unix(0, e.MTime)}); err != nil {
+			return err
+		}
+	}
+}
+
+func (b *remoteBackend) Delete(ctx context.Context, name string) error {
+	resp, err := b.do(ctx, http.MethodDelete, objPath(name), nil, 0)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return b.statusErr(resp, "delete "+name)
+	}
+	resp.Body.Close()
+	return nil
+}
