@@ -193,7 +193,7 @@ func rankName(r int) string {
 
 // allRoutes is the API. Keep openapi.json in step (TestOpenAPICoversRoutes).
 func (s *Server) allRoutes() []route {
-	return []route{
+	return append([]route{
 		{method: "GET", pattern: "/healthz", minRole: rolePublic, raw: s.handleHealthz},
 		{method: "GET", pattern: "/api/v1/status", minRole: rolePublic, json: s.handleStatus},
 		{method: "GET", pattern: "/api/v1/openapi.json", minRole: roleUser, raw: handleOpenAPI},
