@@ -259,7 +259,7 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 			}
 			jc.logf("info", "source %s: %s snapshot %s; pulling %s", src.Name, snap.kind, snap.created, snap.path)
 			if snapshotTaken != nil {
-				snapshotTaken(snap)
+				snapshotTaken(ctx, jc.job.ID, snap)
 			}
 			pullPath = snap.path
 		}

@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"context"
 	"fmt"
 	"path"
 	"regexp"
@@ -177,5 +178,5 @@ func snapshotFor(src *catalog.Source, jobID int64) (*snapshotPlan, error) {
 }
 
 // snapshotTaken, when set (tests), is called once a snapshot exists and
-// before the pull.
-var snapshotTaken func(plan *snapshotPlan)
+// before the pull, with the job's context.
+var snapshotTaken func(ctx context.Context, jobID int64, plan *snapshotPlan)

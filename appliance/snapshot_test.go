@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
 	"github.com/cairn-backup/cairn/internal/testenv"
@@ -91,7 +92,7 @@ func inSnapshot(t *testing.T, e *testEnv, host, name string) bool {
 }
 
 func setSnapshotTaken(t *testing.T, fn func(*snapshotPlan)) {
-	snapshotTaken = fn
+	snapshotTaken = func(_ context.Context, _ int64, p *snapshotPlan) { fn(p) }
 	t.Cleanup(func() { snapshotTaken = nil })
 }
 
@@ -273,5 +274,180 @@ func TestSnapshotCommands(t *testing.T) {
 	}
 	if p, err := snapshotFor(src("/x", map[string]string{}), 1); p != nil || err != nil {
 		t.Errorf("no preset: %v %v", p, err)
+	}
+}
+
+// TestSnapshotCancel cancels backups while their preset is active (a
+// btrfs snapshot exists, an ext4 is frozen): the job ends cancelled, the
+// snapshot is deleted and the filesystem thawed.
+func TestSnapshotCancel(t *testing.T) {
+	testenv.Need(t, "btrfs", "fsfreeze")
+	bmnt := loopMount(t, "btrfs", 128<<20, nil)
+	vol := filepath.Join(bmnt, "vol")
+	runCmd(t, "btrfs", "-q", "subvolume", "create", vol)
+	fmnt := loopMount(t, "ext4", 16<<20, func(mnt string) { exec.Command("fsfreeze", "-u", mnt).Run() })
+	for _, d := range []string{filepath.Join(vol, "data"), filepath.Join(fmnt, "data")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "a.txt"), []byte("a"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := testenv.SSHD(t)
+	e := newEnv(t, Config{})
+	for _, h := range []struct {
+		name, path string
+		opts       map[string]string
+	}{
+		{"btrfs", filepath.Join(vol, "data"), map[string]string{"snapshot": "btrfs", "btrfs_subvolume": vol}},
+		{"frozen", filepath.Join(fmnt, "data"), map[string]string{"snapshot": "fsfreeze", "fsfreeze_mount": fmnt}},
+	} {
+		name, addr := h.name, srv.Host
+		e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Address: &addr, Sources: []SourceInput{snapSource(t, srv, h.path, h.opts)}}, nil)
+	}
+	var active []string
+	snapshotTaken = func(ctx context.Context, jobID int64, p *snapshotPlan) {
+		// The preset is active: check it, then cancel the job and wait
+		// until the job's context is cancelled.
+		switch p.kind {
+		case "btrfs":
+			if _, err := os.Stat(filepath.Join(p.path, "a.txt")); err != nil {
+				t.Errorf("btrfs snapshot not there: %v", err)
+				return
+			}
+		case "fsfreeze":
+			if out, err := exec.Command("fsfreeze", "-f", fmnt).CombinedOutput(); err == nil || !strings.Contains(string(out), "busy") {
+				t.Errorf("not frozen: %v %s", err, out)
+				return
+			}
+		}
+		active = append(active, p.kind)
+		go e.do("socket", "POST", "/api/v1/jobs/"+strconv.FormatInt(jobID, 10)+"/cancel", nil)
+		<-ctx.Done()
+	}
+	t.Cleanup(func() { snapshotTaken = nil })
+	for _, host := range []string{"btrfs", "frozen"} {
+		j := e.waitJob(e.backup(host).ID)
+		if j.State != "cancelled" {
+			t.Fatalf("%s: job %s %q, want cancelled", host, j.State, j.Error)
+		}
+	}
+	if strings.Join(active, ",") != "btrfs,fsfreeze" {
+		t.Fatalf("presets active at the cancel: %v", active)
+	}
+	if m, _ := filepath.Glob(filepath.Join(vol, ".cairn-*")); len(m) != 0 {
+		t.Fatalf("btrfs snapshot left after the cancel: %v", m)
+	}
+	if out := runCmd(t, "btrfs", "subvolume", "list", bmnt); strings.Contains(out, "cairn-") {
+		t.Fatalf("snapshot subvolume left after the cancel: %s", out)
+	}
+	if out, err := exec.Command("fsfreeze", "-u", fmnt).CombinedOutput(); err == nil {
+		t.Fatal("the filesystem was still frozen after the cancel")
+	} else if !strings.Contains(string(out), "Invalid argument") {
+		t.Fatalf("fsfreeze -u: %v %s", err, out)
+	}
+	// The filesystem is writable again.
+	if err := os.WriteFile(filepath.Join(fmnt, "data", "b.txt"), []byte("b"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSourceOptionsValidated: snapshot, jump and checkpoint options are
+// checked when a source is added or edited (API, hence also the CLI),
+// with an error naming the source, the option and the cause.
+func TestSourceOptionsValidated(t *testing.T) {
+	e := newEnv(t, Config{})
+	hostKey := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+	src := func(method string, o map[string]string, secret map[string]string) SourceInput {
+		opts := map[string]string{"user": "root"}
+		for k, v := range o {
+			opts[k] = v
+		}
+		sec := map[string]string{"password": "pw"}
+		for k, v := range secret {
+			sec[k] = v
+		}
+		return SourceInput{Name: "data", Method: method, Path: "/home/a", Options: opts, Secret: sec}
+	}
+	jumpOK := map[string]string{"jump": "bastion:2222", "jump_host_key": hostKey}
+	jumpCred := map[string]string{"jump_password": "jpw"}
+	with := func(a, b map[string]string) map[string]string {
+		out := map[string]string{}
+		for k, v := range a {
+			out[k] = v
+		}
+		for k, v := range b {
+			out[k] = v
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		in   SourceInput
+		want string
+	}{
+		{src("sftp", map[string]string{"snapshot": "btrfs", "btrfs_subvolume": "/home/../etc", "ssh_host_key": hostKey}, nil), "btrfs_subvolume"},
+		{src("sftp", map[string]string{"snapshot": "btrfs", "btrfs_subvolume": "/other", "ssh_host_key": hostKey}, nil), "not under btrfs_subvolume"},
+		{src("sftp", map[string]string{"snapshot": "zfs", "zfs_dataset": "tank/home", "ssh_host_key": hostKey}, nil), "snapshot_mount is required"},
+		{src("sftp", map[string]string{"snapshot": "lvm", "lvm_vg": "vg", "lvm_lv": "home", "lvm_size": "1G; reboot", "snapshot_mount": "/home", "ssh_host_key": hostKey}, nil), "lvm_size"},
+		{src("sftp", map[string]string{"snapshot": "fsfreeze", "fsfreeze_mount": "/", "ssh_host_key": hostKey}, nil), "never the root filesystem"},
+		{src("sftp", map[string]string{"snapshot": "nilfs", "ssh_host_key": hostKey}, nil), "want zfs, lvm, btrfs or fsfreeze"},
+		{src("sftp", map[string]string{"snapshot": "btrfs", "btrfs_subvolume": "/home"}, nil), "needs the option ssh_host_key"},
+		{src("sftp", map[string]string{"snapshot": "btrfs", "btrfs_subvolume": "/home", "ssh_host_key": "ssh-ed25519 garbage"}, nil), "ssh_host_key"},
+		{src("sftp", map[string]string{"btrfs_subvolume": "/home"}, nil), "option btrfs_subvolume is set but snapshot is not"},
+		{src("sftp", map[string]string{"jump": "bad host!"}, jumpCred), "bad host!\\\": want [user@]host[:port]"},
+		{src("sftp", map[string]string{"jump": "bastion:99999", "jump_host_key": hostKey}, jumpCred), "bad port"},
+		{src("sftp", map[string]string{"jump": "bastion"}, jumpCred), "needs the option jump_host_key"},
+		{src("sftp", map[string]string{"jump": "bastion", "jump_host_key": "nonsense"}, jumpCred), "jump_host_key"},
+		{src("sftp", jumpOK, nil), "needs the credential jump_private_key or jump_password"},
+		{src("sftp", jumpOK, map[string]string{"jump_private_key": "not a key"}), "jump_private_key credential: cannot parse"},
+		{src("postgres", jumpOK, jumpCred), "only with via=ssh"},
+		{src("sftp", map[string]string{"jump_host_key": hostKey}, nil), "option jump_host_key is set but jump is not"},
+		{src("sftp", nil, jumpCred), "credential jump_password is set but the option jump is not"},
+		{src("sftp", map[string]string{"checkpoint_every": "5ms"}, nil), "checkpoint_every"},
+		{src("sftp", map[string]string{"checkpoint_bytes": "lots"}, nil), "checkpoint_bytes"},
+		{src("sftp", map[string]string{"checkpoint_bytes": "100K"}, nil), "at least 1MiB"},
+		{src("sftp", map[string]string{"checkpoint_files": "-3"}, nil), "checkpoint_files"},
+	} {
+		name := "h"
+		rec := e.do("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{tc.in}})
+		body := rec.Body.String()
+		if rec.Code != 400 || !strings.Contains(body, "source data") || !strings.Contains(body, tc.want) {
+			t.Errorf("options %v secret keys %d: %d %s, want 400 naming %q", tc.in.Options, len(tc.in.Secret), rec.Code, body, tc.want)
+		}
+		if strings.Contains(body, "jpw") || strings.Contains(body, "\"pw\"") {
+			t.Errorf("a credential in the error: %s", body)
+		}
+	}
+	// Good options are stored; a bad edit (PATCH or PUT of the source)
+	// is refused and leaves the stored source as it was.
+	good := src("sftp", with(jumpOK, map[string]string{"snapshot": "btrfs", "btrfs_subvolume": "/home", "ssh_host_key": hostKey,
+		"checkpoint_every": "30s", "checkpoint_bytes": "512MiB", "checkpoint_files": "10000"}), jumpCred)
+	name := "h"
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{good}}, nil)
+	bad := good
+	bad.Options = with(good.Options, map[string]string{"btrfs_subvolume": "/etc"})
+	rec := e.do("socket", "PATCH", "/api/v1/hosts/h", HostInput{Sources: []SourceInput{bad}})
+	if rec.Code != 400 || !strings.Contains(rec.Body.String(), "not under btrfs_subvolume") {
+		t.Fatalf("PATCH with a bad preset: %d %s", rec.Code, rec.Body)
+	}
+	bad.Options = with(good.Options, map[string]string{"jump": "x y"})
+	rec = e.do("socket", "PUT", "/api/v1/hosts/h/sources/data", bad)
+	if rec.Code != 400 || !strings.Contains(rec.Body.String(), "jump") {
+		t.Fatalf("PUT with a bad jump: %d %s", rec.Code, rec.Body)
+	}
+	var hb HostBody
+	e.must("socket", "GET", "/api/v1/hosts/h", nil, &hb)
+	if len(hb.Sources) != 1 || hb.Sources[0].Options["btrfs_subvolume"] != "/home" || hb.Sources[0].Options["jump"] != "bastion:2222" {
+		t.Fatalf("stored source after refused edits: %+v", hb.Sources)
+	}
+	if c, err := checkpointOptions(good.Options); err != nil || c.Every != 30*time.Second || c.Bytes != 512<<20 || c.Files != 10000 {
+		t.Fatalf("checkpoint options: %+v %v", c, err)
+	}
+	if c, _ := checkpointOptions(map[string]string{"checkpoint_every": "0", "checkpoint_bytes": "0"}); c.Every != 0 || c.Bytes != 0 {
+		t.Fatalf("checkpoints off: %+v", c)
+	}
+	if c, _ := checkpointOptions(nil); c.Every != pool.DefaultCheckpoint.Every || c.Bytes != pool.DefaultCheckpoint.Bytes {
+		t.Fatalf("default checkpoints: %+v", c)
 	}
 }
