@@ -48,6 +48,7 @@
 //	                                                  // ErrContentMissing: reused content gone, add again with a reader
 //	(*Writer).RecordError(path, err)                  // per-file error → partial
 //	(*Writer).AddStream(ctx, path, Entry, io.Reader) (int64, error)  // file of unknown size, read to EOF
+//	(*Writer).StoreContent(ctx, io.Reader) (Entry, error)  // content now, entry later (Add with Content, nil reader)
 //	(*Pool).NewWriterWith(ctx, SnapshotMeta, WriterOptions{Checkpoint: CheckpointOptions{Every, Bytes, Files, OnCheckpoint}})
 //	(*Writer).Checkpoint(ctx) (*Manifest, error), Checkpointed()  // partial manifest of the same ID, replaced by Finish
 //	(*Writer).Finish(ctx) (*Manifest, error), Abort(), Stats(), ID()

@@ -83,6 +83,7 @@ type Writer struct {
 
 	streaming bool  // AddStream is adding a file of unknown size
 	streamed  int64 // the size it turned out to have
+	held      *wdir // contents stored by StoreContent, GC roots until the end
 }
 
 type putJob struct {
@@ -793,6 +794,11 @@ func (w *Writer) gcRootsLocked(add func(d Digest, kind Kind, data []byte)) {
 	for _, od := range w.stack {
 		for i := range od.entries {
 			addEntryRoot(&od.entries[i], add)
+		}
+	}
+	if w.held != nil { // StoreContent
+		for i := range w.held.entries {
+			addEntryRoot(&w.held.entries[i], add)
 		}
 	}
 	if w.rootDone {

@@ -56,3 +56,60 @@ func (w *Writer) AddStream(ctx context.Context, path string, e Entry, r io.Reade
 	}
 	return w.streamed, nil
 }
+
+// StoreContent stores a file's content read from r to EOF without adding
+// an entry, and returns it as a file Entry (Size, Content, Chunked set;
+// nothing else). The content stays a GC root of this Writer until Finish
+// or Abort, so a later Add of an entry with that Content and a nil reader
+// (the reuse path) finds it. It lets a caller store contents in whatever
+// order they arrive (an archive's members) and add the entries later in
+// walk order. A read error rejects the content (ErrEntry); nothing is
+// counted in the snapshot's totals until the entry is added.
+func (w *Writer) StoreContent(ctx context.Context, r io.Reader) (Entry, error) {
+	const path = "(content)"
+	if err := w.failed(); err != nil {
+		return Entry{}, err
+	}
+	if w.done {
+		return Entry{}, fmt.Errorf("snapshot %s: StoreContent after Finish or Abort", w.id)
+	}
+	if err := ctx.Err(); err != nil {
+		return Entry{}, err
+	}
+	if w.held == nil {
+		w.st.mu.Lock()
+		w.held = &wdir{path: path}
+		w.st.mu.Unlock()
+	}
+	before := w.bytes.Load()
+	bp := getChunkBuf(SmallFileMax + 1)
+	defer putChunkBuf(bp)
+	head := (*bp)[:SmallFileMax+1]
+	n, err := io.ReadFull(r, head)
+	e := Entry{Name: "c", Type: TypeFile}
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		e.Size = int64(n)
+		err = w.addFile(ctx, path, &e, w.held, bytes.NewReader(head[:n]))
+	case err != nil:
+		if ctx.Err() != nil {
+			return Entry{}, ctx.Err()
+		}
+		return Entry{}, fmt.Errorf("%w: %s: read: %w", ErrEntry, path, err)
+	default:
+		e.Size = sizeUnknown
+		err = w.addChunked(ctx, path, &e, w.held, io.MultiReader(bytes.NewReader(head), r))
+	}
+	// Counted when the entry that uses it is added (Add's reuse path).
+	w.bytes.Add(before - w.bytes.Load())
+	if err != nil {
+		return Entry{}, err
+	}
+	if e.Size == 0 {
+		return Entry{Type: TypeFile}, nil
+	}
+	w.st.mu.Lock()
+	got := w.held.entries[len(w.held.entries)-1]
+	w.st.mu.Unlock()
+	return Entry{Type: TypeFile, Size: got.Size, Content: got.Content, Chunked: got.Chunked}, nil
+}
