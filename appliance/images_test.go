@@ -365,3 +365,240 @@ func TestImageFileSources(t *testing.T) {
 		t.Fatalf("%d versions after gc", n)
 	}
 }
+
+// backupOf runs a backup of one source of host and returns the final job.
+func (e *testEnv) backupOf(host, source string) JobBody {
+	e.t.Helper()
+	var j JobBody
+	e.must("socket", "POST", "/api/v1/hosts/"+host+"/backup", BackupInput{Sources: []string{source}}, &j)
+	var full JobBody
+	e.must("socket", "GET", fmt.Sprintf("/api/v1/jobs/%d", e.waitJob(j.ID).ID), nil, &full)
+	return full
+}
+
+func (e *testEnv) imageVersions() int {
+	e.t.Helper()
+	store, err := e.s.imageStore(context.Background(), false)
+	if err != nil || store == nil {
+		e.t.Fatalf("image store: %v", err)
+	}
+	n := 0
+	store.Versions(context.Background(), func(images.VersionRef) error { n++; return nil })
+	return n
+}
+
+// TestImageRestore writes an image back over SSH (dd) and over SFTP:
+// only blocks that differ from what is on the host are written, checked
+// by the host's sha256sum, and the result is verified by digest.
+func TestImageRestore(t *testing.T) {
+	testenv.Need(t, "split", "sha256sum", "dd", "stat", "truncate")
+	srv := testenv.SSHD(t)
+	src := filepath.Join(srv.Dir, "vm.img")
+	data := smallImage(5)
+	os.WriteFile(src, data, 0o600)
+	want := sha256.Sum256(data)
+	e := newEnv(t, Config{})
+	name := "vm2"
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{imageSource(t, srv, "disk", MethodImageSSH, src)}}, nil)
+	e.jobOK(e.backup("vm2"))
+	snap := e.images("vm2")[0].Snapshot
+
+	restore := func(in ImageRestoreInput) ImageRestoreResult {
+		t.Helper()
+		var j JobBody
+		e.must("socket", "POST", "/api/v1/images/restore", in, &j)
+		j = e.jobOK(j)
+		var p struct{ Result ImageRestoreResult }
+		json.Unmarshal(j.Progress, &p)
+		if !p.Result.Verified {
+			t.Fatalf("restore not verified: %+v", p.Result)
+		}
+		return p.Result
+	}
+	for _, mode := range []string{"ssh", "sftp"} {
+		dst := filepath.Join(srv.Dir, "restored-"+mode+".img")
+		// A new file: the 4 data blocks are written, the hole is not.
+		if r := restore(ImageRestoreInput{Snapshot: snap, Path: dst, Mode: mode}); r.Written != 4 || r.Blocks != 5 {
+			t.Fatalf("%s: first restore %+v", mode, r)
+		}
+		if fileSum(t, dst) != want {
+			t.Fatalf("%s: restored image differs", mode)
+		}
+		// One block damaged on the host: only it is written again.
+		f, _ := os.OpenFile(dst, os.O_WRONLY, 0)
+		f.WriteAt([]byte("damage"), 2*images.BlockSize+100)
+		f.Close()
+		if r := restore(ImageRestoreInput{Snapshot: snap, Path: dst, Mode: mode}); r.Written != 1 || r.WrittenBytes != images.BlockSize {
+			t.Fatalf("%s: second restore %+v", mode, r)
+		}
+		if fileSum(t, dst) != want {
+			t.Fatalf("%s: repaired image differs", mode)
+		}
+	}
+	// Bad requests are refused with the reason.
+	w := e.do("socket", "POST", "/api/v1/images/restore", ImageRestoreInput{Snapshot: snap, Path: "relative.img"})
+	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "absolute path") {
+		t.Fatalf("relative path: %d %s", w.Code, w.Body)
+	}
+	w = e.do("socket", "POST", "/api/v1/images/restore", ImageRestoreInput{Snapshot: snap, Path: "/x", Mode: "sftp", Device: true})
+	if w.Code != http.StatusBadRequest {
+		t.Fatalf("device over sftp: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestImageRestoreBlockDevice restores an image onto a loop block device
+// over SSH, writing only the blocks that differ.
+func TestImageRestoreBlockDevice(t *testing.T) {
+	testenv.NeedRoot(t, "a loop block device as the restore target")
+	testenv.Need(t, "losetup", "blockdev", "split", "sha256sum", "dd", "stat")
+	srv := testenv.SSHD(t)
+	src := filepath.Join(srv.Dir, "vm.img")
+	data := smallImage(6)
+	os.WriteFile(src, data, 0o600)
+	e := newEnv(t, Config{})
+	name := "vm3"
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{imageSource(t, srv, "disk", MethodImageSSH, src)}}, nil)
+	e.jobOK(e.backup("vm3"))
+	snap := e.images("vm3")[0].Snapshot
+
+	backing := filepath.Join(t.TempDir(), "dev.img")
+	os.WriteFile(backing, randBytes(6*images.BlockSize, 99), 0o600)
+	dev := run(t, "losetup", "-f", "--show", backing)
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	var j JobBody
+	e.must("socket", "POST", "/api/v1/images/restore", ImageRestoreInput{Snapshot: snap, Path: dev, Device: true}, &j)
+	j = e.jobOK(j)
+	var p struct{ Result ImageRestoreResult }
+	json.Unmarshal(j.Progress, &p)
+	// Every block differs from the random device (the hole too).
+	if p.Result.Written != 5 || !p.Result.Verified {
+		t.Fatalf("device restore: %+v", p.Result)
+	}
+	got := make([]byte, len(data))
+	f, err := os.Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.ReadFull(f, got); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("device content differs (%v)", err)
+	}
+	// A device smaller than the image is refused before anything is written.
+	small := filepath.Join(t.TempDir(), "small.img")
+	os.WriteFile(small, make([]byte, images.BlockSize), 0o600)
+	dev2 := run(t, "losetup", "-f", "--show", small)
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev2).Run() })
+	e.must("socket", "POST", "/api/v1/images/restore", ImageRestoreInput{Snapshot: snap, Path: dev2, Device: true}, &j)
+	if j = e.waitJob(j.ID); j.State != catalog.JobFailed || !strings.Contains(j.Error, "device has") {
+		t.Fatalf("small device: %s %s", j.State, j.Error)
+	}
+}
+
+// changeAfterFirst changes a remote file after the first block was read.
+type changeAfterFirst struct {
+	r      io.ReaderAt
+	change func()
+	done   bool
+}
+
+func (c *changeAfterFirst) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	if !c.done {
+		c.done = true
+		c.change()
+	}
+	return n, err
+}
+
+// TestImageBadInput: a source that grows or shrinks mid-read, a remote
+// hash tool that is missing or prints something else, and a block device
+// truncated between hashing and fetching each fail the job with a clear
+// error, and nothing is committed: the earlier versions still read back.
+func TestImageBadInput(t *testing.T) {
+	testenv.Need(t, "split", "sha256sum", "dd", "stat", "md5sum")
+	srv := testenv.SSHD(t)
+	pa, pb := filepath.Join(srv.Dir, "a.img"), filepath.Join(srv.Dir, "b.img")
+	da, db := smallImage(11), smallImage(12)
+	os.WriteFile(pa, da, 0o600)
+	os.WriteFile(pb, db, 0o600)
+	e := newEnv(t, Config{})
+	name := "bad"
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{
+		imageSource(t, srv, "a", MethodImageSFTP, pa), imageSource(t, srv, "b", MethodImageSSH, pb)}}, nil)
+	e.jobOK(e.backup("bad"))
+	good := e.images("bad")
+	if len(good) != 2 {
+		t.Fatalf("images: %+v", good)
+	}
+	t.Cleanup(func() { imageHooks.reader, imageHooks.afterListing = nil, nil })
+
+	fail := func(what, source, want string) {
+		t.Helper()
+		j := e.backupOf("bad", source)
+		if j.State != catalog.JobFailed || !strings.Contains(j.Error, want) {
+			t.Fatalf("%s: job %s: %q, want an error with %q", what, j.State, j.Error, want)
+		}
+		if n := e.imageVersions(); n != 2 {
+			t.Fatalf("%s: %d image versions, want the 2 good ones", what, n)
+		}
+	}
+	// (a) over SFTP: the file grows during the read.
+	imageHooks.reader = func(r io.ReaderAt) io.ReaderAt {
+		return &changeAfterFirst{r: r, change: func() {
+			f, _ := os.OpenFile(pa, os.O_APPEND|os.O_WRONLY, 0)
+			f.Write([]byte("more"))
+			f.Close()
+		}}
+	}
+	fail("growing source", "a", "changed or was truncated")
+	// ... and shrinks during the read (a truncated read).
+	os.WriteFile(pa, da, 0o600)
+	imageHooks.reader = func(r io.ReaderAt) io.ReaderAt {
+		return &changeAfterFirst{r: r, change: func() { os.Truncate(pa, images.BlockSize+10) }}
+	}
+	fail("shrinking source", "a", "changed or was truncated")
+	imageHooks.reader = nil
+	os.WriteFile(pa, da, 0o600)
+
+	// (b) over SSH: the file shrinks between the hash listing and the
+	// block stream (block 3 changed, so it is fetched).
+	db2 := append([]byte(nil), db...)
+	copy(db2[3*images.BlockSize:], randBytes(1000, 13))
+	os.WriteFile(pb, db2, 0o600)
+	imageHooks.afterListing = func() { os.Truncate(pb, 2*images.BlockSize) }
+	fail("truncated block stream", "b", "changed or was truncated")
+	imageHooks.afterListing = nil
+	os.WriteFile(pb, db, 0o600)
+
+	// The host's hash tool is missing, or prints another format.
+	setTool := func(tool string) {
+		in := imageSource(t, srv, "b", MethodImageSSH, pb)
+		in.Options["hash_tool"] = tool
+		e.must("socket", "PUT", "/api/v1/hosts/bad/sources/b", in, nil)
+	}
+	setTool("no-such-sum")
+	fail("missing hash tool", "b", "no-such-sum: not found on the host")
+	setTool("md5sum")
+	fail("md5sum instead of sha256sum", "b", "is not a sha256sum line")
+	setTool("sha256sum; touch /tmp/pwned")
+	j := e.backupOf("bad", "b")
+	if j.State != catalog.JobFailed || !strings.Contains(j.Error, "hash tool") {
+		t.Fatalf("hostile hash tool: %s %q", j.State, j.Error)
+	}
+	setTool("")
+
+	// Nothing was damaged: the good versions read back, and the next
+	// backups work.
+	tree := e.s.tree()
+	e.s.refreshTree()
+	for _, im := range good {
+		want := map[string][32]byte{"a": sha256.Sum256(da), "b": sha256.Sum256(db)}[im.Source]
+		if got := treeSum(t, tree, im.Path); got != want {
+			t.Fatalf("%s: the good version differs after the failures", im.Source)
+		}
+	}
+	e.jobOK(e.backup("bad"))
+	if n := e.imageVersions(); n != 4 {
+		t.Fatalf("%d versions after a good backup, want 4", n)
+	}
+}

@@ -20,13 +20,18 @@ import (
 // is odd, and with images.ErrSourceChanged when the size changed while
 // hashing.
 func RemoteHashes(ctx context.Context, c *ssh.Client, path string) (int64, [][32]byte, error) {
+	return remoteHashes(ctx, c, path, -1)
+}
+
+// remoteHashes is RemoteHashes of the first limit bytes (all: -1).
+func remoteHashes(ctx context.Context, c *ssh.Client, path string, limit int64) (int64, [][32]byte, error) {
 	if !strings.HasPrefix(path, "/") || strings.ContainsFunc(path, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return 0, nil, fmt.Errorf("path %q must be absolute, without control characters", path)
 	}
 	hctx, hcancel := context.WithCancel(ctx)
 	defer hcancel()
 	lp := listingParser{onErr: hcancel}
-	_, err := run(hctx, c, hashScript(path), &lp)
+	_, err := run(hctx, c, hashScriptN(path, hashTool, limit), &lp)
 	if lp.err != nil {
 		err = lp.err
 	}
@@ -123,7 +128,7 @@ s=$(blockdev --getsize64 "$p") || exit 2
 	if err != nil {
 		return rep, fmt.Errorf("restore to %s: %w", where, err)
 	}
-	_, have, err := RemoteHashes(ctx, c, o.Path)
+	_, have, err := remoteHashes(ctx, c, o.Path, m.Size)
 	if err != nil {
 		return rep, fmt.Errorf("restore to %s: %w", where, err)
 	}
@@ -141,7 +146,7 @@ s=$(blockdev --getsize64 "$p") || exit 2
 		}
 	}
 	// Verify: the target now hashes like the image.
-	_, have, err = RemoteHashes(ctx, c, o.Path)
+	_, have, err = remoteHashes(ctx, c, o.Path, m.Size)
 	if err != nil {
 		return rep, fmt.Errorf("restore to %s: verify: %w", where, err)
 	}

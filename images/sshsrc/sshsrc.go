@@ -197,19 +197,35 @@ func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + 
 // hashScript prints "size N", one "<sha256>  -" line per 4 MiB block, and
 // "size N" again (a size change during the read fails the pull), then
 // "end <status of split>". Only POSIX sh and coreutils (split --filter,
-// sha256sum, stat) plus util-linux blockdev for block devices.
-func hashScript(path, tool string) string {
+// sha256sum, stat, head) plus util-linux blockdev for block devices.
+func hashScript(path, tool string) string { return hashScriptN(path, tool, -1) }
+
+// hashScriptN is hashScript over the first limit bytes only (limit ≥ 0):
+// the restore target may be a larger block device. A source shorter than
+// limit fails.
+func hashScriptN(path, tool string, limit int64) string {
+	read := `split -b ` + strconv.Itoa(images.BlockSize) + ` --filter="$t" -- "$p"`
+	show := `$a`
+	check := ``
+	if limit >= 0 {
+		n := strconv.FormatInt(limit, 10)
+		read = `head -c ` + n + ` -- "$p" | split -b ` + strconv.Itoa(images.BlockSize) + ` --filter="$t" -- -`
+		show = n
+		check = `[ "$a" -ge ` + n + ` ] || { echo "$p: $a bytes, fewer than ` + n + `" >&2; exit 2; }
+`
+	}
 	return `p=` + quote(path) + `
 t=` + quote(tool) + `
 command -v "$t" >/dev/null 2>&1 || { echo "$t: not found on the host" >&2; exit 127; }
 sz() { if [ -b "$p" ]; then blockdev --getsize64 "$p"; else stat -L -c %s -- "$p"; fi; }
 [ -r "$p" ] || { echo "$p: not readable" >&2; exit 2; }
 a=$(sz) || exit 2
-echo "size $a"
-split -b ` + strconv.Itoa(images.BlockSize) + ` --filter="$t" -- "$p"
+` + check + `echo "size ` + show + `"
+` + read + `
 r=$?
 b=$(sz) || exit 2
-echo "size $b"
+[ "$b" = "$a" ] || { echo "size $b"; exit 0; }
+echo "size ` + show + `"
 echo "end $r"
 `
 }
