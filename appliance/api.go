@@ -233,6 +233,7 @@ func (s *Server) allRoutes() []route {
 		{method: "POST", pattern: "/api/v1/images/restore", minRole: roleOperator, json: s.handleImageRestore},
 
 		{method: "GET", pattern: "/api/v1/pool", minRole: roleOperator, json: s.handlePoolStats},
+		{method: "GET", pattern: "/api/v1/pool/history", minRole: roleOperator, json: s.handlePoolHistory},
 		{method: "GET", pattern: "/api/v1/storage", minRole: roleAdmin, json: s.handleStorageGet},
 		{method: "POST", pattern: "/api/v1/storage", minRole: roleAdmin, json: s.handleStorageSet},
 		{method: "POST", pattern: "/api/v1/storage/test", minRole: roleAdmin, json: s.handleStorageTest},

@@ -208,6 +208,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.bgWG.Add(1)
 	go func() { defer s.bgWG.Done(); s.notify.loop(bg) }()
 	s.bgWG.Add(1)
+	go func() { defer s.bgWG.Done(); s.usageLoop(bg) }() // usage_history.go
+	s.bgWG.Add(1)
 	go func() { defer s.bgWG.Done(); s.textfileLoop(bg) }()
 	s.bgWG.Add(1)
 	go func() { defer s.bgWG.Done(); s.replicationLoop(bg) }() // replicate.go

@@ -498,7 +498,7 @@ func (s *Server) handleStorageSet(r *http.Request, p *principal) (any, error) {
 	s.pool = np
 	s.rtree = restoreTree{}
 	s.invalidateUsage()
-	for _, kv := range [][2]string{{settingStorage, string(sj)}, {catalog.SettingPoolID, np.ID()}, {catalog.SettingPoolLocation, np.Location()}} {
+	for _, kv := range [][2]string{{settingStorage, string(sj)}, {catalog.SettingPoolID, np.ID()}, {catalog.SettingPoolLocation, np.Location()}, {settingUsageHistory, s.freshHistory(ctx)}} {
 		if err := s.cat.SetSetting(ctx, kv[0], kv[1]); err != nil {
 			return nil, err
 		}
@@ -525,4 +525,14 @@ func (s *Server) handleStorageSet(r *http.Request, p *principal) (any, error) {
 	}
 	body.Key = key
 	return body, nil
+}
+
+// freshHistory is the usage history of a new pool: one sample of it.
+func (s *Server) freshHistory(ctx context.Context) string {
+	objs, bytes, err := s.poolUsage(ctx, true)
+	if err != nil {
+		return "[]"
+	}
+	b, _ := json.Marshal([]UsagePoint{{Time: s.now().UTC(), Stored: bytes, Objects: objs}})
+	return string(b)
 }

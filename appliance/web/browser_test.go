@@ -136,6 +136,11 @@ func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/api/v1/snapshots":
 		js(200, []any{map[string]any{"id": "s1", "host": "web1", "source": "etc", "status": "complete", "files": 120, "bytes": 3 << 20,
 			"started": time.Now().Add(-73 * time.Hour), "finished": time.Now().Add(-72 * time.Hour)}})
+	case r.URL.Path == "/api/v1/pool/history":
+		js(200, map[string]any{"points": []any{
+			map[string]any{"time": now.Add(-72 * time.Hour), "stored": 1 << 20, "apparent": 1 << 20, "objects": 10, "snapshots": 0},
+			map[string]any{"time": now.Add(-24 * time.Hour), "stored": 4 << 20, "apparent": 2 << 20, "objects": 30, "snapshots": 1},
+			map[string]any{"time": now, "stored": 5 << 20, "apparent": 3 << 20, "objects": 42, "snapshots": 1}}})
 	case r.URL.Path == "/api/v1/pool":
 		js(200, map[string]any{"id": "p", "location": "/srv/cairn/pool", "objects": 42, "bytes": 5 << 20, "snapshots": 1, "logical_bytes": 3 << 20})
 	case r.URL.Path == "/api/v1/methods":
@@ -318,8 +323,15 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 	if txt := b.evalString(`document.querySelector("#attention").innerText`); !strings.Contains(txt, "web1 is stale") {
 		t.Fatalf("attention: %q", txt)
 	}
-	if txt := b.evalString(`document.querySelector("#pool").innerText`); !strings.Contains(txt, "5.0 MiB in 42 objects") {
+	if txt := b.evalString(`document.querySelector("#pool").innerText`); !strings.Contains(txt, "5.0 MiB in 42 objects") ||
+		!strings.Contains(txt, "Apparent size\n3.0 MiB") || !strings.Contains(txt, "0.6× (dedup and compression)") {
 		t.Fatalf("pool: %q", txt)
+	}
+	// The usage chart: one polyline per series, a point per sample, the
+	// newest stored value at the top of the scale.
+	if got := b.evalString(`[...document.querySelectorAll("#pool-chart polyline")].map(p => p.dataset.series + ":" + p.getAttribute("points")).join(" | ")`); got !=
+		"apparent:64.0,126.4 442.7,96.8 632.0,67.2 | stored:64.0,126.4 442.7,37.6 632.0,8.0" {
+		t.Fatalf("chart %q", got)
 	}
 	// Live progress over SSE: files, bytes, rate, ETA, path.
 	stub.push(`{"type":"progress","job_id":7,"host":"web1","data":{"phase":"pulling","files":1234,"bytes":524288,"bytes_total":1048576,"rate":2097152,"eta_seconds":95,"path":"etc/ssh/sshd_config"}}`)

@@ -203,6 +203,15 @@ func TestBrowserServe(t *testing.T) {
 	b.navigate(base + "/")
 	b.waitFor("dashboard", `document.body.dataset.ready === "1"`)
 	b.waitFor("backup complete on the dashboard", `document.querySelector("#host-status tbody").innerText.includes("complete")`)
+	// Pool usage: stored vs apparent, the saving, and the chart over the
+	// samples of the new pool and of the backup.
+	b.waitFor("usage sample of the backup", `(window.__h = window.__h || fetch("/api/v1/pool/history").then(r => r.json()).then(h => { window.__hist = h; window.__h = null; })) && window.__hist && window.__hist.points.length >= 2 && window.__hist.points.at(-1).snapshots === 1`)
+	b.navigate(base + "/")
+	b.waitFor("dashboard with the chart", `document.body.dataset.ready === "1" && document.querySelectorAll("#pool-chart polyline").length === 2`)
+	if txt := b.evalString(`document.querySelector("#pool").innerText`); !regexp.MustCompile(`Apparent size\s+195\.3 KiB`).MatchString(txt) ||
+		!regexp.MustCompile(`Space saved\s+\d+\.\d× \(dedup and compression\)`).MatchString(txt) || !strings.Contains(txt, "Encrypted\nyes") {
+		t.Fatalf("pool on the dashboard: %q", txt)
+	}
 	b.screenshot("serve-02-dashboard")
 	b.navigate(base + "/hosts/files1")
 	b.waitFor("host page", `document.body.dataset.ready === "1"`)

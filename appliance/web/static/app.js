@@ -85,6 +85,33 @@
     return [td(el("span", {}, bar, " ", el("span", { class: "pct", text: pct }))), td(p.files || 0, "num"), td(fmtBytes(p.bytes || 0), "num"),
       td(p.rate ? fmtBytes(p.rate) + "/s" : "", "num"), td(fmtDur(p.eta_seconds)), td(el("span", { class: "mono", text: p.path || "" }))];
   }
+  // usageChart draws the pool's stored and apparent bytes over time as an
+  // SVG line chart (no library): time on x, bytes on y from 0.
+  function usageChart(box, pts) {
+    if (!box) return;
+    const ns = "http://www.w3.org/2000/svg", W = 640, H = 180, L = 64, R = 8, T = 8, B = 24;
+    const svg = (tag, a) => { const e = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(a || {})) e.setAttribute(k, v); return e; };
+    if (pts.length < 2) { box.replaceChildren(el("p", { class: "empty", text: "The chart starts after the next backup." })); return; }
+    const t0 = new Date(pts[0].time).getTime(), t1 = Math.max(new Date(pts[pts.length - 1].time).getTime(), t0 + 1);
+    const ymax = Math.max(1, ...pts.map((p) => Math.max(p.stored, p.apparent)));
+    const x = (p) => (L + (W - L - R) * (new Date(p.time).getTime() - t0) / (t1 - t0)).toFixed(1);
+    const y = (v) => (T + (H - T - B) * (1 - v / ymax)).toFixed(1);
+    const root = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img", class: "chart", "aria-labelledby": "pool-chart-title" });
+    const title = svg("title", { id: "pool-chart-title" }); title.textContent = "Pool usage over time: stored " + fmtBytes(pts[pts.length - 1].stored) + ", apparent " + fmtBytes(pts[pts.length - 1].apparent);
+    root.append(title);
+    for (const f of [0, 0.5, 1]) {
+      root.append(svg("line", { x1: L, x2: W - R, y1: y(ymax * f), y2: y(ymax * f), class: "grid" }));
+      const lab = svg("text", { x: L - 6, y: Number(y(ymax * f)) + 4, "text-anchor": "end", class: "axis" }); lab.textContent = fmtBytes(ymax * f); root.append(lab);
+    }
+    for (const [t, anchor, xx] of [[pts[0].time, "start", L], [pts[pts.length - 1].time, "end", W - R]]) {
+      const lab = svg("text", { x: xx, y: H - 6, "text-anchor": anchor, class: "axis" }); lab.textContent = fmtTime(t); root.append(lab);
+    }
+    for (const [key, cls] of [["apparent", "apparent"], ["stored", "stored"]]) {
+      root.append(svg("polyline", { points: pts.map((p) => x(p) + "," + y(p[key])).join(" "), class: "series " + cls, "data-series": key }));
+    }
+    const legend = el("p", { class: "legend" }, el("span", { class: "key stored" }), " stored  ", el("span", { class: "key apparent" }), " apparent (before dedup and compression)");
+    box.replaceChildren(root, legend);
+  }
   async function dashboard() {
     const running = new Map(), live = new Map(); // live: newest progress seen on the stream
     const newer = (a, b) => !b || !b.updated || (a && a.updated && new Date(a.updated) >= new Date(b.updated));
@@ -130,11 +157,14 @@
     }
     async function loadPool() {
       const dl = $("#pool"); if (!dl) return;
-      const p = await api("GET", "/pool");
-      const pairs = [["Stored", fmtBytes(p.bytes) + " in " + p.objects + " objects"], ["Snapshots", String(p.snapshots)],
-        ["Logical size", fmtBytes(p.logical_bytes)], ["Location", el("span", { class: "mono", text: p.location })], ["Encrypted", p.encrypted ? "yes" : "no"]];
+      const [p, h] = await Promise.all([api("GET", "/pool"), api("GET", "/pool/history").catch(() => ({ points: [] }))]);
+      const ratio = p.bytes > 0 && p.logical_bytes > 0 ? (p.logical_bytes / p.bytes).toFixed(1) + "×" : "–";
+      const pairs = [["Stored", fmtBytes(p.bytes) + " in " + p.objects + " objects"], ["Apparent size", fmtBytes(p.logical_bytes)],
+        ["Space saved", el("span", { id: "dedup-ratio" }, ratio + " (dedup and compression)")], ["Snapshots", String(p.snapshots)],
+        ["Location", el("span", { class: "mono", text: p.location })], ["Encrypted", p.encrypted ? "yes" : "no"]];
       if (p.last_check) pairs.push(["Last check", el("span", { class: p.last_check_ok ? "status ok" : "status bad" }, fmtTime(p.last_check) + " " + (p.last_check_summary || ""))]);
       kv(dl, pairs);
+      usageChart($("#pool-chart"), h.points || []);
     }
     const reload = () => Promise.all([loadJobs(), loadHosts(), loadPool()]).catch(showError);
     await reload();
