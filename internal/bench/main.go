@@ -126,7 +126,8 @@ type record struct {
 	Pairs      []pairSpec
 	Dumps      []dumpResult
 	ScaleSizes []int
-	Skipped    []string // scenarios not run, and why
+	Skipped    []string      // scenarios not run, and why
+	Images     *imagesRecord `json:",omitempty"` // block images (images.go)
 }
 
 // mutation counts what corpus.Mutate did.
@@ -217,6 +218,9 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		if err := b.peerScenarios(ctx); err != nil {
 			return err
 		}
+	}
+	if err := b.runImages(ctx); err != nil {
+		return err
 	}
 	b.rec.Load1 = loadavg()
 	b.rec.Took = time.Since(b.rec.Start)
