@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"weak"
 )
@@ -118,6 +119,44 @@ type lockInfo struct {
 	PID      int       `json:"pid"`
 	Created  time.Time `json:"created"`
 	Snapshot string    `json:"snapshot,omitempty"` // host/source being written
+	// Scope is where PID means something (host, boot and PID namespace;
+	// see procScope). A fresh lock of a dead PID in our own scope is
+	// stale: its holder was killed (SIGKILL, OOM) and cannot come back.
+	Scope string `json:"scope,omitempty"`
+}
+
+// procScope names this machine's boot and PID namespace, or "" if they
+// cannot be known (then no lock is judged by its PID).
+var procScope = sync.OnceValue(func() string {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	hn, _ := os.Hostname()
+	return hn + "/" + strings.TrimSpace(string(boot)) + "/" + ns
+})
+
+// holderDead reports whether lock object name was taken by a process of
+// our scope that no longer exists. Any doubt (unreadable lock, other
+// scope, live PID) answers false: the lock is then judged by its age.
+func (p *Pool) holderDead(ctx context.Context, name string) bool {
+	scope := procScope()
+	if scope == "" {
+		return false
+	}
+	_, data, err := p.GetNamed(ctx, name)
+	if err != nil {
+		return false
+	}
+	var info lockInfo
+	if json.Unmarshal(data, &info) != nil || info.Scope != scope || info.PID <= 0 || info.PID == os.Getpid() {
+		return false
+	}
+	return errors.Is(syscall.Kill(info.PID, 0), syscall.ESRCH)
 }
 
 // heldLock is a lock object kept fresh by a heartbeat goroutine.
@@ -131,6 +170,7 @@ type heldLock struct {
 func (p *Pool) takeLock(ctx context.Context, name string, info lockInfo) (*heldLock, error) {
 	hn, _ := os.Hostname()
 	info.Instance, info.Host, info.PID, info.Created = p.state().instance, hn, os.Getpid(), time.Now().UTC()
+	info.Scope = procScope()
 	data, _ := json.Marshal(info)
 	if err := p.PutNamed(ctx, name, KindManifest, data); err != nil {
 		return nil, fmt.Errorf("take lock %s: %w", name, err)
@@ -181,7 +221,13 @@ func (p *Pool) foreignLocks(ctx context.Context, kind string, now time.Time) ([]
 	if err != nil {
 		return nil, fmt.Errorf("list locks at %s: %w", p.Location(), err)
 	}
-	return out, nil
+	live := out[:0]
+	for _, name := range out {
+		if !p.holderDead(ctx, name) {
+			live = append(live, name)
+		}
+	}
+	return live, nil
 }
 
 // lru is a byte-bounded least-recently-used cache. Values are shared and
@@ -250,13 +296,22 @@ func (c *lru) remove(d Digest) {
 // (their holder crashed). Errors are ignored: a stale lock is harmless.
 func (p *Pool) removeStaleLocks(ctx context.Context, now time.Time) int {
 	mine := p.state().instance
-	var stale []string
+	var stale, fresh []string
 	p.Backend().List(ctx, locksPrefix, func(oi ObjectInfo) error {
-		if !strings.Contains(oi.Name, "-"+mine+"-") && now.Sub(oi.ModTime) >= lockStale {
+		switch {
+		case strings.Contains(oi.Name, "-"+mine+"-"):
+		case now.Sub(oi.ModTime) >= lockStale:
 			stale = append(stale, oi.Name)
+		default:
+			fresh = append(fresh, oi.Name)
 		}
 		return nil
 	})
+	for _, name := range fresh {
+		if p.holderDead(ctx, name) {
+			stale = append(stale, name)
+		}
+	}
 	for _, name := range stale {
 		p.DeleteNamed(ctx, name)
 	}
