@@ -30,8 +30,18 @@
 //	(*Store).Open(ctx, *Manifest) *Image   // io.ReaderAt + io.ReadSeeker + Size()
 //	(*Store).GC(ctx, pool.GCOptions) (GCReport, error)
 //	(*Store).Check(ctx, pool.CheckOptions) (CheckReport, error)
+//	NewTree(ctx, pool.FS(…), filePool, openStore) *Tree  // restore tree with images overlaid
+//	Placeholder(*pool.Manifest) (name, id, ok)            // the version a snapshot stands for
 //
-// Package images/sshsrc pulls over SSH with differential transfer.
+// # Restore tree
+//
+// The appliance ties each version to a placeholder snapshot in the file
+// pool (FORMAT.md §6); Tree shows it as
+// /<host>/<snapshot-time>/images/<source>.img, a raw read-only file with
+// random access (holes read as zeros), for FUSE, WebDAV and downloads.
+//
+// Package images/sshsrc pulls over SSH with differential transfer and
+// restores over SSH writing only the blocks that differ.
 //
 // # Imports
 //

@@ -5,6 +5,13 @@
 // from the previous version's recorded host hash cross the wire, in one
 // dd stream. Nothing is installed on the host.
 //
+// Restore (restore.go) works the other way round: the target file or
+// block device is hashed on the host the same way (only the image's
+// length of a larger device), only blocks whose hash differs are sent,
+// each run of them as a "start count" line and its bytes that the host's
+// sh reads and one dd writes in place (conv=notrunc), and the target is
+// hashed again to verify. Options.HashTool names another sha256sum.
+//
 // # Trust
 //
 // Everything the host sends is hostile: the listing's size is bounded by
