@@ -432,7 +432,7 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 		t.Fatalf("edit form credential notes: %q", txt)
 	}
 	// Fields outside the main group sit in closed sections.
-	if g := b.evalString(`[...document.querySelectorAll("details.opt-group")].map(d => d.dataset.group + ":" + d.open).join(",")`); g != "advanced:false,snapshot:false" {
+	if g := b.evalString(`[...document.querySelectorAll("#method-fields details.opt-group")].map(d => d.dataset.group + ":" + d.open).join(",")`); g != "advanced:false,snapshot:false" {
 		t.Fatalf("option groups %q", g)
 	}
 	b.setValue("#f-opt-user", "backup2")

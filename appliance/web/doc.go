@@ -33,20 +33,39 @@
 //
 // # Pages over newer API
 //
-// The host form builds its method fields from GET /api/v1/methods; as
-// that names the methods only, app.js keeps a small table of the option
-// and credential fields of sftp, smb and ftp (methodFields) and puts an
-// API 400 that names an option or credential next to its field. The host
-// page runs the connection test (POST /hosts/{host}/test) for operators
-// and offers admins to accept a changed host key (?accept=true). Browse
-// links the directory shown as zip and tar.zst archives and shows its
-// WebDAV address (/dav/<host>/<snapshot-time>/<source>/<path>/). The
-// restore form writes to a directory on the appliance or back to the
-// host (to_host; in place for admins only, behind a warning).
+// The host form is built from GET /api/v1/methods, which lists every
+// option and credential field of each method (name, label, type,
+// required, secret, default, choices, help, group): main fields first,
+// the groups (advanced, commands, snapshot, jump) in closed <details>. An
+// API 400 that names an option or credential shows next to its field. On
+// an edit, credentials are never shown; an empty credential field is sent
+// as "" and the appliance keeps the stored value. The host page runs the
+// connection test (POST /hosts/{host}/test) for operators and offers
+// admins to accept a changed host key (?accept=true). Browse links the
+// directory shown as zip and tar.zst archives and shows its WebDAV
+// address (/dav/<host>/<snapshot-time>/<source>/<path>/). The restore
+// form writes to a directory on the appliance or back to the host
+// (to_host; in place for admins only, behind a warning). The job page
+// follows a job's progress events live. The dashboard shows the pool's
+// stored and apparent bytes, the saving, and an SVG chart of both over
+// time (GET /api/v1/pool/history).
+//
+// # Page scripts
+//
+// app.js holds the shared helpers (window.cairn) and the older pages.
+// A page with a script of its own defines the template block "scripts"
+// (e.g. setup_storage.html loads static/setup_storage.js), which adds a
+// function to cairn.pages; app.js runs the page's function on
+// DOMContentLoaded, after every deferred script.
 //
 // # Setup
 //
 // While no admin exists every page redirects to /setup, which needs the
 // one-time setup token printed by `cairn serve` (SetupToken). The token
 // is compared in constant time and rotated once an admin is created.
+// The storage step (GET/POST /api/v1/storage, POST /api/v1/storage/test)
+// may replace the pool `cairn serve` created at first start while it was
+// never used: a local directory or an S3 bucket, encrypted or not. The
+// key of a new encrypted pool is shown once, with a download, and the
+// wizard goes on only after the admin says it is saved.
 package web

@@ -2,8 +2,10 @@ package web
 
 import (
 	"bufio"
+	"flag"
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -107,6 +109,38 @@ func startServe(t *testing.T, data string) (base, setupURL string) {
 	return "", ""
 }
 
+var updateDocs = flag.Bool("docs", false, "write the README's setup screenshots to docs/ (TestBrowserServe)")
+
+// docShot saves the page, 1024 px wide and as tall as its content (at
+// most 1400 px), as docs/<name>.png for the README when -docs is given.
+// Each must stay under 150 KB.
+func docShot(b *browser, name string) {
+	b.t.Helper()
+	if !*updateDocs {
+		return
+	}
+	set := func(h int) {
+		b.call("Emulation.setDeviceMetricsOverride", map[string]any{"width": 1024, "height": h, "deviceScaleFactor": 1, "mobile": false}, nil)
+	}
+	set(700)
+	h, _ := strconv.Atoi(b.evalString(`String(Math.min(1400, Math.max(700, document.documentElement.scrollHeight)))`))
+	set(h)
+	var res struct {
+		Data string `json:"data"`
+	}
+	b.call("Page.captureScreenshot", map[string]any{"format": "png"}, &res)
+	b.call("Emulation.clearDeviceMetricsOverride", nil, nil)
+	png, err := base64.StdEncoding.DecodeString(res.Data)
+	if err != nil || len(png) > 150<<10 {
+		b.t.Fatalf("doc screenshot %s: %d bytes (want < 150 KB), %v", name, len(png), err)
+	}
+	p := filepath.Join("..", "..", "docs", name+".png")
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Logf("doc screenshot %s (%d bytes)", p, len(png))
+}
+
 // TestBrowserServe drives the real `cairn serve` binary in headless
 // Chromium: setup (refused without the token), login, adding a local
 // host through the form, a backup run from the UI, browsing and
@@ -151,7 +185,9 @@ func TestBrowserServe(t *testing.T) {
 	}
 	// Keep the directory, encrypt the pool: it is re-created, and its
 	// key is shown once, as the appliance stored it.
-	b.eval(`document.querySelector("#st-encrypt").click(); document.querySelector("#storage-form").requestSubmit()`)
+	b.eval(`document.querySelector("#st-encrypt").click()`)
+	docShot(b, "setup-1-storage")
+	b.eval(`document.querySelector("#storage-form").requestSubmit()`)
 	b.waitFor("pool key shown", `!document.querySelector("#st-key-box").hidden`)
 	keyFile, err := os.ReadFile(filepath.Join(data, "pool.key"))
 	if err != nil {
@@ -247,6 +283,7 @@ func TestBrowserServe(t *testing.T) {
 	b.setValue("#f-path", sshd.Dir)
 	b.setValue("#f-opt-port", strconv.Itoa(sshd.Port))
 	b.setValue("#f-opt-user", sshd.User)
+	docShot(b, "setup-2-host")
 	b.setValue("#f-opt-private_key", string(key))
 	b.screenshot("serve-03-host-form")
 	b.eval(`window.__cairnOld = true; document.querySelector("#host-form").requestSubmit()`)
@@ -276,6 +313,11 @@ func TestBrowserServe(t *testing.T) {
 		t.Fatalf("sources after edit: %q", txt)
 	}
 	testConn("sftp connection test after an edit without the key")
+	if *updateDocs {
+		b.navigate(base + "/")
+		b.waitFor("dashboard with both hosts", `document.body.dataset.ready === "1" && document.querySelectorAll("#pool-chart polyline").length === 2 && document.querySelectorAll("#host-status tbody tr").length === 2`)
+		docShot(b, "setup-3-dashboard")
+	}
 
 	// A phone-sized window: nothing runs off the side.
 	b.call("Emulation.setDeviceMetricsOverride", map[string]any{"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}, nil)

@@ -326,7 +326,7 @@
         const rest = { ...(s.options || {}) };
         for (const i of form.querySelectorAll("[data-opt]")) if (!i.dataset.secret && rest[i.dataset.opt] !== undefined) { i.value = rest[i.dataset.opt]; delete rest[i.dataset.opt]; }
         for (const d of form.querySelectorAll("details.opt-group")) if ([...d.querySelectorAll("[data-opt]")].some((i) => !i.dataset.secret && i.value && i.tagName !== "SELECT")) d.open = true;
-        form.options.value = Object.entries(rest).map(([k, v]) => k + "=" + v).join("\n"); }
+        form.options.value = Object.entries(rest).map(([k, v]) => k + "=" + v).join("\n"); if (form.options.value) $("#generic-opts").open = true; }
       if (h.schedules[0]) { form.cron.value = h.schedules[0].cron; form.jitter.value = h.schedules[0].jitter || ""; }
       for (const k of ["keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]) form[k].value = h.retention[k] || "";
     }

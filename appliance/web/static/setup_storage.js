@@ -13,6 +13,7 @@
       $("#pool-free").textContent = st.total ? ", " + c.fmtBytes(st.free) + " free of " + c.fmtBytes(st.total) : "";
       if (!st.changeable) { const f = $("#storage-fixed"); f.textContent = "The storage cannot be changed any more: " + st.reason + "."; f.hidden = false; form.hidden = true; }
       else form.hidden = false;
+      if (!st.changeable) { next.textContent = "Next: timezone"; next.classList.add("primary"); }
     }
     const st = await c.api("GET", "/storage");
     show(st);
@@ -55,6 +56,7 @@
         show(r);
         const done = $("#st-done"); done.textContent = "New pool " + r.pool_id + " created at " + r.location + "."; done.hidden = false;
         form.hidden = true;
+        next.textContent = "Next: timezone"; next.classList.add("primary");
         if (r.key) {
           $("#st-key").value = r.key.trim();
           const a = $("#st-key-dl");
