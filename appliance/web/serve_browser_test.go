@@ -2,11 +2,11 @@ package web
 
 import (
 	"bufio"
-	"flag"
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
