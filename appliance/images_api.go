@@ -234,8 +234,8 @@ func (s *Server) handleImageRestore(r *http.Request, p *principal) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	if src.Method != MethodImageSSH && src.Method != MethodImageSFTP {
-		return nil, badRequest("source %s is %s: images are restored over SSH or SFTP (image-ssh, image-sftp); download it instead", src.Name, src.Method)
+	if src.Method != MethodImageSSH && src.Method != MethodImageSFTP && (src.Method != MethodImageRsync || src.Options["transport"] != "ssh") {
+		return nil, badRequest("source %s is %s: images are restored over SSH or SFTP (image-ssh, image-sftp, image-rsync over ssh); download it instead", src.Name, src.Method)
 	}
 	mode := in.Mode
 	if mode == "" {

@@ -20,6 +20,12 @@ package appliance
 //	            image-ssh (no commands).
 //	image-smb   Path is a raw image file in an SMB share: options host,
 //	            port (445), share, user, domain; Secret password.
+//	image-rsync Path is a raw image file pulled with the rsync puller
+//	            (daemon or over SSH, its options): only the rsync delta
+//	            against the previous version crosses the wire. The file is
+//	            kept in the placeholder snapshot too (the next delta's
+//	            basis), so it is stored twice: as file-pool chunks and as
+//	            image blocks. Prefer image-ssh where the host has sha256sum.
 //
 // Every source also takes Options jump (through an SSH jump host, as the
 // other methods). The image is named after the source: it shows as
@@ -33,6 +39,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	pathpkg "path"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -47,16 +54,18 @@ import (
 	"github.com/cairn-backup/cairn/images/sshsrc"
 	"github.com/cairn-backup/cairn/pool"
 	"github.com/cairn-backup/cairn/pullers"
+	"github.com/cairn-backup/cairn/pullers/rsync"
 )
 
 // The image source methods.
 const (
-	MethodImageSSH  = "image-ssh"
-	MethodImageSFTP = "image-sftp"
-	MethodImageSMB  = "image-smb"
+	MethodImageSSH   = "image-ssh"
+	MethodImageSFTP  = "image-sftp"
+	MethodImageSMB   = "image-smb"
+	MethodImageRsync = "image-rsync"
 )
 
-var imageMethods = []string{MethodImageSFTP, MethodImageSMB, MethodImageSSH}
+var imageMethods = []string{MethodImageRsync, MethodImageSFTP, MethodImageSMB, MethodImageSSH}
 
 func isImageMethod(m string) bool {
 	for _, x := range imageMethods {
@@ -89,6 +98,9 @@ func init() {
 	methodTitles[MethodImageSSH] = "Disk image over SSH (file or block device, changed blocks only)"
 	methodTitles[MethodImageSFTP] = "Disk image file over SFTP"
 	methodTitles[MethodImageSMB] = "Disk image file on an SMB share"
+	methodTitles[MethodImageRsync] = "Disk image file over rsync (delta transfer)"
+	pathLabels[MethodImageRsync] = "Image file in the module (or on the host over SSH)"
+	methodFields[MethodImageRsync] = methodFields["rsync"]
 	pathLabels[MethodImageSSH] = "File or block device on the host"
 	pathLabels[MethodImageSFTP] = "Image file on the host"
 	pathLabels[MethodImageSMB] = "Image file in the share"
@@ -395,7 +407,7 @@ func (s *Server) backupImage(ctx context.Context, jc *jobCtx, h *catalog.Host, s
 		}
 	}
 	scrub := scrubber(secret)
-	if !strings.HasPrefix(src.Path, "/") && src.Method != MethodImageSMB {
+	if !strings.HasPrefix(src.Path, "/") && (src.Method == MethodImageSSH || src.Method == MethodImageSFTP) {
 		return fail(permanent{fmt.Errorf("path %q: want an absolute path on the host", src.Path)})
 	}
 	snap, err := imageSnapshot(src, jc.job.ID)
@@ -419,6 +431,9 @@ func (s *Server) backupImage(ctx context.Context, jc *jobCtx, h *catalog.Host, s
 		dial = jump.Dial
 	}
 	jc.logf("info", "source %s: %s %s", src.Name, src.Method, src.Path)
+	if src.Method == MethodImageRsync {
+		return s.backupImageRsync(ctx, jc, h, src, secret, store, jump, start, fail)
+	}
 	c, err := s.dialImage(ctx, h, src, secret, dial)
 	if err != nil {
 		return fail(keepPermanent(err, errors.New(scrub(err.Error()))))
@@ -614,4 +629,147 @@ func (s *Server) pullImageFile(ctx context.Context, jc *jobCtx, c *imageConn, st
 		return imageOutcome{}, err
 	}
 	return imageOutcome{m: m, stats: st}, nil
+}
+
+// onlyFile returns rsync exclude patterns that exclude every top-level
+// entry of the transfer root except name (the puller sends excludes
+// only): names shorter or longer than name, and names of its length that
+// differ in some position. name must be plain: letters, digits and
+// ._-+,=@ (no wildcard or class characters).
+func onlyFile(name string) ([]string, error) {
+	if name == "" || len(name) > 200 || strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+,=@") != "" {
+		return nil, fmt.Errorf("image file name %q: want letters, digits and ._-+,=@ for an rsync pull", name)
+	}
+	var out []string
+	for k := 1; k < len(name); k++ {
+		out = append(out, "/"+strings.Repeat("?", k))
+	}
+	out = append(out, "/"+strings.Repeat("?", len(name)+1)+"*")
+	for i := range len(name) {
+		out = append(out, "/"+strings.Repeat("?", i)+"[!"+name[i:i+1]+"]"+strings.Repeat("?", len(name)-1-i))
+	}
+	return out, nil
+}
+
+// rsyncSink takes the one image file of an rsync pull into the
+// placeholder snapshot.
+type rsyncSink struct {
+	w     *pool.Writer
+	jc    *jobCtx
+	name  string
+	found *pool.Entry
+	other []string
+}
+
+func (k *rsyncSink) Add(ctx context.Context, path string, e pool.Entry, r io.Reader) error {
+	switch {
+	case path == ".":
+	case path == k.name && e.Type == pool.TypeFile:
+		ec := e
+		k.found = &ec
+	default:
+		k.other = append(k.other, path)
+		return nil // never stored
+	}
+	return k.w.Add(ctx, path, e, r)
+}
+
+func (k *rsyncSink) RecordError(path string, err error) {
+	k.w.RecordError(path, err)
+	k.jc.logf("warn", "%s: %v", path, err)
+}
+
+// backupImageRsync pulls the image file with the rsync puller into the
+// placeholder snapshot (the previous one is the delta basis), then
+// builds the image version from the stored file.
+func (s *Server) backupImageRsync(ctx context.Context, jc *jobCtx, h *catalog.Host, src *catalog.Source, secret map[string]string,
+	store *images.Store, jump *jumpHost, start time.Time, fail func(error) (*pool.Manifest, error)) (*pool.Manifest, error) {
+	scrub := scrubber(secret)
+	dir, file := pathpkg.Split(pathpkg.Clean("/" + src.Path))
+	excludes, err := onlyFile(file)
+	if err != nil {
+		return fail(permanent{err})
+	}
+	pl := rsync.New()
+	if err := useJump(pl, "rsync", "", jump); err != nil {
+		return fail(err)
+	}
+	opts, err := s.pullOptions(h, src)
+	if err != nil {
+		return fail(err)
+	}
+	if err := s.withApplianceKey("rsync", opts, secret); err != nil {
+		return fail(err)
+	}
+	name := imageName(h.Name, src.Name)
+	prev := s.imagePrev(ctx, jc, store, h, src, name)
+	var basis pullers.Previous
+	if last, err := s.cat.LastSnapshot(ctx, h.Name, src.Name, true); err == nil {
+		if root, err := pool.ParseDigest(last.Root); err == nil {
+			basis = &previousTree{p: s.pool, root: root}
+		}
+	}
+	id := images.NewVersionID(start)
+	labels := map[string]string{"job": strconv.FormatInt(jc.job.ID, 10), "method": src.Method,
+		images.LabelImage: name, images.LabelVersion: id}
+	w, err := s.pool.NewWriter(context.WithoutCancel(ctx), pool.SnapshotMeta{Host: h.Name, Source: src.Name, Start: start, Labels: labels})
+	if err != nil {
+		return fail(err)
+	}
+	sink := &rsyncSink{w: w, jc: jc, name: file}
+	jc.update(func(p *Progress) { p.Phase, p.Path = "rsync delta", src.Path })
+	err = pl.Pull(ctx, &pullers.Job{Host: h.Name, Sink: sink, Previous: basis,
+		Source:   pullers.Source{Method: "rsync", Name: src.Name, Path: dir, Excludes: excludes, Options: opts, Secret: secret},
+		Progress: func(pp pullers.Progress) { jc.update(func(p *Progress) { p.Bytes = pp.Bytes }) }})
+	if err == nil && sink.found == nil {
+		err = fmt.Errorf("rsync: %s not found on the host (or not a regular file)", src.Path)
+	}
+	if err == nil && len(sink.other) > 0 {
+		err = fmt.Errorf("rsync: the sender sent other entries (%s): refusing", strings.Join(sink.other[:min(3, len(sink.other))], ", "))
+	}
+	if err != nil {
+		w.Abort()
+		return fail(keepPermanent(err, errors.New(scrub(err.Error()))))
+	}
+	if src.Options["host_key"] == "" && pl.SeenHostKey() != "" {
+		s.pinIdentity(ctx, jc, h, src, pl)
+	}
+	size := sink.found.Size
+	labels[images.LabelSize] = strconv.FormatInt(size, 10)
+	pm, err := w.Finish(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	// The version, from the file just stored; without it the placeholder
+	// goes too.
+	drop := func(err error) (*pool.Manifest, error) {
+		s.pool.DeleteSnapshot(context.WithoutCancel(ctx), pm.ID)
+		return fail(err)
+	}
+	e, err := s.pool.Lookup(ctx, pm.Root, file)
+	if err != nil {
+		return drop(err)
+	}
+	cr, err := s.pool.OpenContent(ctx, &e)
+	if err != nil {
+		return drop(err)
+	}
+	jc.update(func(p *Progress) { p.Phase = "storing image blocks" })
+	m, st, err := store.IngestReaderAt(ctx, name, cr, size, images.IngestOptions{VersionOptions: images.VersionOptions{
+		Host: h.Name, Source: src.Method + ":" + src.Path, Snapshot: pm.ID, Time: start, Prev: prev, HostHash: images.HashSHA256, ID: id}})
+	if err != nil {
+		return drop(err)
+	}
+	row := manifestRow(pm, jc.job.ID)
+	row.Files, row.Bytes, row.BytesNew = 1, m.Size, st.StoredBytes+pm.BytesNew
+	if err := s.cat.PutSnapshot(ctx, row); err != nil {
+		return fail(err)
+	}
+	s.events.publish(Event{Type: "snapshot", JobID: jc.job.ID, Host: h.Name, Data: snapshotBody(row)})
+	s.cat.PutBackupStatus(ctx, &catalog.BackupStatus{Host: h.Name, Source: src.Name, Status: pm.Status,
+		Attempt: pm.End, LastSuccess: pm.End, Duration: s.now().Sub(start), Files: 1, Bytes: m.Size, BytesNew: row.BytesNew})
+	jc.logf("info", "source %s: image %s version %s: %d bytes, %d blocks (%d holes, %d unchanged), %d stored (%d bytes; %d in the file pool as the rsync basis), %d bytes over the wire",
+		src.Name, name, m.ID, m.Size, st.Blocks, st.ZeroBlocks, st.Skipped, st.Stored, st.StoredBytes, pm.BytesNew, pl.BytesReceived())
+	pm.Files, pm.Bytes = 1, m.Size
+	return pm, nil
 }

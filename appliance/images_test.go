@@ -602,3 +602,81 @@ func TestImageBadInput(t *testing.T) {
 		t.Fatalf("%d versions after a good backup, want 4", n)
 	}
 }
+
+// TestImageRsync pulls a raw image with the rsync puller from a real
+// rsync daemon: only the image file of its directory is taken, and v2
+// moves an rsync delta, not the image.
+func TestImageRsync(t *testing.T) {
+	srv := testenv.Rsyncd(t)
+	// The daemon serves Dir read-only; files are written as root.
+	img := filepath.Join(srv.Dir, "vm.img")
+	v1 := smallImage(21)
+	os.WriteFile(img, v1, 0o644)
+	for _, other := range []string{"vm.im", "vm.img2", "vm.imh", "xm.img", "other.txt"} {
+		os.WriteFile(filepath.Join(srv.Dir, other), []byte("not the image"), 0o644)
+	}
+	os.MkdirAll(filepath.Join(srv.Dir, "vm.img.d"), 0o755)
+	e := newEnv(t, Config{})
+	name := "rs"
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{{Name: "disk", Method: MethodImageRsync, Path: "/vm.img",
+		Options: map[string]string{"host": srv.Host, "port": strconv.Itoa(srv.Port), "module": srv.Module}}}}, nil)
+	wire1 := jobWire(t, e.jobOK(e.backup("rs")))
+	v2 := append([]byte(nil), v1...)
+	copy(v2[2*images.BlockSize+5000:], randBytes(3000, 22))
+	os.WriteFile(img, v2, 0o644)
+	wire2 := jobWire(t, e.jobOK(e.backup("rs")))
+	t.Logf("rsync wire: v1 %d, v2 %d bytes", wire1, wire2)
+	if wire1 < 3*images.BlockSize || wire2 > 512<<10 {
+		t.Fatalf("wire: v1 %d, v2 %d bytes", wire1, wire2)
+	}
+	list := e.images("rs")
+	if len(list) != 2 {
+		t.Fatalf("images: %+v", list)
+	}
+	tree := e.s.tree()
+	e.s.refreshTree()
+	for k, want := range [][]byte{v1, v2} {
+		if got := treeSum(t, tree, list[k].Path); got != sha256.Sum256(want) {
+			t.Fatalf("v%d through the tree differs", k+1)
+		}
+	}
+	// The placeholder holds only the image file (the next delta's basis).
+	pm, err := e.s.pool.Snapshot(context.Background(), list[1].Snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := e.s.pool.ReadTree(context.Background(), pm.Root)
+	if err != nil || len(es) != 1 || es[0].Name != "vm.img" {
+		t.Fatalf("placeholder tree: %+v %v", es, err)
+	}
+}
+
+func TestOnlyFile(t *testing.T) {
+	if _, err := onlyFile("a[b].img"); err == nil {
+		t.Fatal("wildcard characters accepted")
+	}
+	pats, err := onlyFile("vm.img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// rsync's wildmatch negates a class with ! (or ^); path.Match with ^.
+	for i, p := range pats {
+		pats[i] = strings.ReplaceAll(p, "[!", "[^")
+	}
+	for _, n := range []string{"vm.im", "vm.img2", "vm.imh", "xm.img", "v", "vm.img.d"} {
+		hit := false
+		for _, p := range pats {
+			if ok, _ := filepath.Match(strings.TrimPrefix(p, "/"), n); ok {
+				hit = true
+			}
+		}
+		if !hit {
+			t.Errorf("%s is not excluded", n)
+		}
+	}
+	for _, p := range pats {
+		if ok, _ := filepath.Match(strings.TrimPrefix(p, "/"), "vm.img"); ok {
+			t.Errorf("pattern %s excludes the image", p)
+		}
+	}
+}

@@ -26,6 +26,9 @@ type VersionOptions struct {
 	// Prev is the basis: blocks equal to Prev's block at the same index
 	// are not stored again, and Reuse copies them without data.
 	Prev *Manifest
+	// ID is the new version's ID (NewVersionID); empty: a new one. A
+	// caller that must name the version before writing it sets it.
+	ID string
 }
 
 // Stats count what a version write did.
@@ -79,10 +82,16 @@ func (s *Store) NewVersion(ctx context.Context, name string, size int64, o Versi
 	if t.IsZero() {
 		t = time.Now()
 	}
+	id := o.ID
+	if id == "" {
+		id = newVersionID(t)
+	} else if err := validID(id); err != nil {
+		return nil, fmt.Errorf("image %s: %w", name, err)
+	}
 	var err error
 	w := &VersionWriter{
 		s: s,
-		meta: Manifest{Name: name, ID: newVersionID(t), Host: o.Host, Source: o.Source, Snapshot: o.Snapshot,
+		meta: Manifest{Name: name, ID: id, Host: o.Host, Source: o.Source, Snapshot: o.Snapshot,
 			Time: t.UTC(), Size: size, HostHash: o.HostHash},
 	}
 	n := numBlocks(size)

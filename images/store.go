@@ -142,6 +142,10 @@ func validID(id string) error {
 // ManifestName returns the named object of a version: images/<name>/<id>.
 func ManifestName(name, id string) string { return versionsPrefix + name + "/" + id }
 
+// NewVersionID returns a new version ID for a pull started at t (for
+// VersionOptions.ID).
+func NewVersionID(t time.Time) string { return newVersionID(t) }
+
 // newVersionID returns a version ID that sorts by time:
 // 20261123T201300.123456789Z-<8 hex>.
 func newVersionID(t time.Time) string {
