@@ -72,6 +72,13 @@ type Config struct {
 	// Mount, when set, is where the whole restore tree is mounted
 	// read-only over FUSE while serving (a stale mount there is cleared).
 	Mount string
+	// TLSMode is "" or "off" (plain HTTP), "auto" (a self-signed
+	// certificate made once in DATA/tls) or "file" (TLSCert and TLSKey,
+	// PEM). See system_tls.go.
+	TLSMode, TLSCert, TLSKey string
+	// Consoles are where RunAppliance shows the URL, setup token and TLS
+	// fingerprint (the appliance: /dev/tty1 and /dev/ttyS0).
+	Consoles []string
 	// SecretKeyFile holds the key sealing host credentials; "" =
 	// DATA/secret.key. Instances of one fleet must share it.
 	SecretKeyFile string
@@ -108,6 +115,7 @@ type Server struct {
 	rtree     restoreTree    // shared tree of WebDAV (restoretree.go)
 	basic     basicCache     // recent Basic logins (dav.go)
 	mount     *fusefs.Server // the restore tree mount (mount.go), or nil
+	sys       *sysEnv        // the appliance image's machine (system.go), or nil
 	imgs      imageState     // the block-image pool (images.go)
 	repl      replicator     // replication targets (replicate.go)
 }
@@ -310,6 +318,10 @@ func (s *Server) Serve(ctx context.Context, ready func(tcpAddr string)) error {
 			ul.Close()
 			return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 		}
+		if tl, err = s.wrapTLS(tl); err != nil { // system_tls.go
+			ul.Close()
+			return err
+		}
 		tcpAddr = tl.Addr().String()
 		listeners = append(listeners, tl)
 	}
@@ -336,7 +348,7 @@ func (s *Server) Serve(ctx context.Context, ready func(tcpAddr string)) error {
 		"pool", s.pool.ID(), "catalog", s.cat.Where(), "version", s.cfg.Version)
 	if need, err := s.ui.NeedsSetup(ctx); err == nil && need && tcpAddr != "" {
 		s.log.Info("first-boot setup: open this address in a browser to create the admin account",
-			"url", s.ui.SetupURL("http://"+tcpAddr))
+			"url", s.ui.SetupURL(s.scheme()+"://"+tcpAddr))
 	}
 	s.jobs.cl.setAddr(tcpAddr)
 	if ready != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cairn-backup/cairn/appliance"
@@ -47,6 +48,11 @@ func runServe(ctx context.Context, args []string) error {
 	fs.Var(&mailTo, "mail-to", "recipient of notification mail (repeatable)")
 	staleAfter := fs.Duration("stale-after", 36*time.Hour, "a source without a good backup for this long is reported stale")
 	mount := fs.String("mount", os.Getenv("CAIRN_MOUNT"), "mount the whole restore tree read-only here (FUSE) while serving; env CAIRN_MOUNT")
+	applianceMode := fs.Bool("appliance", false, "run as the appliance image: data disk, A/B updates, console banner, TLS on (system endpoints)")
+	tlsMode := fs.String("tls", "", "TCP listener TLS: off, or auto (self-signed certificate made once in DATA/tls); default off, auto with --appliance")
+	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM; with --tls-key)")
+	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM; with --tls-cert)")
+	consoles := fs.String("console", "/dev/tty1,/dev/ttyS0", "with --appliance: comma-separated terminals (or files) that show the URL, setup token and TLS fingerprint; \"-\" = none")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: cairn serve [flags]\n\nRuns the appliance in the data directory. Needs no flags on a first run.\n\n")
 		fs.PrintDefaults()
@@ -63,13 +69,21 @@ func runServe(ctx context.Context, args []string) error {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	return appliance.Run(ctx, appliance.Config{
+	run := appliance.Run
+	if *applianceMode {
+		run = appliance.RunAppliance
+	}
+	if *tlsMode == "" && (*tlsCert != "" || *tlsKey != "") {
+		*tlsMode = "file"
+	}
+	return run(ctx, appliance.Config{
 		DataDir: *data, Listen: *listen, DB: *db, Pool: *poolDir,
 		Version: version, Logger: log, MaxJobs: *maxJobs,
 		GCSchedule: *gcSched, CheckSchedule: *checkSched, CheckPercent: *checkPct,
 		WebhookURL: *webhook, StaleAfter: *staleAfter, MetricsTextfile: *textfile,
 		SMTPAddr: *smtpAddr, SMTPUser: *smtpUser, SMTPPassword: os.Getenv("CAIRN_SMTP_PASSWORD"),
 		MailFrom: *mailFrom, MailTo: mailTo, Mount: *mount,
+		TLSMode: *tlsMode, TLSCert: *tlsCert, TLSKey: *tlsKey, Consoles: apConsoles(*consoles),
 	}, nil)
 }
 
@@ -80,4 +94,15 @@ func apUsageErr(err error) error {
 		return err
 	}
 	return errUsage
+}
+
+// apConsoles splits --console ("-" = none).
+func apConsoles(v string) []string {
+	var out []string
+	for _, c := range strings.Split(v, ",") {
+		if c = strings.TrimSpace(c); c != "" && c != "-" {
+			out = append(out, c)
+		}
+	}
+	return out
 }
