@@ -22,6 +22,10 @@ func init() {
 type CheckParams struct {
 	ReadData bool    `json:"read_data,omitempty"`
 	Percent  float64 `json:"percent,omitempty"` // with ReadData; 0 = all
+	// Rotate re-reads the next Percent-wide slice of the digest space
+	// instead of a random sample, so successive checks cover the whole
+	// pool (the scheduled check; verify.go).
+	Rotate bool `json:"rotate,omitempty"`
 }
 
 // CheckResult is what a check job reports.
@@ -46,7 +50,7 @@ func runCheck(ctx context.Context, jc *jobCtx) error {
 		return fmt.Errorf("job parameters: %w", err)
 	}
 	jc.update(func(p *Progress) { p.Phase = "checking" })
-	rep, err := jc.s.pool.Check(ctx, pool.CheckOptions{ReadData: cp.ReadData, Percent: cp.Percent})
+	rep, err := jc.s.runPoolCheck(ctx, cp) // verify.go: rotation, stored summary
 	if err != nil {
 		if ctx.Err() == nil {
 			jc.s.recordCheck(false, err.Error())

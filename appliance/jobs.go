@@ -713,7 +713,7 @@ func (r *jobRunner) loadMaintenance(ctx context.Context) error {
 		params          any
 	}{
 		{gcKey, r.s.cfg.GCSchedule, "gc", GCParams{}},
-		{checkKey, r.s.cfg.CheckSchedule, "check", CheckParams{ReadData: true, Percent: r.s.cfg.CheckPercent}},
+		{checkKey, r.s.cfg.CheckSchedule, "check", CheckParams{ReadData: true, Percent: r.s.cfg.CheckPercent, Rotate: true}},
 	} {
 		if m.cron == "-" {
 			continue

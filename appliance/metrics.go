@@ -216,6 +216,9 @@ func (s *Server) writeMetrics(ctx context.Context, w io.Writer) error {
 	}
 	p.head("cairn_maintenance", "gauge", "1 while maintenance mode is on (scheduled backups paused).")
 	p.sample("cairn_maintenance", nil, maint)
+	if err := s.writeVerifyMetrics(ctx, p); err != nil { // verify_metrics.go
+		return err
+	}
 	p.head("cairn_build_info", "gauge", "Version of the running cairn.")
 	p.sample("cairn_build_info", []string{"version", s.cfg.Version}, 1)
 	return nil

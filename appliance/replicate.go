@@ -325,6 +325,9 @@ type replWorker struct {
 // snapshot and, when ctx ends, waits for them.
 func (s *Server) replicationLoop(ctx context.Context) {
 	r := &s.repl
+	if err := s.loadRestoreTestSchedule(ctx); err != nil { // verify.go
+		s.log.Error("restore test schedule", "err", err)
+	}
 	events, cancel := s.events.subscribe(func(e Event) bool { return e.Type == "snapshot" })
 	defer cancel()
 	r.mu.Lock()
@@ -498,7 +501,9 @@ func (s *Server) replicateTarget(ctx context.Context, name string) (err error) {
 		Concurrency:    t.Concurrency,
 		BytesPerSecond: t.BytesPerSecond,
 		Select: func(m *pool.Manifest) bool {
-			return m.Status == pool.StatusComplete && m.Start.After(newest[m.Host+"\x00"+m.Source])
+			// Not older than the newest there: what the target's own
+			// retention pruned is not sent again.
+			return m.Status == pool.StatusComplete && !m.Start.Before(newest[m.Host+"\x00"+m.Source])
 		},
 	})
 	if err != nil {

@@ -19,5 +19,10 @@ func (s *Server) replicationRoutes() []route {
 		{method: "GET", pattern: "/api/v1/replica/{pool}/object/{name...}", minRole: roleAdmin, raw: s.handleReplicaRecvGet},
 		{method: "PUT", pattern: "/api/v1/replica/{pool}/object/{name...}", minRole: roleAdmin, raw: s.handleReplicaRecvPut},
 		{method: "DELETE", pattern: "/api/v1/replica/{pool}/object/{name...}", minRole: roleAdmin, raw: s.handleReplicaRecvDelete},
+
+		{method: "GET", pattern: "/api/v1/verify", minRole: roleOperator, json: s.handleVerifyGet},
+		{method: "POST", pattern: "/api/v1/verify/restore-test", minRole: roleOperator, json: s.handleRestoreTestRun},
+		{method: "PUT", pattern: "/api/v1/verify/restore-test/schedule", minRole: roleAdmin, json: s.handleRestoreTestSchedule},
+		{method: "GET", pattern: "/api/v1/audit", minRole: roleOperator, json: s.handleAudit},
 	}
 }

@@ -17,6 +17,10 @@ type CheckOptions struct {
 	// Percent, with ReadData, re-reads this percentage of the objects,
 	// chosen at random. 0 or ≥ 100 means all.
 	Percent float64
+	// Select, when set, chooses the objects ReadData re-reads instead of
+	// Percent (a rotating slice of the digest space, so successive checks
+	// cover the whole pool).
+	Select func(Digest) bool
 }
 
 // CheckUse names one place a bad object is used.
@@ -210,7 +214,11 @@ func (p *Pool) readData(ctx context.Context, o CheckOptions, stored map[Digest]i
 		if verified[d] || bad[d] {
 			continue
 		}
-		if o.Percent > 0 && o.Percent < 100 && rand.Float64()*100 >= o.Percent {
+		if o.Select != nil {
+			if !o.Select(d) {
+				continue
+			}
+		} else if o.Percent > 0 && o.Percent < 100 && rand.Float64()*100 >= o.Percent {
 			continue
 		}
 		todo = append(todo, d)
