@@ -203,6 +203,7 @@ func (s *Server) allRoutes() []route {
 		{method: "GET", pattern: "/api/v1/methods", minRole: roleUser, json: handleMethods},
 		{method: "GET", pattern: "/api/v1/maintenance", minRole: roleUser, json: s.handleMaintenanceGet},
 		{method: "PUT", pattern: "/api/v1/maintenance", minRole: roleAdmin, json: s.handleMaintenancePut},
+		{method: "GET", pattern: "/api/v1/instances", minRole: roleOperator, json: s.handleInstances},
 
 		{method: "GET", pattern: "/api/v1/hosts", minRole: roleUser, json: s.handleHostList},
 		{method: "POST", pattern: "/api/v1/hosts", minRole: roleOperator, json: s.handleHostCreate},

@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,7 +41,8 @@ type ClusterConfig struct {
 	// in the instance list (default the TCP listen address).
 	Advertise string
 	// InstanceJobs caps the backups this instance runs at once (default
-	// Config.MaxJobs, which in cluster mode is the global limit).
+	// Config.MaxJobs, which in cluster mode is the global limit); negative:
+	// none (an instance for the API, restores and pool jobs only).
 	InstanceJobs int
 	// Heartbeat is how often the instance renews its row and its leases
 	// (default 5s); LeaseTimeout is how long a lease lasts without renewal
@@ -94,8 +97,11 @@ func newCluster(r *jobRunner) (*cluster, error) {
 		rand.Read(b[:])
 		cfg.InstanceID = host + "-" + hex.EncodeToString(b[:])
 	}
-	if cfg.InstanceJobs <= 0 {
+	switch {
+	case cfg.InstanceJobs == 0:
 		cfg.InstanceJobs = r.s.cfg.MaxJobs
+	case cfg.InstanceJobs < 0:
+		cfg.InstanceJobs = 0 // serves the API, restores and pool jobs; claims no backups
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 5 * time.Second
@@ -150,6 +156,8 @@ func (c *cluster) start(ctx context.Context) error {
 		c.lastRenew = now
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.claimLoop() }()
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); s.cat.Listen(c.ctx, c.poke) }()
 	}
 	return nil
 }
@@ -286,7 +294,7 @@ func (c *cluster) expire(ctx context.Context, now time.Time) {
 		}
 	}
 	if len(ex) > 0 {
-		c.poke()
+		s.cat.Notify(ctx)
 	}
 }
 
@@ -368,7 +376,7 @@ func (c *cluster) claim(ctx context.Context) {
 	kinds := c.queuedKinds()
 	for ctx.Err() == nil && !r.q.Stats().Paused && r.leasedCount() < c.cfg.InstanceJobs {
 		j, err := s.cat.ClaimJob(ctx, catalog.ClaimSpec{Instance: c.id, Kinds: kinds, Global: s.cfg.MaxJobs,
-			Lease: c.cfg.LeaseTimeout, Now: s.now()})
+			Lease: c.cfg.LeaseTimeout, Now: s.now(), Clock: s.now, Fair: true})
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("claim a job", "instance", c.id, "err", err)
@@ -419,6 +427,7 @@ func (r *jobRunner) runLeased(j catalog.Job) bool {
 		r.mu.Unlock()
 		close(rj.done)
 		r.endLeased(j, err, cause)
+		r.s.cat.Notify(context.Background()) // a slot is free (and maybe a retry queued)
 		r.cl.poke()
 	}()
 	return true
@@ -557,4 +566,59 @@ func openPoolBackend(ctx context.Context, loc string, create bool) (pool.Backend
 		return pool.NewDirBackend(loc)
 	}
 	return pool.OpenBackend(ctx, loc, pool.OpenBackendOptions{Create: create})
+}
+
+// InstanceBody is one entry of GET /api/v1/instances.
+type InstanceBody struct {
+	ID            string    `json:"id"`
+	Host          string    `json:"host"`
+	Addr          string    `json:"addr,omitempty"`
+	Version       string    `json:"version"`
+	State         string    `json:"state"` // "up", "stopped", or "lost" (no heartbeat within the lease timeout)
+	Self          bool      `json:"self"`  // the instance answering
+	Started       time.Time `json:"started"`
+	LastHeartbeat time.Time `json:"last_heartbeat"`
+	Running       int       `json:"running"`
+	Capacity      int       `json:"capacity"`
+	Load          float64   `json:"load"`
+	Jobs          []int64   `json:"jobs"` // its running jobs
+}
+
+// instances lists the registered instances with their running jobs.
+func (s *Server) instances(ctx context.Context) ([]InstanceBody, error) {
+	ins, err := s.cat.Instances(ctx)
+	if err != nil {
+		return nil, err
+	}
+	running, err := s.cat.Jobs(ctx, catalog.JobFilter{States: []string{catalog.JobRunning}})
+	if err != nil {
+		return nil, err
+	}
+	byInst := map[string][]int64{}
+	for _, j := range running {
+		byInst[j.Instance] = append(byInst[j.Instance], j.ID)
+	}
+	now := s.now()
+	out := make([]InstanceBody, 0, len(ins))
+	for _, in := range ins {
+		b := InstanceBody{ID: in.ID, Host: in.Host, Addr: in.Addr, Version: in.Version, Started: in.Started,
+			LastHeartbeat: in.LastHeartbeat, Running: in.Running, Capacity: in.Capacity, Load: in.Load,
+			Self: in.ID == s.jobs.cl.id, Jobs: byInst[in.ID], State: "up"}
+		switch {
+		case !in.Stopped.IsZero():
+			b.State = "stopped"
+		case now.Sub(in.LastHeartbeat) > s.jobs.cl.cfg.LeaseTimeout:
+			b.State = "lost"
+		}
+		if b.Jobs == nil {
+			b.Jobs = []int64{}
+		}
+		slices.Sort(b.Jobs)
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func (s *Server) handleInstances(r *http.Request, _ *principal) (any, error) {
+	return s.instances(r.Context())
 }

@@ -327,6 +327,7 @@ func (r *jobRunner) enqueueShared(ctx context.Context, j *catalog.Job) (dup bool
 	}
 	r.s.events.publish(Event{Type: "job", JobID: j.ID, Host: j.Host, Data: map[string]string{"state": catalog.JobQueued, "kind": j.Kind}})
 	r.cl.poke()
+	r.s.cat.Notify(ctx)
 	return false, nil
 }
 

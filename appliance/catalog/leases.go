@@ -7,6 +7,8 @@ import (
 	"hash/fnv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // Job leasing: with several instances on one PostgreSQL catalog the jobs
@@ -34,6 +36,14 @@ type ClaimSpec struct {
 	Global int
 	Lease  time.Duration
 	Now    time.Time
+	// Fair makes an instance that runs jobs yield to a live instance
+	// (heartbeat within Lease) that runs fewer and has room, so work
+	// spreads over the fleet; that instance claims on the next
+	// notification or poll. An instance running nothing never yields.
+	Fair bool
+	// Clock, when set, is read once the claim holds the claim lock, so a
+	// job's start is never before the end of a job it waited for.
+	Clock func() time.Time
 }
 
 // ClaimJob leases the next queued job of sp.Kinds to sp.Instance: manual
@@ -58,6 +68,9 @@ func (c *DB) ClaimJob(ctx context.Context, sp ClaimSpec) (*Job, error) {
 				return err
 			}
 		}
+		if sp.Clock != nil {
+			sp.Now = sp.Clock()
+		}
 		if sp.Global > 0 {
 			var n int
 			args := append([]any{JobRunning}, kinds...)
@@ -66,6 +79,12 @@ func (c *DB) ClaimJob(ctx context.Context, sp ClaimSpec) (*Job, error) {
 			}
 			if n >= sp.Global {
 				return nil
+			}
+		}
+		if sp.Fair {
+			yield, err := c.shouldYield(ctx, tx, sp, in, kinds)
+			if err != nil || yield {
+				return err
 			}
 		}
 		q := `SELECT id FROM jobs j WHERE j.state = ? AND j.kind IN ` + in + ` AND j.not_before <= ?
@@ -99,6 +118,84 @@ func (c *DB) ClaimJob(ctx context.Context, sp ClaimSpec) (*Job, error) {
 		return nil, nil
 	}
 	return c.Job(ctx, got.ID)
+}
+
+// shouldYield reports whether another live instance runs fewer jobs of
+// the kinds than sp.Instance and has room for one more.
+func (c *DB) shouldYield(ctx context.Context, tx *sql.Tx, sp ClaimSpec, in string, kinds []any) (bool, error) {
+	count := "(SELECT COUNT(*) FROM jobs r WHERE r.state = ? AND r.kind IN " + in + " AND r.instance = %s)"
+	args := append([]any{JobRunning}, kinds...)
+	args = append(args, sp.Instance)
+	var mine int
+	if err := tx.QueryRowContext(ctx, c.rebind("SELECT "+fmt.Sprintf(count, "?")), args...).Scan(&mine); err != nil {
+		return false, err
+	}
+	if mine == 0 {
+		return false, nil
+	}
+	q := "SELECT COUNT(*) FROM instances i WHERE i.stopped = 0 AND i.last_heartbeat > ? AND i.id <> ? AND i.capacity > " +
+		fmt.Sprintf(count, "i.id") + " AND " + fmt.Sprintf(count, "i.id") + " < ?"
+	args = []any{nanos(sp.Now.Add(-sp.Lease)), sp.Instance, JobRunning}
+	args = append(args, kinds...)
+	args = append(args, JobRunning)
+	args = append(args, kinds...)
+	args = append(args, mine)
+	var n int
+	if err := tx.QueryRowContext(ctx, c.rebind(q), args...).Scan(&n); err != nil {
+		return false, err
+	}
+	return n > 0, nil
+}
+
+// Notify wakes every instance listening on the job queue (Listen): a job
+// was queued or a slot freed. On SQLite it does nothing.
+func (c *DB) Notify(ctx context.Context) error {
+	if c.dialect != postgres {
+		return nil
+	}
+	if _, err := c.db.ExecContext(ctx, "SELECT pg_notify($1, '')", notifyChannel); err != nil {
+		return fmt.Errorf("notify job queue: %w", err)
+	}
+	return nil
+}
+
+// notifyChannel is the LISTEN/NOTIFY channel of the job queue.
+const notifyChannel = "cairn_jobs"
+
+// Listen calls wake for every Notify until ctx is done, on a connection
+// of its own that it re-opens after errors. On SQLite it returns at once.
+func (c *DB) Listen(ctx context.Context, wake func()) {
+	if c.dialect != postgres {
+		return
+	}
+	for ctx.Err() == nil {
+		c.listenOnce(ctx, wake)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (c *DB) listenOnce(ctx context.Context, wake func()) error {
+	conn, err := c.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		pc := dc.(*stdlib.Conn).Conn()
+		if _, err := pc.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+			return err
+		}
+		wake() // anything notified while not listening
+		for {
+			if _, err := pc.WaitForNotification(ctx); err != nil {
+				return err
+			}
+			wake()
+		}
+	})
 }
 
 // LeaseJob puts a job that runs outside the shared queue (a restore, a

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -294,4 +295,57 @@ func TestClaimRace(t *testing.T) {
 			t.Errorf("job %d ran %d times", id, n)
 		}
 	}
+}
+
+// TestClaimFairAndNotify: a busy instance yields to a live idle one with
+// room; Notify wakes a listener.
+func TestClaimFairAndNotify(t *testing.T) {
+	pg := testenv.Postgres(t)
+	db, err := Open(ctx, pg.CreateDB(t, "fair"))
+	must(t, err)
+	defer db.Close()
+	now := time.Now()
+	for _, id := range []string{"busy", "idle", "full"} {
+		must(t, db.RegisterInstance(ctx, &Instance{ID: id, Started: now, Capacity: map[string]int{"busy": 2, "idle": 2, "full": 0}[id]}))
+	}
+	for _, h := range []string{"a", "b", "c"} {
+		newJob(t, db, h, false)
+	}
+	fair := func(inst string) *Job {
+		j, err := db.ClaimJob(ctx, ClaimSpec{Instance: inst, Kinds: []string{"backup"}, Lease: 10 * time.Second, Now: now, Fair: true})
+		must(t, err)
+		return j
+	}
+	if j := fair("busy"); j == nil {
+		t.Fatal("an instance running nothing must claim")
+	}
+	if j := fair("busy"); j != nil {
+		t.Fatalf("busy claimed %d while idle runs nothing", j.ID)
+	}
+	if j := fair("idle"); j == nil {
+		t.Fatal("idle did not claim")
+	}
+	if j := fair("busy"); j == nil {
+		t.Fatal("busy must claim when nobody runs fewer")
+	}
+	// An instance whose heartbeat is older than the lease does not count.
+	must(t, db.InstanceHeartbeat(ctx, "idle", now.Add(-time.Minute), 0, 0))
+	newJob(t, db, "d", false)
+	if j := fair("busy"); j == nil {
+		t.Fatal("busy yielded to an instance that stopped beating")
+	}
+
+	lctx, cancel := context.WithCancel(ctx)
+	woke := make(chan struct{}, 10)
+	done := make(chan struct{})
+	go func() { db.Listen(lctx, func() { woke <- struct{}{} }); close(done) }()
+	<-woke // the initial wake once listening
+	must(t, db.Notify(ctx))
+	select {
+	case <-woke:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Notify did not wake the listener")
+	}
+	cancel()
+	<-done
 }

@@ -48,6 +48,15 @@ func runServe(ctx context.Context, args []string) error {
 	fs.Var(&mailTo, "mail-to", "recipient of notification mail (repeatable)")
 	staleAfter := fs.Duration("stale-after", 36*time.Hour, "a source without a good backup for this long is reported stale")
 	mount := fs.String("mount", os.Getenv("CAIRN_MOUNT"), "mount the whole restore tree read-only here (FUSE) while serving; env CAIRN_MOUNT")
+	fs.String("config", "", "read settings from this file of CAIRN_NAME=value lines (names as the env variables below); env CAIRN_CONFIG")
+	keyFile := fs.String("secret-key-file", "", "key that seals host credentials (default DATA/secret.key); every instance of a fleet needs the same one")
+	clustered := fs.Bool("cluster", false, "share the job queue with other instances on the same --db postgres://… and --pool s3://…")
+	instanceID := fs.String("instance-id", "", "name of this instance in the cluster (default hostname-random)")
+	advertise := fs.String("advertise", "", "address of this instance shown in `cairn instance ls` (default the --listen address)")
+	instanceJobs := fs.Int("instance-jobs", 0, "backups this instance runs at once (default --max-jobs, which is the cluster-wide limit; -1: none)")
+	heartbeat := fs.Duration("heartbeat", 5*time.Second, "how often an instance renews its registration and job leases")
+	leaseTimeout := fs.Duration("lease-timeout", 30*time.Second, "a job whose instance has not renewed its lease for this long runs again elsewhere")
+	poll := fs.Duration("poll", time.Second, "how often an idle instance looks for queued jobs of other instances")
 	applianceMode := fs.Bool("appliance", false, "run as the appliance image: data disk, A/B updates, console banner, TLS on (system endpoints)")
 	tlsMode := fs.String("tls", "", "TCP listener TLS: off, or auto (self-signed certificate made once in DATA/tls); default off, auto with --appliance")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM; with --tls-key)")
@@ -56,6 +65,9 @@ func runServe(ctx context.Context, args []string) error {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: cairn serve [flags]\n\nRuns the appliance in the data directory. Needs no flags on a first run.\n\n")
 		fs.PrintDefaults()
+	}
+	if err := serveEnv(fs, args); err != nil {
+		return err
 	}
 	if err := fs.Parse(args); err != nil {
 		return apUsageErr(err)
@@ -83,8 +95,97 @@ func runServe(ctx context.Context, args []string) error {
 		WebhookURL: *webhook, StaleAfter: *staleAfter, MetricsTextfile: *textfile,
 		SMTPAddr: *smtpAddr, SMTPUser: *smtpUser, SMTPPassword: os.Getenv("CAIRN_SMTP_PASSWORD"),
 		MailFrom: *mailFrom, MailTo: mailTo, Mount: *mount,
+		SecretKeyFile: *keyFile,
+		Cluster: appliance.ClusterConfig{Enabled: *clustered, InstanceID: *instanceID, Advertise: *advertise,
+			InstanceJobs: *instanceJobs, Heartbeat: *heartbeat, LeaseTimeout: *leaseTimeout, Poll: *poll},
 		TLSMode: *tlsMode, TLSCert: *tlsCert, TLSKey: *tlsKey, Consoles: apConsoles(*consoles),
 	}, nil)
+}
+
+// serveEnv gives every serve flag --some-name the value of the
+// environment variable CAIRN_SOME_NAME when set, or else of that name in
+// the config file (--config or CAIRN_CONFIG: CAIRN_NAME=value lines, #
+// comments), so a fleet shares one file or one environment. Flags on the
+// command line win. Other CAIRN_ names of the file (CAIRN_S3_ACCESS_KEY,
+// CAIRN_S3_SECRET_KEY, CAIRN_SMTP_PASSWORD) go to the environment.
+func serveEnv(fs *flag.FlagSet, args []string) error {
+	envName := func(flagName string) string {
+		return "CAIRN_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+	}
+	known := map[string]bool{"CAIRN_CONFIG": true, "CAIRN_S3_ACCESS_KEY": true, "CAIRN_S3_SECRET_KEY": true, "CAIRN_SMTP_PASSWORD": true}
+	fs.VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = true })
+	path := os.Getenv("CAIRN_CONFIG")
+	for i, a := range args {
+		switch {
+		case (a == "--config" || a == "-config") && i+1 < len(args):
+			path = args[i+1]
+		case strings.HasPrefix(a, "--config=") || strings.HasPrefix(a, "-config="):
+			_, path, _ = strings.Cut(a, "=")
+		}
+	}
+	file := map[string]string{}
+	if path != "" {
+		var err error
+		if file, err = readServeConfig(path, known); err != nil {
+			return err
+		}
+	}
+	for k, v := range file {
+		if os.Getenv(k) == "" {
+			os.Setenv(k, v)
+		}
+	}
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		v := os.Getenv(name)
+		if v == "" || f.Name == "config" || err != nil {
+			return
+		}
+		if e := fs.Set(f.Name, v); e != nil {
+			err = fmt.Errorf("%s=%q (--%s): %v", name, v, f.Name, e)
+		}
+	})
+	return err
+}
+
+// readServeConfig reads a file of CAIRN_NAME=value lines. A file that
+// holds a secret must not be readable by group or others.
+func readServeConfig(path string, known map[string]bool) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	out := map[string]string{}
+	secret := false
+	for n, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		k, v, ok := strings.Cut(line, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("config %s line %d: want CAIRN_NAME=value", path, n+1)
+		}
+		if !known[k] {
+			return nil, fmt.Errorf("config %s line %d: %s is not a setting of cairn serve (names are CAIRN_ plus the flag name, e.g. CAIRN_MAX_JOBS)", path, n+1, k)
+		}
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		if strings.Contains(k, "SECRET") || strings.Contains(k, "PASSWORD") || strings.Contains(k, "DB") && strings.Contains(v, "@") {
+			secret = true
+		}
+		out[k] = v
+	}
+	if secret {
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("config %s: holds secrets but mode %o lets others read it; chmod 600 it", path, st.Mode().Perm())
+		}
+	}
+	return out, nil
 }
 
 // apUsageErr turns a flag parse error into errUsage (flag already printed
