@@ -1,7 +1,6 @@
 package iso
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -138,7 +137,7 @@ func TestBoot(t *testing.T) {
 	ph.done("data disk formatted, data dir moved")
 
 	src := map[string]any{
-		"name": "data", "method": "sftp", "path": "data",
+		"name": "data", "method": "sftp", "path": filepath.Join(sshd.Dir, "data"),
 		"options": map[string]string{"host": "10.0.2.2", "port": strconv.Itoa(sshd.Port), "user": sshd.User},
 		"secret":  map[string]string{"private_key": string(key)},
 	}
@@ -538,5 +537,3 @@ func (c *client) checkDAV(t *testing.T, user, password string, content map[strin
 		t.Errorf("DELETE over WebDAV: %d, want a refusal", code)
 	}
 }
-
-var _ = bufio.NewReader

@@ -15,7 +15,9 @@ set -eu
 # Keep this list in sync with what internal/testenv and the tests shell out to.
 PKGS="fuse3 samba smbclient openssh-server openssh-client vsftpd rsync postgresql
 mariadb-server mariadb-client litmus cadaver davfs2 rclone openssl passwd util-linux libpam-modules coreutils ca-certificates
-prometheus chromium btrfs-progs lvm2"
+prometheus chromium btrfs-progs lvm2
+debootstrap squashfs-tools xorriso grub-pc-bin grub-efi-amd64-bin grub-common mtools
+qemu-system-x86 ovmf e2fsprogs"
 
 # VersityGW: Apache-2.0, posix backend, builds with Go 1.26 in about a minute.
 S3_MODULE=github.com/versity/versitygw/cmd/versitygw

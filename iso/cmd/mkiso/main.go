@@ -220,6 +220,10 @@ func (b *builder) customize(root string) error {
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", b.rootfs, err)
 	}
+	// live-boot writes /etc/network/interfaces (there is no ifupdown).
+	if err := os.MkdirAll(filepath.Join(root, "etc/network"), 0o755); err != nil {
+		return err
+	}
 	if err := copyFile(b.cairn, filepath.Join(root, "usr/local/sbin/cairn"), 0o755); err != nil {
 		return err
 	}
