@@ -3,7 +3,10 @@ package web
 import (
 	"crypto/subtle"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -105,13 +108,15 @@ func (u *UI) handleLoginPost(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusForbidden, "form", "This form expired or came from another site. Please try again (cookies must be enabled).")
 		return
 	}
-	if !u.limiter.allow(name) {
-		fail(http.StatusTooManyRequests, "form", "Too many failed attempts for this user. Wait a minute and try again.")
+	if d := u.limiter.wait(r, name); d > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(d.Round(time.Second)/time.Second)+1))
+		u.log.Warn("web: login refused while locked out", "user", name, "remote", r.RemoteAddr, "wait", d.Round(time.Second))
+		fail(http.StatusTooManyRequests, "form", fmt.Sprintf("Too many failed attempts. Wait %s and try again.", d.Round(time.Second)))
 		return
 	}
 	usr, err := u.CheckLogin(r, name, r.PostFormValue("password"))
 	if errors.Is(err, errLogin) {
-		u.limiter.fail(name)
+		u.limiter.fail(r, name)
 		u.log.Warn("web: failed login", "user", name, "remote", r.RemoteAddr)
 		fail(http.StatusUnauthorized, "password", "Wrong user name or password.")
 		return
@@ -140,56 +145,106 @@ func (u *UI) handleLogout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-// loginLimiter refuses a user name after maxFails failures within
-// failWindow, until the window has passed.
+// loginLimiter locks a user name out after maxFails failures within
+// failWindow, and a client address after maxAddrFails (a spray of names
+// from one place). Each lockout of the same key lasts twice as long as the
+// one before (failWindow, 2×, 4×, … up to maxLockout); a success resets a
+// name, and a key that stays quiet for a day starts over.
 type loginLimiter struct {
-	now   func() time.Time
-	mu    sync.Mutex
-	fails map[string][]time.Time
+	now  func() time.Time
+	mu   sync.Mutex
+	keys map[string]*loginKey
+}
+
+type loginKey struct {
+	fails    []time.Time // within failWindow
+	until    time.Time   // locked out before this
+	lockouts int         // consecutive lockouts, for the backoff
+	last     time.Time
 }
 
 const (
-	maxFails   = 10
-	failWindow = time.Minute
+	maxFails     = 10
+	maxAddrFails = 50
+	failWindow   = time.Minute
+	maxLockout   = time.Hour
+	lockoutReset = 24 * time.Hour
+	maxLoginKeys = 10000
 )
 
 func newLoginLimiter(now func() time.Time) *loginLimiter {
-	return &loginLimiter{now: now, fails: map[string][]time.Time{}}
+	return &loginLimiter{now: now, keys: map[string]*loginKey{}}
 }
 
-func (l *loginLimiter) recent(name string) []time.Time {
+// addrKey is the limiter key of a request's client address.
+func addrKey(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "addr " + host
+}
+
+func (l *loginLimiter) key(k string, now time.Time) *loginKey {
+	lk := l.keys[k]
+	if lk != nil && now.Sub(lk.last) >= lockoutReset && !now.Before(lk.until) {
+		lk = nil
+	}
+	if lk == nil {
+		if len(l.keys) >= maxLoginKeys { // bound memory under a spray of names
+			for kk, v := range l.keys {
+				if !now.Before(v.until) {
+					delete(l.keys, kk)
+				}
+			}
+		}
+		lk = &loginKey{}
+		l.keys[k] = lk
+	}
+	return lk
+}
+
+// wait reports how long name (and the client address of r) are still
+// locked out; 0 means a login may be tried.
+func (l *loginLimiter) wait(r *http.Request, name string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	now := l.now()
-	ts := l.fails[name]
-	i := 0
-	for i < len(ts) && now.Sub(ts[i]) >= failWindow {
-		i++
+	var d time.Duration
+	for _, k := range []string{"user " + name, addrKey(r)} {
+		if lk := l.keys[k]; lk != nil && now.Before(lk.until) {
+			d = max(d, lk.until.Sub(now))
+		}
 	}
-	ts = ts[i:]
-	if len(ts) == 0 {
-		delete(l.fails, name)
-	} else {
-		l.fails[name] = ts
-	}
-	return ts
+	return d
 }
 
-func (l *loginLimiter) allow(name string) bool {
+func (l *loginLimiter) fail(r *http.Request, name string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.recent(name)) < maxFails
-}
-
-func (l *loginLimiter) fail(name string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.fails) > 10000 { // bound memory under a spray of names
-		l.fails = map[string][]time.Time{}
+	now := l.now()
+	for _, k := range []struct {
+		key string
+		max int
+	}{{"user " + name, maxFails}, {addrKey(r), maxAddrFails}} {
+		lk := l.key(k.key, now)
+		lk.last = now
+		i := 0
+		for i < len(lk.fails) && now.Sub(lk.fails[i]) >= failWindow {
+			i++
+		}
+		lk.fails = append(lk.fails[i:], now)
+		if len(lk.fails) >= k.max {
+			d := failWindow << min(lk.lockouts, 10)
+			lk.until, lk.fails = now.Add(min(d, maxLockout)), nil
+			lk.lockouts++
+		}
 	}
-	l.fails[name] = append(l.recent(name), l.now())
 }
 
+// reset forgets a name's failures after a successful login.
 func (l *loginLimiter) reset(name string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.fails, name)
+	delete(l.keys, "user "+name)
 }
