@@ -113,3 +113,14 @@ func (w *Writer) StoreContent(ctx context.Context, r io.Reader) (Entry, error) {
 	w.st.mu.Unlock()
 	return Entry{Type: TypeFile, Size: got.Size, Content: got.Content, Chunked: got.Chunked}, nil
 }
+
+// Flush waits until every write queued so far has finished, so content
+// stored by StoreContent can be reused by Add (which checks that it is
+// in the pool). It returns the Writer's error, if it has failed.
+func (w *Writer) Flush(ctx context.Context) error {
+	if err := w.failed(); err != nil {
+		return err
+	}
+	w.budget.waitIdle()
+	return w.failed()
+}
