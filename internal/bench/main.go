@@ -126,8 +126,9 @@ type record struct {
 	Pairs      []pairSpec
 	Dumps      []dumpResult
 	ScaleSizes []int
-	Skipped    []string      // scenarios not run, and why
-	Images     *imagesRecord `json:",omitempty"` // block images (images.go)
+	Skipped    []string        // scenarios not run, and why
+	Images     *imagesRecord   `json:",omitempty"` // block images (images.go)
+	ScaleOut   *scaleOutRecord `json:",omitempty"` // scale-out fleet (scaleout.go)
 }
 
 // mutation counts what corpus.Mutate did.
@@ -220,6 +221,9 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		}
 	}
 	if err := b.runImages(ctx); err != nil {
+		return err
+	}
+	if err := b.runScaleOut(ctx); err != nil {
 		return err
 	}
 	b.rec.Load1 = loadavg()

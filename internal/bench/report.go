@@ -196,6 +196,7 @@ func (b *bench) writeReport(out string) error {
 	b.writeLimits(p)
 	b.writePeers(p)
 	b.writeImages(p)
+	b.writeScaleOut(p)
 
 	if len(b.rec.Flat) > 0 {
 		p("## Flat memory: peak RSS vs number of files\n\n")
