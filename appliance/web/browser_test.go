@@ -18,14 +18,15 @@ import (
 // streams the progress events the test pushes. The end-to-end test
 // against the real `cairn serve` binary is TestBrowserServe.
 type stubAPI struct {
-	ui      *UI
-	mu      sync.Mutex
-	subs    map[chan string]bool // SSE streams; push fans out to all
-	posted  map[string]any       // last POST /api/v1/hosts body
-	patched map[string]any       // last PATCH /api/v1/hosts/{host} body
-	storage map[string]any       // last POST /api/v1/storage body
-	csrfOK  bool
-	tests   []string // query of each POST /api/v1/hosts/{host}/test
+	ui       *UI
+	mu       sync.Mutex
+	subs     map[chan string]bool // SSE streams; push fans out to all
+	posted   map[string]any       // last POST /api/v1/hosts body
+	patched  map[string]any       // last PATCH /api/v1/hosts/{host} body
+	storage  map[string]any       // last POST /api/v1/storage body
+	defaults map[string]any       // last PUT /api/v1/defaults body
+	csrfOK   bool
+	tests    []string // query of each POST /api/v1/hosts/{host}/test
 }
 
 func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -52,6 +53,19 @@ func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"schedules": []any{map[string]any{"cron": "0 2 * * *"}}, "retention": map[string]int{"keep_daily": 7}, "created": now}
 	q := r.URL.Query()
 	switch {
+	case r.URL.Path == "/api/v1/defaults" && r.Method == "GET":
+		js(200, map[string]any{"settings": map[string]string{}})
+	case r.URL.Path == "/api/v1/defaults" && r.Method == "PUT":
+		var in map[string]any
+		json.NewDecoder(r.Body).Decode(&in)
+		if st, _ := in["settings"].(map[string]any); st["schedule"] == "99 2 * * *" {
+			js(400, map[string]string{"error": `schedule: minute 99 out of range 0-59`})
+			return
+		}
+		s.mu.Lock()
+		s.defaults = in
+		s.mu.Unlock()
+		js(200, in)
 	case r.URL.Path == "/api/v1/storage" && r.Method == "GET":
 		js(200, map[string]any{"pool_id": "p", "kind": "dir", "location": "/srv/cairn/pool", "free": 3 << 30, "total": 8 << 30, "changeable": true})
 	case r.URL.Path == "/api/v1/storage/test":
@@ -288,8 +302,27 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 	b.waitFor("timezone step", `location.pathname === "/setup/timezone" && document.readyState === "complete"`)
 	b.setValue("#timezone", "Europe/Berlin")
 	b.submit("form[action='/setup/timezone']")
-	if p := b.path(); p != "/setup/host" {
-		t.Fatalf("after timezone at %s", p)
+	// Defaults: prefilled on a fresh appliance; a bad cron shows at its
+	// field; the PUT carries the form.
+	b.waitFor("defaults step", `location.pathname === "/setup/defaults" && document.body.dataset.ready === "1"`)
+	if v := b.evalString(`["schedule","jitter","keep_daily","keep_weekly","keep_monthly"].map(k => document.querySelector("#d-" + k).value).join("|")`); v != "0 2 * * *|30m|7|4|6" {
+		t.Fatalf("defaults prefilled %q", v)
+	}
+	if u := unlabelled(b); u != "" {
+		t.Fatalf("defaults: controls without a label: %s", u)
+	}
+	b.setValue("#d-schedule", "99 2 * * *")
+	b.eval(`document.querySelector("#defaults-form").requestSubmit()`)
+	b.waitFor("cron error at its field", `!document.querySelector('.field-error[data-for="schedule"]').hidden`)
+	b.consoleErrors()
+	b.setValue("#d-schedule", "15 1 * * *")
+	b.eval(`document.querySelector("#defaults-form").requestSubmit()`)
+	b.waitFor("first host step", `location.pathname === "/setup/host"`)
+	stub.mu.Lock()
+	got, _ = json.Marshal(stub.defaults)
+	stub.mu.Unlock()
+	if string(got) != `{"settings":{"jitter":"30m","keep_daily":"7","keep_monthly":"6","keep_weekly":"4","schedule":"15 1 * * *"}}` {
+		t.Fatalf("PUT /api/v1/defaults %s", got)
 	}
 	b.submit("form[action='/setup/done']")
 	if p := b.path(); p != "/" {

@@ -204,6 +204,9 @@ func TestBrowserServe(t *testing.T) {
 	b.waitFor("timezone step", `location.pathname === "/setup/timezone" && document.readyState === "complete"`)
 	b.setValue("#timezone", "UTC")
 	b.submit("form[action='/setup/timezone']")
+	b.waitFor("defaults step", `location.pathname === "/setup/defaults" && document.body.dataset.ready === "1"`)
+	b.eval(`document.querySelector("#defaults-form").requestSubmit()`)
+	b.waitFor("first host step", `location.pathname === "/setup/host" && document.readyState === "complete"`)
 	b.eval(`document.querySelector('a[href="/hosts/new?setup=1"]').click()`)
 	b.waitFor("host form", `location.pathname === "/hosts/new" && document.body.dataset.ready === "1"`)
 

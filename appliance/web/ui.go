@@ -129,7 +129,7 @@ func (u *UI) NeedsSetup(ctx context.Context) (bool, error) {
 // /healthz and /metrics.
 func (u *UI) Handler() http.Handler { return u.mux }
 
-var pageNames = []string{"setup.html", "setup_storage.html", "setup_timezone.html", "setup_host.html",
+var pageNames = []string{"setup.html", "setup_storage.html", "setup_timezone.html", "setup_defaults.html", "setup_host.html",
 	"login.html", "dashboard.html", "hosts.html", "host.html", "host_form.html", "browse.html",
 	"snapshot.html", "jobs.html", "job.html", "users.html", "tokens.html", "notfound.html"}
 
@@ -160,6 +160,7 @@ func (u *UI) routes() {
 	m.HandleFunc("GET /setup/storage", u.page("setup_storage.html", catalog.RoleAdmin, nil))
 	m.HandleFunc("GET /setup/timezone", u.page("setup_timezone.html", catalog.RoleAdmin, u.timezoneData))
 	m.HandleFunc("POST /setup/timezone", u.handleTimezonePost)
+	m.HandleFunc("GET /setup/defaults", u.page("setup_defaults.html", catalog.RoleAdmin, nil))
 	m.HandleFunc("GET /setup/host", u.page("setup_host.html", catalog.RoleAdmin, nil))
 	m.HandleFunc("POST /setup/done", u.handleSetupDone)
 	m.HandleFunc("GET /login", u.handleLogin)
@@ -286,7 +287,7 @@ var titles = map[string]string{
 	"dashboard.html": "Dashboard", "hosts.html": "Hosts", "host.html": "Host", "host_form.html": "Host",
 	"browse.html": "Snapshots", "snapshot.html": "Browse", "jobs.html": "Jobs", "job.html": "Job",
 	"users.html": "Users and groups", "tokens.html": "API tokens", "notfound.html": "Not found",
-	"setup_storage.html": "Setup: storage", "setup_timezone.html": "Setup: timezone", "setup_host.html": "Setup: first host",
+	"setup_storage.html": "Setup: storage", "setup_timezone.html": "Setup: timezone", "setup_defaults.html": "Setup: schedule", "setup_host.html": "Setup: first host",
 }
 
 // page serves a page shell for users of at least minRole. fill may add
