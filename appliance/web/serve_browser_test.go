@@ -1,6 +1,7 @@
 package web
 
 import (
+	"archive/zip"
 	"bufio"
 	"bytes"
 	"crypto/sha256"
@@ -8,6 +9,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -316,6 +318,32 @@ func TestBrowserServe(t *testing.T) {
 		t.Fatalf("sources after edit: %q", txt)
 	}
 	testConn("sftp connection test after an edit without the key")
+	// Restore web1's snapshot to the host, into a new directory there.
+	b.navigate(base + "/browse/web1")
+	b.waitFor("web1 snapshots", `document.body.dataset.ready === "1" && document.querySelector("#snapshots a")`)
+	b.eval(`document.querySelector("#snapshots a").click()`)
+	b.waitFor("web1 snapshot", `location.pathname.startsWith("/snapshots/") && document.body.dataset.ready === "1"`)
+	hostDest := filepath.Join(sshd.Dir, "restored")
+	b.eval(`document.querySelector("#r-where-host").click()`)
+	b.waitFor("host restore fields", `!document.querySelector("#r-host-box").hidden`)
+	b.setValue("#r-dest", hostDest)
+	b.eval(`document.querySelector("#restore-form").requestSubmit()`)
+	b.waitFor("restore to host queued", `document.querySelector("#restore-msg").innerText.includes("Restore queued as job")`)
+	b.eval(`document.querySelector("#restore-msg a").click()`)
+	b.waitFor("restore to host done", `location.pathname.startsWith("/jobs/") && document.body.dataset.ready === "1" && /done|succeeded|failed/.test(document.querySelector("#job-info").innerText)`)
+	if txt := b.evalString(`document.querySelector("#job-info").innerText`); !strings.Contains(txt, "done") && !strings.Contains(txt, "succeeded") {
+		t.Fatalf("restore to host: %s", txt)
+	}
+	var restored []byte
+	filepath.WalkDir(hostDest, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "web.conf" {
+			restored, _ = os.ReadFile(p)
+		}
+		return nil
+	})
+	if string(restored) != "listen 443\n" {
+		t.Fatalf("web.conf restored to the host under %s: %q", hostDest, restored)
+	}
 	if *updateDocs {
 		b.navigate(base + "/")
 		b.waitFor("dashboard with both hosts", `document.body.dataset.ready === "1" && document.querySelectorAll("#pool-chart polyline").length === 2 && document.querySelectorAll("#host-status tbody tr").length === 2`)
@@ -369,6 +397,42 @@ func TestBrowserServe(t *testing.T) {
 	}
 	if got := fetchHead("#dl-zip"); !strings.HasPrefix(got, "504b0304 ") {
 		t.Fatalf("zip download: %q, want a zip (PK\x03\x04)", got)
+	}
+	// The zip of the directory, downloaded by the browser, extracts to
+	// the backed-up files.
+	zip64 := b.evalString(`(async () => {
+		const r = await fetch(document.querySelector("#dl-zip").href, {credentials: "same-origin"});
+		if (!r.ok) return "HTTP " + r.status;
+		const u = new Uint8Array(await r.arrayBuffer());
+		let s = ""; for (const c of u) s += String.fromCharCode(c);
+		return btoa(s);
+	})()`)
+	zb, err := base64.StdEncoding.DecodeString(zip64)
+	if err != nil {
+		t.Fatalf("zip download: %v (%.40q)", err, zip64)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(zb), int64(len(zb)))
+	if err != nil {
+		t.Fatalf("zip download: %v", err)
+	}
+	var zipFiles []string
+	for _, f := range zr.File {
+		if f.FileInfo().IsDir() {
+			continue
+		}
+		zipFiles = append(zipFiles, f.Name)
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !strings.HasSuffix(f.Name, "b.bin") || !bytes.Equal(got, files["sub/b.bin"]) {
+			t.Fatalf("zip entry %s: %d bytes, %v", f.Name, len(got), err)
+		}
+	}
+	if len(zipFiles) != 1 {
+		t.Fatalf("zip of sub/ holds %v, want b.bin", zipFiles)
 	}
 	if got := fetchHead("#dl-tzst"); !strings.HasPrefix(got, "28b52ffd ") {
 		t.Fatalf("tar.zst download: %q, want zstd magic", got)
