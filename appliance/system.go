@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -352,15 +353,18 @@ func (s *Server) consoleBanner() string {
 	if len(urls) == 0 {
 		b.WriteString("  No network address yet (waiting for DHCP).\n")
 	}
+	// The token first: if the setup completes in between, need is false
+	// and the spent token is not shown.
+	tok := s.ui.SetupToken()
 	need, _ := s.ui.NeedsSetup(context.Background())
 	for _, u := range urls {
 		if need {
-			u = s.ui.SetupURL(u)
+			u = strings.TrimRight(u, "/") + "/setup?token=" + url.QueryEscape(tok)
 		}
 		b.WriteString("  Open:        " + u + "\n")
 	}
 	if need {
-		b.WriteString("  Setup token: " + s.ui.SetupToken() + "\n")
+		b.WriteString("  Setup token: " + tok + "\n")
 	}
 	s.sys.mu.Lock()
 	fpr := s.sys.fpr

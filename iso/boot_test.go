@@ -187,6 +187,11 @@ func TestBoot(t *testing.T) {
 		t.Errorf("after the reboot: hosts %+v, snapshots %+v", hosts, snaps)
 	}
 	c.checkDAV(t, admin, password, content)
+	// The console now says the data is on the disk, and shows no token.
+	vm.waitText(t, "(persistent)", time.Minute)
+	if b, _ := os.ReadFile(vm.serial); tokenRe.Match(b) {
+		t.Error("the console shows a setup token after the setup")
+	}
 	ph.done("reboot: config, snapshot and files survived")
 }
 
@@ -325,6 +330,18 @@ func (v *vm) waitConsole(t *testing.T, d time.Duration) (token, fpr string) {
 	}
 	t.Fatalf("no setup token and fingerprint on the serial console after %s", d)
 	return "", ""
+}
+
+func (v *vm) waitText(t *testing.T, text string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if b, _ := os.ReadFile(v.serial); bytes.Contains(b, []byte(text)) {
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("%q not on the serial console after %s", text, d)
 }
 
 func (v *vm) waitExit(t *testing.T, d time.Duration) {
