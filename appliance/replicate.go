@@ -297,6 +297,11 @@ type ReplicaTargetStatus struct {
 	Objects int   `json:"objects"`
 	Bytes   int64 `json:"bytes"`
 	Pruned  int   `json:"pruned"`
+	// Since the appliance started: snapshots copied, objects and stored
+	// bytes sent, over all runs.
+	CopiedTotal  int   `json:"copied_total"`
+	ObjectsTotal int   `json:"objects_total"`
+	BytesTotal   int64 `json:"bytes_total"`
 	// Snapshots on the target after the last run.
 	Snapshots []string `json:"snapshots,omitempty"`
 }
@@ -478,6 +483,9 @@ func (s *Server) replicateTarget(ctx context.Context, name string) (err error) {
 			st.Running = false
 			st.LastRun = &start
 			st.Copied, st.Objects, st.Bytes, st.Pruned = len(rep.Copied), rep.Objects, rep.Bytes, pruned
+			st.CopiedTotal += len(rep.Copied)
+			st.ObjectsTotal += rep.Objects
+			st.BytesTotal += rep.Bytes
 			if err != nil {
 				st.LastError = err.Error()
 				return

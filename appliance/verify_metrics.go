@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -79,11 +80,17 @@ func (s *Server) writeVerifyMetrics(ctx context.Context, p *promWriter) error {
 	}{
 		{"cairn_replication_last_bytes", "Stored bytes the target's last replication run sent.", func(st *ReplicaTargetStatus) float64 { return float64(st.Bytes) }},
 		{"cairn_replication_last_objects", "Objects the target's last replication run sent.", func(st *ReplicaTargetStatus) float64 { return float64(st.Objects) }},
+		{"cairn_replication_sent_bytes_total", "Stored bytes sent to the target since the appliance started.", func(st *ReplicaTargetStatus) float64 { return float64(st.BytesTotal) }},
+		{"cairn_replication_sent_objects_total", "Objects sent to the target since the appliance started.", func(st *ReplicaTargetStatus) float64 { return float64(st.ObjectsTotal) }},
 		{"cairn_replica_snapshots", "Snapshots on the target after its last replication run.", func(st *ReplicaTargetStatus) float64 { return float64(len(st.Snapshots)) }},
 		{"cairn_replication_lag_threshold_seconds", "How long a host's newest snapshot may wait for the target before the audit flags the host.",
 			func(st *ReplicaTargetStatus) float64 { return st.lagAlert().Seconds() }},
 	} {
-		p.head(m.name, "gauge", m.help)
+		typ := "gauge"
+		if strings.HasSuffix(m.name, "_total") {
+			typ = "counter"
+		}
+		p.head(m.name, typ, m.help)
 		for i := range rows {
 			p.sample(m.name, []string{"target", rows[i].Name}, m.val(&rows[i]))
 		}
