@@ -4,7 +4,8 @@ package appliance
 // and how its GC and check ride along with the file pool's jobs.
 //
 // The image pool is a separate pool root (Config.Images, default
-// DATA/images; a directory or s3://…), created by the first image backup.
+// DATA/images; a directory or s3://…), created by the first image backup,
+// encrypted with its own key (DATA/images.key) when the file pool is.
 // Its identity is recorded in the catalog (setting image_pool_id) like the
 // file pool's: a different or unreadable pool there is "wrong or missing
 // storage".
@@ -33,6 +34,11 @@ import (
 
 // settingImagePoolID is the catalog setting with the image pool's UUID.
 const settingImagePoolID = "image_pool_id"
+
+// imagesKeyName is the image pool's key file in the data dir: an image
+// pool is encrypted (with its own key) when the file pool is. Keep it
+// with pool.key: without it the images cannot be read.
+const imagesKeyName = "images.key"
 
 // imageState is the lazily opened image pool.
 type imageState struct {
@@ -76,7 +82,8 @@ func (s *Server) imageStore(ctx context.Context, create bool) (*images.Store, er
 	if known && want != "" {
 		b, err := openImagesBackend(ctx, loc, false)
 		if err == nil {
-			st.store, err = images.Open(ctx, b, pool.OpenOptions{ExpectID: want}, s.log.With("component", "images"))
+			st.store, err = images.Open(ctx, b, pool.OpenOptions{ExpectID: want, KeyFile: filepath.Join(s.dataDir, imagesKeyName)},
+				s.log.With("component", "images"))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("wrong or missing image storage: the catalog expects image pool %s at %s: %w", want, pool.RedactLocation(loc), err)
@@ -90,12 +97,17 @@ func (s *Server) imageStore(ctx context.Context, create bool) (*images.Store, er
 	if err != nil {
 		return nil, fmt.Errorf("image pool %s: %w", pool.RedactLocation(loc), err)
 	}
-	store, err := images.Open(ctx, b, pool.OpenOptions{}, s.log.With("component", "images"))
+	keyFile := filepath.Join(s.dataDir, imagesKeyName)
+	store, err := images.Open(ctx, b, pool.OpenOptions{KeyFile: keyFile}, s.log.With("component", "images"))
 	if err != nil {
 		if _, serr := b.Stat(ctx, pool.IdentityName); serr == nil {
 			return nil, fmt.Errorf("image pool %s: %w", pool.RedactLocation(loc), err) // present but not ours: never overwrite
 		}
-		if store, err = images.Init(ctx, b, pool.InitOptions{}, s.log.With("component", "images")); err != nil {
+		io := pool.InitOptions{}
+		if s.pool.Encrypted() {
+			io = pool.InitOptions{Encrypt: true, KeyFile: keyFile}
+		}
+		if store, err = images.Init(ctx, b, io, s.log.With("component", "images")); err != nil {
 			return nil, fmt.Errorf("init image pool %s: %w", pool.RedactLocation(loc), err)
 		}
 		s.log.Info("initialised the image pool", "pool", store.Pool().ID(), "location", store.Pool().Location())

@@ -680,3 +680,40 @@ func TestOnlyFile(t *testing.T) {
 		}
 	}
 }
+
+// TestImagePoolEncrypted: with an encrypted file pool, the image pool is
+// encrypted too, with its own key file, and images read back.
+func TestImagePoolEncrypted(t *testing.T) {
+	srv := testenv.SSHD(t)
+	data := t.TempDir()
+	e := newEnv(t, Config{DataDir: data})
+	var st StorageBody
+	e.must("socket", "POST", "/api/v1/storage", StorageInput{Kind: "dir", Dir: filepath.Join(t.TempDir(), "pool"), Encrypt: true}, &st)
+	img := filepath.Join(srv.Dir, "vm.img")
+	raw := smallImage(31)
+	os.WriteFile(img, raw, 0o600)
+	name := "enc"
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{imageSource(t, srv, "disk", MethodImageSFTP, img)}}, nil)
+	e.jobOK(e.backup("enc"))
+	store, err := e.s.imageStore(context.Background(), false)
+	if err != nil || !store.Pool().Encrypted() {
+		t.Fatalf("image pool: %v, encrypted %v", err, err == nil && store.Pool().Encrypted())
+	}
+	if fi, err := os.Stat(filepath.Join(data, imagesKeyName)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("image key file: %v %v", fi, err)
+	}
+	list := e.images("enc")
+	e.s.refreshTree()
+	if len(list) != 1 || treeSum(t, e.s.tree(), list[0].Path) != sha256.Sum256(raw) {
+		t.Fatalf("encrypted image does not read back: %+v", list)
+	}
+	// The plaintext never reaches the image pool's objects.
+	filepath.WalkDir(e.s.imagesLocation(), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, raw[:64]) {
+				t.Errorf("%s holds plaintext", p)
+			}
+		}
+		return nil
+	})
+}
