@@ -10,7 +10,7 @@ PLAIN_PKGS ?= ./cmd/... ./internal/... ./iso/...
 
 export CGO_ENABLED ?= 0
 
-.PHONY: build run test test-race lint deps bench bench-compare fmt clean
+.PHONY: build run test test-race lint deps bench bench-compare fmt clean torture
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/cairn ./cmd/cairn
@@ -59,3 +59,12 @@ iso: build
 # builds its own ISO) when CI=true.
 iso-test: iso
 	CAIRN_ISO_TEST=1 CAIRN_ISO=$(CURDIR)/dist/cairn-$(VERSION).iso $(GO) test -count=1 -v -timeout 30m -run '^TestBoot$$' ./iso
+
+# make torture = the long versions of internal/torture (crash loop, disk
+# full, storage faults, bit rot, load) for TORTURE_TIME, then every fuzz
+# target for FUZZTIME each. make test runs the short versions.
+TORTURE_TIME ?= 10m
+FUZZTIME     ?= 1m
+torture: deps build
+	TORTURE_TIME=$(TORTURE_TIME) $(GO) test -count=1 -v -timeout 6h ./internal/torture/...
+	GO=$(GO) FUZZTIME=$(FUZZTIME) sh internal/torture/fuzz.sh
