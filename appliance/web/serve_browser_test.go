@@ -344,6 +344,27 @@ func TestBrowserServe(t *testing.T) {
 	if string(restored) != "listen 443\n" {
 		t.Fatalf("web.conf restored to the host under %s: %q", hostDest, restored)
 	}
+	// A second backup after changes on the host; the newest snapshot's
+	// root compared with the older one lists them.
+	os.WriteFile(filepath.Join(sshd.Dir, "web.conf"), []byte("listen 8443\n"), 0o644)
+	os.WriteFile(filepath.Join(sshd.Dir, "new.txt"), []byte("new\n"), 0o644)
+	b.navigate(base + "/hosts/web1")
+	b.waitFor("host page", `document.body.dataset.ready === "1"`)
+	b.eval(`document.querySelector("#run-now").click()`)
+	b.waitFor("second backup queued", `document.querySelector("#host-msg").innerText.includes("Backup queued as job")`)
+	b.eval(`document.querySelector("#host-msg a").click()`)
+	b.waitFor("second backup done", `location.pathname.startsWith("/jobs/") && document.body.dataset.ready === "1" && /done|succeeded/.test(document.querySelector("#job-info").innerText)`)
+	b.navigate(base + "/browse/web1")
+	b.waitFor("two snapshots", `document.body.dataset.ready === "1" && document.querySelectorAll("#snapshots a").length >= 2`)
+	b.eval(`document.querySelector("#snapshots a").click()`)
+	b.waitFor("compare done", `location.pathname.startsWith("/snapshots/") && document.body.dataset.diffReady === "1"`)
+	diff := b.evalString(`[...document.querySelectorAll("#diff tbody tr")].map(r => r.dataset.status + " " + r.children[1].textContent).join(", ")`)
+	if diff != "added new.txt, added restored/, changed web.conf" {
+		t.Fatalf("diff against the older snapshot: %q (%s)", diff, b.evalString(`document.querySelector("#diff-result").textContent`))
+	}
+	if u := unlabelled(b); u != "" {
+		t.Fatalf("snapshot page: controls without a label: %s", u)
+	}
 	if *updateDocs {
 		b.navigate(base + "/")
 		b.waitFor("dashboard with both hosts", `document.body.dataset.ready === "1" && document.querySelectorAll("#pool-chart polyline").length === 2 && document.querySelectorAll("#host-status tbody tr").length === 2`)
