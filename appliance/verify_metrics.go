@@ -11,48 +11,53 @@ import (
 // replication per target and host (from each target's last run, no
 // storage access at scrape time).
 func (s *Server) writeVerifyMetrics(ctx context.Context, p *promWriter) error {
+	// Every family's HELP and TYPE are written even without samples, so
+	// dashboards and alert rules always find the names they use.
 	poolID := s.pool.ID()
-	if sum, err := s.lastCheckSummary(ctx); err != nil {
+	sum, err := s.lastCheckSummary(ctx)
+	if err != nil {
 		return err
-	} else if sum != nil {
-		pl := []string{"pool", poolID}
-		p.head("cairn_pool_check_corrupt_objects", "gauge", "Corrupt objects the last pool check found (quarantined).")
-		p.sample("cairn_pool_check_corrupt_objects", pl, float64(len(sum.Corrupt)))
-		p.head("cairn_pool_check_missing_objects", "gauge", "Referenced objects the last pool check found missing.")
-		p.sample("cairn_pool_check_missing_objects", pl, float64(len(sum.Missing)))
-		p.head("cairn_pool_check_affected_snapshots", "gauge", "Snapshots using a missing or corrupt object, per the last pool check.")
-		p.sample("cairn_pool_check_affected_snapshots", pl, float64(len(sum.AffectedSnapshots)))
-		p.head("cairn_pool_check_coverage_ratio", "gauge", "Fraction of the pool re-read by the rotating data checks since the rotation last started over (1: all).")
-		p.sample("cairn_pool_check_coverage_ratio", pl, sum.Coverage)
+	}
+	pl := []string{"pool", poolID}
+	for _, m := range []struct {
+		name, help string
+		val        func(*CheckSummary) float64
+	}{
+		{"cairn_pool_check_corrupt_objects", "Corrupt objects the last pool check found (quarantined).", func(c *CheckSummary) float64 { return float64(len(c.Corrupt)) }},
+		{"cairn_pool_check_missing_objects", "Referenced objects the last pool check found missing.", func(c *CheckSummary) float64 { return float64(len(c.Missing)) }},
+		{"cairn_pool_check_affected_snapshots", "Snapshots using a missing or corrupt object, per the last pool check.", func(c *CheckSummary) float64 { return float64(len(c.AffectedSnapshots)) }},
+		{"cairn_pool_check_coverage_ratio", "Fraction of the pool re-read by the rotating data checks since the rotation last started over (1: all).", func(c *CheckSummary) float64 { return c.Coverage }},
+	} {
+		p.head(m.name, "gauge", m.help)
+		if sum != nil {
+			p.sample(m.name, pl, m.val(sum))
+		}
 	}
 	res, err := s.restoreResults(ctx)
 	if err != nil {
 		return err
 	}
-	if len(res) > 0 {
-		p.head("cairn_restore_test_status", "gauge", "1 if the host's last restore test read every sampled file (and dump) back intact, 0 if not.")
-		for _, r := range res {
-			v := 0.0
+	for _, m := range []struct {
+		name, help string
+		val        func(*RestoreTestResult) float64
+	}{
+		{"cairn_restore_test_status", "1 if the host's last restore test read every sampled file (and dump) back intact, 0 if not.", func(r *RestoreTestResult) float64 {
 			if r.OK {
-				v = 1
+				return 1
 			}
-			p.sample("cairn_restore_test_status", []string{"host", r.Host}, v)
-		}
-		p.head("cairn_restore_test_last_timestamp_seconds", "gauge", "When the host's last restore test ran.")
-		for _, r := range res {
-			p.sample("cairn_restore_test_last_timestamp_seconds", []string{"host", r.Host}, unixSeconds(r.Time))
-		}
-		p.head("cairn_restore_test_files", "gauge", "Files the host's last restore test read and compared.")
-		for _, r := range res {
-			p.sample("cairn_restore_test_files", []string{"host", r.Host}, float64(r.Files))
+			return 0
+		}},
+		{"cairn_restore_test_last_timestamp_seconds", "When the host's last restore test ran.", func(r *RestoreTestResult) float64 { return unixSeconds(r.Time) }},
+		{"cairn_restore_test_files", "Files the host's last restore test read and compared.", func(r *RestoreTestResult) float64 { return float64(r.Files) }},
+	} {
+		p.head(m.name, "gauge", m.help)
+		for i := range res {
+			p.sample(m.name, []string{"host", res[i].Host}, m.val(&res[i]))
 		}
 	}
 	ts, err := s.loadTargets(ctx)
 	if err != nil {
 		return err
-	}
-	if len(ts) == 0 {
-		return nil
 	}
 	var rows []ReplicaTargetStatus
 	for _, t := range ts {
