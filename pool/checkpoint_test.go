@@ -251,7 +251,7 @@ func TestWriterCheckpointAbort(t *testing.T) {
 	}
 }
 
-// zeroReader yields n bytes of a repeating, poorly compressible pattern
+// patReader yields n bytes of a repeating, poorly compressible pattern
 // without holding them in memory.
 type patReader struct {
 	n, off int64
@@ -280,7 +280,6 @@ func TestWriterAddStream(t *testing.T) {
 	ctx := context.Background()
 	p, _ := structPool(t)
 	sizes := []int{0, 1, 100, 256 << 10, SmallFileMax - 1, SmallFileMax, SmallFileMax + 1, 3 << 20, 9<<20 + 77}
-	type res struct{ a, s Entry }
 	w, err := p.NewWriter(ctx, SnapshotMeta{Host: "h", Source: "s"})
 	if err != nil {
 		t.Fatal(err)

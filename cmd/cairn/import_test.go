@@ -87,7 +87,7 @@ func archiveOf(t *testing.T, dir, out string, asZip bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := buf.Bytes()
+	var data []byte
 	if zw != nil {
 		zw.Close()
 		data = buf.Bytes()
