@@ -165,7 +165,9 @@ func TestBoot(t *testing.T) {
 	c.api(t, api, "POST", "/api/v1/system/reboot", nil, 202, nil)
 	vm.waitExit(t, 4*time.Minute)
 	ph.done("reboot: shut down")
-	vm = bootVM(t, iso, disk, port, filepath.Join(work, "serial-2.log"))
+	// The second boot is through UEFI (OVMF), the first was BIOS: the
+	// image is hybrid.
+	vm = bootVM(t, iso, disk, port, filepath.Join(work, "serial-2.log"), "-bios", ovmf(t))
 	c.waitFor(t, "the API after the reboot", 12*time.Minute, func() bool {
 		return c.try(api, "GET", "/api/v1/system", nil, 200, &sys) == nil
 	})
@@ -275,7 +277,19 @@ type vm struct {
 	exited chan error
 }
 
-func bootVM(t *testing.T, iso, disk string, port int, serial string) *vm {
+// ovmf is the UEFI firmware (Debian's ovmf package, `make deps`).
+func ovmf(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Fatal("no OVMF.fd (UEFI firmware): run `make deps` (package ovmf)")
+	return ""
+}
+
+func bootVM(t *testing.T, iso, disk string, port int, serial string, extra ...string) *vm {
 	t.Helper()
 	args := []string{"-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "2", "-m", "2048",
 		"-display", "none", "-monitor", "none", "-no-reboot",
@@ -283,6 +297,7 @@ func bootVM(t *testing.T, iso, disk string, port int, serial string) *vm {
 		"-drive", "file=" + disk + ",format=raw,if=virtio",
 		"-nic", fmt.Sprintf("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:%d-:443", port),
 		"-serial", "file:" + serial}
+	args = append(args, extra...)
 	cmd := exec.Command("qemu-system-x86_64", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -245,10 +245,13 @@ func (b *builder) customize(root string) error {
 
 // pack makes the squashfs and the ISO.
 func (b *builder) pack(root string) error {
-	stage := filepath.Join(b.cache, "stage")
-	if err := os.RemoveAll(stage); err != nil {
+	// A fresh staging dir per build; no log file may be written into it
+	// (xorriso fails when a file changes size while it packs).
+	stage, err := os.MkdirTemp(b.cache, "stage-")
+	if err != nil {
 		return err
 	}
+	defer os.RemoveAll(stage)
 	for _, d := range []string{"live", "boot/grub"} {
 		if err := os.MkdirAll(filepath.Join(stage, d), 0o755); err != nil {
 			return err
