@@ -187,11 +187,16 @@ func (r *restorer) entry(e *pool.Entry, rel string) error {
 	return nil
 }
 
-func (r *restorer) file(e *pool.Entry, rel string) error {
+func (r *restorer) file(e *pool.Entry, rel string) (err error) {
 	f, err := r.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", rel, err)
 	}
+	defer func() {
+		if err != nil {
+			r.root.Remove(rel) // no empty or short file that looks restored
+		}
+	}()
 	cr, err := r.p.OpenContent(r.ctx, e)
 	if err != nil {
 		f.Close()
