@@ -205,6 +205,37 @@ type davBackend struct {
 	hc         *http.Client
 	mu         sync.Mutex
 	dirs       map[string]bool // collections known to exist
+	// A WebDAV MOVE that overwrites may remove the old object before
+	// the new one is in place; a Get that finds nothing during or right
+	// after one of our moves of that name tries again (only this process
+	// writes a replica).
+	moving  map[string]chan struct{}
+	moveGen map[string]uint64
+}
+
+// shortReader notes when its input ends before the declared size.
+type shortReader struct {
+	r    io.Reader
+	n    int64
+	done bool
+}
+
+func (s *shortReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.n += int64(n)
+	if err == io.EOF {
+		s.done = true
+	}
+	return n, err
+}
+
+// shortInput returns a plain (not transient) error when a Put's input was
+// shorter than its size: retrying cannot help.
+func shortInput(sr *shortReader, size int64, name string, err error) error {
+	if sr.done && sr.n < size {
+		return fmt.Errorf("put %s: the input ended after %d of %d bytes", name, sr.n, size)
+	}
+	return err
 }
 
 var _ pool.Backend = (*davBackend)(nil)
@@ -297,14 +328,35 @@ func (b *davBackend) Put(ctx context.Context, name string, r io.Reader, size int
 		return err
 	}
 	tmp := path.Join(path.Dir(name), davTmp+randomHex(8))
-	resp, err := b.req(ctx, http.MethodPut, tmp, r, size, nil)
+	sr := &shortReader{r: r}
+	resp, err := b.req(ctx, http.MethodPut, tmp, sr, size, nil)
 	if err != nil {
-		return err
+		return shortInput(sr, size, name, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		return b.fail(resp, "put "+name)
 	}
 	resp.Body.Close()
+	done := make(chan struct{})
+	b.mu.Lock()
+	if b.moving == nil {
+		b.moving, b.moveGen = map[string]chan struct{}{}, map[string]uint64{}
+	}
+	for b.moving[name] != nil { // one move of a name at a time
+		ch := b.moving[name]
+		b.mu.Unlock()
+		<-ch
+		b.mu.Lock()
+	}
+	b.moving[name] = done
+	b.moveGen[name]++
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.moving, name)
+		b.mu.Unlock()
+		close(done)
+	}()
 	resp, err = b.req(ctx, "MOVE", tmp, nil, 0, map[string]string{"Destination": b.base + escapePath(name), "Overwrite": "T"})
 	if err != nil {
 		return err
@@ -331,6 +383,33 @@ func (b *davBackend) Get(ctx context.Context, name string, off, length int64) (i
 		}
 		hdr["Range"] = rng
 	}
+	for attempt := 0; ; attempt++ {
+		b.mu.Lock()
+		gen, ch := b.moveGen[name], b.moving[name]
+		b.mu.Unlock()
+		rc, err := b.get(ctx, name, off, length, hdr)
+		if !errors.Is(err, pool.ErrNotFound) || attempt == 10 {
+			return rc, err
+		}
+		b.mu.Lock()
+		gen2, ch2 := b.moveGen[name], b.moving[name]
+		b.mu.Unlock()
+		if ch == nil && ch2 == nil && gen == gen2 {
+			return rc, err // really missing
+		}
+		for _, c := range []chan struct{}{ch, ch2} {
+			if c != nil {
+				select {
+				case <-c:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+		}
+	}
+}
+
+func (b *davBackend) get(ctx context.Context, name string, off, length int64, hdr map[string]string) (io.ReadCloser, error) {
 	resp, err := b.req(ctx, http.MethodGet, name, nil, 0, hdr)
 	if err != nil {
 		return nil, err
@@ -396,14 +475,15 @@ func (b *davBackend) Stat(ctx context.Context, name string) (pool.ObjectInfo, er
 	if err != nil {
 		return pool.ObjectInfo{}, err
 	}
-	for _, r := range ms.Responses {
-		if r.Coll != nil && r.Coll.Collection != nil {
-			return pool.ObjectInfo{}, fmt.Errorf("stat %s on %s: a directory: %w", name, b.base, pool.ErrNotFound)
-		}
-		mt, _ := http.ParseTime(r.MTime)
-		return pool.ObjectInfo{Name: name, Size: r.Length, ModTime: mt}, nil
+	if len(ms.Responses) == 0 {
+		return pool.ObjectInfo{}, fmt.Errorf("stat %s on %s: %w", name, b.base, pool.ErrNotFound)
 	}
-	return pool.ObjectInfo{}, fmt.Errorf("stat %s on %s: %w", name, b.base, pool.ErrNotFound)
+	r := ms.Responses[0]
+	if r.Coll != nil && r.Coll.Collection != nil {
+		return pool.ObjectInfo{}, fmt.Errorf("stat %s on %s: a directory: %w", name, b.base, pool.ErrNotFound)
+	}
+	mt, _ := http.ParseTime(r.MTime)
+	return pool.ObjectInfo{Name: name, Size: r.Length, ModTime: mt}, nil
 }
 
 func (b *davBackend) List(ctx context.Context, prefix string, fn func(pool.ObjectInfo) error) error {

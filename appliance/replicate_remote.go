@@ -378,9 +378,10 @@ func objPath(name string) string {
 }
 
 func (b *remoteBackend) Put(ctx context.Context, name string, r io.Reader, size int64) error {
-	resp, err := b.do(ctx, http.MethodPut, objPath(name), r, size)
+	sr := &shortReader{r: r}
+	resp, err := b.do(ctx, http.MethodPut, objPath(name), sr, size)
 	if err != nil {
-		return err
+		return shortInput(sr, size, name, err)
 	}
 	if resp.StatusCode == http.StatusConflict && strings.HasPrefix(name, "objects/") {
 		resp.Body.Close()

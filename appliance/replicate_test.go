@@ -14,6 +14,7 @@ import (
 
 	"github.com/cairn-backup/cairn/internal/testenv"
 	"github.com/cairn-backup/cairn/pool"
+	"github.com/cairn-backup/cairn/pool/backendtest"
 )
 
 func noMaint() Config { return Config{GCSchedule: "-", CheckSchedule: "-"} }
@@ -289,4 +290,24 @@ func TestReplicationS3Target(t *testing.T) {
 	if got, want := fileIn(t, rp, st.Snapshots[0], "f002.txt"), fileIn(t, e.s.pool, st.Snapshots[0], "f002.txt"); got != want {
 		t.Fatalf("replica %q, primary %q", got, want)
 	}
+}
+
+// TestRcloneWebDAVBackendConformance runs the backend conformance suite
+// against the WebDAV client over a real `rclone serve webdav` of a
+// local remote.
+func TestRcloneWebDAVBackendConformance(t *testing.T) {
+	testenv.Need(t, "rclone")
+	conf := "[loc]\ntype = local\n"
+	n := 0
+	backendtest.Run(t, func(t *testing.T) pool.Backend {
+		n++
+		dir := filepath.Join(t.TempDir(), fmt.Sprint("b", n))
+		os.MkdirAll(dir, 0o700)
+		rs, err := startRclone(context.Background(), t.TempDir(), conf, "loc:"+dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(rs.stop)
+		return rs.backend()
+	})
 }
