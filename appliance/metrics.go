@@ -197,6 +197,7 @@ func (s *Server) writeMetrics(ctx context.Context, w io.Writer) error {
 		p.head("cairn_pool_bytes", "gauge", "Bytes stored in the pool (after dedup and compression).")
 		p.sample("cairn_pool_bytes", []string{"pool", s.pool.ID()}, float64(bytes))
 	}
+	s.poolSpaceMetrics(p)
 	s.lastCheck.mu.Lock()
 	at, ok := s.lastCheck.at, s.lastCheck.ok
 	s.lastCheck.mu.Unlock()
