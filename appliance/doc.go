@@ -43,6 +43,24 @@
 // API lists which credential keys a source has, never values, and puller
 // errors are scrubbed of them before they reach logs, jobs or webhooks.
 //
+// # Replication and verification
+//
+// Replication targets (replicate.go) are another pool location (a
+// directory or s3://), another appliance (replicate_remote.go: its
+// /api/v1/replica routes, open to append-only tokens that can add but
+// never delete or overwrite) or any rclone remote (replicate_rclone.go:
+// `rclone serve webdav` on loopback, the imported rclone.conf passed in
+// its environment). Each committed snapshot event wakes one worker per
+// target; a run copies the complete snapshots not older than the newest
+// the target holds of that host and source (pool.Replicate), then applies
+// the target's retention and GC. Targets and their sealed secrets live in
+// the settings table. verify.go runs the scheduled pool check over a
+// rotating slice of the digest space and the restore tests (sample files
+// read through the restore tree against their recorded digests; dumps
+// loaded into a scratch database); audit.go compares each host's
+// snapshots on the primary and on every target. Their results are in
+// GET /api/v1/verify, /api/v1/audit and /metrics (verify_metrics.go).
+//
 // # Imports
 //
 // appliance wires concrete types together and may import every package of

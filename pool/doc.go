@@ -62,5 +62,11 @@
 // Maintenance:
 //
 //	(*Pool).GC(ctx, GCOptions) (GCReport, error)   // ErrLocked while a foreign backup runs; ErrImagePool on an image pool
-//	(*Pool).Check(ctx, CheckOptions) (CheckReport, error)  // structure, --read-data scrub, quarantine
+//	(*Pool).Check(ctx, CheckOptions) (CheckReport, error)  // structure, --read-data scrub (Percent or a Select slice), quarantine
+//	(*Pool).VerifyContent(ctx, *Entry, io.Reader) error      // restore test: bytes vs the entry's recorded digests
+//
+// Replication (FORMAT.md §9):
+//
+//	(*Pool).Replicate(ctx, dst Backend, ReplicateOptions) (ReplicateReport, error)  // missing objects only, manifests last, resumable; ErrNotReplica
+//	ReplicaSnapshots(ctx, b) ([]string, error)                // snapshot IDs on any pool backend, no key needed
 package pool
