@@ -185,7 +185,7 @@ func validateSource(in *SourceInput) error {
 		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(in.Options["ssh_host_key"])); err != nil {
 			return badRequest("source %s: ssh_host_key: %v", in.Name, err)
 		}
-		if in.Secret["ssh_key"] == "" && in.Secret["ssh_password"] == "" {
+		if in.Secret["ssh_key"] == "" && in.Secret["ssh_password"] == "" && in.Method != MethodImageSSH { // image-ssh: on its own connection
 			return badRequest("source %s: pre/post commands need the credential ssh_key or ssh_password", in.Name)
 		}
 	}

@@ -249,7 +249,13 @@ func (s *Server) dialImage(ctx context.Context, h *catalog.Host, src *catalog.So
 		return nil, err
 	}
 	var pinned ssh.PublicKey
-	if k := strings.TrimSpace(o["host_key"]); k != "" {
+	k := strings.TrimSpace(o["host_key"])
+	if k == "" {
+		// Commands run on this connection: the key the host's commands
+		// are pinned to (required with them) pins it too.
+		k = strings.TrimSpace(o["ssh_host_key"])
+	}
+	if k != "" {
 		if pinned, _, _, _, err = ssh.ParseAuthorizedKey([]byte(k)); err != nil {
 			raw.Close()
 			return nil, permanent{fmt.Errorf("option host_key: %w", err)}
@@ -701,6 +707,9 @@ func (s *Server) backupImageRsync(ctx context.Context, jc *jobCtx, h *catalog.Ho
 	if err := s.withApplianceKey("rsync", opts, secret); err != nil {
 		return fail(err)
 	}
+	// An image changes in place, often keeping its size; its mtime (whole
+	// seconds in rsync 27) is no proof: always a delta against the basis.
+	opts["full"] = "true"
 	name := imageName(h.Name, src.Name)
 	prev := s.imagePrev(ctx, jc, store, h, src, name)
 	var basis pullers.Previous

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/cairn-backup/cairn/appliance/catalog"
 	"github.com/cairn-backup/cairn/images"
 	"github.com/cairn-backup/cairn/internal/testenv"
@@ -623,7 +625,10 @@ func TestImageRsync(t *testing.T) {
 	wire1 := jobWire(t, e.jobOK(e.backup("rs")))
 	v2 := append([]byte(nil), v1...)
 	copy(v2[2*images.BlockSize+5000:], randBytes(3000, 22))
+	fi1, _ := os.Stat(img)
 	os.WriteFile(img, v2, 0o644)
+	// Same size and mtime (a write within the same second): still pulled.
+	os.Chtimes(img, fi1.ModTime(), fi1.ModTime())
 	wire2 := jobWire(t, e.jobOK(e.backup("rs")))
 	t.Logf("rsync wire: v1 %d, v2 %d bytes", wire1, wire2)
 	if wire1 < 3*images.BlockSize || wire2 > 512<<10 {
@@ -716,4 +721,98 @@ func TestImagePoolEncrypted(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestImageSnapshotPlans checks the commands an image-ssh source runs
+// for its snapshot presets, and that bad options are refused.
+func TestImageSnapshotPlans(t *testing.T) {
+	src := &catalog.Source{ID: 7, Path: "/dev/vg0/root", Options: map[string]string{
+		"snapshot": "lvm", "lvm_vg": "vg-0", "lvm_lv": "root", "lvm_size": "2G"}}
+	p, err := imageSnapshot(src, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.path != "/dev/mapper/vg--0-cairn--42--7" || p.create != "lvcreate -q -s -n 'cairn-42-7' -L '2G' 'vg-0/root'" ||
+		p.remove != "lvremove -q -f 'vg-0/cairn-42-7'" {
+		t.Fatalf("lvm plan: %+v", p)
+	}
+	src.Options = map[string]string{"snapshot": "fsfreeze", "fsfreeze_mount": "/srv"}
+	if p, err = imageSnapshot(src, 42); err != nil || p.path != "/dev/vg0/root" || p.create != "fsfreeze -f '/srv'" || p.remove != "fsfreeze -u '/srv'" {
+		t.Fatalf("fsfreeze plan: %+v %v", p, err)
+	}
+	for _, bad := range []map[string]string{
+		{"snapshot": "lvm", "lvm_vg": "vg0;reboot", "lvm_lv": "root", "lvm_size": "2G"},
+		{"snapshot": "lvm", "lvm_vg": "vg0", "lvm_lv": "root", "lvm_size": "2G'"},
+		{"snapshot": "fsfreeze", "fsfreeze_mount": "/"},
+		{"snapshot": "fsfreeze", "fsfreeze_mount": "/srv/$(x)"},
+		{"snapshot": "zfs"},
+	} {
+		src.Options = bad
+		if _, err := imageSnapshot(src, 1); err == nil {
+			t.Errorf("accepted %v", bad)
+		}
+	}
+}
+
+// TestImageSSHFsfreeze backs up a mounted ext4 block device over SSH with
+// the fsfreeze preset and pre/post commands: the file system is frozen
+// during the read and thawed after, and the image mounts with the files.
+func TestImageSSHFsfreeze(t *testing.T) {
+	testenv.NeedRoot(t, "a loop device, mount and fsfreeze")
+	testenv.Need(t, "mkfs.ext4", "losetup", "mount", "umount", "fsfreeze", "blockdev", "split", "sha256sum", "dd")
+	srv := testenv.SSHD(t)
+	tmp := t.TempDir()
+	backing := filepath.Join(tmp, "fs.img")
+	bigSum := makeExt4(t, backing)
+	dev := run(t, "losetup", "-f", "--show", backing)
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	mnt := filepath.Join(tmp, "mnt")
+	os.Mkdir(mnt, 0o755)
+	run(t, "mount", dev, mnt)
+	t.Cleanup(func() { exec.Command("fsfreeze", "-u", mnt).Run(); exec.Command("umount", mnt).Run() })
+	marks := filepath.Join(tmp, "marks")
+	in := imageSource(t, srv, "root", MethodImageSSH, dev)
+	in.Options["snapshot"], in.Options["fsfreeze_mount"] = "fsfreeze", mnt
+	in.Options["pre"], in.Options["post"] = "echo pre >> "+marks, "echo post >> "+marks
+	in.Options["ssh_host_key"] = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(srv.HostKey)))
+	var frozen bool
+	imageHooks.afterListing = func() {
+		// Frozen while reading: freezing it again fails (EBUSY).
+		frozen = exec.Command("fsfreeze", "-f", mnt).Run() != nil
+	}
+	t.Cleanup(func() { imageHooks.afterListing = nil })
+	name := "fz"
+	e := newEnv(t, Config{})
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{in}}, nil)
+	e.jobOK(e.backup("fz"))
+	if !frozen {
+		t.Fatal("the file system was not frozen during the read")
+	}
+	if b, _ := os.ReadFile(marks); string(b) != "pre\npost\n" {
+		t.Fatalf("pre/post marks %q", b)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "after"), []byte("thawed"), 0o644); err != nil {
+		t.Fatalf("write after the backup: %v", err)
+	}
+	// The image, copied out of the restore tree, mounts with the files.
+	list := e.images("fz")
+	e.s.refreshTree()
+	f, err := e.s.tree().Open(list[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(tmp, "copy.img")
+	o, _ := os.Create(out)
+	io.Copy(o, f.(io.Reader))
+	o.Close()
+	f.Close()
+	dev2 := run(t, "losetup", "-r", "-f", "--show", out)
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev2).Run() })
+	mnt2 := filepath.Join(tmp, "mnt2")
+	os.Mkdir(mnt2, 0o755)
+	run(t, "mount", "-t", "ext4", "-o", "ro,noload", dev2, mnt2)
+	t.Cleanup(func() { exec.Command("umount", mnt2).Run() })
+	if fileSum(t, filepath.Join(mnt2, "big.bin")) != bigSum {
+		t.Fatal("big.bin in the frozen image differs")
+	}
 }

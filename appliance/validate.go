@@ -33,7 +33,11 @@ func validateBlackout(exprs []string) error {
 func validateSourceOptions(in *SourceInput) error {
 	o := in.Options
 	if o["snapshot"] != "" {
-		if _, err := snapshotFor(&catalog.Source{Name: in.Name, Method: in.Method, Path: in.Path, Options: o}, 0); err != nil {
+		plan := snapshotFor
+		if isImageMethod(in.Method) {
+			plan = imageSnapshot // images_job.go: a snapshot device, not a mount
+		}
+		if _, err := plan(&catalog.Source{Name: in.Name, Method: in.Method, Path: in.Path, Options: o}, 0); err != nil {
 			return badRequest("source %s: %v", in.Name, err)
 		}
 		if o["ssh_host_key"] == "" {
