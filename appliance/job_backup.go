@@ -15,6 +15,7 @@ import (
 	"github.com/cairn-backup/cairn/appliance/catalog"
 	"github.com/cairn-backup/cairn/pool"
 	"github.com/cairn-backup/cairn/pullers"
+	"github.com/cairn-backup/cairn/pullers/archive"
 )
 
 func init() { executors["backup"] = runBackup }
@@ -56,7 +57,18 @@ func (js *jobSink) AddStream(ctx context.Context, path string, e pool.Entry, r i
 	return js.w.AddStream(ctx, path, e, r)
 }
 
-var _ pullers.StreamSink = (*jobSink)(nil)
+// StoreContent and Flush let the archive importer store members ahead of
+// their entries (pullers/archive.Sink).
+func (js *jobSink) StoreContent(ctx context.Context, r io.Reader) (pool.Entry, error) {
+	return js.w.StoreContent(ctx, r)
+}
+
+func (js *jobSink) Flush(ctx context.Context) error { return js.w.Flush(ctx) }
+
+var (
+	_ pullers.StreamSink = (*jobSink)(nil)
+	_ archive.Sink       = (*jobSink)(nil)
+)
 
 func (js *jobSink) RecordError(path string, err error) {
 	js.w.RecordError(path, err)
