@@ -456,3 +456,44 @@ func (e *testEnv) doRaw(as, method, path string, body []byte) *httptest.Response
 	e.s.Handler().ServeHTTP(w, req)
 	return w
 }
+
+// `cairn serve --tls-cert/--tls-key` outside the appliance: the given
+// certificate is served; a wrong mode or a missing key is refused.
+func TestServeTLSFiles(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	if err := ensureSelfSigned(cert, key); err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Fingerprint(pair.Certificate[0])
+	e := newEnv(t, Config{Listen: "127.0.0.1:0", TLSMode: "file", TLSCert: cert, TLSKey: key})
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- e.s.Serve(ctx, func(a string) { addr <- a }) }()
+	a := <-addr
+	conn, err := tls.Dial("tcp", a, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Fingerprint(conn.ConnectionState().PeerCertificates[0].Raw); got != want {
+		t.Errorf("served %s, want %s", got, want)
+	}
+	conn.Close()
+	if !strings.Contains(e.logs.String(), "TLS on") || !strings.Contains(e.logs.String(), "https://") {
+		t.Errorf("log lacks the TLS line or the https setup URL:\n%s", e.logs.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []Config{{TLSMode: "bogus"}, {TLSMode: "file", TLSCert: cert}, {TLSMode: "file", TLSCert: cert, TLSKey: cert}} {
+		if _, _, err := loadTLS(c, dir); err == nil {
+			t.Errorf("loadTLS(%+v) accepted", c)
+		}
+	}
+}
