@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairn-backup/cairn/appliance/retention"
 	"github.com/cairn-backup/cairn/pool"
 	"github.com/google/uuid"
 )
@@ -283,10 +284,15 @@ func (s *Server) handleReplicaRecvPut(w http.ResponseWriter, r *http.Request, p 
 		return
 	}
 	if name != pool.IdentityName && !strings.HasPrefix(name, "objects/") {
-		// A manifest: make it and everything before it durable.
+		// A manifest: make it and everything before it durable, then
+		// apply this appliance's retention to the replica.
 		if err := b.Sync(r.Context()); err != nil {
 			s.writeErr(w, r, err)
 			return
+		}
+		id, _ := replicaPoolID(r)
+		if err := s.pruneReceived(r.Context(), id, b); err != nil {
+			s.log.Warn("retention of a received replica", "pool", id, "err", err)
 		}
 	}
 	w.WriteHeader(http.StatusCreated)
@@ -465,4 +471,112 @@ func (b *remoteBackend) Delete(ctx context.Context, name string) error {
 	}
 	resp.Body.Close()
 	return nil
+}
+
+// Retention of received replicas: the target appliance prunes what it
+// receives by its own policy, per replicated pool (settings
+// "replica.received.<pool>.retention"). It runs when a manifest arrives,
+// inside that PUT and under the replica lock, so the sender — which lists
+// the target again before each snapshot (ReplicateOptions.Relist) —
+// never counts on an object the GC has just removed. An encrypted
+// replica needs its key at DATA/replicas/<pool>.key to be pruned.
+
+func receivedRetentionKey(poolID string) string { return "replica.received." + poolID + ".retention" }
+
+func (s *Server) handleReplicaRetentionGet(r *http.Request, p *principal) (any, error) {
+	id, err := replicaPoolID(r)
+	if err != nil {
+		return nil, err
+	}
+	var rr ReplicaRetention
+	if v, ok, err := s.cat.Setting(r.Context(), receivedRetentionKey(id)); err != nil {
+		return nil, err
+	} else if ok {
+		json.Unmarshal([]byte(v), &rr)
+	}
+	return rr, nil
+}
+
+func (s *Server) handleReplicaRetentionPut(r *http.Request, p *principal) (any, error) {
+	if p.AppendOnly {
+		return nil, forbidden("%s is an append-only token: it cannot change the replica's retention", p.Name)
+	}
+	id, err := replicaPoolID(r)
+	if err != nil {
+		return nil, err
+	}
+	var rr ReplicaRetention
+	if err := decode(r, &rr); err != nil {
+		return nil, err
+	}
+	if rr.Last < 0 || rr.Hourly < 0 || rr.Daily < 0 || rr.Weekly < 0 || rr.Monthly < 0 || rr.Yearly < 0 {
+		return nil, badRequest("retention: keep counts must not be negative")
+	}
+	b, _ := json.Marshal(rr)
+	if err := s.cat.SetSetting(r.Context(), receivedRetentionKey(id), string(b)); err != nil {
+		return nil, err
+	}
+	s.log.Info("retention of a received replica set", "pool", id, "policy", rr.policy().String(), "by", p.Name)
+	return rr, nil
+}
+
+func replicaPoolID(r *http.Request) (string, error) {
+	id := strings.ToLower(r.PathValue("pool"))
+	if u, err := uuid.Parse(id); err != nil || u.String() != id {
+		return "", badRequest("pool %q: want a pool UUID", r.PathValue("pool"))
+	}
+	return id, nil
+}
+
+// pruneReceived applies a received replica's retention and collects its
+// garbage. The caller holds replicaStoreMu.
+func (s *Server) pruneReceived(ctx context.Context, poolID string, b *pool.DirBackend) error {
+	v, ok, err := s.cat.Setting(ctx, receivedRetentionKey(poolID))
+	if err != nil || !ok {
+		return err
+	}
+	var rr ReplicaRetention
+	if err := json.Unmarshal([]byte(v), &rr); err != nil || rr == (ReplicaRetention{}) {
+		return err
+	}
+	o := pool.OpenOptions{ExpectID: poolID}
+	if kf := filepath.Join(s.dataDir, "replicas", poolID+".key"); fileExists(kf) {
+		o.KeyFile = kf
+	}
+	rp, err := pool.Open(ctx, b, o)
+	if err != nil {
+		return err
+	}
+	groups := map[string][]retention.Snapshot{}
+	if err := rp.Snapshots(ctx, func(m *pool.Manifest) error {
+		k := m.Host + "\x00" + m.Source
+		groups[k] = append(groups[k], retention.Snapshot{ID: m.ID, Time: m.Start, Complete: m.Status == pool.StatusComplete})
+		return nil
+	}); err != nil {
+		return err
+	}
+	removed := 0
+	for _, snaps := range groups {
+		_, remove, _ := retention.Apply(rr.policy(), snaps, time.Local)
+		for _, sn := range remove {
+			if err := rp.DeleteSnapshot(ctx, sn.ID); err != nil {
+				return err
+			}
+			removed++
+		}
+	}
+	if removed == 0 {
+		return nil
+	}
+	rep, err := rp.GC(ctx, pool.GCOptions{Now: s.now})
+	if err != nil {
+		return err
+	}
+	s.log.Info("received replica pruned", "pool", poolID, "snapshots_removed", removed, "objects_swept", rep.Swept, "bytes_swept", rep.SweptBytes)
+	return nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

@@ -19,6 +19,8 @@ func (s *Server) replicationRoutes() []route {
 		{method: "GET", pattern: "/api/v1/replica/{pool}/object/{name...}", minRole: roleAdmin, raw: s.handleReplicaRecvGet},
 		{method: "PUT", pattern: "/api/v1/replica/{pool}/object/{name...}", minRole: roleAdmin, raw: s.handleReplicaRecvPut},
 		{method: "DELETE", pattern: "/api/v1/replica/{pool}/object/{name...}", minRole: roleAdmin, raw: s.handleReplicaRecvDelete},
+		{method: "GET", pattern: "/api/v1/replica/{pool}/retention", minRole: roleAdmin, json: s.handleReplicaRetentionGet},
+		{method: "PUT", pattern: "/api/v1/replica/{pool}/retention", minRole: roleAdmin, json: s.handleReplicaRetentionPut},
 
 		{method: "GET", pattern: "/api/v1/verify", minRole: roleOperator, json: s.handleVerifyGet},
 		{method: "POST", pattern: "/api/v1/verify/restore-test", minRole: roleOperator, json: s.handleRestoreTestRun},

@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cairn-backup/cairn/appliance/schedule"
 	"github.com/cairn-backup/cairn/internal/testenv"
 	"github.com/cairn-backup/cairn/pool"
 	"github.com/cairn-backup/cairn/pool/backendtest"
@@ -160,7 +162,8 @@ func TestReplicationEventDrivenAndDisaster(t *testing.T) {
 func TestReplicationToApplianceAppendOnly(t *testing.T) {
 	resetFake(t)
 	a := newEnv(t, noMaint())
-	b := newEnv(t, noMaint())
+	// The target's clock runs two hours ahead, past GC's grace period.
+	b := newEnv(t, Config{GCSchedule: "-", CheckSchedule: "-", Clock: schedule.NewFakeClock(time.Now().Add(2 * time.Hour))})
 	srv := httptest.NewServer(b.s.Handler())
 	t.Cleanup(srv.Close)
 	var tok ReplicaTokenCreated
@@ -226,8 +229,39 @@ func TestReplicationToApplianceAppendOnly(t *testing.T) {
 	}
 	// The replica is intact.
 	openReplica(t, db, a.s.pool.ID(), 1)
+	// Nor change the target's retention for its replica.
+	if c := req(tok.Token, "PUT", base+"/retention", []byte(`{"keep_last": 0}`)); c != http.StatusForbidden {
+		t.Fatalf("append-only token sets retention: %d", c)
+	}
+
+	// The target's own retention prunes: keep the last snapshot only.
+	b.must("socket", "PUT", base+"/retention", ReplicaRetention{Last: 1}, nil)
+	a.must("socket", "PATCH", "/api/v1/hosts/h1", HostInput{Sources: []SourceInput{{Name: "data", Method: fakeMethod, Path: "/fake",
+		Options: map[string]string{"seed": "y", "files": "5"}}}}, nil)
+	if j := a.waitJob(a.backup("h1").ID); j.State != "done" {
+		t.Fatalf("backup: %+v", j)
+	}
+	snaps, _ := a.s.cat.Snapshots(context.Background(), "h1")
+	newest := snaps[0].ID
+	for _, sn := range snaps {
+		if sn.ID != id {
+			newest = sn.ID
+		}
+	}
+	waitFor(t, "the second snapshot on site-b", func() bool {
+		st := a.targetStatus("site-b")
+		return !st.Running && st.LastError == "" && len(st.Snapshots) == 1 && st.Snapshots[0] == newest
+	})
+	rp = openReplica(t, db, a.s.pool.ID(), 1)
+	rep, err := rp.Check(context.Background(), pool.CheckOptions{})
+	if err != nil || rep.Objects != rep.Referenced {
+		t.Fatalf("after the target's retention and GC: %s (%d stored, %d referenced), %v", rep.String(), rep.Objects, rep.Referenced, err)
+	}
+	if got, want := fileIn(t, rp, newest, "f001.txt"), fileIn(t, a.s.pool, newest, "f001.txt"); got != want {
+		t.Fatalf("replica %q, primary %q", got, want)
+	}
 	// An admin of the target may delete.
-	if w := b.do("socket", "DELETE", manifest, nil); w.Code != http.StatusNoContent {
+	if w := b.do("socket", "DELETE", base+"/object/snapshots/"+newest, nil); w.Code != http.StatusNoContent {
 		t.Fatalf("admin delete: %d %s", w.Code, w.Body)
 	}
 }

@@ -43,6 +43,11 @@ type ReplicateOptions struct {
 	// BytesPerSecond caps the stored bytes sent to the target (0: no
 	// limit), averaged over the run.
 	BytesPerSecond float64
+	// Relist lists the target's objects again before each snapshot: for
+	// a target that may collect garbage after each manifest it receives
+	// (another appliance applying its own retention), so an object it
+	// removed is never taken as present.
+	Relist bool
 	// Progress, when set, is called after each object and each snapshot.
 	Progress func(ReplicateProgress)
 	// Now and Sleep drive the bandwidth limit (defaults: the real clock).
@@ -105,14 +110,22 @@ func (p *Pool) Replicate(ctx context.Context, dst Backend, o ReplicateOptions) (
 		return rep, fmt.Errorf("%s: list target snapshots: %w", where, err)
 	}
 	stored := map[Digest]bool{}
-	if err := dst.List(ctx, objectsPrefix, func(oi ObjectInfo) error {
-		if d, ok := parseObjectName(oi.Name); ok {
-			stored[d] = true
+	listObjects := func() error {
+		clear(stored)
+		if err := dst.List(ctx, objectsPrefix, func(oi ObjectInfo) error {
+			if d, ok := parseObjectName(oi.Name); ok {
+				stored[d] = true
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("%s: list target objects: %w", where, err)
 		}
 		return nil
-	}); err != nil {
-		return rep, fmt.Errorf("%s: list target objects: %w", where, err)
 	}
+	if err := listObjects(); err != nil {
+		return rep, err
+	}
+	listed := true
 
 	ids, err := p.SnapshotIDs(ctx)
 	if err != nil {
@@ -139,6 +152,13 @@ func (p *Pool) Replicate(ctx context.Context, dst Backend, o ReplicateOptions) (
 			rep.Present++
 			continue
 		}
+		if o.Relist && !listed {
+			if err := listObjects(); err != nil {
+				return rep, err
+			}
+			clear(walked)
+		}
+		listed = false
 		// Objects first: every object the snapshot references that the
 		// target lacks, children before the trees that name them.
 		var todo []Digest
