@@ -276,6 +276,9 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 			pullPath = snap.path
 		}
 	}
+	if jc.job.RetryOf != 0 {
+		s.adoptCheckpoints(ctx, jc, h.Name, src.Name)
+	}
 	var prev pullers.Previous
 	if last, err := s.cat.LastSnapshot(ctx, h.Name, src.Name, false); err == nil {
 		if root, err := pool.ParseDigest(last.Root); err == nil {
@@ -364,6 +367,38 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 	jc.logf("info", "source %s: snapshot %s %s: %d files, %d bytes, %d new, %d errors",
 		src.Name, m.ID, m.Status, m.Files, m.Bytes, m.BytesNew, m.ErrorCount)
 	return m, nil
+}
+
+// adoptCheckpoints indexes the checkpoint manifests of an interrupted job
+// (the one a re-run retries) that the catalog missed: the process died
+// between writing a checkpoint and indexing it. They are shown as the
+// partial snapshots they are, and the newest is the re-run's basis.
+func (s *Server) adoptCheckpoints(ctx context.Context, jc *jobCtx, host, source string) {
+	ids, err := s.pool.SnapshotIDs(ctx)
+	if err != nil {
+		return
+	}
+	rows, err := s.cat.Snapshots(ctx, "") // all hosts: only unknown manifests are read
+	if err != nil {
+		return
+	}
+	known := make(map[string]bool, len(rows))
+	for _, r := range rows {
+		known[r.ID] = true
+	}
+	want := strconv.FormatInt(jc.job.RetryOf, 10)
+	for _, id := range ids {
+		if known[id] {
+			continue
+		}
+		m, err := s.pool.Snapshot(ctx, id)
+		if err != nil || !m.Checkpoint || m.Host != host || m.Source != source || m.Labels["job"] != want {
+			continue
+		}
+		if err := s.cat.PutSnapshot(ctx, manifestRow(m, jc.job.RetryOf)); err == nil {
+			jc.logf("info", "source %s: indexed the partial snapshot %s that interrupted job %s left", source, m.ID, want)
+		}
+	}
 }
 
 func manifestRow(m *pool.Manifest, jobID int64) *catalog.Snapshot {
