@@ -25,9 +25,11 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/cairn-backup/cairn/appliance/catalog"
 	"github.com/cairn-backup/cairn/images"
 	"github.com/cairn-backup/cairn/pool"
 )
@@ -120,6 +122,16 @@ func (s *Server) imageStore(ctx context.Context, create bool) (*images.Store, er
 	}
 	st.store = store
 	return store, nil
+}
+
+// imageRowOf completes the catalog row of a placeholder snapshot (its
+// tree is empty): one file of the image's size.
+func imageRowOf(m *pool.Manifest, row *catalog.Snapshot) *catalog.Snapshot {
+	if _, _, ok := images.Placeholder(m); ok {
+		size, _ := strconv.ParseInt(m.Labels[images.LabelSize], 10, 64)
+		row.Files, row.Bytes = 1, size
+	}
+	return row
 }
 
 // fullTree is the whole restore tree: the file pool's snapshots with the

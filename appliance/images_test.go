@@ -360,6 +360,14 @@ func TestImageFileSources(t *testing.T) {
 		// The orphan's blocks are all shared with the SMB versions.
 		t.Fatalf("gc result: %+v", r)
 	}
+	// A catalog rebuild from the pool keeps the images' sizes.
+	e.must("socket", "POST", "/api/v1/catalog/rebuild", nil, nil)
+	if l := e.images("hyper"); len(l) != 3 || l[0].Size != int64(len(v1)) {
+		t.Fatalf("images after a catalog rebuild: %+v", l)
+	}
+	if sn, err := e.s.cat.Snapshot(context.Background(), bySrc["share-disk"][0].Snapshot); err != nil || sn.Files != 1 || sn.Bytes != int64(len(v1)) {
+		t.Fatalf("rebuilt row: %+v %v", sn, err)
+	}
 	store, _ := e.s.imageStore(context.Background(), false)
 	n := 0
 	store.Versions(context.Background(), func(images.VersionRef) error { n++; return nil })

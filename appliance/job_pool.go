@@ -228,7 +228,7 @@ func (s *Server) rebuildSnapshots(ctx context.Context) (*RebuildBody, error) {
 			continue
 		}
 		jobID, _ := strconv.ParseInt(m.Labels["job"], 10, 64)
-		rows = append(rows, *manifestRow(m, jobID))
+		rows = append(rows, *imageRowOf(m, manifestRow(m, jobID))) // images.go
 	}
 	if err := s.cat.ReplaceSnapshots(ctx, rows); err != nil {
 		return nil, err
