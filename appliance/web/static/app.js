@@ -142,7 +142,7 @@
         let result = s ? el("span", { class: statusClass(s.status), text: s.status }) : el("span", { class: "status", text: "never backed up" });
         if (f && (!s || new Date(f.finished || f.created) > new Date(s.finished))) {
           result = el("span", { class: "status bad", title: f.error || "" }, "failed: " + (f.error || ""));
-          attention.push(h.name + " failed");
+          attention.push(/host key changed|does not match the pinned|certificate mismatch/i.test(f.error || "") ? h.name + ": server identity changed (check it, then accept it on the host page)" : h.name + " failed");
         } else if (s && h.enabled && h.schedules.length && Date.now() - new Date(s.finished) > staleAfter) {
           result = el("span", { class: "status warn" }, "stale: last backup " + fmtTime(s.finished));
           attention.push(h.name + " is stale");
