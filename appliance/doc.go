@@ -8,6 +8,8 @@
 //	DATA/catalog.db   SQLite catalog (or --db postgres://…), see package catalog
 //	DATA/secret.key   AES-256 key sealing host credentials (0600)
 //	DATA/pool/        the pool (pool.NewDirBackend), its UUID recorded in the catalog
+//	DATA/images/      the block-image pool (images.go; Config.Images), made by the
+//	                  first image backup; DATA/images.key when encrypted
 //	DATA/cairn.sock   the API over a unix socket (0600): root there is admin
 //	DATA/restores/    where operators may restore to
 //
@@ -27,6 +29,10 @@
 // check and gc jobs start at once. A backup pulls each source with
 // pullers.Get(method) into a pool.Writer, with the previous snapshot as
 // Previous; its manifest becomes a snapshot row, then retention runs.
+// Image sources (image-ssh, image-sftp, image-smb, image-rsync;
+// images_job.go) write an image version into the image pool and a
+// placeholder snapshot naming it (images/FORMAT.md §6), so images are
+// snapshots of their host and appear as <host>/<time>/images/<source>.img.
 // Jobs running at shutdown end interrupted (a cancelled pull keeps a
 // partial snapshot); at the next start interrupted jobs, and jobs found
 // running after a crash, are re-queued once (RetryOf).
