@@ -345,3 +345,32 @@ func TestRcloneWebDAVBackendConformance(t *testing.T) {
 		return rs.backend()
 	})
 }
+
+func TestParseRcloneConf(t *testing.T) {
+	good := "# comment\n[b2-off]\ntype = b2\naccount = 123\nkey = s=cr=t\n\n[dav]\ntype = webdav\nurl = https://x/y\n"
+	conf, err := parseRcloneConf(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf["b2-off"]["key"] != "s=cr=t" || conf["dav"]["url"] != "https://x/y" {
+		t.Fatalf("parsed %v", conf)
+	}
+	env := strings.Join(rcloneEnv(conf), "\n")
+	for _, want := range []string{"RCLONE_CONFIG_B2_OFF_TYPE=b2", "RCLONE_CONFIG_B2_OFF_KEY=s=cr=t", "RCLONE_CONFIG_DAV_URL=https://x/y"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("environment lacks %s:\n%s", want, env)
+		}
+	}
+	for in, want := range map[string]string{
+		"":                            "no [remote] section",
+		"type = local\n":              "line 1: want [remote]",
+		"[a b]\ntype = local\n":       "remote name",
+		"[x]\nurl = http://h/\n":      "has no type",
+		"[x]\ntype = local\nnoeq\n":   "line 3",
+		"[x]\ntype = local\nk$ = v\n": "key",
+	} {
+		if _, err := parseRcloneConf(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parse %q: %v, want %q", in, err, want)
+		}
+	}
+}
