@@ -90,6 +90,49 @@ func (p *imagePuller) Pull(ctx context.Context, j *pullers.Job) error {
 
 func (p *imagePuller) SeenHostKey() string { return p.seen }
 
+// Test is the connection test of an image source: log in (checking the
+// pinned host key), stat the image, report the server's identity
+// (host_key, host_key_fingerprint), the path and its size. Sources
+// without a credential need the appliance's key in s.Secret.
+func (p *imagePuller) Test(ctx context.Context, s pullers.Source) (map[string]string, error) {
+	if p.method == MethodImageRsync {
+		return nil, fmt.Errorf("method %s has no connection test; run a backup to check it", p.method)
+	}
+	c, err := dialImageOpts(ctx, p.method, s.Options, s.Secret, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	out := map[string]string{"path": s.Path}
+	if c.seen != "" {
+		k, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(c.seen))
+		out["host_key"], out["host_key_fingerprint"] = c.seen, ssh.FingerprintSHA256(k)
+	}
+	var size int64
+	switch {
+	case c.sftp != nil:
+		fi, err := c.sftp.Stat(s.Path)
+		if err != nil {
+			return out, fmt.Errorf("sftp stat %s: %w", s.Path, err)
+		}
+		size = fi.Size()
+	case c.share != nil:
+		fi, err := c.share.Stat(strings.TrimPrefix(strings.ReplaceAll(s.Path, "/", `\`), `\`))
+		if err != nil {
+			return out, fmt.Errorf("smb stat %s: %w", s.Path, err)
+		}
+		size = fi.Size()
+	default:
+		n, _, err := sshsrc.RemoteSize(ctx, c.ssh, s.Path)
+		if err != nil {
+			return out, err
+		}
+		size = n
+	}
+	out["size"] = strconv.FormatInt(size, 10)
+	return out, nil
+}
+
 func init() {
 	for _, m := range imageMethods {
 		pullers.Register(m, func() pullers.Puller { return &imagePuller{method: m} })
@@ -174,13 +217,28 @@ func (c *imageConn) Close() {
 }
 
 // dialImage connects to an image source. dial is nil (direct) or a jump
-// host's dialer.
+// host's dialer. Without its own credential an SSH source logs in with
+// the appliance's key.
 func (s *Server) dialImage(ctx context.Context, h *catalog.Host, src *catalog.Source, secret map[string]string,
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)) (*imageConn, error) {
 	o, err := s.pullOptions(h, src)
 	if err != nil {
 		return nil, err
 	}
+	if src.Method != MethodImageSMB && secret["private_key"] == "" && secret["password"] == "" {
+		b, _, err := s.applianceKey()
+		if err != nil {
+			return nil, err
+		}
+		secret["private_key"] = string(b)
+	}
+	return dialImageOpts(ctx, src.Method, o, secret, dial)
+}
+
+// dialImageOpts connects with a source's options and credentials.
+func dialImageOpts(ctx context.Context, method string, o, secret map[string]string,
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)) (*imageConn, error) {
+	var err error
 	timeout := 30 * time.Second
 	if v := o["timeout"]; v != "" {
 		if timeout, err = time.ParseDuration(v); err != nil || timeout <= 0 {
@@ -189,7 +247,7 @@ func (s *Server) dialImage(ctx context.Context, h *catalog.Host, src *catalog.So
 	}
 	port := o["port"]
 	if port == "" {
-		port = map[bool]string{true: "445", false: "22"}[src.Method == MethodImageSMB]
+		port = map[bool]string{true: "445", false: "22"}[method == MethodImageSMB]
 	}
 	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
 		return nil, permanent{fmt.Errorf("option port %q: want 1–65535", port)}
@@ -207,7 +265,7 @@ func (s *Server) dialImage(ctx context.Context, h *catalog.Host, src *catalog.So
 	}
 	c := &imageConn{}
 	conn := countConn{Conn: raw, n: &c.wire}
-	if src.Method == MethodImageSMB {
+	if method == MethodImageSMB {
 		if o["share"] == "" || o["user"] == "" {
 			raw.Close()
 			return nil, permanent{errors.New("options share and user are required")}
@@ -229,19 +287,11 @@ func (s *Server) dialImage(ctx context.Context, h *catalog.Host, src *catalog.So
 	}
 	user := o["user"]
 	if user == "" {
-		if src.Method == MethodImageSFTP {
+		if method == MethodImageSFTP {
 			raw.Close()
 			return nil, permanent{errors.New("option user is required")}
 		}
 		user = "root"
-	}
-	if secret["private_key"] == "" && secret["password"] == "" {
-		b, _, err := s.applianceKey()
-		if err != nil {
-			raw.Close()
-			return nil, err
-		}
-		secret["private_key"] = string(b)
 	}
 	auth, err := pullers.SSHAuth(secret["private_key"], secret["passphrase"], secret["password"], "private_key", "password")
 	if err != nil {
@@ -288,7 +338,7 @@ func (s *Server) dialImage(ctx context.Context, h *catalog.Host, src *catalog.So
 	}
 	raw.SetDeadline(time.Time{})
 	c.ssh = ssh.NewClient(sc, chans, reqs)
-	if src.Method == MethodImageSFTP {
+	if method == MethodImageSFTP {
 		if c.sftp, err = sftp.NewClient(c.ssh, sftp.UseConcurrentReads(true)); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("sftp %s: %w", addr, err)

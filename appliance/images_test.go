@@ -824,3 +824,30 @@ func TestImageSSHFsfreeze(t *testing.T) {
 		t.Fatal("big.bin in the frozen image differs")
 	}
 }
+
+// TestImageConnectionTest: the connection test of image sources logs in,
+// reports the host key and the image's size; a missing image fails it.
+func TestImageConnectionTest(t *testing.T) {
+	srv := testenv.SSHD(t)
+	img := filepath.Join(srv.Dir, "vm.img")
+	os.WriteFile(img, make([]byte, 12345), 0o600)
+	e := newEnv(t, Config{})
+	name := "ct"
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{
+		imageSource(t, srv, "a", MethodImageSSH, img), imageSource(t, srv, "b", MethodImageSFTP, img),
+		imageSource(t, srv, "c", MethodImageSSH, img+".missing")}}, nil)
+	var out []SourceTestBody
+	e.must("socket", "POST", "/api/v1/hosts/ct/test", nil, &out)
+	fp := ssh.FingerprintSHA256(srv.HostKey)
+	if len(out) != 3 {
+		t.Fatalf("tests: %+v", out)
+	}
+	for _, b := range out[:2] {
+		if !b.OK || b.Identity["size"] != "12345" || b.Identity["host_key_fingerprint"] != fp {
+			t.Fatalf("test of %s: %+v", b.Source, b)
+		}
+	}
+	if out[2].OK || !strings.Contains(out[2].Error, "not readable") {
+		t.Fatalf("test of a missing image: %+v", out[2])
+	}
+}

@@ -228,3 +228,25 @@ while read -r s n; do dd of="$p" bs=` + strconv.Itoa(images.BlockSize) + ` seek=
 	}
 	return sent, nil
 }
+
+// RemoteSize returns the size of a file or block device on the host and
+// whether it is a block device (stat or blockdev), for connection tests.
+func RemoteSize(ctx context.Context, c *ssh.Client, path string) (int64, bool, error) {
+	if !strings.HasPrefix(path, "/") || strings.ContainsFunc(path, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return 0, false, fmt.Errorf("path %q must be absolute, without control characters", path)
+	}
+	var out strings.Builder
+	_, err := run(ctx, c, `p=`+quote(path)+`
+[ -r "$p" ] || { echo "$p: not readable" >&2; exit 2; }
+if [ -b "$p" ]; then echo "dev $(blockdev --getsize64 "$p")"; else echo "file $(stat -L -c %s -- "$p")"; fi
+`, &limitWriter{w: &out, n: 128})
+	if err != nil {
+		return 0, false, fmt.Errorf("size of %s: %w", path, err)
+	}
+	kind, n, _ := strings.Cut(strings.TrimSuffix(out.String(), "\n"), " ")
+	size, ok := parseSize("size " + n)
+	if !ok || (kind != "dev" && kind != "file") {
+		return 0, false, fmt.Errorf("size of %s: %w: %.80q", path, ErrRemoteTool, out.String())
+	}
+	return size, kind == "dev", nil
+}
