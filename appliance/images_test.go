@@ -851,3 +851,38 @@ func TestImageConnectionTest(t *testing.T) {
 		t.Fatalf("test of a missing image: %+v", out[2])
 	}
 }
+
+// TestImageApplianceKey: an image source without credentials logs in with
+// the appliance's key (as onboarding installs it), for the connection
+// test and the backup.
+func TestImageApplianceKey(t *testing.T) {
+	srv := testenv.SSHD(t)
+	img := filepath.Join(srv.Dir, "vm.img")
+	raw := smallImage(41)
+	os.WriteFile(img, raw, 0o600)
+	e := newEnv(t, Config{})
+	_, pub, err := e.s.applianceKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(filepath.Dir(srv.KeyFile), "authorized_keys"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(ssh.MarshalAuthorizedKey(pub))
+	f.Close()
+	in := imageSource(t, srv, "disk", MethodImageSSH, img)
+	in.Secret = nil
+	name := "ak"
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{in}}, nil)
+	var out []SourceTestBody
+	e.must("socket", "POST", "/api/v1/hosts/ak/test", nil, &out)
+	if len(out) != 1 || !out[0].OK {
+		t.Fatalf("connection test with the appliance key: %+v", out)
+	}
+	e.jobOK(e.backup("ak"))
+	e.s.refreshTree()
+	if l := e.images("ak"); len(l) != 1 || treeSum(t, e.s.tree(), l[0].Path) != sha256.Sum256(raw) {
+		t.Fatalf("images: %+v", l)
+	}
+}

@@ -97,9 +97,9 @@ func (s *Server) applianceKey() ([]byte, ssh.PublicKey, error) {
 // over SSH, and so may use the appliance's own key.
 func usesSSH(method string, opts map[string]string) bool {
 	switch method {
-	case sftp.Method, tar.Method:
+	case sftp.Method, tar.Method, MethodImageSSH, MethodImageSFTP:
 		return true
-	case rsync.Method:
+	case rsync.Method, MethodImageRsync:
 		return opts["transport"] == "ssh"
 	}
 	return false
