@@ -124,7 +124,10 @@ func s3Class(err error) error {
 	case errors.As(err, &oe),
 		errors.As(err, &ne) && ne.Timeout(),
 		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
-		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE),
+		// minio-go turns an EOF before the response into a plain
+		// "Connection closed by foreign host" error (no io.EOF to match).
+		minio.IsNetworkOrHostDown(err, false):
 		return ErrTransient
 	}
 	return nil

@@ -164,10 +164,16 @@ func (p *serveProc) stop() {
 // cli runs the binary with CAIRN_DATA=data.
 func cli(t testing.TB, data string, args ...string) (string, string, int) {
 	t.Helper()
+	return cliEnv(t, []string{"CAIRN_DATA=" + data}, args...)
+}
+
+// cliEnv runs the binary with extra environment variables.
+func cliEnv(t testing.TB, env []string, args ...string) (string, string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, cairnBin, args...)
-	cmd.Env = append(os.Environ(), "CAIRN_DATA="+data, "CAIRN_PROGRESS=none", "CAIRN_POOL=", "CAIRN_SERVER=", "CAIRN_TOKEN=")
+	cmd.Env = append(append(os.Environ(), "CAIRN_DATA=", "CAIRN_PROGRESS=none", "CAIRN_POOL=", "CAIRN_SERVER=", "CAIRN_TOKEN="), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
