@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
 	"github.com/cairn-backup/cairn/images"
@@ -46,6 +47,71 @@ const imagesKeyName = "images.key"
 type imageState struct {
 	mu    sync.Mutex
 	store *images.Store
+
+	umu            sync.Mutex // usage cache, like the file pool's (metrics.go)
+	usageAt        time.Time
+	objects, bytes int64
+	versions       int
+	usageErr       error
+}
+
+// ImagesPoolBody is the image pool in GET /api/v1/pool.
+type ImagesPoolBody struct {
+	ID        string `json:"id"`
+	Location  string `json:"location"`
+	Encrypted bool   `json:"encrypted"`
+	Versions  int    `json:"versions"`
+	Objects   int64  `json:"objects"`
+	Bytes     int64  `json:"bytes"`
+}
+
+// imagesUsage counts the image pool's versions, blocks and stored bytes
+// (cached for poolUsageTTL; image backups and GC reset it). nil without
+// an image pool.
+func (s *Server) imagesUsage(ctx context.Context, fresh bool) (*ImagesPoolBody, error) {
+	store, err := s.imageStore(ctx, false)
+	if err != nil || store == nil {
+		return nil, err
+	}
+	u := &s.imgs
+	u.umu.Lock()
+	defer u.umu.Unlock()
+	if fresh || u.usageAt.IsZero() || s.now().Sub(u.usageAt) >= poolUsageTTL {
+		var n, b int64
+		v := 0
+		err := store.Pool().ListObjects(ctx, func(_ pool.Digest, oi pool.ObjectInfo) error {
+			n++
+			b += oi.Size
+			return nil
+		})
+		if err == nil {
+			err = store.Versions(ctx, func(images.VersionRef) error { v++; return nil })
+		}
+		u.usageAt, u.objects, u.bytes, u.versions, u.usageErr = s.now(), n, b, v, err
+	}
+	p := store.Pool()
+	return &ImagesPoolBody{ID: p.ID(), Location: p.Location(), Encrypted: p.Encrypted(),
+		Versions: u.versions, Objects: u.objects, Bytes: u.bytes}, u.usageErr
+}
+
+func (s *Server) invalidateImagesUsage() {
+	s.imgs.umu.Lock()
+	s.imgs.usageAt = time.Time{}
+	s.imgs.umu.Unlock()
+}
+
+// imagesMetrics adds the image pool's gauges to /metrics.
+func (s *Server) imagesMetrics(ctx context.Context, p *promWriter) {
+	b, err := s.imagesUsage(ctx, false)
+	if err != nil || b == nil {
+		return
+	}
+	p.head("cairn_image_pool_versions", "gauge", "Image versions stored in the image pool.")
+	p.sample("cairn_image_pool_versions", []string{"pool", b.ID}, float64(b.Versions))
+	p.head("cairn_image_pool_objects", "gauge", "Blocks stored in the image pool.")
+	p.sample("cairn_image_pool_objects", []string{"pool", b.ID}, float64(b.Objects))
+	p.head("cairn_image_pool_bytes", "gauge", "Bytes stored in the image pool (after dedup and compression).")
+	p.sample("cairn_image_pool_bytes", []string{"pool", b.ID}, float64(b.Bytes))
 }
 
 // imagesLocation is where the image pool lives.
@@ -178,6 +244,7 @@ func (s *Server) gcImages(ctx context.Context, jc *jobCtx, dryRun bool) (*Images
 		return nil, fmt.Errorf("image gc: %w", err)
 	}
 	res.Versions, res.Marked, res.Swept, res.SweptBytes, res.Kept = rep.Versions, rep.Marked, rep.Swept, rep.SweptBytes, rep.Kept
+	s.invalidateImagesUsage()
 	verb := "removed"
 	if dryRun {
 		verb = "would remove"

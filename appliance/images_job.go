@@ -540,6 +540,7 @@ func (s *Server) backupImage(ctx context.Context, jc *jobCtx, h *catalog.Host, s
 		return fail(err)
 	}
 	s.events.publish(Event{Type: "snapshot", JobID: jc.job.ID, Host: h.Name, Data: snapshotBody(row)})
+	s.invalidateImagesUsage()
 	s.cat.PutBackupStatus(ctx, &catalog.BackupStatus{Host: h.Name, Source: src.Name, Status: pm.Status,
 		Attempt: pm.End, LastSuccess: pm.End, Duration: pm.End.Sub(pm.Start), Files: 1, Bytes: out.m.Size, BytesNew: out.stats.StoredBytes})
 	basis := "none"
@@ -825,6 +826,7 @@ func (s *Server) backupImageRsync(ctx context.Context, jc *jobCtx, h *catalog.Ho
 		return fail(err)
 	}
 	s.events.publish(Event{Type: "snapshot", JobID: jc.job.ID, Host: h.Name, Data: snapshotBody(row)})
+	s.invalidateImagesUsage()
 	s.cat.PutBackupStatus(ctx, &catalog.BackupStatus{Host: h.Name, Source: src.Name, Status: pm.Status,
 		Attempt: pm.End, LastSuccess: pm.End, Duration: s.now().Sub(start), Files: 1, Bytes: m.Size, BytesNew: row.BytesNew})
 	jc.logf("info", "source %s: image %s version %s: %d bytes, %d blocks (%d holes, %d unchanged), %d stored (%d bytes; %d in the file pool as the rsync basis), %d bytes over the wire",

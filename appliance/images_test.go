@@ -346,6 +346,15 @@ func TestImageFileSources(t *testing.T) {
 		t.Fatalf("check result: %+v", r)
 	}
 
+	var pb PoolBody
+	e.must("socket", "GET", "/api/v1/pool?fresh=1", nil, &pb)
+	if pb.Images == nil || pb.Images.Versions != 4 || pb.Images.Objects != 5 || pb.Images.Bytes < 4*images.BlockSize || pb.Images.ID == pb.ID {
+		t.Fatalf("pool stats: %+v", pb.Images)
+	}
+	if m := e.do("socket", "GET", "/metrics", nil); !strings.Contains(m.Body.String(), "cairn_image_pool_versions{pool=\""+pb.Images.ID+"\"} 4") {
+		t.Fatalf("metrics lack the image pool:\n%s", m.Body.String())
+	}
+
 	// Deleting a snapshot orphans its version: GC removes it after the
 	// grace period, with the blocks only it used.
 	e.must("socket", "DELETE", "/api/v1/snapshots/"+bySrc["sftp-disk"][0].Snapshot, nil, nil)

@@ -138,10 +138,11 @@ type PoolBody struct {
 	Snapshots int       `json:"snapshots"`
 	// Sum of the snapshots' file bytes: what the pool would take without
 	// dedup and compression.
-	LogicalBytes int64      `json:"logical_bytes"`
-	LastCheck    *time.Time `json:"last_check,omitempty"`
-	LastCheckOK  *bool      `json:"last_check_ok,omitempty"`
-	LastCheckMsg string     `json:"last_check_summary,omitempty"`
+	LogicalBytes int64           `json:"logical_bytes"`
+	LastCheck    *time.Time      `json:"last_check,omitempty"`
+	LastCheckOK  *bool           `json:"last_check_ok,omitempty"`
+	LastCheckMsg string          `json:"last_check_summary,omitempty"`
+	Images       *ImagesPoolBody `json:"images,omitempty"` // the image pool (images.go)
 }
 
 func (s *Server) handlePoolStats(r *http.Request, p *principal) (any, error) {
@@ -155,6 +156,9 @@ func (s *Server) handlePoolStats(r *http.Request, p *principal) (any, error) {
 	}
 	b := PoolBody{ID: s.pool.ID(), Location: s.pool.Location(), Encrypted: s.pool.Encrypted(), Created: s.pool.Created(),
 		Objects: objs, Bytes: bytes, Snapshots: len(snaps)}
+	if b.Images, err = s.imagesUsage(r.Context(), r.URL.Query().Get("fresh") != ""); err != nil {
+		return nil, err
+	}
 	for _, sn := range snaps {
 		b.LogicalBytes += sn.Bytes
 	}

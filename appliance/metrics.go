@@ -198,6 +198,7 @@ func (s *Server) writeMetrics(ctx context.Context, w io.Writer) error {
 		p.sample("cairn_pool_bytes", []string{"pool", s.pool.ID()}, float64(bytes))
 	}
 	s.poolSpaceMetrics(p)
+	s.imagesMetrics(ctx, p) // images.go
 	s.lastCheck.mu.Lock()
 	at, ok := s.lastCheck.at, s.lastCheck.ok
 	s.lastCheck.mu.Unlock()

@@ -356,6 +356,9 @@ func apPoolStats(ctx context.Context, args []string) error {
 	if b.LastCheck != nil {
 		fmt.Printf("checked:   %s: %s\n", apTime(*b.LastCheck), b.LastCheckMsg)
 	}
+	if im := b.Images; im != nil {
+		fmt.Printf("images:    %s at %s (encrypted: %v): %d versions, %d blocks, %s stored\n", im.ID, im.Location, im.Encrypted, im.Versions, im.Objects, apBytes(im.Bytes))
+	}
 	return nil
 }
 

@@ -74,6 +74,9 @@ func TestCLIImage(t *testing.T) {
 	if _, errOut, code := cairnCLI(t, data, "image", "restore", list[0].Snapshot, "--path", "rel.img"); code == 0 || !strings.Contains(errOut, "absolute path") {
 		t.Fatalf("relative restore path: exit %d, %s", code, errOut)
 	}
+	if out := mustCLI(t, data, "pool", "stats"); !strings.Contains(out, "1 versions, 2 blocks") {
+		t.Fatalf("pool stats lack the image pool:\n%s", out)
+	}
 	p.stop(os.Interrupt)
 
 	// Direct: `cairn mount --pool DATA/pool` shows the image too.
