@@ -51,6 +51,8 @@ type ClusterConfig struct {
 	Heartbeat    time.Duration
 	LeaseTimeout time.Duration
 	Poll         time.Duration
+	// Staging puts a local staging cache in front of an s3:// pool.
+	Staging StagingConfig
 }
 
 // errLeaseLost cancels a job whose lease another instance expired.
@@ -557,15 +559,37 @@ func loadAvg() float64 {
 // openPoolBackend opens the pool location of Config.Pool: a directory
 // (created when create is set), or a URL such as s3://… through
 // pool.OpenBackend (credentials from CAIRN_S3_ACCESS_KEY and
-// CAIRN_S3_SECRET_KEY, or the URL). Instances of a fleet share an S3 pool.
-func openPoolBackend(ctx context.Context, loc string, create bool) (pool.Backend, error) {
+// CAIRN_S3_SECRET_KEY, or the URL), behind the local staging cache when
+// one is configured. Instances of a fleet share an S3 pool.
+func (s *Server) openPoolBackend(ctx context.Context, loc string, create bool) (pool.Backend, error) {
 	if !strings.Contains(loc, "://") {
 		if create {
 			return pool.CreateDirBackend(loc)
 		}
 		return pool.NewDirBackend(loc)
 	}
-	return pool.OpenBackend(ctx, loc, pool.OpenBackendOptions{Create: create})
+	b, err := pool.OpenBackend(ctx, loc, pool.OpenBackendOptions{Create: create})
+	if err != nil || s.cfg.Cluster.Staging.Dir == "" {
+		return b, err
+	}
+	sc := s.cfg.Cluster.Staging
+	st, err := pool.NewStaging(b, pool.StagingOptions{Dir: sc.Dir, MaxBytes: sc.MaxBytes, Uploaders: sc.Uploaders,
+		Rate: sc.Rate, SyncUploads: s.cfg.Cluster.Enabled, Logger: s.log})
+	if err != nil {
+		return nil, fmt.Errorf("staging cache for %s: %w", pool.RedactLocation(loc), err)
+	}
+	return st, nil
+}
+
+// StagingConfig configures the local staging cache in front of an
+// object-storage pool (pool.Staging): backups write at disk speed, the
+// cache drains in the background. In cluster mode a snapshot is committed
+// only once uploaded, so every instance can restore it.
+type StagingConfig struct {
+	Dir       string  // "" = no staging
+	MaxBytes  int64   // cap (default 1 GiB): when full, backups slow to the upload rate
+	Uploaders int     // concurrent uploads (default 4)
+	Rate      float64 // upload bytes per second (0 = unlimited)
 }
 
 // InstanceBody is one entry of GET /api/v1/instances.

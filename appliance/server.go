@@ -243,7 +243,7 @@ func (s *Server) openPool(ctx context.Context) error {
 		}
 	}
 	if known {
-		b, err := openPoolBackend(ctx, dir, false)
+		b, err := s.openPoolBackend(ctx, dir, false)
 		if err != nil {
 			return fmt.Errorf("wrong or missing storage: the catalog expects pool %s at %s: %w", want, pool.RedactLocation(dir), err)
 		}
@@ -254,7 +254,7 @@ func (s *Server) openPool(ctx context.Context) error {
 		s.pool = p
 		return nil
 	}
-	b, err := openPoolBackend(ctx, dir, true)
+	b, err := s.openPoolBackend(ctx, dir, true)
 	if err != nil {
 		return err
 	}

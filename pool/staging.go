@@ -65,7 +65,12 @@ type StagingOptions struct {
 	MaxBytes  int64   // cap of staged bytes; default 1 GiB
 	Uploaders int     // concurrent uploads; default 4
 	Rate      float64 // upload bytes per second; 0: unlimited
-	Logger    *slog.Logger
+	// SyncUploads makes Sync wait until everything staged is uploaded, so
+	// a snapshot is on the remote before its Finish returns (several
+	// processes share the remote); otherwise Sync only makes the stage
+	// durable on the local disk.
+	SyncUploads bool
+	Logger      *slog.Logger
 }
 
 type stagedEntry struct {
@@ -361,9 +366,13 @@ func (s *Staging) Delete(ctx context.Context, name string) error {
 }
 
 // Sync makes the staged entries durable on the local disk (the pool's
-// barrier before a snapshot is committed). Uploads go on in the
-// background; Flush waits for them.
+// barrier before a snapshot is committed), or with SyncUploads waits for
+// their upload. Otherwise uploads go on in the background; Flush waits
+// for them.
 func (s *Staging) Sync(ctx context.Context) error {
+	if s.o.SyncUploads {
+		return s.Flush(ctx)
+	}
 	return syncTree(filepath.Join(s.o.Dir, stagingData))
 }
 

@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"hash/fnv"
 	"strings"
@@ -103,9 +104,19 @@ func (c *DB) ClaimJob(ctx context.Context, sp ClaimSpec) (*Job, error) {
 		case err != nil:
 			return err
 		}
+		started := sp.Now
+		if c.dialect == postgres {
+			// The fleet's one clock, read after the limit was checked:
+			// a start never precedes the end of a job it waited for.
+			var us int64
+			if err := tx.QueryRowContext(ctx, "SELECT "+dbMicros).Scan(&us); err != nil {
+				return err
+			}
+			started = time.UnixMicro(us)
+		}
 		if _, err := tx.ExecContext(ctx, c.rebind(`UPDATE jobs SET state = ?, instance = ?, lease_until = ?, started = ?,
 			attempt = attempt + 1, cancel_req = 0 WHERE id = ?`),
-			JobRunning, sp.Instance, nanos(sp.Now.Add(sp.Lease)), nanos(sp.Now), id); err != nil {
+			JobRunning, sp.Instance, nanos(sp.Now.Add(sp.Lease)), nanos(started), id); err != nil {
 			return err
 		}
 		got = &Job{ID: id}
@@ -260,8 +271,16 @@ func (c *DB) EndLeased(ctx context.Context, id int64, instance, state, errMsg st
 	if !JobFinal(state) {
 		return fmt.Errorf("end job %d: %q is not a final state", id, state)
 	}
+	if c.dialect == postgres {
+		return c.leased(ctx, id, instance, "state = ?, finished = "+dbMicros+" * 1000, error = ?, lease_until = 0", state, errMsg)
+	}
 	return c.leased(ctx, id, instance, "state = ?, finished = ?, error = ?, lease_until = 0", state, nanos(now), errMsg)
 }
+
+// dbMicros is PostgreSQL's clock in microseconds since the epoch. Claims
+// and ends of leased jobs stamp started and finished with it, so the
+// records of one fleet share one clock (leases use each instance's).
+const dbMicros = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)"
 
 // RetryLeased puts a job instance holds back in the queue, to be claimed
 // again (by any instance) from notBefore on; errMsg says why.
@@ -464,7 +483,13 @@ func (l *Singleton) Unlock() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	l.conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", lockKey(l.name))
+	var unlocked bool
+	err := l.conn.QueryRowContext(ctx, "SELECT pg_advisory_unlock($1)", lockKey(l.name)).Scan(&unlocked)
+	if err != nil || !unlocked {
+		// The session may still hold the lock: never hand it back to the
+		// pool, end it (PostgreSQL then releases the lock).
+		l.conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
 	l.conn.Close()
 	l.conn = nil
 }

@@ -97,7 +97,8 @@ func testClaimOrderLimits(t *testing.T, db *DB) {
 	must(t, db.CreateJob(ctx, other))
 	// Manual first, then by age; host a busy → b next; then the limit.
 	j := claim(t, db, "i1", 3, t0)
-	if j == nil || j.ID != c1 || j.State != JobRunning || j.Instance != "i1" || j.Attempt != 1 || !j.Started.Equal(t0) {
+	if j == nil || j.ID != c1 || j.State != JobRunning || j.Instance != "i1" || j.Attempt != 1 ||
+		(db.Driver() == "sqlite" && !j.Started.Equal(t0)) || j.Started.IsZero() {
 		t.Fatalf("first claim %+v, want job %d", j, c1)
 	}
 	if j = claim(t, db, "i2", 3, t0); j == nil || j.ID != a1 {

@@ -165,6 +165,13 @@ func (f *fleet) waitJobs(what string, timeout time.Duration, pred func([]catalog
 			for _, j := range js {
 				fmt.Fprintf(&b, "  job %d %s %s on %q: %s\n", j.ID, j.Host, j.State, j.Instance, j.Error)
 			}
+			for name, p := range f.procs {
+				log := p.stderr.String()
+				if len(log) > 3000 {
+					log = log[len(log)-3000:]
+				}
+				f.t.Logf("instance %s log tail:\n%s", name, log)
+			}
 			f.t.Fatalf("%s: not within %s; backup jobs:\n%s", what, timeout, &b)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -191,14 +198,14 @@ func writeSource(t *testing.T, dir string, seed uint64, n, size int) {
 
 // TestScaleOut is issue 13's fleet: three `cairn serve --cluster`
 // processes on one PostgreSQL catalog and one S3 pool, configured by one
-// file. 30 hosts scheduled at once under a global limit of 4; a restore
+// file (b with a local staging cache in front of S3). 30 hosts scheduled at once under a global limit of 4; a restore
 // served by an instance that did not take the backup; GC on one instance
 // while the others back up; kill -9 of an instance mid-backup.
 func TestScaleOut(t *testing.T) {
 	f := newFleet(t)
-	for _, n := range []string{"a", "b", "c"} {
-		f.start(n)
-	}
+	f.start("a")
+	f.start("b", "--staging", filepath.Join(f.tmp, "stage-b")) // b writes through a local staging cache
+	f.start("c")
 	ctx := context.Background()
 
 	// Instances register and list each other.
@@ -263,7 +270,7 @@ func TestScaleOut(t *testing.T) {
 			}
 		}
 	}()
-	js := f.waitJobs("30 scheduled backups done", 5*time.Minute, func(js []catalog.Job) bool {
+	js := f.waitJobs("30 scheduled backups done", 2*time.Minute, func(js []catalog.Job) bool {
 		done := 0
 		for _, j := range js {
 			if j.State == catalog.JobDone {
@@ -316,20 +323,32 @@ func TestScaleOut(t *testing.T) {
 		t.Fatalf("jobs per instance %v: want all three used", perInst)
 	}
 
+	// In cluster mode a staged snapshot is committed once uploaded.
+	staged := 0
+	filepath.WalkDir(filepath.Join(f.tmp, "stage-b"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			staged++
+		}
+		return nil
+	})
+	if staged != 0 {
+		t.Fatalf("%d files still in b's staging cache after its backups were committed", staged)
+	}
+
 	t.Log("a restore served by an instance that did not take the backup")
 	var took catalog.Job
 	for _, j := range js {
-		if j.Instance == "a" {
+		if j.Instance == "b" { // through b's staging cache
 			took = j
 			break
 		}
 	}
 	var snaps []e2eSnapshot
-	if err := json.Unmarshal([]byte(f.cli("b", "backup", "ls", took.Host, "--json")), &snaps); err != nil || len(snaps) != 1 {
-		t.Fatalf("backup ls %s on b: %v %+v", took.Host, err, snaps)
+	if err := json.Unmarshal([]byte(f.cli("a", "backup", "ls", took.Host, "--json")), &snaps); err != nil || len(snaps) != 1 {
+		t.Fatalf("backup ls %s on a: %v %+v", took.Host, err, snaps)
 	}
 	restored := filepath.Join(f.tmp, "restored-"+took.Host)
-	f.cli("b", "restore", took.Host+"/"+snaps[0].ID, "--to", restored)
+	f.cli("a", "restore", took.Host+"/"+snaps[0].ID, "--to", restored)
 	compareTrees(t, treeDigest(t, srcs[took.Host]), treeDigest(t, restored))
 	want, _ := os.ReadFile(filepath.Join(srcs[took.Host], "f0003.bin"))
 	resp, err := unixClient(filepath.Join(f.data["c"], "cairn.sock")).Get("http://cairn/api/v1/snapshots/" + snaps[0].ID + "/file/f0003.bin")

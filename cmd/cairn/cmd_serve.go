@@ -57,6 +57,10 @@ func runServe(ctx context.Context, args []string) error {
 	heartbeat := fs.Duration("heartbeat", 5*time.Second, "how often an instance renews its registration and job leases")
 	leaseTimeout := fs.Duration("lease-timeout", 30*time.Second, "a job whose instance has not renewed its lease for this long runs again elsewhere")
 	poll := fs.Duration("poll", time.Second, "how often an idle instance looks for queued jobs of other instances")
+	stagingDir := fs.String("staging", "", "local staging cache for an s3:// pool: backups write here at disk speed, uploads drain in the background")
+	stagingMax := fs.Int64("staging-max-mib", 1024, "size cap of the staging cache in MiB; when it is full, backups slow to the upload rate")
+	stagingRate := fs.Float64("staging-rate-mib", 0, "upload rate limit of the staging cache in MiB/s (0 = none)")
+	stagingUp := fs.Int("staging-uploaders", 4, "concurrent uploads of the staging cache")
 	applianceMode := fs.Bool("appliance", false, "run as the appliance image: data disk, A/B updates, console banner, TLS on (system endpoints)")
 	tlsMode := fs.String("tls", "", "TCP listener TLS: off, or auto (self-signed certificate made once in DATA/tls); default off, auto with --appliance")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM; with --tls-key)")
@@ -97,7 +101,8 @@ func runServe(ctx context.Context, args []string) error {
 		MailFrom: *mailFrom, MailTo: mailTo, Mount: *mount,
 		SecretKeyFile: *keyFile,
 		Cluster: appliance.ClusterConfig{Enabled: *clustered, InstanceID: *instanceID, Advertise: *advertise,
-			InstanceJobs: *instanceJobs, Heartbeat: *heartbeat, LeaseTimeout: *leaseTimeout, Poll: *poll},
+			InstanceJobs: *instanceJobs, Heartbeat: *heartbeat, LeaseTimeout: *leaseTimeout, Poll: *poll,
+			Staging: appliance.StagingConfig{Dir: *stagingDir, MaxBytes: *stagingMax << 20, Uploaders: *stagingUp, Rate: *stagingRate * (1 << 20)}},
 		TLSMode: *tlsMode, TLSCert: *tlsCert, TLSKey: *tlsKey, Consoles: apConsoles(*consoles),
 	}, nil)
 }
