@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,7 +138,14 @@ func TestReplicationEventDrivenAndDisaster(t *testing.T) {
 	}
 	defer b.Close()
 	rp := openReplica(t, b, e.s.pool.ID(), 2)
-	newest := st.Snapshots[len(st.Snapshots)-1]
+	last, err := e.s.cat.LastSnapshot(context.Background(), "h1", "data", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest := last.ID // IDs of one second do not sort by time
+	if !slices.Contains(st.Snapshots, newest) {
+		t.Fatalf("newest snapshot %s not on the target: %v", newest, st.Snapshots)
+	}
 	want := fileIn(t, e.s.pool, newest, "f007.txt")
 	if got := fileIn(t, rp, newest, "f007.txt"); got != want || !strings.Contains(want, "seed 2") {
 		t.Fatalf("replica file %q, primary %q", got, want)
