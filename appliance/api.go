@@ -332,6 +332,9 @@ type StatusBody struct {
 	Started   time.Time `json:"started"`
 	// Maintenance is true while maintenance mode is on.
 	Maintenance bool `json:"maintenance"`
+	// DataPersistent, on the appliance image only, says whether the data
+	// dir is on a disk (false: in RAM, lost at reboot). setup_storage.go
+	DataPersistent *bool `json:"data_persistent,omitempty"`
 }
 
 func (s *Server) handleStatus(r *http.Request, _ *principal) (any, error) {
@@ -339,7 +342,7 @@ func (s *Server) handleStatus(r *http.Request, _ *principal) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return StatusBody{Version: s.cfg.Version, PoolID: s.pool.ID(), Location: s.pool.Location(),
+	return StatusBody{DataPersistent: s.dataPersistent(), Version: s.cfg.Version, PoolID: s.pool.ID(), Location: s.pool.Location(),
 		Catalog: s.cat.Driver(), SetupDone: done, Started: s.started, Maintenance: s.maintenanceNow().On}, nil
 }
 

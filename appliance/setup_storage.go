@@ -536,3 +536,14 @@ func (s *Server) freshHistory(ctx context.Context) string {
 	b, _ := json.Marshal([]UsagePoint{{Time: s.now().UTC(), Stored: bytes, Objects: objs}})
 	return string(b)
 }
+
+// dataPersistent says, on the appliance image (system.go), whether the
+// data dir is on a disk; nil elsewhere. GET /api/v1/status shows it so
+// every page can warn while the data lives in RAM.
+func (s *Server) dataPersistent() *bool {
+	if s.sys == nil {
+		return nil
+	}
+	p := s.sys.dataMount(s.dataDir).persistent
+	return &p
+}

@@ -25,6 +25,8 @@ type stubAPI struct {
 	patched  map[string]any       // last PATCH /api/v1/hosts/{host} body
 	storage  map[string]any       // last POST /api/v1/storage body
 	defaults map[string]any       // last PUT /api/v1/defaults body
+	ram      *bool                // appliance image: data in RAM (nil: not the appliance)
+	system   http.Handler         // serves /api/v1/system… when set
 	csrfOK   bool
 	tests    []string // query of each POST /api/v1/hosts/{host}/test
 }
@@ -39,6 +41,16 @@ func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(code)
 		json.NewEncoder(w).Encode(v)
 	}
+	if r.URL.Path == "/api/v1/status" { // public, as in the appliance
+		st := map[string]any{"version": "test", "setup_done": true}
+		s.mu.Lock()
+		if s.ram != nil {
+			st["data_persistent"] = !*s.ram
+		}
+		s.mu.Unlock()
+		js(200, st)
+		return
+	}
 	if _, ok := s.ui.Sessions.Authenticate(r); !ok {
 		js(401, map[string]string{"error": "authentication required"})
 		return
@@ -52,6 +64,10 @@ func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"sources":   []any{map[string]any{"name": "etc", "method": "sftp", "path": "/etc", "excludes": []string{}, "options": map[string]string{}, "secret_keys": []string{"password"}}},
 		"schedules": []any{map[string]any{"cron": "0 2 * * *"}}, "retention": map[string]int{"keep_daily": 7}, "created": now}
 	q := r.URL.Query()
+	if s.system != nil && strings.HasPrefix(r.URL.Path, "/api/v1/system") {
+		s.system.ServeHTTP(w, r)
+		return
+	}
 	switch {
 	case r.URL.Path == "/api/v1/defaults" && r.Method == "GET":
 		js(200, map[string]any{"settings": map[string]string{}})

@@ -365,6 +365,63 @@ func TestBrowserServe(t *testing.T) {
 	if u := unlabelled(b); u != "" {
 		t.Fatalf("snapshot page: controls without a label: %s", u)
 	}
+
+	// Verification: restore tests of both hosts from the UI.
+	b.navigate(base + "/verify")
+	b.waitFor("verify page", `document.body.dataset.ready === "1"`)
+	if u := unlabelled(b); u != "" {
+		t.Fatalf("verify page: controls without a label: %s", u)
+	}
+	b.eval(`document.querySelector("#rt-run").requestSubmit()`)
+	b.waitFor("restore tests done", `document.querySelector("#rt-msg").textContent.includes("hosts tested")`)
+	if msg := b.evalString(`document.querySelector("#rt-msg").textContent`); msg != "2 hosts tested, 0 failed." {
+		t.Fatalf("restore tests: %q", msg)
+	}
+	if rows := b.evalString(`[...document.querySelectorAll("#restore-tests tbody tr")].map(r => r.dataset.host + ":" + r.children[1].textContent).sort().join(",")`); rows != "files1:ok,web1:ok" {
+		t.Fatalf("restore test rows %q", rows)
+	}
+	b.screenshot("serve-06-verify")
+	// Replication to a directory, synced from the UI, then the audit.
+	replica := filepath.Join(t.TempDir(), "replica")
+	b.navigate(base + "/replication")
+	b.waitFor("replication page", `document.body.dataset.ready === "1"`)
+	if u := unlabelled(b); u != "" {
+		t.Fatalf("replication page: controls without a label: %s", u)
+	}
+	b.setValue("#t-name", "offsite")
+	b.setValue("#t-location", replica)
+	b.eval(`document.querySelector("#target-form").requestSubmit()`)
+	b.waitFor("target listed", `document.querySelector('#targets tr[data-target="offsite"]')`)
+	// Adding a target starts a first run; the list follows it.
+	b.waitFor("sync button enabled", `!document.querySelector('button[data-sync="offsite"]').disabled`)
+	b.eval(`document.querySelector('button[data-sync="offsite"]').click()`)
+	b.waitFor("synced", `document.querySelector("#repl-msg").textContent.startsWith("offsite: ")`)
+	if msg := b.evalString(`document.querySelector("#repl-msg").textContent`); !regexp.MustCompile(`^offsite: [0-3] snapshots copied, `).MatchString(msg) {
+		t.Fatalf("sync: %q", msg)
+	}
+	b.waitFor("target row after the sync", `document.querySelector('#targets tr[data-target="offsite"]').children[6].textContent === "3"`)
+	b.screenshot("serve-07-replication")
+	b.navigate(base + "/audit")
+	b.waitFor("audit page", `document.body.dataset.ready === "1"`)
+	if txt := b.evalString(`document.querySelector("#audit-summary").textContent`); !strings.HasPrefix(txt, "No host lags behind.") {
+		t.Fatalf("audit summary %q", txt)
+	}
+	if rows := b.evalString(`[...document.querySelectorAll("#audit-hosts tbody tr")].map(r => r.dataset.host + "/" + r.dataset.target + ":" + r.children[2].textContent).join(",")`); rows != "files1/primary:1,files1/offsite:1,web1/primary:2,web1/offsite:2" {
+		t.Fatalf("audit rows %q", rows)
+	}
+	// Instances: this appliance alone.
+	b.navigate(base + "/instances")
+	b.waitFor("instances page", `document.body.dataset.ready === "1"`)
+	if txt := b.evalString(`document.querySelector("#instances tbody").innerText`); !strings.Contains(txt, "(this one)") || !strings.Contains(txt, "up") {
+		t.Fatalf("instances %q", txt)
+	}
+	// Not the appliance image: no banner, and the system page says so.
+	b.navigate(base + "/system")
+	b.waitFor("system page", `document.body.dataset.ready === "1"`)
+	if b.evalString(`String(document.querySelector("#sys-none").hidden) + String(document.querySelector("#ram-banner").hidden)`) != "falsetrue" {
+		t.Fatal("system page outside the appliance image")
+	}
+	b.consoleErrors() // the 404 of GET /api/v1/system is logged; expected
 	if *updateDocs {
 		b.navigate(base + "/")
 		b.waitFor("dashboard with both hosts", `document.body.dataset.ready === "1" && document.querySelectorAll("#pool-chart polyline").length === 2 && document.querySelectorAll("#host-status tbody tr").length === 2`)

@@ -131,7 +131,10 @@ func (u *UI) Handler() http.Handler { return u.mux }
 
 var pageNames = []string{"setup.html", "setup_storage.html", "setup_timezone.html", "setup_defaults.html", "setup_host.html",
 	"login.html", "dashboard.html", "hosts.html", "host.html", "host_form.html", "browse.html",
-	"snapshot.html", "jobs.html", "job.html", "users.html", "tokens.html", "notfound.html"}
+	"snapshot.html", "jobs.html", "job.html", "users.html", "tokens.html", "notfound.html",
+	// Pages over the verification, replication, scale-out and appliance
+	// APIs: one template and one script each.
+	"verify.html", "audit.html", "replication.html", "instances.html", "system.html", "setup_disk.html"}
 
 func (u *UI) parse() error {
 	funcs := template.FuncMap{"join": strings.Join}
@@ -177,6 +180,12 @@ func (u *UI) routes() {
 	m.HandleFunc("GET /jobs/{id}", u.page("job.html", catalog.RoleUser, pathData("id")))
 	m.HandleFunc("GET /users", u.page("users.html", catalog.RoleAdmin, nil))
 	m.HandleFunc("GET /tokens", u.page("tokens.html", catalog.RoleUser, nil))
+	m.HandleFunc("GET /verify", u.page("verify.html", catalog.RoleOperator, nil))
+	m.HandleFunc("GET /audit", u.page("audit.html", catalog.RoleOperator, nil))
+	m.HandleFunc("GET /replication", u.page("replication.html", catalog.RoleOperator, nil))
+	m.HandleFunc("GET /instances", u.page("instances.html", catalog.RoleOperator, nil))
+	m.HandleFunc("GET /system", u.page("system.html", catalog.RoleAdmin, nil))
+	m.HandleFunc("GET /setup/disk", u.page("setup_disk.html", catalog.RoleAdmin, nil))
 	m.HandleFunc("/", u.page("notfound.html", catalog.RoleUser, func(r *http.Request, d *pageData) int {
 		return http.StatusNotFound
 	}))
@@ -287,6 +296,8 @@ var titles = map[string]string{
 	"dashboard.html": "Dashboard", "hosts.html": "Hosts", "host.html": "Host", "host_form.html": "Host",
 	"browse.html": "Snapshots", "snapshot.html": "Browse", "jobs.html": "Jobs", "job.html": "Job",
 	"users.html": "Users and groups", "tokens.html": "API tokens", "notfound.html": "Not found",
+	"verify.html": "Verification", "audit.html": "Replication audit", "replication.html": "Replication", "instances.html": "Instances",
+	"system.html": "System", "setup_disk.html": "Setup: data disk",
 	"setup_storage.html": "Setup: storage", "setup_timezone.html": "Setup: timezone", "setup_defaults.html": "Setup: schedule", "setup_host.html": "Setup: first host",
 }
 

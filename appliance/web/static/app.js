@@ -544,6 +544,10 @@
   // deferred after this one) add themselves to cairn.pages; every deferred
   // script has run by DOMContentLoaded.
   window.cairn = { api, el, td, enc, fmtBytes, fmtTime, fmtDur, statusClass, showError, fill, kv, hostLink, jobLink, pages };
+  // The appliance image says in GET /api/v1/status (public) whether its
+  // data dir is on a disk; while it is in RAM every page shows a banner.
+  fetch("/api/v1/status", { credentials: "same-origin", headers: { "Accept": "application/json" } })
+    .then((r) => (r.ok ? r.json() : null)).then((st) => { const b = $("#ram-banner"); if (b && st && st.data_persistent === false) b.hidden = false; }).catch(() => {});
   document.addEventListener("DOMContentLoaded", () => {
     const run = pages[body.dataset.page];
     if (run) run().catch((e) => { showError(e); body.dataset.ready = "error"; });

@@ -7,6 +7,9 @@
   const c = window.cairn, $ = (s) => document.querySelector(s), body = document.body;
   c.pages.setup_storage = async function () {
     const form = $("#storage-form"), next = $("#st-next");
+    // On the appliance image with the data in RAM, the data disk comes first.
+    const sys = await (await fetch("/api/v1/status")).json().catch(() => ({}));
+    if (sys && sys.data_persistent === false && !new URLSearchParams(location.search).has("ram")) { location.replace("/setup/disk"); return; }
     function show(st) {
       $("#pool-location").textContent = st.location;
       $("#pool-enc").textContent = st.encrypted ? "encrypted" : "not encrypted";
