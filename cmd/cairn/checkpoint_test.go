@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +25,19 @@ func TestApplianceKillKeepsCheckpoint(t *testing.T) {
 	makeTree(t, src)
 	p := startServe(t, data)
 	mustCLI(t, data, "host", "add", "web1", "--method", "local", "--path", src, "--source", "files",
-		"--option", "checkpoint_files=100")
+		"--option", "checkpoint_files=1000")
+	// Bad checkpoint, snapshot and jump options are refused by host add
+	// with one line naming them.
+	for _, tc := range []struct{ opt, want string }{
+		{"checkpoint_every=5ms", "checkpoint_every"},
+		{"snapshot=btrfs", "btrfs_subvolume"},
+		{"jump=bad host", "want [user@]host[:port]"},
+	} {
+		_, errOut, code := cairnCLI(t, data, "host", "add", "bad", "--method", "local", "--path", src, "--option", tc.opt)
+		if code == 0 || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Fatalf("host add --option %s: exit %d %q", tc.opt, code, errOut)
+		}
+	}
 	mustCLI(t, data, "backup", "run", "web1", "--wait")
 	var snaps []e2eSnapshot
 	json.Unmarshal([]byte(mustCLI(t, data, "backup", "ls", "--json")), &snaps)
@@ -35,12 +48,12 @@ func TestApplianceKillKeepsCheckpoint(t *testing.T) {
 
 	// Many files, so the second backup passes several checkpoints and is
 	// still running when one is seen.
-	for d := range 40 {
+	for d := range 30 {
 		dir := filepath.Join(src, "many", fmt.Sprintf("d%02d", d))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		for f := range 500 {
+		for f := range 300 {
 			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", f)), []byte(fmt.Sprintf("%d/%d\n", d, f)), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -57,7 +70,7 @@ func TestApplianceKillKeepsCheckpoint(t *testing.T) {
 		var list []e2eSnapshot
 		getJSON(t, client, "http://cairn/api/v1/snapshots?host=web1", &list)
 		for _, s := range list {
-			if s.Status == "partial" && s.Files >= 300 {
+			if s.Status == "partial" && s.Files >= 1000 {
 				partial = s
 			}
 		}
@@ -88,12 +101,12 @@ func TestApplianceKillKeepsCheckpoint(t *testing.T) {
 			t.Errorf("partial snapshot: %s is %q, source %q", k, g, want[k])
 		}
 	}
-	if len(got) < 300 || len(got) >= len(want) {
+	if len(got) < 1000 || len(got) >= len(want) {
 		t.Fatalf("partial snapshot holds %d of %d entries", len(got), len(want))
 	}
 
 	// Restart: the job runs again, with the partial as its basis.
-	startServe(t, data)
+	p = startServe(t, data)
 	var jobs []struct {
 		ID       int64  `json:"id"`
 		State    string `json:"state"`
@@ -116,6 +129,7 @@ func TestApplianceKillKeepsCheckpoint(t *testing.T) {
 	if jobs[0].RetryOf != job.ID || jobs[1].State != "interrupted" {
 		t.Fatalf("jobs after the kill: %+v (killed job %d)", jobs, job.ID)
 	}
+	t.Logf("killed with a checkpoint of %d files (%d entries restored); the re-run skipped %d of %d files", partial.Files, len(got), jobs[0].Progress.Skipped, jobs[0].Progress.Files)
 	if jobs[0].Progress.Skipped < partial.Files-10 {
 		t.Errorf("the re-run skipped %d unchanged files; the partial it should build on has %d", jobs[0].Progress.Skipped, partial.Files)
 	}
@@ -127,7 +141,8 @@ func TestApplianceKillKeepsCheckpoint(t *testing.T) {
 	r2 := filepath.Join(tmp, "r2")
 	mustCLI(t, data, "restore", "web1/"+snaps[2].ID, "--to", r2)
 	compareTrees(t, treeDigest(t, src), treeDigest(t, r2))
-	out = mustCLI(t, data, "pool", "check")
+	p.stop(syscall.SIGTERM)
+	out = mustCLI(t, data, "pool", "check", "--pool", poolDir)
 	if !strings.Contains(out, "no errors") {
 		t.Fatalf("pool check after the re-run: %s", out)
 	}
