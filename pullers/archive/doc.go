@@ -30,6 +30,15 @@
 // the sink before the archive is accepted; contents already stored are
 // dropped with the writer (Abort) and removed by GC.
 //
+// # Fetched over a puller
+//
+// The source method "archive" (Puller) imports an archive file that
+// another puller reads from the host: Options["fetch"] names that method
+// (sftp, smb, local, …), its options and credentials are the source's,
+// and Source.Path is the archive's path. The fetching puller walks only
+// the archive's directory (not below it) and only the archive is read,
+// streaming into Import.
+//
 // Kept metadata: tar mode (incl. setuid/setgid/sticky), uid/gid and
 // names, mtime, symlink targets, hard links (one group per inode),
 // device numbers, PAX SCHILY.xattr.* attributes; zip mode and modified
