@@ -95,6 +95,13 @@ func (s *Server) handleSnapshotArchive(w http.ResponseWriter, r *http.Request, p
 	}
 }
 
+// archiveComponent makes a file name safe as one archive path component:
+// a backslash is a separator to Windows extractors (so `..\..\x` would
+// climb out of the extraction directory), so it becomes U+FF3C, which
+// looks the same and separates nothing. "/", "." and ".." cannot be pool
+// names. Restores and WebDAV keep the exact names.
+func archiveComponent(n string) string { return strings.ReplaceAll(n, `\`, "\uFF3C") }
+
 // archiveEntry writes e at name and, for a directory, everything below.
 func (s *Server) archiveEntry(ctx context.Context, aw archiveWriter, name string, e *pool.Entry) error {
 	if err := ctx.Err(); err != nil {
@@ -116,7 +123,7 @@ func (s *Server) archiveEntry(ctx context.Context, aw archiveWriter, name string
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		for i := range es {
-			if err := s.archiveEntry(ctx, aw, name+"/"+es[i].Name, &es[i]); err != nil {
+			if err := s.archiveEntry(ctx, aw, name+"/"+archiveComponent(es[i].Name), &es[i]); err != nil {
 				return err
 			}
 		}
