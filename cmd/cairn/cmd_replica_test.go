@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/cairn-backup/cairn/fusefs"
 	"github.com/cairn-backup/cairn/internal/testenv"
+	"github.com/cairn-backup/cairn/pool"
 )
 
 // TestCLIReplicationDisaster: a directory target and the real S3 server
@@ -122,6 +126,9 @@ func TestCLIReplicationDisaster(t *testing.T) {
 		cliOK(t, nil, "pool", "check", "--pool", loc, "--read-data")
 	}
 
+	// And mount: the S3 replica's restore tree over FUSE.
+	mountReplica(t, s3loc, "web1/latest/files/etc/app.conf", orig)
+
 	// Disaster: the primary's pool is gone. A new appliance adopts the
 	// replica and rebuilds its catalog from it.
 	if code := p.stop(syscall.SIGTERM); code != 0 {
@@ -139,5 +146,48 @@ func TestCLIReplicationDisaster(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(to, "app.conf"))
 	if err != nil || !bytes.Equal(got, orig) {
 		t.Fatalf("restore after the disaster: %d bytes (%v), want the original %d", len(got), err, len(orig))
+	}
+}
+
+// mountReplica mounts the pool at loc with `cairn mount` and compares one
+// file read through the mount.
+func mountReplica(t *testing.T, loc, path string, want []byte) {
+	t.Helper()
+	testenv.Need(t, "fusermount3")
+	testenv.NeedRoot(t, "FUSE mounts (/dev/fuse is 0600)")
+	mp := filepath.Join(t.TempDir(), "mnt")
+	os.Mkdir(mp, 0o755)
+	var stderr lockedBuffer
+	cmd := exec.Command(cairnBin, "mount", mp, "--pool", loc)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+			fusefs.ClearStale(mp)
+			t.Errorf("cairn mount still running 30s after SIGTERM\n%s", stderr.String())
+		}
+	}()
+	var got []byte
+	waitFor(t, "the replica mount", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("cairn mount --pool %s exited:\n%s", pool.RedactLocation(loc), stderr.String())
+		default:
+		}
+		var err error
+		got, err = os.ReadFile(filepath.Join(mp, path))
+		return err == nil
+	})
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s through the mount of the replica: %d bytes, want %d", path, len(got), len(want))
 	}
 }
