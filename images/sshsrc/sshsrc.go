@@ -49,6 +49,9 @@ type Options struct {
 	// coreutils, on stock Debian and RHEL); a name or absolute path of
 	// [A-Za-z0-9_./-] otherwise. It must print sha256sum's "<hex>  -".
 	HashTool string
+	// HostJobs is how many block ranges the host hashes at once: 0 is
+	// its nproc, at most 4; 1 hashes in one stream.
+	HostJobs int
 	// AfterListing, when set, runs between the hash listing and the block
 	// stream (tests make the source change there).
 	AfterListing func()
@@ -117,7 +120,7 @@ func Pull(ctx context.Context, c *ssh.Client, s *images.Store, name string, o Op
 	hctx, hcancel := context.WithCancel(ctx)
 	defer hcancel()
 	lp := listingParser{onErr: hcancel}
-	_, err = run(hctx, c, hashScript(o.Path, tool), &lp)
+	_, err = run(hctx, c, hashScript(o.Path, tool, o.HostJobs), &lp)
 	rep.ListingBytes = lp.n
 	if lp.err != nil {
 		err = lp.err // the more precise reason
@@ -198,18 +201,57 @@ func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + 
 // "size N" again (a size change during the read fails the pull), then
 // "end <status of split>". Only POSIX sh and coreutils (split --filter,
 // sha256sum, stat, head) plus util-linux blockdev for block devices.
-func hashScript(path, tool string) string { return hashScriptN(path, tool, -1) }
+//
+// With jobs > 1 (0: the host's nproc, at most 4) and at least 8 blocks,
+// the host hashes jobs contiguous ranges at once (dd skip/count | split),
+// each into a temporary file (mktemp -d, removed on exit; at most 80
+// bytes per block are kept), and prints them in order.
+func hashScript(path, tool string, jobs int) string { return hashScriptJ(path, tool, -1, jobs) }
 
 // hashScriptN is hashScript over the first limit bytes only (limit ≥ 0):
 // the restore target may be a larger block device. A source shorter than
 // limit fails.
-func hashScriptN(path, tool string, limit int64) string {
-	read := `split -b ` + strconv.Itoa(images.BlockSize) + ` --filter="$t" -- "$p"`
+func hashScriptN(path, tool string, limit int64) string { return hashScriptJ(path, tool, limit, 1) }
+
+func hashScriptJ(path, tool string, limit int64, jobs int) string {
+	bs := strconv.Itoa(images.BlockSize)
+	read := `split -b ` + bs + ` --filter="$t" -- "$p"
+r=$?`
+	if jobs != 1 && limit < 0 {
+		j := `j=$(nproc 2>/dev/null) || j=1
+[ "$j" -le 4 ] 2>/dev/null || j=4`
+		if jobs > 1 {
+			j = `j=` + strconv.Itoa(min(jobs, 64))
+		}
+		read = j + `
+n=$(( (a + ` + bs + ` - 1) / ` + bs + ` ))
+if [ "$j" -le 1 ] || [ "$n" -lt 8 ]; then
+` + read + `
+else
+d=$(mktemp -d) || exit 2
+trap 'rm -rf "$d"' EXIT
+per=$(( (n + j - 1) / j ))
+i=0
+while [ $i -lt $j ]; do
+{ dd if="$p" bs=` + bs + ` skip=$((i * per)) count=$per iflag=fullblock 2>/dev/null | { split -b ` + bs + ` --filter="$t"; echo $? > "$d/$i.rc"; }; } | head -c $((per * 80)) > "$d/$i" &
+i=$((i + 1))
+done
+wait
+i=0
+r=0
+while [ $i -lt $j ]; do
+cat "$d/$i" || r=2
+[ "$(cat "$d/$i.rc" 2>/dev/null)" = 0 ] || r=1
+i=$((i + 1))
+done
+fi`
+	}
 	show := `$a`
 	check := ``
 	if limit >= 0 {
 		n := strconv.FormatInt(limit, 10)
-		read = `head -c ` + n + ` -- "$p" | split -b ` + strconv.Itoa(images.BlockSize) + ` --filter="$t" -- -`
+		read = `head -c ` + n + ` -- "$p" | split -b ` + bs + ` --filter="$t" -- -
+r=$?`
 		show = n
 		check = `[ "$a" -ge ` + n + ` ] || { echo "$p: $a bytes, fewer than ` + n + `" >&2; exit 2; }
 `
@@ -222,7 +264,7 @@ sz() { if [ -b "$p" ]; then blockdev --getsize64 "$p"; else stat -L -c %s -- "$p
 a=$(sz) || exit 2
 ` + check + `echo "size ` + show + `"
 ` + read + `
-r=$?
+[ "$r" = 0 ] || { echo "block hashing with $t failed (status $r)" >&2; exit 3; }
 b=$(sz) || exit 2
 [ "$b" = "$a" ] || { echo "size $b"; exit 0; }
 echo "size ` + show + `"

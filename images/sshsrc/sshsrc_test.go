@@ -307,3 +307,66 @@ func TestMain(m *testing.M) {
 	testenv.KillLeftovers()
 	os.Exit(m.Run())
 }
+
+// TestParallelHashing: the host hashes ranges at once (HostJobs) with the
+// same result as one stream, and leaves no temporary files behind.
+func TestParallelHashing(t *testing.T) {
+	testenv.Need(t, "split", "sha256sum", "dd", "stat", "mktemp", "nproc")
+	srv := testenv.SSHD(t)
+	ctx := context.Background()
+	path := filepath.Join(srv.Dir, "p.img")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(29)*images.BlockSize + 77
+	f.Truncate(size)
+	for _, i := range []int64{0, 1, 5, 13, 14, 22, 29} {
+		writeBlock(t, f, i, min(images.BlockSize, int(size-i*images.BlockSize)), 3)
+	}
+	f.Close()
+	leftovers := func() []string {
+		var out []string
+		ms, _ := filepath.Glob("/tmp/tmp.*/0.rc")
+		for _, m := range ms {
+			out = append(out, filepath.Dir(m))
+		}
+		return out
+	}
+	before := len(leftovers())
+	c, _ := dial(t, srv)
+	var first *images.Manifest
+	for _, jobs := range []int{1, 3, 0, 7} {
+		s := newStore(t)
+		m, rep, err := Pull(ctx, c, s, "p", Options{Path: path, HostJobs: jobs})
+		if err != nil {
+			t.Fatalf("jobs %d: %v", jobs, err)
+		}
+		if rep.Fetched != 7 || imageDigest(t, s, m) != fileDigest(t, path) {
+			t.Fatalf("jobs %d: %+v", jobs, rep)
+		}
+		if first == nil {
+			first = m
+			continue
+		}
+		for i := range m.NumBlocks() {
+			a, _ := first.HostHashOf(i)
+			b, _ := m.HostHashOf(i)
+			if a != b {
+				t.Fatalf("jobs %d: block %d hashes differently", jobs, i)
+			}
+		}
+	}
+	if n := len(leftovers()); n > before {
+		t.Fatalf("temporary directories left on the host: %v", leftovers())
+	}
+	// A hash tool that fails in one range fails the pull.
+	old := hashTool
+	hashTool = "false"
+	defer func() { hashTool = old }()
+	for _, jobs := range []int{1, 3} {
+		if _, _, err := Pull(ctx, c, newStore(t), "p", Options{Path: path, HostJobs: jobs}); !errors.Is(err, ErrRemoteTool) || !strings.Contains(err.Error(), "block hashing with false failed") {
+			t.Fatalf("failing tool, %d jobs: %v", jobs, err)
+		}
+	}
+}
