@@ -3,7 +3,10 @@
 // tools (POSIX sh, GNU coreutils split --filter and sha256sum, stat;
 // util-linux blockdev for devices), and only blocks whose SHA-256 differs
 // from the previous version's recorded host hash cross the wire, in one
-// dd stream. Nothing is installed on the host.
+// dd stream. Nothing is installed on the host. Images of 8 blocks or more
+// are hashed in up to nproc (at most 4) ranges at once (dd skip/count |
+// split), each range's listing kept in a temporary directory (mktemp -d,
+// removed on exit) and printed in order.
 //
 // Restore (restore.go) works the other way round: the target file or
 // block device is hashed on the host the same way (only the image's
