@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -535,5 +536,62 @@ func TestScaleOut(t *testing.T) {
 	json.Unmarshal([]byte(lsOut), &poolSnaps)
 	if len(poolSnaps) != len(snapsAfter) {
 		t.Fatalf("pool lists %d snapshots, catalog %d", len(poolSnaps), len(snapsAfter))
+	}
+}
+
+// TestServeConfigFile: the fleet config file and CAIRN_* variables set
+// serve's flags (command line > environment > file); mistakes are named.
+func TestServeConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.env", "# fleet\nCAIRN_MAX_JOBS=8   # across the fleet\nexport CAIRN_POOL='s3://h/b/p?region=x'\nCAIRN_LISTEN=\"0.0.0.0:9\"\nCAIRN_HEARTBEAT=2s\n\nCAIRN_LEASE_TIMEOUT=9s\n", 0o600)
+	parse := func(args ...string) (*flag.FlagSet, error) {
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		fs.String("config", "", "")
+		fs.Int("max-jobs", 1, "")
+		fs.String("pool", "", "")
+		fs.String("listen", "", "")
+		fs.Duration("heartbeat", time.Second, "")
+		fs.Duration("lease-timeout", time.Second, "")
+		if err := serveEnv(fs, args); err != nil {
+			return nil, err
+		}
+		return fs, fs.Parse(args)
+	}
+	t.Setenv("CAIRN_LEASE_TIMEOUT", "") // unset: the file's value counts
+	t.Setenv("CAIRN_HEARTBEAT", "3s")   // the environment beats the file
+	fs, err := parse("--config", good, "--max-jobs", "5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"max-jobs": "5", "pool": "s3://h/b/p?region=x", "listen": "0.0.0.0:9",
+		"heartbeat": "3s", "lease-timeout": "9s"} {
+		if got := fs.Lookup(name).Value.String(); got != want {
+			t.Errorf("--%s = %q, want %q", name, got, want)
+		}
+	}
+	for _, c := range []struct{ name, text, want string }{
+		{"unknown", "CAIRN_MAX_JOB=3\n", "line 1: CAIRN_MAX_JOB is not a setting of cairn serve"},
+		{"noeq", "# x\nCAIRN_POOL\n", "line 2: want CAIRN_NAME=value"},
+		{"badvalue", "CAIRN_MAX_JOBS=many\n", `CAIRN_MAX_JOBS="many" (--max-jobs)`},
+	} {
+		_, err := parse("--config=" + write(c.name, c.text, 0o600))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want %q", c.name, err, c.want)
+		}
+	}
+	open := write("open.env", "CAIRN_S3_SECRET_KEY=hush-123\n", 0o644)
+	if _, err := parse("--config", open); err == nil || !strings.Contains(err.Error(), "chmod 600") || strings.Contains(err.Error(), "hush-123") {
+		t.Errorf("world-readable file with a secret: %v", err)
+	}
+	if _, err := parse("--config", filepath.Join(dir, "missing.env")); err == nil || !strings.Contains(err.Error(), "missing.env") {
+		t.Errorf("missing file: %v", err)
 	}
 }

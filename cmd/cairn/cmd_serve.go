@@ -135,15 +135,20 @@ func serveEnv(fs *flag.FlagSet, args []string) error {
 			return err
 		}
 	}
-	for k, v := range file {
-		if os.Getenv(k) == "" {
-			os.Setenv(k, v)
+	// Credentials read from the environment elsewhere (the S3 backend,
+	// SMTP) go there; flags take the rest.
+	for _, k := range []string{"CAIRN_S3_ACCESS_KEY", "CAIRN_S3_SECRET_KEY", "CAIRN_SMTP_PASSWORD"} {
+		if os.Getenv(k) == "" && file[k] != "" {
+			os.Setenv(k, file[k])
 		}
 	}
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := envName(f.Name)
 		v := os.Getenv(name)
+		if v == "" {
+			v = file[name]
+		}
 		if v == "" || f.Name == "config" || err != nil {
 			return
 		}
@@ -179,6 +184,8 @@ func readServeConfig(path string, known map[string]bool) (map[string]string, err
 		}
 		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
 			v = v[1 : len(v)-1]
+		} else if i := strings.Index(v, " #"); i >= 0 {
+			v = strings.TrimSpace(v[:i]) // a comment after an unquoted value
 		}
 		if strings.Contains(k, "SECRET") || strings.Contains(k, "PASSWORD") || strings.Contains(k, "DB") && strings.Contains(v, "@") {
 			secret = true
