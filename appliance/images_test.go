@@ -123,9 +123,10 @@ func (e *testEnv) images(host string) []ImageBody {
 
 // TestImageSSHBackupLoopMount is the end-to-end test of issue 9: an ext4
 // image with known files is backed up over SSH with differential
-// transfer (twice: the second run moves only changed blocks), the
-// restore tree is mounted with real FUSE, the image in it is attached
-// read-only to a loop device, mounted, and a file's digest checked. The
+// transfer (twice: the second run moves only changed blocks), and over
+// SFTP and SMB (source (a)); the restore tree is mounted with real FUSE,
+// each image in it is attached read-only to a loop device, mounted, and
+// files' digests checked. The
 // same bytes come through WebDAV (a range) and the download API (a range
 // and a tar), and the older version stays readable.
 func TestImageSSHBackupLoopMount(t *testing.T) {
@@ -177,6 +178,32 @@ func TestImageSSHBackupLoopMount(t *testing.T) {
 	}
 	t.Logf("wire: v1 %d bytes, v2 %d bytes; stored v2 %d bytes", wire1, wire2, list[1].Stored)
 
+	// Source (a): the same image read over SFTP and from an SMB share.
+	smb := testenv.Samba(t)
+	raw2, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(smb.Dir, "disk.img"), raw2, 0o644)
+	e.must("socket", "PUT", "/api/v1/hosts/vm1/sources/disk-sftp", imageSource(t, srv, "disk-sftp", MethodImageSFTP, img), nil)
+	e.must("socket", "PUT", "/api/v1/hosts/vm1/sources/disk-smb", SourceInput{Name: "disk-smb", Method: MethodImageSMB, Path: "/disk.img",
+		Options: map[string]string{"host": smb.Host, "port": strconv.Itoa(smb.Port), "share": smb.Share, "user": smb.User},
+		Secret:  map[string]string{"password": smb.Password}}, nil)
+	var aPaths []string
+	for _, src := range []string{"disk-sftp", "disk-smb"} {
+		if j := e.backupOf("vm1", src); j.State != catalog.JobDone {
+			t.Fatalf("backup of %s: %s %s", src, j.State, j.Error)
+		}
+	}
+	for _, im := range e.images("vm1") {
+		if im.Source != "disk" {
+			aPaths = append(aPaths, im.Path)
+		}
+	}
+	if len(aPaths) != 2 {
+		t.Fatalf("source (a) images: %v", aPaths)
+	}
+
 	// The restore tree over real FUSE.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -205,19 +232,23 @@ func TestImageSSHBackupLoopMount(t *testing.T) {
 		t.Fatalf("v1 through FUSE (%s) differs", old)
 	}
 
-	dev := run(t, "losetup", "-r", "-f", "--show", fuseImg)
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	mnt2 := t.TempDir()
-	run(t, "mount", "-t", "ext4", "-o", "ro,noload", dev, mnt2)
-	t.Cleanup(func() { exec.Command("umount", mnt2).Run() })
-	if got := fileSum(t, filepath.Join(mnt2, "big.bin")); got != bigSum {
-		t.Fatal("big.bin in the loop-mounted FUSE image differs")
+	// Each image through FUSE, attached read-only to a loop device and
+	// mounted: (b) over SSH, (a) over SFTP and SMB.
+	for _, fi := range append([]string{fuseImg}, filepath.Join(e.s.cfg.Mount, aPaths[0]), filepath.Join(e.s.cfg.Mount, aPaths[1])) {
+		dev := run(t, "losetup", "-r", "-f", "--show", fi)
+		t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+		mnt2 := t.TempDir()
+		run(t, "mount", "-t", "ext4", "-o", "ro,noload", dev, mnt2)
+		t.Cleanup(func() { exec.Command("umount", mnt2).Run() })
+		if got := fileSum(t, filepath.Join(mnt2, "big.bin")); got != bigSum {
+			t.Fatalf("big.bin in the loop-mounted FUSE image %s differs", fi)
+		}
+		if got := fileSum(t, filepath.Join(mnt2, "new.bin")); got != newSum {
+			t.Fatalf("new.bin in the loop-mounted FUSE image %s differs", fi)
+		}
+		run(t, "umount", mnt2)
+		run(t, "losetup", "-d", dev)
 	}
-	if got := fileSum(t, filepath.Join(mnt2, "new.bin")); got != newSum {
-		t.Fatal("new.bin in the loop-mounted FUSE image differs")
-	}
-	run(t, "umount", mnt2)
-	run(t, "losetup", "-d", dev)
 
 	// WebDAV and the download API: random access by range.
 	raw, _ := os.ReadFile(img)
