@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-backup/cairn/appliance/catalog"
 	"github.com/cairn-backup/cairn/appliance/schedule"
 	"github.com/cairn-backup/cairn/internal/testenv"
 	"github.com/cairn-backup/cairn/pool"
@@ -381,4 +382,69 @@ func TestParseRcloneConf(t *testing.T) {
 			t.Errorf("parse %q: %v, want %q", in, err, want)
 		}
 	}
+}
+
+// TestReplicationResumesAfterRestart: the appliance stops in the middle
+// of a (bandwidth-limited) copy; after a restart the catch-up run sends
+// only what is missing and the replica checks clean.
+func TestReplicationResumesAfterRestart(t *testing.T) {
+	resetFake(t)
+	dir := t.TempDir()
+	e := newEnv(t, Config{DataDir: dir, GCSchedule: "-", CheckSchedule: "-"})
+	e.addHost("h1", map[string]string{"seed": "slow", "files": "40"})
+	if j := e.waitJob(e.backup("h1").ID); j.State != "done" {
+		t.Fatalf("backup: %+v", j)
+	}
+	total := 0
+	e.s.pool.ListObjects(context.Background(), func(pool.Digest, pool.ObjectInfo) error { total++; return nil })
+	replica := filepath.Join(t.TempDir(), "replica")
+	// About 40 bytes a second, one object at a time: the copy takes
+	// over a minute unless interrupted.
+	e.must("socket", "POST", "/api/v1/replicas", ReplicaTargetInput{ReplicaTarget: ReplicaTarget{Name: "slow", Kind: KindPool,
+		Concurrency: 1, BytesPerSecond: 40}, Location: replica}, nil)
+	count := func() int {
+		n := 0
+		filepath.WalkDir(filepath.Join(replica, "objects"), func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+	waitFor(t, "a few objects on the target", func() bool { return count() >= 3 })
+	e.s.Close() // interrupts the copy
+	before := count()
+	if before >= total {
+		t.Fatalf("the copy was not interrupted: %d of %d objects", before, total)
+	}
+	if ids, _ := os.ReadDir(filepath.Join(replica, "snapshots")); len(ids) != 0 {
+		t.Fatalf("a manifest before its objects: %v", ids)
+	}
+	// Lift the limit in the stopped appliance's catalog, then restart:
+	// the catch-up run finishes the copy.
+	cat, err := catalog.Open(context.Background(), filepath.Join(dir, "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := &Server{cat: cat}
+	ts, err := off.loadTargets(context.Background())
+	if err != nil || len(ts) != 1 {
+		t.Fatalf("targets: %v %v", ts, err)
+	}
+	ts[0].BytesPerSecond = 0
+	if err := off.saveTargets(context.Background(), ts); err != nil {
+		t.Fatal(err)
+	}
+	cat.Close()
+	e2 := newEnv(t, Config{DataDir: dir, GCSchedule: "-", CheckSchedule: "-"})
+	e2.must("socket", "POST", "/api/v1/replicas/slow/sync", nil, nil)
+	st := e2.waitReplicated("slow", 1)
+	t.Logf("interrupted after %d of %d objects; after the restart %d more sent", before, total, st.ObjectsTotal)
+	if st.ObjectsTotal != total-before {
+		t.Fatalf("after the restart %d objects sent, want the %d missing", st.ObjectsTotal, total-before)
+	}
+	b, _ := pool.NewDirBackend(replica)
+	defer b.Close()
+	openReplica(t, b, e2.s.pool.ID(), 1)
 }
