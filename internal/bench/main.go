@@ -29,6 +29,7 @@ type options struct {
 	results                    string
 	compareOld, compareNew     string
 	only                       string
+	shared                     bool
 }
 
 func main() {
@@ -46,10 +47,11 @@ func main() {
 	flag.BoolVar(&o.peers, "peers", true, "run the peer scenarios (rsync, SFTP, SMB, FTP, dump, FUSE, WebDAV) against testenv servers")
 	flag.BoolVar(&o.scale, "scale", os.Getenv("BENCH_QUICK") != "1" || os.Getenv("BENCH_SCALE") == "1", "run the scale part (a -scale-files small-file tree; off in quick mode unless BENCH_SCALE=1)")
 	flag.IntVar(&o.scaleFiles, "scale-files", 1_000_000, "files in the scale tree")
-	flag.IntVar(&o.pullRuns, "pull-runs", 0, "runs of each peer scenario (0: -runs)")
+	flag.IntVar(&o.pullRuns, "pull-runs", 0, "runs of each peer scenario (0: -runs, or 1 in quick mode)")
 	flag.StringVar(&o.results, "results", "bench/results.json", "machine-readable results to write (all figures)")
 	flag.StringVar(&o.compareOld, "compare-old", "", "with -compare-new: print the deltas between two results files and exit")
 	flag.StringVar(&o.compareNew, "compare-new", "", "see -compare-old")
+	flag.BoolVar(&o.shared, "shared", false, "say prominently in the report that the machine was shared with other work")
 	flag.StringVar(&o.only, "only", "", "run only these peer parts: comma-separated of pulls, dump, fuse, webdav, scale")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -129,6 +131,7 @@ type record struct {
 	Skipped    []string        // scenarios not run, and why
 	Images     *imagesRecord   `json:",omitempty"` // block images (images.go)
 	ScaleOut   *scaleOutRecord `json:",omitempty"` // scale-out fleet (scaleout.go)
+	Shared     bool            // -shared: other work ran on the machine meanwhile
 }
 
 // mutation counts what corpus.Mutate did.
@@ -159,7 +162,7 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		}
 		return b.writeReport(o.out)
 	}
-	b.rec = record{Quick: o.quick, Runs: o.runs, Versions: map[string]string{}, Verify: map[string][]string{},
+	b.rec = record{Quick: o.quick, Runs: o.runs, Shared: o.shared, Versions: map[string]string{}, Verify: map[string][]string{},
 		Start: time.Now(), Load0: loadavg(), GoVersion: firstLine(ctx, "go", "version")}
 	if !filepath.IsAbs(o.work) {
 		return fmt.Errorf("-work %s: must be absolute", o.work)

@@ -27,6 +27,11 @@ type sample struct {
 	Growth              int64   // Stored minus the previous scenario's, same run
 	Files               int64   // files in the repository after the step
 	Others              float64 // CPU cores other processes used meanwhile, on average
+	// ServerCPU and ServerRSS are the serving process's CPU time and peak
+	// RSS during the command, for scenarios where a client (ls, tar, a
+	// WebDAV client) reads from a Cairn or peer server (FUSE, WebDAV).
+	ServerCPU time.Duration `json:",omitempty"`
+	ServerRSS int64         `json:",omitempty"`
 }
 
 // timeBin is GNU time. The child's rusage cannot be taken from Go's own

@@ -12,6 +12,7 @@
 //	benchdrv mount --pool P MOUNTPOINT
 //	benchdrv dav --pool P --addr 127.0.0.1:PORT
 //	benchdrv plaindav --dir D --addr 127.0.0.1:PORT
+//	benchdrv davget --url http://…/dav/… --dst DIR [--workers N]
 //
 // Secrets given as k=@file are read from the file.
 package main
@@ -66,6 +67,8 @@ func main() {
 		err = mount(ctx, os.Args[2:])
 	case "dav":
 		err = dav(ctx, os.Args[2:])
+	case "davget":
+		err = davGet(ctx, os.Args[2:])
 	case "plaindav":
 		err = plainDAV(ctx, os.Args[2:])
 	default:
