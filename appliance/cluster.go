@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -232,7 +233,30 @@ func (c *cluster) beat(ctx context.Context) {
 	}
 	c.renew(ctx, now)
 	c.expire(ctx, now)
+	c.syncMaintenance(ctx)
 	c.lead(ctx)
+}
+
+// syncMaintenance follows maintenance mode switched on another instance
+// (it lives in the catalog): pause or resume claims and the scheduler.
+func (c *cluster) syncMaintenance(ctx context.Context) {
+	s := c.r.s
+	v, _, err := s.cat.Setting(ctx, settingMaintenance)
+	if err != nil {
+		return
+	}
+	var m MaintenanceBody
+	if v != "" {
+		json.Unmarshal([]byte(v), &m)
+	}
+	if cur := s.maintenanceNow(); cur.On == m.On && cur.Reason == m.Reason {
+		return
+	}
+	s.maint.mu.Lock()
+	s.maint.MaintenanceBody = m
+	s.maint.mu.Unlock()
+	s.applyPause()
+	s.log.Warn("maintenance mode changed on another instance", "on", m.On, "reason", m.Reason)
 }
 
 // renew extends this instance's leases and stops jobs it no longer holds

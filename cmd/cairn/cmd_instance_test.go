@@ -236,6 +236,27 @@ func TestScaleOut(t *testing.T) {
 		t.Fatalf("instance ls:\n%s", out)
 	}
 
+	// Maintenance mode switched on one instance holds on all of them.
+	f.api("a", "PUT", "/api/v1/maintenance", map[string]any{"on": true, "reason": "fleet test"}, nil)
+	for _, n := range []string{"b", "c"} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var m struct {
+				On     bool
+				Reason string
+			}
+			f.api(n, "GET", "/api/v1/maintenance", nil, &m)
+			if m.On && m.Reason == "fleet test" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("maintenance mode on a not seen by %s: %+v", n, m)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	f.api("c", "PUT", "/api/v1/maintenance", map[string]any{"on": false}, nil)
+
 	t.Log("30 hosts scheduled at once, global limit 4")
 	srcs := map[string]string{}
 	for i := range 30 {
@@ -360,6 +381,19 @@ func TestScaleOut(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || string(got) != string(want) {
 		t.Fatalf("download from c of %s's file: %s, %d bytes (want %d)", took.Host, resp.Status, len(got), len(want))
+	}
+
+	// WebDAV on c shows b's snapshot (the restore tree re-reads the
+	// snapshot list on requests, so commits of other instances appear).
+	req, _ := http.NewRequest("GET", "http://cairn/dav/"+took.Host+"/latest/files/f0003.bin", nil)
+	resp, err = unixClient(filepath.Join(f.data["c"], "cairn.sock")).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(got) != string(want) {
+		t.Fatalf("WebDAV GET on c of %s/latest/files/f0003.bin: %s, %d bytes (want %d)", took.Host, resp.Status, len(got), len(want))
 	}
 
 	t.Log("GC on a while b and c back up")
