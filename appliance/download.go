@@ -31,6 +31,9 @@ type archiveWriter interface {
 // names are pool names under one top directory, so they hold no ".." and
 // are never absolute.
 func (s *Server) handleSnapshotArchive(w http.ResponseWriter, r *http.Request, p *principal) {
+	if s.imageArchive(w, r, p) { // images_api.go: an image snapshot downloads its image
+		return
+	}
 	snap, sp, e, err := s.snapshotEntry(r, p)
 	if err != nil {
 		s.writeErr(w, r, err)

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/cairn-backup/cairn/appliance/catalog"
 	"github.com/cairn-backup/cairn/images"
 	"github.com/cairn-backup/cairn/images/sshsrc"
@@ -128,20 +130,55 @@ func (s *Server) openSnapshotImage(ctx context.Context, p *principal, id string)
 }
 
 // handleImageDownload streams an image: raw with ranges (random access),
-// or in a tar or zip (holes are sent as zeros).
+// or in a tar, tar.zst or zip (holes are sent as zeros).
 func (s *Server) handleImageDownload(w http.ResponseWriter, r *http.Request, p *principal) {
 	snap, im, err := s.openSnapshotImage(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
+	s.serveImage(w, r, p, snap, im, r.URL.Query().Get("format"))
+}
+
+// imageArchive serves GET /api/v1/snapshots/{id}/archive/ of an image
+// snapshot: the image in the archive (default zip), not the placeholder's
+// empty tree. It reports false for other snapshots.
+func (s *Server) imageArchive(w http.ResponseWriter, r *http.Request, p *principal) bool {
+	snap, err := s.visibleSnapshot(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return false // the archive handler answers
+	}
+	pm, err := s.pool.Snapshot(r.Context(), snap.ID)
+	if err != nil {
+		return false
+	}
+	if _, _, ok := images.Placeholder(pm); !ok {
+		return false
+	}
+	if sp := strings.Trim(r.PathValue("path"), "/"); sp != "" && sp != "." {
+		s.writeErr(w, r, notFound("%s: snapshot %s is an image; download it whole", sp, snap.ID))
+		return true
+	}
+	_, im, err := s.openSnapshotImage(r.Context(), p, snap.ID)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return true
+	}
+	format := r.URL.Query().Get("format")
+	if format == "" {
+		format = "zip"
+	}
+	s.serveImage(w, r, p, snap, im, format)
+	return true
+}
+
+func (s *Server) serveImage(w http.ResponseWriter, r *http.Request, p *principal, snap *catalog.Snapshot, im *images.Image, format string) {
 	name := strings.Map(func(c rune) rune {
 		if c == '/' || c == '\\' || c < 0x20 || c == '"' {
 			return '_'
 		}
 		return c
 	}, snap.Host+"-"+snap.Started.UTC().Format(pool.SnapshotTimeFormat)+"-"+snap.Source+".img")
-	format := r.URL.Query().Get("format")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	switch format {
 	case "", "raw":
@@ -149,17 +186,27 @@ func (s *Server) handleImageDownload(w http.ResponseWriter, r *http.Request, p *
 		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 		http.ServeContent(w, r, "", snap.Started, im)
 		return
-	case "tar", "zip":
+	case "tar", "tar.zst", "zip":
 	default:
-		s.writeErr(w, r, badRequest("format %q: want raw, tar or zip", format))
+		s.writeErr(w, r, badRequest("format %q: want raw, tar, tar.zst or zip", format))
 		return
 	}
-	w.Header().Set("Content-Type", map[string]string{"tar": "application/x-tar", "zip": "application/zip"}[format])
+	w.Header().Set("Content-Type", map[string]string{"tar": "application/x-tar", "tar.zst": "application/zstd", "zip": "application/zip"}[format])
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name + "." + format}))
 	w.Header().Set("Cache-Control", "no-store")
 	src := io.NewSectionReader(im, 0, im.Size())
-	if format == "tar" {
-		tw := tar.NewWriter(w)
+	var err error
+	switch format {
+	case "tar", "tar.zst":
+		var out io.Writer = w
+		var zw *zstd.Encoder
+		if format == "tar.zst" {
+			if zw, err = zstd.NewWriter(w, zstd.WithEncoderConcurrency(1)); err != nil {
+				break
+			}
+			out = zw
+		}
+		tw := tar.NewWriter(out)
 		err = tw.WriteHeader(&tar.Header{Name: name, Mode: 0o444, Size: im.Size(), ModTime: snap.Started, Typeflag: tar.TypeReg, Format: tar.FormatPAX})
 		if err == nil {
 			_, err = io.Copy(tw, src)
@@ -167,7 +214,10 @@ func (s *Server) handleImageDownload(w http.ResponseWriter, r *http.Request, p *
 		if err == nil {
 			err = tw.Close()
 		}
-	} else {
+		if err == nil && zw != nil {
+			err = zw.Close()
+		}
+	default:
 		zw := zip.NewWriter(w)
 		var fw io.Writer
 		fw, err = zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Deflate, Modified: snap.Started})

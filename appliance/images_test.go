@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"archive/tar"
+	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
@@ -375,6 +377,38 @@ func TestImageFileSources(t *testing.T) {
 	json.Unmarshal(check.Progress, &prog)
 	if r := prog.Result.Images; r == nil || !r.OK || r.Versions != 4 || r.ReadObjects != 5 {
 		t.Fatalf("check result: %+v", r)
+	}
+
+	// The snapshot's archive download is the image (zip by default, or
+	// tar.zst), not the placeholder's empty tree.
+	v2snap := bySrc["share-disk"][1]
+	w := e.do("socket", "GET", "/api/v1/snapshots/"+v2snap.Snapshot+"/archive/", nil)
+	zr, err := zip.NewReader(bytes.NewReader(w.Body.Bytes()), int64(w.Body.Len()))
+	if err != nil || len(zr.File) != 1 || !strings.HasSuffix(zr.File[0].Name, "share-disk.img") {
+		t.Fatalf("zip archive of an image snapshot: %d %v", w.Code, err)
+	}
+	rc, _ := zr.File[0].Open()
+	h := sha256.New()
+	io.Copy(h, rc)
+	if [32]byte(h.Sum(nil)) != sums["1"] {
+		t.Fatal("zip archive of the image differs")
+	}
+	w = e.do("socket", "GET", "/api/v1/snapshots/"+v2snap.Snapshot+"/archive/?format=tar.zst", nil)
+	zd, err := zstd.NewReader(w.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zd)
+	if hdr, err := tr.Next(); err != nil || hdr.Size != int64(len(v2)) {
+		t.Fatalf("tar.zst archive: %v %v", hdr, err)
+	}
+	h.Reset()
+	io.Copy(h, tr)
+	if [32]byte(h.Sum(nil)) != sums["1"] {
+		t.Fatal("tar.zst archive of the image differs")
+	}
+	if w = e.do("socket", "GET", "/api/v1/snapshots/"+v2snap.Snapshot+"/archive/x", nil); w.Code != http.StatusNotFound {
+		t.Fatalf("a path inside an image snapshot: %d", w.Code)
 	}
 
 	var pb PoolBody
