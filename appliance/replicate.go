@@ -14,6 +14,7 @@ import (
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
 	"github.com/cairn-backup/cairn/appliance/retention"
+	"github.com/cairn-backup/cairn/appliance/schedule"
 	"github.com/cairn-backup/cairn/pool"
 )
 
@@ -400,15 +401,36 @@ func (s *Server) kickReplication(name string) {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
+			// A failed run is retried after a backoff (1m doubling to
+			// 1h) as well as on the next committed snapshot.
+			var retry schedule.Timer
+			backoff := time.Duration(0)
 			for {
+				var retryC <-chan time.Time
+				if retry != nil {
+					retryC = retry.C()
+				}
 				select {
 				case <-ctx.Done():
+					if retry != nil {
+						retry.Stop()
+					}
 					return
 				case <-w.wake:
+				case <-retryC:
 				}
-				if err := s.replicateTarget(ctx, name); err != nil && ctx.Err() == nil {
-					s.log.Warn("replication failed", "target", name, "err", err)
+				if retry != nil {
+					retry.Stop()
+					retry = nil
 				}
+				err := s.replicateTarget(ctx, name)
+				if err == nil || ctx.Err() != nil {
+					backoff = 0
+					continue
+				}
+				backoff = min(max(2*backoff, time.Minute), time.Hour)
+				s.log.Warn("replication failed; retrying", "target", name, "in", backoff, "err", err)
+				retry = s.clock.NewTimer(backoff)
 			}
 		}()
 	}

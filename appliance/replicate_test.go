@@ -448,3 +448,34 @@ func TestReplicationResumesAfterRestart(t *testing.T) {
 	defer b.Close()
 	openReplica(t, b, e2.s.pool.ID(), 1)
 }
+
+// TestReplicationRetriesAfterFailure: a run that fails (the target's
+// path is blocked) is retried after a backoff on the clock, without
+// waiting for the next snapshot.
+func TestReplicationRetriesAfterFailure(t *testing.T) {
+	resetFake(t)
+	releaseFake()
+	clock := schedule.NewFakeClock(time.Date(2030, 1, 1, 3, 0, 0, 0, time.Local))
+	e := newEnv(t, Config{Clock: clock, GCSchedule: "-", CheckSchedule: "-"})
+	e.addHost("h1", map[string]string{"files": "3"})
+	if j := e.waitJob(e.backup("h1").ID); j.State != "done" {
+		t.Fatalf("backup: %+v", j)
+	}
+	blocked := filepath.Join(t.TempDir(), "nas")
+	os.WriteFile(blocked, []byte("a file where the replica should go"), 0o600)
+	e.must("socket", "POST", "/api/v1/replicas", ReplicaTargetInput{ReplicaTarget: ReplicaTarget{Name: "nas", Kind: KindPool},
+		Location: blocked}, nil)
+	waitFor(t, "the failed run", func() bool {
+		st := e.targetStatus("nas")
+		return !st.Running && st.LastError != ""
+	})
+	os.Remove(blocked)
+	waitFor(t, "the retry", func() bool {
+		clock.Advance(10 * time.Second)
+		st := e.targetStatus("nas")
+		return !st.Running && st.LastError == "" && len(st.Snapshots) == 1
+	})
+	if clock.Now().Sub(time.Date(2030, 1, 1, 3, 0, 0, 0, time.Local)) < time.Minute {
+		t.Fatalf("retried before the backoff: %v", clock.Now())
+	}
+}
