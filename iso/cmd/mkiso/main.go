@@ -79,6 +79,7 @@ type builder struct {
 	updateLock                                                 bool
 	log                                                        func(string, ...any)
 	epoch                                                      int64
+	path                                                       string // PATH for sh, "" = inherited
 }
 
 func (b *builder) run() error {
@@ -301,7 +302,29 @@ menuentry "Cairn ` + b.version + `" {
 	}
 	tmpOut := b.out + ".tmp"
 	label := "CAIRN"
-	if err := b.sh(epoch, "grub-mkrescue", "-o", tmpOut, "--locales=", "--themes=", "--fonts=", stage, "--", "-volid", label); err != nil {
+	// grub-mkrescue's EFI image gets a random FAT serial from mformat
+	// (the only part SOURCE_DATE_EPOCH does not fix): a wrapper first on
+	// PATH passes a fixed one.
+	wrap, err := os.MkdirTemp(b.cache, "bin-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(wrap)
+	mformat, err := exec.LookPath("mformat")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(wrap, "mformat"), []byte("#!/bin/sh\nexec "+mformat+" -N 43414952 \"$@\"\n"), 0o755); err != nil {
+		return err
+	}
+	b.path = wrap + string(os.PathListSeparator) + os.Getenv("PATH")
+	isoDate := time.Unix(b.epoch, 0).UTC().Format("20060102150405") + "00"
+	err = b.sh(epoch, "grub-mkrescue", "-o", tmpOut, "--locales=", "--themes=", "--fonts=", stage, "--", "-volid", label,
+		// grub's own files are made now: every date in the image is the
+		// epoch (xorriso native commands, after grub-mkrescue's).
+		"-alter_date_r", "b", isoDate, "/", "--", "-alter_date_r", "c", isoDate, "/", "--")
+	b.path = ""
+	if err != nil {
 		return err
 	}
 	if err := os.Rename(tmpOut, b.out); err != nil {
@@ -321,7 +344,17 @@ menuentry "Cairn ` + b.version + `" {
 func (b *builder) sh(epoch, name string, args ...string) error {
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	// mksquashfs refuses SOURCE_DATE_EPOCH together with -all-time: it
+	// is only exported where asked for.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SOURCE_DATE_EPOCH=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "LC_ALL=C")
+	if b.path != "" {
+		cmd.Env = append(cmd.Env, "PATH="+b.path)
+	}
 	if epoch != "" {
 		cmd.Env = append(cmd.Env, "SOURCE_DATE_EPOCH="+epoch)
 	}
