@@ -17,9 +17,39 @@
 // timing so it is in the page cache, and dirty pages are synced before every
 // timed command.
 //
+// # Peer scenarios (issues 5–8, 14)
+//
+// After the local-directory scenarios, the bench starts servers from
+// internal/testenv (sshd, rsync daemon, Samba, vsftpd, PostgreSQL), bind-
+// mounts the corpus as their served directory, and measures Cairn against
+// each scenario's natural peer: rsync -a (daemon and SSH), sftp -r,
+// smbclient mget, lftp mirror, pg_dump > /dev/null (plus the dedup of a
+// second dump after 1% of the rows changed), restic mount (ls -R cold and
+// warm, cat of the large files, tar of the whole tree) and a plain
+// x/net/webdav server (PROPFIND walk + GET of every file). Cairn's side is
+// internal/bench/benchdrv, which drives the same pullers, pool.Writer,
+// fusefs and WebDAV handler as the appliance (the cairn CLI pulls only
+// local directories without a running appliance). pairSpec lists every
+// comparison with its issue's target; report_peers.go renders them in one
+// table with a verdict and what limits each miss.
+//
+// The scale part snapshots a 50k- and a -scale-files (1M) small-file tree
+// (first and no-change, local and rsync daemon), then runs ls -R through
+// FUSE on the big snapshot. It is on by default, off in quick mode unless
+// -scale or BENCH_SCALE=1.
+//
+// # Results
+//
+// All figures go to bench/results.json (-results) as well as the work
+// dir. make bench-compare OLD=a.json NEW=b.json (-compare-old/-compare-new)
+// prints every median of both files with its change.
+//
 // # Flags
 //
-// BENCH_QUICK=1 (or -quick) uses a ≈200 MiB corpus. -tools selects tools,
+// BENCH_QUICK=1 (or -quick) uses a ≈200 MiB corpus and one run of each
+// peer scenario (-pull-runs). -peers=false skips the peer scenarios, -only
+// selects some of them (pulls, dump, fuse, webdav, scale), -shared flags
+// the report as made on a shared machine. -tools selects tools,
 // -runs the number of runs, -work the work directory (default
 // /var/tmp/cairn-bench; corpora there are reused while their stamp files
 // match). -gen-only only generates the corpora. Every run saves its figures
