@@ -201,6 +201,8 @@ func (s *Server) allRoutes() []route {
 		{method: "GET", pattern: "/api/v1/events", minRole: roleUser, raw: s.handleEvents},
 		{method: "GET", pattern: "/api/v1/whoami", minRole: roleUser, json: s.handleWhoami},
 		{method: "GET", pattern: "/api/v1/methods", minRole: roleUser, json: handleMethods},
+		{method: "GET", pattern: "/api/v1/schedule/preview", minRole: roleUser, json: s.handleSchedulePreview}, // api_methods_ui.go
+		{method: "PUT", pattern: "/api/v1/users/me/password", minRole: roleUser, json: s.handlePasswordChange},
 		{method: "GET", pattern: "/api/v1/maintenance", minRole: roleUser, json: s.handleMaintenanceGet},
 		{method: "PUT", pattern: "/api/v1/maintenance", minRole: roleAdmin, json: s.handleMaintenancePut},
 		{method: "GET", pattern: "/api/v1/instances", minRole: roleOperator, json: s.handleInstances},

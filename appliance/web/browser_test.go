@@ -69,6 +69,12 @@ func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case r.URL.Path == "/api/v1/schedule/preview":
+		if f := strings.Fields(q.Get("cron")); len(f) != 5 || f[0] == "99" {
+			js(400, map[string]string{"error": "schedule " + q.Get("cron") + ": minute out of range"})
+			return
+		}
+		js(200, map[string]any{"cron": q.Get("cron"), "zone": "UTC", "next": []time.Time{now.Add(13 * time.Hour), now.Add(37 * time.Hour), now.Add(61 * time.Hour)}})
 	case r.URL.Path == "/api/v1/defaults" && r.Method == "GET":
 		js(200, map[string]any{"settings": map[string]string{}})
 	case r.URL.Path == "/api/v1/defaults" && r.Method == "PUT":
@@ -421,6 +427,10 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 	b.setValue("#f-opt-port", "2222")
 	b.setValue("#f-opt-password", "s3cret-pw")
 	b.setValue("#f-cron", "30 1 * * *")
+	b.waitFor("cron preview", `document.querySelector("#cron-preview").textContent.startsWith("Next runs: ")`)
+	if txt := b.evalString(`document.querySelector("#cron-preview").textContent`); !strings.HasSuffix(txt, "(the appliance runs schedules in UTC).") || strings.Count(txt, ",") < 2 {
+		t.Fatalf("cron preview %q", txt)
+	}
 	b.setValue("#f-keep_daily", "14")
 	// Without a user the API answers 400; its message shows at the user field.
 	b.eval(`document.querySelector("#host-form").requestSubmit()`)

@@ -599,6 +599,31 @@ func TestBrowserServe(t *testing.T) {
 	if got := b.evalString(`fetch("/api/v1/tokens", {method: "POST", headers: {"Content-Type": "application/json"}, body: '{"name":"x"}'}).then(r => String(r.status))`); got != "403" {
 		t.Fatalf("POST without CSRF token: %s, want 403", got)
 	}
+	// Alice changes her password on her account page and logs in with it.
+	b.navigate(base + "/tokens")
+	b.waitFor("account page", `document.body.dataset.ready === "1"`)
+	if u := unlabelled(b); u != "" {
+		t.Fatalf("account page: controls without a label: %s", u)
+	}
+	newPassword := "Another-Secret-42"
+	b.setValue("#pw-current", "not-her-password")
+	b.setValue("#pw-new", newPassword)
+	b.setValue("#pw-new2", newPassword)
+	b.eval(`document.querySelector("#pw-form").requestSubmit()`)
+	b.waitFor("wrong current password at its field", `!document.querySelector('.field-error[data-for="current"]').hidden`)
+	b.consoleErrors() // the 403 is logged; expected
+	b.setValue("#pw-current", goodPassword)
+	b.setValue("#pw-new", newPassword)
+	b.setValue("#pw-new2", newPassword)
+	b.eval(`document.querySelector("#pw-form").requestSubmit()`)
+	b.waitFor("password changed", `document.querySelector("#pw-msg").textContent === "Password changed."`)
+	b.submit("form.logout")
+	b.setValue("#username", "alice")
+	b.setValue("#password", newPassword)
+	b.submit("#login-form")
+	if p := b.path(); p != "/" {
+		t.Fatalf("login with the new password: at %s", p)
+	}
 	var status struct {
 		SetupDone bool `json:"setup_done"`
 	}

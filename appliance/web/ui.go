@@ -295,7 +295,7 @@ func (u *UI) baseData(r *http.Request, usr *catalog.User, title string) *pageDat
 var titles = map[string]string{
 	"dashboard.html": "Dashboard", "hosts.html": "Hosts", "host.html": "Host", "host_form.html": "Host",
 	"browse.html": "Snapshots", "snapshot.html": "Browse", "jobs.html": "Jobs", "job.html": "Job",
-	"users.html": "Users and groups", "tokens.html": "API tokens", "notfound.html": "Not found",
+	"users.html": "Users and groups", "tokens.html": "Your account", "notfound.html": "Not found",
 	"verify.html": "Verification", "audit.html": "Replication audit", "replication.html": "Replication", "instances.html": "Instances",
 	"system.html": "System", "setup_disk.html": "Setup: data disk",
 	"setup_storage.html": "Setup: storage", "setup_timezone.html": "Setup: timezone", "setup_defaults.html": "Setup: schedule", "setup_host.html": "Setup: first host",

@@ -273,6 +273,24 @@
     finally { btn.disabled = false; }
   }
 
+  // cronPreview shows under out the next runs of the cron in input, as the
+  // appliance computes them (GET /api/v1/schedule/preview), as it is typed.
+  function cronPreview(input, out, emptyText) {
+    let timer = null, seq = 0;
+    const run = async () => {
+      const v = input.value.trim(), my = ++seq;
+      if (!v) { out.textContent = emptyText || "Manual backups only."; return; }
+      if (v.split(/\s+/).length !== 5) { out.textContent = "A cron expression has five fields: minute hour day month weekday."; return; }
+      try {
+        const p = await api("GET", "/schedule/preview?n=3&cron=" + encodeURIComponent(v));
+        if (my === seq) out.textContent = "Next runs: " + p.next.map(fmtTime).join(", ") + " (the appliance runs schedules in " + p.zone + ").";
+      } catch (e) { if (my === seq) out.textContent = e.message; }
+    };
+    const soon = () => { clearTimeout(timer); timer = setTimeout(run, 250); };
+    input.addEventListener("input", soon); input.addEventListener("change", soon);
+    return run();
+  }
+
   // ---- host form: built from the registered methods ---------------------
   // GET /api/v1/methods answers [{name, title, path_label, options: [{name,
   // label, type, required, secret, default, choices, help, group}]}], so a
@@ -291,6 +309,7 @@
     return el("input", { ...common, type: o.secret ? "password" : (o.type === "number" ? "number" : "text"), min: o.type === "number" ? "0" : null,
       autocomplete: o.secret ? "new-password" : "off", placeholder: ph });
   }
+  const hostCronEmpty = "No schedule of its own: its group's or the default schedule applies (none: manual backups only).";
   async function hostForm() {
     const form = $("#host-form"), sel = $("#f-method"), editing = body.dataset.host || "";
     let methods = null, storedSecrets = [], storedMethod = "";
@@ -328,6 +347,7 @@
         for (const d of form.querySelectorAll("details.opt-group")) if ([...d.querySelectorAll("[data-opt]")].some((i) => !i.dataset.secret && i.value && i.tagName !== "SELECT")) d.open = true;
         form.options.value = Object.entries(rest).map(([k, v]) => k + "=" + v).join("\n"); if (form.options.value) $("#generic-opts").open = true; }
       if (h.schedules[0]) { form.cron.value = h.schedules[0].cron; form.jitter.value = h.schedules[0].jitter || ""; }
+      cronPreview(form.cron, $("#cron-preview"), hostCronEmpty);
       for (const k of ["keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"]) form[k].value = h.retention[k] || "";
     }
     const lines = (t) => t.split("\n").map((x) => x.trim()).filter(Boolean);
@@ -367,6 +387,7 @@
         else { $("#form-error").textContent = m; $("#form-error").hidden = false; }
       }
     };
+    if (!editing) cronPreview(form.cron, $("#cron-preview"), hostCronEmpty);
     body.dataset.ready = "1";
   }
 
@@ -543,7 +564,7 @@
   // Pages with a script of their own (templates' "scripts" block, loaded
   // deferred after this one) add themselves to cairn.pages; every deferred
   // script has run by DOMContentLoaded.
-  window.cairn = { api, el, td, enc, fmtBytes, fmtTime, fmtDur, statusClass, showError, fill, kv, hostLink, jobLink, pages };
+  window.cairn = { api, el, td, enc, fmtBytes, fmtTime, fmtDur, statusClass, showError, fill, kv, hostLink, jobLink, cronPreview, pages };
   // The appliance image says in GET /api/v1/status (public) whether its
   // data dir is on a disk; while it is in RAM every page shows a banner.
   fetch("/api/v1/status", { credentials: "same-origin", headers: { "Accept": "application/json" } })

@@ -12,6 +12,7 @@
     const v = fresh ? { schedule: "0 2 * * *", jitter: "30m", keep_daily: "7", keep_weekly: "4", keep_monthly: "6" } : d;
     form.schedule.value = v.schedule || ""; form.jitter.value = v.jitter || "";
     for (const k of keeps) form[k].value = v[k] || "";
+    c.cronPreview(form.schedule, $("#d-next"));
     form.onsubmit = async (ev) => {
       ev.preventDefault();
       for (const p of form.querySelectorAll(".field-error")) p.hidden = true;
