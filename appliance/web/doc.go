@@ -50,6 +50,26 @@
 // stored and apparent bytes, the saving, and an SVG chart of both over
 // time (GET /api/v1/pool/history).
 //
+// Pages over the verification, replication, scale-out and appliance
+// APIs, each a template and a script of its own: Verify (GET
+// /api/v1/verify: the last pool check, restore tests run now or on a
+// schedule), Replication (targets, sync, append-only tokens), Audit,
+// Instances, System (appliance image: GET /api/v1/system, the update
+// upload, reboot). The account page changes the own password (PUT
+// /api/v1/users/me/password) and holds the API tokens. Cron fields show
+// the next runs as the appliance computes them (GET
+// /api/v1/schedule/preview).
+//
+// # Appliance image
+//
+// GET /api/v1/status (public) carries data_persistent on the appliance
+// image; while it is false every page shows a red banner (the data lives
+// in RAM) and the setup's storage step sends the admin to the data disk
+// step first (GET /api/v1/system/disks, POST /api/v1/system/disks/use):
+// an empty disk is taken as is, any other only after its name is typed,
+// disks in use are never offered. The appliance then restarts onto the
+// disk and the page waits for it.
+//
 // # Page scripts
 //
 // app.js holds the shared helpers (window.cairn) and the older pages.
