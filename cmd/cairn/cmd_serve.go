@@ -34,6 +34,7 @@ func runServe(ctx context.Context, args []string) error {
 	listen := fs.String("listen", appliance.DefaultListen, `HTTP address to listen on ("-" = unix socket only)`)
 	db := fs.String("db", "", "catalog database: empty = DATA/catalog.db (SQLite), or postgres://…")
 	poolDir := fs.String("pool", "", "pool directory (default DATA/pool)")
+	imagesLoc := fs.String("images", "", "block-image pool: a directory or s3://… (default DATA/images); env CAIRN_IMAGES")
 	maxJobs := fs.Int("max-jobs", 1, "backups running at once (global limit)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	gcSched := fs.String("gc-schedule", "30 3 * * *", `when pool GC runs (cron; "-" = never)`)
@@ -93,7 +94,7 @@ func runServe(ctx context.Context, args []string) error {
 		*tlsMode = "file"
 	}
 	return run(ctx, appliance.Config{
-		DataDir: *data, Listen: *listen, DB: *db, Pool: *poolDir,
+		DataDir: *data, Listen: *listen, DB: *db, Pool: *poolDir, Images: *imagesLoc,
 		Version: version, Logger: log, MaxJobs: *maxJobs,
 		GCSchedule: *gcSched, CheckSchedule: *checkSched, CheckPercent: *checkPct,
 		WebhookURL: *webhook, StaleAfter: *staleAfter, MetricsTextfile: *textfile,
