@@ -20,6 +20,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -387,21 +388,18 @@ func mountChroot(root string) (func(), error) {
 	return umount, nil
 }
 
-// checkStatic refuses a missing or dynamically linked binary: the image
-// has no Go toolchain's libc expectations.
+// checkStatic refuses a missing, non-ELF or dynamically linked binary:
+// the image has no Go toolchain and the binary must not depend on its libc.
 func checkStatic(path string) error {
-	f, err := os.Open(path)
+	f, err := elf.Open(path)
 	if err != nil {
-		return fmt.Errorf("cairn binary: %w (run `make build` first)", err)
+		return fmt.Errorf("cairn binary %s: %w (run `make build` first)", path, err)
 	}
 	defer f.Close()
-	head := make([]byte, 4)
-	if _, err := io.ReadFull(f, head); err != nil || string(head) != "\x7fELF" {
-		return fmt.Errorf("cairn binary %s: not an ELF executable", path)
-	}
-	out, _ := exec.Command("file", path).Output()
-	if bytes.Contains(out, []byte("dynamically linked")) {
-		return fmt.Errorf("cairn binary %s is dynamically linked: build with CGO_ENABLED=0", path)
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("cairn binary %s is dynamically linked: build with CGO_ENABLED=0", path)
+		}
 	}
 	return nil
 }
