@@ -390,6 +390,10 @@ func TestWriterStoreContent(t *testing.T) {
 	if _, err := p.GC(ctx, GCOptions{Grace: -1}); err != nil {
 		t.Fatal(err)
 	}
+	// Add's reuse checks that the content is in the pool: wait for it.
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.Add(ctx, ".", Entry{Type: TypeDir, Mode: 0o755}, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,8 @@ func (w *Writer) AddStream(ctx context.Context, path string, e Entry, r io.Reade
 // an entry, and returns it as a file Entry (Size, Content, Chunked set;
 // nothing else). The content stays a GC root of this Writer until Finish
 // or Abort, so a later Add of an entry with that Content and a nil reader
-// (the reuse path) finds it. It lets a caller store contents in whatever
+// (the reuse path) finds it — after Flush: the writes run in the
+// background, and Add checks that the content is in the pool. It lets a caller store contents in whatever
 // order they arrive (an archive's members) and add the entries later in
 // walk order. A read error rejects the content (ErrEntry); nothing is
 // counted in the snapshot's totals until the entry is added.
