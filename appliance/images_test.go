@@ -960,3 +960,37 @@ func TestImageApplianceKey(t *testing.T) {
 		t.Fatalf("images: %+v", l)
 	}
 }
+
+// TestImagePoolS3: the image pool on S3-compatible storage (Config.Images),
+// against the real S3 test server.
+func TestImagePoolS3(t *testing.T) {
+	s3 := testenv.S3(t)
+	srv := testenv.SSHD(t)
+	e := newEnv(t, Config{Images: fmt.Sprintf("s3://%s:%s@%s/%s/imgs?region=%s&insecure=1", s3.AccessKey, s3.SecretKey, s3.Endpoint, s3.Bucket, s3.Region)})
+	img := filepath.Join(srv.Dir, "vm.img")
+	raw := smallImage(51)
+	os.WriteFile(img, raw, 0o600)
+	name := "s3h"
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{imageSource(t, srv, "disk", MethodImageSFTP, img)}}, nil)
+	e.jobOK(e.backup("s3h"))
+	e.s.refreshTree()
+	list := e.images("s3h")
+	if len(list) != 1 || treeSum(t, e.s.tree(), list[0].Path) != sha256.Sum256(raw) {
+		t.Fatalf("images on S3: %+v", list)
+	}
+	var objs int
+	filepath.WalkDir(filepath.Join(s3.Dir, s3.Bucket, "imgs", "objects"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			objs++
+		}
+		return nil
+	})
+	if objs != 4 {
+		t.Fatalf("%d block objects in the bucket, want 4", objs)
+	}
+	var pb PoolBody
+	e.must("socket", "GET", "/api/v1/pool", nil, &pb)
+	if pb.Images == nil || strings.Contains(pb.Images.Location, s3.SecretKey) {
+		t.Fatalf("image pool location %+v", pb.Images)
+	}
+}
