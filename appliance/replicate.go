@@ -66,8 +66,12 @@ type ReplicaTarget struct {
 	Retention      ReplicaRetention `json:"retention"`
 	// LagAlert: the audit flags a host whose newest complete snapshot
 	// is not on this target after this long (default 48h).
-	LagAlert string    `json:"lag_alert,omitempty"`
-	Created  time.Time `json:"created"`
+	LagAlert string `json:"lag_alert,omitempty"`
+	// TLSFingerprint pins the other appliance's certificate (kind
+	// cairn, https): its SHA-256 as `cairn serve` shows it (AB:CD:…).
+	// Empty: the certificate must verify against the system's CAs.
+	TLSFingerprint string    `json:"tls_fingerprint,omitempty"`
+	Created        time.Time `json:"created"`
 }
 
 // ReplicaTargetInput is POST /api/v1/replicas: a target with its secrets.
@@ -172,6 +176,14 @@ func validateTarget(in *ReplicaTargetInput) (string, error) {
 		}
 		if in.Token == "" {
 			return "", badRequest("target %s: a cairn target needs an append-only token of the other appliance (cairn replica token create there)", in.Name)
+		}
+		if in.TLSFingerprint != "" {
+			if u.Scheme != "https" {
+				return "", badRequest("target %s: tls_fingerprint needs an https:// location", in.Name)
+			}
+			if _, err := parseFingerprint(in.TLSFingerprint); err != nil {
+				return "", badRequest("target %s: tls_fingerprint: %v", in.Name, err)
+			}
 		}
 	case KindRclone:
 		if _, err := parseRcloneConf(in.RcloneConf); err != nil {
@@ -614,7 +626,7 @@ func (s *Server) openTarget(ctx context.Context, t *storedTarget, sec *targetSec
 		return b, func() { closeBackend(b) }, nil
 	case KindCairn:
 		d.Retries = 5
-		rb, err := newRemoteBackend(sec.Location, sec.Token, s.pool.ID())
+		rb, err := newRemoteBackend(sec.Location, sec.Token, s.pool.ID(), t.TLSFingerprint)
 		if err != nil {
 			return nil, nil, fmt.Errorf("target %s: %w", t.Name, err)
 		}

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -331,12 +334,45 @@ type remoteBackend struct {
 
 var _ pool.Backend = (*remoteBackend)(nil)
 
-func newRemoteBackend(location, token, poolID string) (*remoteBackend, error) {
+func newRemoteBackend(location, token, poolID, fingerprint string) (*remoteBackend, error) {
 	u, err := url.Parse(strings.TrimRight(location, "/"))
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("appliance location %q: want https://host:port", location)
 	}
-	return &remoteBackend{base: u.String() + "/api/v1/replica/" + poolID, token: token, hc: &http.Client{Timeout: 10 * time.Minute}}, nil
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if fingerprint != "" {
+		want, err := parseFingerprint(fingerprint)
+		if err != nil {
+			return nil, err
+		}
+		// A pinned certificate (appliances use self-signed ones): the
+		// chain is not checked, the leaf's SHA-256 must match.
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true,
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				if len(cs.PeerCertificates) == 0 {
+					return errors.New("no certificate")
+				}
+				if got := sha256.Sum256(cs.PeerCertificates[0].Raw); !bytes.Equal(got[:], want) {
+					return fmt.Errorf("%w: the certificate of %s has fingerprint %s, not the pinned %s", errCertPin, u.Host, Fingerprint(cs.PeerCertificates[0].Raw), fingerprint)
+				}
+				return nil
+			}}
+	}
+	return &remoteBackend{base: u.String() + "/api/v1/replica/" + poolID, token: token, hc: &http.Client{Timeout: 10 * time.Minute, Transport: tr}}, nil
+}
+
+// errCertPin: the other appliance's certificate is not the pinned one
+// (not transient: retrying cannot help).
+var errCertPin = errors.New("TLS certificate mismatch")
+
+// parseFingerprint reads a SHA-256 fingerprint: 64 hex digits, with or
+// without colons, any case.
+func parseFingerprint(s string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
+	if err != nil || len(b) != sha256.Size {
+		return nil, fmt.Errorf("%q is not a SHA-256 fingerprint (64 hex digits, colons allowed)", s)
+	}
+	return b, nil
 }
 
 func (b *remoteBackend) Location() string { return b.base }
@@ -354,6 +390,9 @@ func (b *remoteBackend) do(ctx context.Context, method, path string, body io.Rea
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if errors.Is(err, errCertPin) {
+			return nil, fmt.Errorf("%s %s: %w", method, b.base+path, err)
 		}
 		return nil, fmt.Errorf("%w: %s %s: %v", pool.ErrTransient, method, b.base+path, err)
 	}

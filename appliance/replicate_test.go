@@ -479,3 +479,39 @@ func TestReplicationRetriesAfterFailure(t *testing.T) {
 		t.Fatalf("retried before the backoff: %v", clock.Now())
 	}
 }
+
+// TestReplicationPinnedTLS: an appliance target over HTTPS with a
+// self-signed certificate works when its fingerprint is pinned, and a
+// wrong fingerprint fails at once with the reason.
+func TestReplicationPinnedTLS(t *testing.T) {
+	resetFake(t)
+	a := newEnv(t, noMaint())
+	b := newEnv(t, noMaint())
+	srv := httptest.NewTLSServer(b.s.Handler())
+	t.Cleanup(srv.Close)
+	var tok ReplicaTokenCreated
+	b.must("socket", "POST", "/api/v1/replica-tokens", map[string]string{"name": "a"}, &tok)
+	fpr := Fingerprint(srv.Certificate().Raw)
+	a.must("socket", "POST", "/api/v1/replicas", ReplicaTargetInput{ReplicaTarget: ReplicaTarget{Name: "pinned", Kind: KindCairn, TLSFingerprint: fpr},
+		Location: srv.URL, Token: tok.Token}, nil)
+	wrong := strings.Repeat("ab", 32)
+	a.must("socket", "POST", "/api/v1/replicas", ReplicaTargetInput{ReplicaTarget: ReplicaTarget{Name: "wrong", Kind: KindCairn, TLSFingerprint: wrong},
+		Location: srv.URL, Token: tok.Token}, nil)
+	if w := a.do("socket", "POST", "/api/v1/replicas", ReplicaTargetInput{ReplicaTarget: ReplicaTarget{Name: "bad", Kind: KindCairn, TLSFingerprint: "12:34"},
+		Location: srv.URL, Token: tok.Token}); w.Code != 400 || !strings.Contains(w.Body.String(), "fingerprint") {
+		t.Fatalf("bad fingerprint: %d %s", w.Code, w.Body)
+	}
+	a.addHost("h1", map[string]string{"files": "2"})
+	if j := a.waitJob(a.backup("h1").ID); j.State != "done" {
+		t.Fatalf("backup: %+v", j)
+	}
+	a.waitReplicated("pinned", 1)
+	var st ReplicaTargetStatus
+	waitFor(t, "the failed run of wrong", func() bool {
+		st = a.targetStatus("wrong")
+		return !st.Running && st.LastError != ""
+	})
+	if !strings.Contains(st.LastError, "not the pinned") {
+		t.Fatalf("wrong fingerprint: %s", st.LastError)
+	}
+}

@@ -28,6 +28,7 @@ func replicaAdd(ctx context.Context, args []string) error {
 	fs.StringVar(&in.Kind, "kind", "pool", "pool (a directory or s3://…), cairn (another appliance) or rclone (a remote of --rclone-conf)")
 	fs.StringVar(&in.Location, "location", "", "directory, s3://key:secret@host/bucket/prefix, https://appliance:port, or remote:path")
 	fs.StringVar(&in.Token, "target-token", "", "kind cairn: an append-only token of the other appliance (cairn replica token create there)")
+	fs.StringVar(&in.TLSFingerprint, "tls-fingerprint", "", "kind cairn: pin the other appliance's certificate by its SHA-256 (AB:CD:…, as cairn serve shows it)")
 	fs.StringVar(&confFile, "rclone-conf", "", "kind rclone: the rclone.conf to import (- for stdin); stored encrypted")
 	fs.IntVar(&in.Retention.Last, "keep-last", 0, "retention on the target: keep the last N snapshots")
 	fs.IntVar(&in.Retention.Hourly, "keep-hourly", 0, "… one per hour for N hours")
