@@ -151,16 +151,6 @@ func (p *serveProc) kill() {
 	<-p.done
 }
 
-// stop ends serve cleanly.
-func (p *serveProc) stop() {
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(60 * time.Second):
-		p.t.Fatalf("cairn serve did not exit within 60s of SIGTERM:\n%s", p.stderr)
-	}
-}
-
 // cli runs the binary with CAIRN_DATA=data.
 func cli(t testing.TB, data string, args ...string) (string, string, int) {
 	t.Helper()

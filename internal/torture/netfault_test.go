@@ -113,7 +113,6 @@ func TestNetworkCuts(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.method, func(t *testing.T) {
 			writeSource(t, c.dir, 0, 4, 40)
-			want := treeDigest(t, c.dir)
 			cp, addr := newCutProxy(t, c.target, 0)
 			_, port, _ := net.SplitHostPort(addr)
 			host := "net-" + c.method
@@ -131,7 +130,7 @@ func TestNetworkCuts(t *testing.T) {
 			}
 			for round := range rounds {
 				writeSource(t, c.dir, round+1, 4, 40)
-				want = treeDigest(t, c.dir)
+				want := treeDigest(t, c.dir)
 				cp.cuts.Store(1000) // every connection of this backup is cut
 				before := cp.cut.Load()
 				j := backup()

@@ -189,7 +189,6 @@ func TestS3Faults(t *testing.T) {
 	tmp := t.TempDir()
 	src := filepath.Join(tmp, "src")
 	writeSource(t, src, 0, 3, scale(t, 40, 200))
-	want := treeDigest(t, src)
 	poolURL := fmt.Sprintf("s3://%s/%s/torture?insecure=1&retries=12&retry_base=5ms&verify=1", addr, s3.Bucket)
 	env := []string{"CAIRN_S3_ACCESS_KEY=" + s3.AccessKey, "CAIRN_S3_SECRET_KEY=" + s3.SecretKey}
 	run := func(args ...string) (string, string, int) {
@@ -217,7 +216,7 @@ func TestS3Faults(t *testing.T) {
 		// reads of dedup checks would report as corrupt objects).
 		fp.set(0.15, "503", "slowdown", "reset", "short-read", "lost-put")
 		writeSource(t, src, round+1, 3, scale(t, 40, 200))
-		want = treeDigest(t, src)
+		want := treeDigest(t, src)
 		out, errOut, code := run("snapshot", "create", "--pool", poolURL, "--host", "h", src)
 		if code != 0 {
 			// A clean failure is allowed, but it must say what failed.
