@@ -474,3 +474,61 @@ func restoreImageSFTP(ctx context.Context, jc *jobCtx, c *imageConn, im *images.
 	res.Verified = true
 	return nil
 }
+
+// restoreImageTo restores an image snapshot into a directory on the
+// appliance as <source>.img, sparse (holes are not written). It reports
+// false for other snapshots.
+func (s *Server) restoreImageTo(ctx context.Context, jc *jobCtx, m *pool.Manifest, root *os.Root) (bool, error) {
+	name, id, ok := images.Placeholder(m)
+	if !ok {
+		return false, nil
+	}
+	store, err := s.imageStore(ctx, false)
+	if err == nil && store == nil {
+		err = errors.New("the appliance has no image pool")
+	}
+	if err != nil {
+		return true, err
+	}
+	im, err := store.OpenVersion(ctx, name, id)
+	if err != nil {
+		return true, err
+	}
+	fn := m.Source + ".img"
+	f, err := root.OpenFile(fn, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return true, fmt.Errorf("restore target: %w", err)
+	}
+	jc.update(func(p *Progress) { p.Phase, p.Path, p.BytesTotal = "restoring", fn, im.Size() })
+	jc.logf("info", "restore image %s/%s@%s to %s", m.Host, m.Source, m.ID, fn)
+	mf := im.Manifest()
+	buf := make([]byte, images.BlockSize)
+	for i := range mf.NumBlocks() {
+		if err := ctx.Err(); err != nil {
+			f.Close()
+			return true, err
+		}
+		if _, zero, _ := mf.Block(i); zero {
+			continue
+		}
+		b := buf[:mf.BlockLen(i)]
+		if _, err := im.ReadAtContext(ctx, b, i*images.BlockSize); err != nil && !errors.Is(err, io.EOF) {
+			f.Close()
+			return true, err
+		}
+		if _, err := f.WriteAt(b, i*images.BlockSize); err != nil {
+			f.Close()
+			return true, fmt.Errorf("restore %s: %w", fn, err)
+		}
+		jc.update(func(p *Progress) { p.Files, p.Bytes = 0, (i+1)*images.BlockSize })
+	}
+	if err := f.Truncate(im.Size()); err != nil {
+		f.Close()
+		return true, fmt.Errorf("restore %s: %w", fn, err)
+	}
+	if err := f.Close(); err != nil {
+		return true, fmt.Errorf("restore %s: %w", fn, err)
+	}
+	jc.update(func(p *Progress) { p.Phase, p.Files, p.Bytes, p.Path = "done", 1, im.Size(), "" })
+	return true, nil
+}

@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -518,6 +519,18 @@ func TestImageRestore(t *testing.T) {
 		if fileSum(t, dst) != want {
 			t.Fatalf("%s: repaired image differs", mode)
 		}
+	}
+	// A restore to a directory on the appliance writes <source>.img,
+	// sparse.
+	to := filepath.Join(t.TempDir(), "r")
+	var rj JobBody
+	e.must("socket", "POST", "/api/v1/restores", RestoreInput{Snapshot: snap, To: to}, &rj)
+	e.jobOK(rj)
+	if fileSum(t, filepath.Join(to, "disk.img")) != want {
+		t.Fatal("image restored to the appliance differs")
+	}
+	if fi, err := os.Stat(filepath.Join(to, "disk.img")); err != nil || fi.Sys().(*syscall.Stat_t).Blocks*512 > 4*images.BlockSize+64<<10 {
+		t.Fatalf("image restored to the appliance is not sparse: %v", err)
 	}
 	// Bad requests are refused with the reason.
 	w := e.do("socket", "POST", "/api/v1/images/restore", ImageRestoreInput{Snapshot: snap, Path: "relative.img"})

@@ -106,6 +106,9 @@ func runRestore(ctx context.Context, jc *jobCtx) error {
 		return fmt.Errorf("restore target: %w", err)
 	}
 	defer root.Close()
+	if done, err := s.restoreImageTo(ctx, jc, m, root); done { // images_api.go
+		return err
+	}
 	total := m.Bytes
 	if e.Type == pool.TypeFile {
 		total = e.Size
