@@ -137,24 +137,6 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder) {
 	return zEnc, zDec
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
-
-func getBuf(n int) *[]byte {
-	bp := bufPool.Get().(*[]byte)
-	if cap(*bp) < n {
-		*bp = make([]byte, 0, n)
-	}
-	*bp = (*bp)[:0]
-	return bp
-}
-
-func putBuf(bp *[]byte) {
-	if cap(*bp) > 64<<20 {
-		return // don't pin huge buffers
-	}
-	bufPool.Put(bp)
-}
-
 // worthCompressing is the cheap test that keeps random data at memory
 // speed: it compresses up to three 8 KiB segments (start, middle, end) and
 // gives up when they shrink by less than 5%.

@@ -235,10 +235,11 @@ func (w *Writer) worker() {
 				w.bytesNew.Add(stored)
 			}
 		}
+		cost := budgetCost(j.data, j.buf)
 		if j.buf != nil {
 			putChunkBuf(j.buf)
 		}
-		w.budget.release(len(j.data))
+		w.budget.release(cost)
 		w.st.mu.Lock()
 		w.unpinLocked(j.d)
 		w.st.mu.Unlock()
@@ -251,6 +252,15 @@ const (
 	writerQueue  = 256
 	writerBudget = 16 << 20
 )
+
+// budgetCost is what a queued object holds in memory: its pooled buffer's
+// capacity (a 1.1 MiB chunk sits in a 1.5 MiB buffer), else its length.
+func budgetCost(data []byte, buf *[]byte) int {
+	if buf != nil {
+		return cap(*buf)
+	}
+	return len(data)
+}
 
 // byteBudget bounds the bytes in flight. Workers always release what they
 // took, even after a failure, so acquire never waits forever.
@@ -335,16 +345,17 @@ func (w *Writer) store(ctx context.Context, kind Kind, d Digest, data []byte, bu
 		}
 		return nil
 	}
-	w.budget.acquire(len(data))
+	cost := budgetCost(data, buf)
+	w.budget.acquire(cost)
 	select {
 	case w.jobs <- putJob{kind: kind, d: d, data: data, buf: buf}:
 		return nil
 	case <-ctx.Done():
-		w.budget.release(len(data))
+		w.budget.release(cost)
 		w.fail(ctx.Err())
 		return ctx.Err()
 	case <-w.ctx.Done():
-		w.budget.release(len(data))
+		w.budget.release(cost)
 		if err := w.failed(); err != nil {
 			return err
 		}
@@ -814,34 +825,5 @@ func addEntryRoot(e *Entry, add func(d Digest, kind Kind, data []byte)) {
 		add(e.Content, KindChunkList, nil)
 	case !e.Content.IsZero():
 		add(e.Content, KindData, nil)
-	}
-}
-
-// Chunk buffers by size class, so small files don't pin 4 MiB each.
-var chunkBufClasses = [...]int{16 << 10, 256 << 10, 1 << 20, ChunkMax}
-
-var chunkBufPools [len(chunkBufClasses)]sync.Pool
-
-func getChunkBuf(n int) *[]byte {
-	for i, c := range chunkBufClasses {
-		if n <= c {
-			if bp, ok := chunkBufPools[i].Get().(*[]byte); ok {
-				return bp
-			}
-			b := make([]byte, 0, c)
-			return &b
-		}
-	}
-	b := make([]byte, 0, n)
-	return &b
-}
-
-func putChunkBuf(bp *[]byte) {
-	for i, c := range chunkBufClasses {
-		if cap(*bp) == c {
-			*bp = (*bp)[:0]
-			chunkBufPools[i].Put(bp)
-			return
-		}
 	}
 }
