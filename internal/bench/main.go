@@ -30,6 +30,7 @@ type options struct {
 	compareOld, compareNew     string
 	only                       string
 	shared                     bool
+	mergeScale                 string
 }
 
 func main() {
@@ -51,6 +52,7 @@ func main() {
 	flag.StringVar(&o.results, "results", "bench/results.json", "machine-readable results to write (all figures)")
 	flag.StringVar(&o.compareOld, "compare-old", "", "with -compare-new: print the deltas between two results files and exit")
 	flag.StringVar(&o.compareNew, "compare-new", "", "see -compare-old")
+	flag.StringVar(&o.mergeScale, "merge-scale", "", "take the scale part's figures from this results file (a separate -only scale run) instead of running it")
 	flag.BoolVar(&o.shared, "shared", false, "say prominently in the report that the machine was shared with other work")
 	flag.StringVar(&o.only, "only", "", "run only these peer parts: comma-separated of pulls, dump, fuse, webdav, scale")
 	flag.Parse()
@@ -132,6 +134,8 @@ type record struct {
 	Images     *imagesRecord   `json:",omitempty"` // block images (images.go)
 	ScaleOut   *scaleOutRecord `json:",omitempty"` // scale-out fleet (scaleout.go)
 	Shared     bool            // -shared: other work ran on the machine meanwhile
+	// ScaleFrom names the run the scale figures were merged from (-merge-scale).
+	ScaleFrom string `json:",omitempty"`
 }
 
 // mutation counts what corpus.Mutate did.
@@ -218,16 +222,26 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 			return err
 		}
 	}
+	// From here an interrupt (Ctrl-C, SIGTERM) still saves and reports
+	// what was measured; the unfinished part is listed as not run.
 	if o.peers {
-		if err := b.peerScenarios(ctx); err != nil {
+		if err := b.peerScenarios(ctx); err != nil && ctx.Err() == nil {
 			return err
 		}
 	}
-	if err := b.runImages(ctx); err != nil {
+	if err := b.runImages(ctx); err != nil && ctx.Err() == nil {
 		return err
 	}
-	if err := b.runScaleOut(ctx); err != nil {
+	if err := b.runScaleOut(ctx); err != nil && ctx.Err() == nil {
 		return err
+	}
+	if o.mergeScale != "" {
+		if err := b.mergeScale(o.mergeScale); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		b.rec.Skipped = append(b.rec.Skipped, "the run was interrupted after "+time.Since(b.rec.Start).Round(time.Second).String()+": the scenarios after the last figures above did not run")
 	}
 	b.rec.Load1 = loadavg()
 	b.rec.Took = time.Since(b.rec.Start)

@@ -817,3 +817,25 @@ func isExec(p string) bool {
 func (b *bench) want(name string) bool {
 	return b.o.only == "" || slices.Contains(strings.Split(b.o.only, ","), name)
 }
+
+// mergeScale copies the scale part of another results file into this run.
+func (b *bench) mergeScale(file string) error {
+	other, err := loadRecord(file)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, r := range other.Results {
+		if strings.HasPrefix(r.Scenario, "scale ") && b.res(r.Scenario, r.Tool) == nil {
+			b.rec.Results = append(b.rec.Results, r)
+			n++
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("-merge-scale %s: no scale figures in it", file)
+	}
+	b.rec.ScaleSizes = other.ScaleSizes
+	b.rec.ScaleFrom = fmt.Sprintf("a separate run (`-only scale`) started %s UTC, cairn `%s`, load average %s at its start and %s at its end",
+		other.Start.UTC().Format("2006-01-02 15:04"), other.Versions["cairn"], other.Load0, other.Load1)
+	return nil
+}

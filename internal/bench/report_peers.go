@@ -163,6 +163,9 @@ func limitText(ps pairSpec, wall, cpu, peerWall float64) string {
 func (b *bench) writeScale(p func(string, ...any)) {
 	sizes := b.rec.ScaleSizes
 	p("### Scale: %d vs %d small files (issue 14)\n\n", sizes[0], sizes[len(sizes)-1])
+	if b.rec.ScaleFrom != "" {
+		p("Measured in %s, on the same machine and corpora.\n\n", b.rec.ScaleFrom)
+	}
 	p("Small files only (100 B – 4 KiB, `corpus.SmallOnly`), first and no-change snapshot through the local puller (the `cairn` CLI when it is part of the run) and through the rsync daemon, one run each. Targets: no-change time grows at most linearly with the files; peak RSS < 512 MiB at %d files.\n\n", sizes[len(sizes)-1])
 	p("| Path | Step |")
 	for _, n := range sizes {
