@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 )
@@ -191,8 +192,76 @@ func (r *retryBackend) Get(ctx context.Context, name string, off, length int64) 
 		rc, err = r.inner.Get(ctx, name, off, length)
 		return err
 	})
-	return rc, err
+	if err != nil {
+		return nil, err
+	}
+	return &resumeReader{r: r, ctx: ctx, name: name, off: off, length: length, rc: rc}, nil
 }
+
+// resumeReader continues a Get whose body broke with a transient error
+// (a connection dropped mid-body: a short read) by asking for the rest,
+// from the offset reached, within the same retry budget. Objects are
+// immutable, so the rest is the same bytes.
+type resumeReader struct {
+	r      *retryBackend
+	ctx    context.Context
+	name   string
+	off    int64 // next byte to read
+	length int64 // bytes still wanted; < 0: to the end
+	rc     io.ReadCloser
+	broken error // transient error of rc, to resume at the next Read
+	tries  int
+}
+
+func (rr *resumeReader) Read(p []byte) (int, error) {
+	for {
+		if rr.broken != nil {
+			if rr.tries >= rr.r.o.Retries || rr.ctx.Err() != nil {
+				return 0, rr.broken
+			}
+			d := rr.r.o.backoff(rr.tries)
+			rr.tries++
+			rr.r.o.Logger.Warn("storage retry", "op", "read", "name", rr.name, "location", rr.r.inner.Location(),
+				"offset", rr.off, "attempt", rr.tries, "delay", d, "err", rr.broken)
+			if err := rr.r.o.Sleep(rr.ctx, d); err != nil {
+				return 0, rr.broken
+			}
+			rr.rc.Close()
+			rc, err := rr.r.inner.Get(rr.ctx, rr.name, rr.off, rr.length)
+			if err != nil {
+				if errors.Is(err, ErrTransient) {
+					rr.broken = err
+					rr.rc = io.NopCloser(strings.NewReader(""))
+					continue
+				}
+				return 0, err
+			}
+			rr.rc, rr.broken = rc, nil
+		}
+		if rr.length == 0 {
+			return 0, io.EOF
+		}
+		q := p
+		if rr.length > 0 && int64(len(q)) > rr.length {
+			q = q[:rr.length]
+		}
+		n, err := rr.rc.Read(q)
+		rr.off += int64(n)
+		if rr.length > 0 {
+			rr.length -= int64(n)
+		}
+		if err != nil && err != io.EOF && errors.Is(err, ErrTransient) {
+			rr.broken = err
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+func (rr *resumeReader) Close() error { return rr.rc.Close() }
 
 func (r *retryBackend) Stat(ctx context.Context, name string) (ObjectInfo, error) {
 	var oi ObjectInfo
