@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -84,7 +86,38 @@ func (t *benchTB) close() {
 			cs[i]()
 		}()
 	}
+	// Never remove through a bind mount: that would delete the corpus.
+	for _, m := range mountsUnder(t.dir) {
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
+			t.log.Warn("unmount", "dir", m, "err", err)
+		}
+	}
+	if left := mountsUnder(t.dir); len(left) > 0 {
+		t.log.Error("mounts left under the testenv dir; not removing it", "dir", t.dir, "mounts", left)
+		return
+	}
 	os.RemoveAll(t.dir)
+}
+
+// mountsUnder lists the mount points at or below dir, deepest first.
+func mountsUnder(dir string) []string {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 5 {
+			continue
+		}
+		mp := strings.ReplaceAll(f[4], "\\040", " ")
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	slices.Reverse(out)
+	return out
 }
 
 // startServer calls a testenv constructor and turns its Fatal into an error.
@@ -107,7 +140,11 @@ func bindMount(src, dst string) (func(), error) {
 	if err := syscall.Mount(src, dst, "", syscall.MS_BIND, ""); err != nil {
 		return nil, fmt.Errorf("bind mount %s on %s: %w (the bench runs as root)", src, dst, err)
 	}
-	return func() { syscall.Unmount(dst, syscall.MNT_DETACH) }, nil
+	return func() {
+		if err := syscall.Unmount(dst, syscall.MNT_DETACH); err != nil {
+			slog.Warn("bench: unmount", "dir", dst, "err", err)
+		}
+	}, nil
 }
 
 // buildDriver builds internal/bench/benchdrv into the work dir.
