@@ -375,13 +375,6 @@ func (c *cluster) stopScheduler() {
 	}
 }
 
-// isLeader reports whether this instance runs the scheduler.
-func (c *cluster) isLeader() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.leader != nil
-}
-
 // claimLoop claims queued jobs while this instance has room.
 func (c *cluster) claimLoop() {
 	t := time.NewTicker(c.cfg.Poll)

@@ -51,9 +51,20 @@ type Staging struct {
 	peak     int64 // most bytes staged at once
 	uploaded int64 // entries uploaded since start
 	closed   bool
+	// uploadedNames collects uploads while known is being loaded.
+	uploadedNames map[string]struct{}
 
 	rateMu   sync.Mutex
 	rateNext time.Time
+
+	// known holds the object names the remote had at start (one List) and
+	// those uploaded since; nil until loaded or when the pool is too big.
+	// A name not in it is absent without asking the remote: the pool
+	// checks every new object's existence, and on a slow remote those
+	// round trips would set the pace. A name in it is still asked (GC
+	// elsewhere may have removed it since), so a stale index costs at
+	// most a redundant upload, never a missing object.
+	known map[string]struct{}
 
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
@@ -113,7 +124,8 @@ func NewStaging(remote Backend, o StagingOptions) (*Staging, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Staging{remote: remote, o: o, log: o.Logger.With("component", "staging"), entries: map[string]*stagedEntry{}}
+	s := &Staging{remote: remote, o: o, log: o.Logger.With("component", "staging"), entries: map[string]*stagedEntry{},
+		uploadedNames: map[string]struct{}{}}
 	s.cond = sync.NewCond(&s.mu)
 	for _, d := range []string{stagingData, stagingTmp} {
 		if err := os.MkdirAll(filepath.Join(o.Dir, d), 0o700); err != nil {
@@ -166,6 +178,8 @@ func NewStaging(remote Backend, o StagingOptions) (*Staging, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	s.wg.Add(1)
+	go s.loadKnown(ctx)
 	for range o.Uploaders {
 		s.wg.Add(1)
 		go s.uploader(ctx)
@@ -288,19 +302,56 @@ func sectionReader(f *os.File, off, length int64) (io.ReadCloser, error) {
 	}{io.NewSectionReader(f, off, n), f}, nil
 }
 
-// Stat answers for staged entries from disk.
+// Stat answers for staged entries from disk, and for objects the remote
+// did not have (see known) without asking it.
 func (s *Staging) Stat(ctx context.Context, name string) (ObjectInfo, error) {
 	if stagedName(name) {
 		s.mu.Lock()
 		_, ok := s.entries[name]
+		absent := false
+		if s.known != nil && strings.HasPrefix(name, "objects/") {
+			_, have := s.known[name]
+			absent = !have
+		}
 		s.mu.Unlock()
 		if ok {
 			if fi, err := os.Stat(s.path(name)); err == nil {
 				return ObjectInfo{Name: name, Size: fi.Size(), ModTime: fi.ModTime()}, nil
 			}
 		}
+		if absent && !ok {
+			return ObjectInfo{}, fmt.Errorf("%s: %w", name, ErrNotFound)
+		}
 	}
 	return s.remote.Stat(ctx, name)
+}
+
+// maxKnown caps the index of remote object names (about 100 bytes each).
+const maxKnown = 4 << 20
+
+// loadKnown lists the remote's objects once into known.
+func (s *Staging) loadKnown(ctx context.Context) {
+	defer s.wg.Done()
+	known := map[string]struct{}{}
+	err := s.remote.List(ctx, "objects/", func(oi ObjectInfo) error {
+		if len(known) >= maxKnown {
+			return errors.New("too many objects to index")
+		}
+		known[oi.Name] = struct{}{}
+		return nil
+	})
+	if err != nil {
+		s.log.Info("staging: no index of remote objects; every new object is checked on the remote", "err", err)
+		return
+	}
+	s.mu.Lock()
+	// Uploads that finished while listing may be missing from the list.
+	for n := range s.uploadedNames {
+		known[n] = struct{}{}
+	}
+	s.uploadedNames = nil
+	s.known = known
+	s.mu.Unlock()
 }
 
 // List lists the remote and the staged entries under prefix, each name
@@ -359,6 +410,13 @@ func (s *Staging) Delete(ctx context.Context, name string) error {
 		s.mu.Unlock()
 	}
 	err := s.remote.Delete(ctx, name)
+	if err == nil || errors.Is(err, ErrNotFound) {
+		s.mu.Lock()
+		if s.known != nil {
+			delete(s.known, name)
+		}
+		s.mu.Unlock()
+	}
 	if wasStaged && errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -500,6 +558,7 @@ func (s *Staging) uploader(ctx context.Context) {
 			s.staged -= e.size
 			if !deleted {
 				s.uploaded++
+				s.noteUploadedLocked(e.name)
 			}
 			os.Remove(s.path(e.name))
 		}
@@ -522,6 +581,16 @@ func (s *Staging) uploader(ctx context.Context) {
 		} else {
 			backoff = 100 * time.Millisecond
 		}
+	}
+}
+
+// noteUploadedLocked records an upload in the index. s.mu must be held.
+func (s *Staging) noteUploadedLocked(name string) {
+	switch {
+	case s.known != nil:
+		s.known[name] = struct{}{}
+	case s.uploadedNames != nil:
+		s.uploadedNames[name] = struct{}{}
 	}
 }
 

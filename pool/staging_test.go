@@ -3,6 +3,7 @@ package pool
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -331,3 +332,71 @@ func TestStagingKillMidDrain(t *testing.T) {
 		t.Fatalf("manifests after resume: %v", snaps)
 	}
 }
+
+// statCounter counts the remote's Stat calls.
+type statCounter struct {
+	Backend
+	mu    sync.Mutex
+	stats int
+}
+
+func (c *statCounter) Stat(ctx context.Context, name string) (ObjectInfo, error) {
+	c.mu.Lock()
+	c.stats++
+	c.mu.Unlock()
+	return c.Backend.Stat(ctx, name)
+}
+
+// TestStagingKnownIndex: an object the remote did not have at start is
+// absent without a remote round trip; one it had, or that was uploaded
+// since, is asked (and found).
+func TestStagingKnownIndex(t *testing.T) {
+	s3 := testenv.S3(t)
+	ctx := context.Background()
+	raw := s3Remote(t, s3, "known")
+	if err := raw.Put(ctx, "objects/ee/ee/pre", strings.NewReader("pre"), 3); err != nil {
+		t.Fatal(err)
+	}
+	remote := &statCounter{Backend: raw}
+	st, err := NewStaging(remote, StagingOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		st.mu.Lock()
+		loaded := st.known != nil
+		st.mu.Unlock()
+		if loaded {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("index of remote objects not loaded")
+		}
+	}
+	if _, err := st.Stat(ctx, "objects/dd/dd/none"); !errorsIsNotFound(err) {
+		t.Fatalf("absent object: %v", err)
+	}
+	if remote.stats != 0 {
+		t.Fatalf("absent object asked the remote %d times", remote.stats)
+	}
+	if oi, err := st.Stat(ctx, "objects/ee/ee/pre"); err != nil || oi.Size != 3 || remote.stats != 1 {
+		t.Fatalf("object present at start: %+v %v (remote stats %d)", oi, err, remote.stats)
+	}
+	st.Put(ctx, "objects/cc/cc/new", strings.NewReader("new!"), 4)
+	if err := st.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if oi, err := st.Stat(ctx, "objects/cc/cc/new"); err != nil || oi.Size != 4 {
+		t.Fatalf("uploaded object: %+v %v", oi, err)
+	}
+	if err := st.Delete(ctx, "objects/cc/cc/new"); err != nil {
+		t.Fatal(err)
+	}
+	n := remote.stats
+	if _, err := st.Stat(ctx, "objects/cc/cc/new"); !errorsIsNotFound(err) || remote.stats != n {
+		t.Fatalf("deleted object: %v, remote asked %d times", err, remote.stats-n)
+	}
+}
+
+func errorsIsNotFound(err error) bool { return err != nil && errors.Is(err, ErrNotFound) }

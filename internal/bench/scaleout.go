@@ -48,7 +48,19 @@ type scaleOutRecord struct {
 	LatencyMedian time.Duration
 	LatencyP95    time.Duration
 	LatencyMax    time.Duration
-	Err           string `json:",omitempty"`
+	// First backup of one host to a slow S3 (pool URL rps limit) by one
+	// instance, without and with the local staging cache.
+	Staging []stagingRow
+	Err     string `json:",omitempty"`
+}
+
+// stagingRow is one first backup to the slow S3.
+type stagingRow struct {
+	Mode  string        // "direct" or "staging"
+	Job   time.Duration // `cairn backup run --wait`
+	Drain time.Duration // until the last staged object was uploaded (staging)
+	Bytes int64
+	Err   string `json:",omitempty"`
 }
 
 // scaleOutRow is one fleet size.
@@ -183,7 +195,81 @@ func (b *bench) scaleOut(ctx context.Context, rec *scaleOutRecord) error {
 			return ctx.Err()
 		}
 	}
+	for _, mode := range []string{"direct", "staging"} {
+		r := stagingRow{Mode: mode, Bytes: int64(2*(*scaleOutMiB)) << 20}
+		if err := b.stagingRun(ctx, &r, bin, dir, s3); err != nil {
+			r.Err = err.Error()
+			b.log.Error("staging benchmark failed", "mode", mode, "err", err)
+		}
+		b.log.Info("staging", "mode", mode, "job", r.Job, "drain", r.Drain)
+		rec.Staging = append(rec.Staging, r)
+	}
 	return nil
+}
+
+// stagingRow's rps limit of the "slow" S3 (requests per second).
+const slowS3RPS = 20
+
+// stagingRun backs up one host of r.Bytes to a fresh pool on S3 limited
+// to slowS3RPS requests a second, directly or through a staging cache.
+func (b *bench) stagingRun(ctx context.Context, r *stagingRow, bin, dir string, s3 *testenv.S3Server) error {
+	src := filepath.Join(dir, "src", "staging")
+	if err := writeRandomTree(src, 4242, r.Bytes); err != nil {
+		return err
+	}
+	data := filepath.Join(dir, "staging-"+r.Mode)
+	stage := filepath.Join(dir, "stage-"+r.Mode)
+	env := append(os.Environ(),
+		fmt.Sprintf("CAIRN_POOL=s3://%s/%s/staging-%s?insecure=1&region=%s&rps=%d&burst=4", s3.Endpoint, s3.Bucket, r.Mode, s3.Region, slowS3RPS),
+		"CAIRN_S3_ACCESS_KEY="+s3.AccessKey, "CAIRN_S3_SECRET_KEY="+s3.SecretKey, "CAIRN_DB=", "CAIRN_CLUSTER=",
+		"CAIRN_GC_SCHEDULE=-", "CAIRN_CHECK_SCHEDULE=-", "CAIRN_LISTEN=-", "CAIRN_PROGRESS=none", "CAIRN_SERVER=", "CAIRN_TOKEN=",
+		"CAIRN_DATA="+data)
+	if r.Mode == "staging" {
+		env = append(env, "CAIRN_STAGING="+stage)
+	}
+	f := &scaleFleet{bin: bin, env: env, data: []string{data}}
+	cmd := exec.Command(bin, "serve", "--data", data)
+	cmd.Env = env
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	f.procs = append(f.procs, cmd)
+	defer f.stop()
+	if err := f.waitUp(ctx, 0); err != nil {
+		return err
+	}
+	if err := f.cli(ctx, 0, "host", "add", "slow", "--method", "local", "--path", src, "--source", "files"); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := f.cli(ctx, 0, "backup", "run", "slow", "--wait"); err != nil {
+		return err
+	}
+	r.Job = time.Since(start)
+	if r.Mode != "staging" {
+		return nil
+	}
+	for {
+		n := 0
+		filepath.WalkDir(filepath.Join(stage, "data"), func(_ string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				n++
+			}
+			return nil
+		})
+		if n == 0 {
+			r.Drain = time.Since(start)
+			return nil
+		}
+		if time.Since(start) > 30*time.Minute {
+			return fmt.Errorf("staging cache not drained after 30 minutes (%d files left)", n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // writeRandomTree writes size bytes of random data as 1 MiB files.
@@ -390,5 +476,21 @@ func (b *bench) writeScaleOut(p func(string, ...any)) {
 		}
 		p("\nQueue overhead per job (three idle instances, %d tiny jobs queued one after another through the API; enqueue → claim, from the catalog's created and started times): median %s, p95 %s, max %s. Target < 50 ms: **%s**.\n\n",
 			rec.LatencyJobs, rec.LatencyMedian.Round(100*time.Microsecond), rec.LatencyP95.Round(100*time.Microsecond), rec.LatencyMax.Round(100*time.Microsecond), verdict)
+	}
+	if len(rec.Staging) > 0 {
+		p("First backup of one host to a slow S3 (the same server limited to %d requests/s through the pool URL's `rps`), one instance, without and with `--staging` (the backup job ends when its objects are on local disk; the cache drains in the background, manifest last):\n\n", slowS3RPS)
+		p("| Mode | MiB | Backup job s | Until on S3 s |\n|---|---|---|---|\n")
+		for _, r := range rec.Staging {
+			if r.Err != "" {
+				p("| %s | %.0f | failed: %s | |\n", r.Mode, float64(r.Bytes)/(1<<20), oneLine(r.Err))
+				continue
+			}
+			drain := r.Job
+			if r.Drain > 0 {
+				drain = r.Drain
+			}
+			p("| %s | %.0f | %.2f | %.2f |\n", r.Mode, float64(r.Bytes)/(1<<20), r.Job.Seconds(), drain.Seconds())
+		}
+		p("\n")
 	}
 }
