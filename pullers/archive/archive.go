@@ -16,6 +16,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -150,7 +151,7 @@ func Import(ctx context.Context, r io.Reader, sink Sink, o Options) (Stats, erro
 	default:
 		err = refuse("not a tar, tar.gz, tar.zst, tar.xz or zip archive")
 	}
-	im.st.ArchiveBytes = im.in.n
+	im.st.ArchiveBytes = im.in.n.Load()
 	if err != nil {
 		return im.st, err
 	}
@@ -160,15 +161,16 @@ func Import(ctx context.Context, r io.Reader, sink Sink, o Options) (Stats, erro
 	return im.st, im.add(ctx, ".", im.nodes["."])
 }
 
-// countReader counts the archive bytes read.
+// countReader counts the archive bytes read (atomically: with xz the
+// reading happens in exec's copying goroutine).
 type countReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 
@@ -192,8 +194,8 @@ func (im *importer) checkBomb() error {
 	if im.bomb == nil && im.o.MaxBytes > 0 && im.out > im.o.MaxBytes {
 		im.bomb = refuse("more than %d bytes unpacked (the cap)", im.o.MaxBytes)
 	}
-	if im.bomb == nil && im.o.MaxRatio > 0 && im.out > 1<<20 && float64(im.out) > im.o.MaxRatio*float64(max(im.in.n, 1)) {
-		im.bomb = refuse("%d bytes unpacked from %d archive bytes: more than %g:1 (a zip bomb?)", im.out, im.in.n, im.o.MaxRatio)
+	if im.bomb == nil && im.o.MaxRatio > 0 && im.out > 1<<20 && float64(im.out) > im.o.MaxRatio*float64(max(im.in.n.Load(), 1)) {
+		im.bomb = refuse("%d bytes unpacked from %d archive bytes: more than %g:1 (a zip bomb?)", im.out, im.in.n.Load(), im.o.MaxRatio)
 	}
 	return im.bomb
 }
@@ -492,7 +494,7 @@ func (im *importer) xz(ctx context.Context, r io.Reader) error {
 func (im *importer) zipStream(ctx context.Context, r io.Reader) error {
 	if f, ok := im.in.r.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
-			im.in.n = fi.Size()
+			im.in.n.Store(fi.Size())
 			return im.zip(ctx, f, fi.Size())
 		}
 	}
