@@ -52,6 +52,11 @@ func measure(ctx context.Context, cmd *exec.Cmd, logPath string) (sample, error)
 	defer os.Remove(ruFile)
 	w := exec.CommandContext(ctx, timeBin, append([]string{"-f", "%U %S %M", "-o", ruFile, cmd.Path}, cmd.Args[1:]...)...)
 	w.Env, w.Dir = cmd.Env, cmd.Dir
+	// On interrupt kill the whole command (time's child too), and don't
+	// wait for a grandchild that still holds the output pipe.
+	w.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	w.Cancel = func() error { return syscall.Kill(-w.Process.Pid, syscall.SIGKILL) }
+	w.WaitDelay = 5 * time.Second
 	fmt.Fprintf(lf, "\n$ %s (dir %s)\n", cmd.String(), cmd.Dir)
 	var tail tailBuf
 	w.Stdout = io.MultiWriter(lf, &tail)
