@@ -1,6 +1,7 @@
 package backendtest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -25,7 +26,9 @@ const (
 
 // Faulty wraps a Backend and injects faults: failing calls, dropped
 // writes (Put reports success and stores nothing, like an eventually
-// consistent store that lost it), and a space limit that makes Put fail
+// consistent store that lost it), writes that read back wrong (one byte
+// flipped), Get bodies that break mid-way with ErrTransient (short reads)
+// or arrive with a flipped byte, and a space limit that makes Put fail
 // with ENOSPC. It counts calls and the peak number of calls in flight.
 // Configure it before or during use; all methods are safe for concurrent
 // use.
@@ -39,6 +42,10 @@ type Faulty struct {
 	mu          sync.Mutex
 	fail        map[Op][]error
 	dropPuts    int // < 0: drop all
+	corruptPuts int // next Puts store one flipped byte
+	shortGets   int // next Get bodies break with ErrTransient after shortAfter bytes
+	shortAfter  int
+	corruptGets int // next Get bodies carry one flipped byte
 	spaceLeft   int64
 	spaceLimit  bool
 	calls       map[Op]int
@@ -160,7 +167,47 @@ func (f *Faulty) Put(ctx context.Context, name string, r io.Reader, size int64) 
 		_, err := io.Copy(io.Discard, r)
 		return err
 	}
+	f.mu.Lock()
+	corrupt := f.corruptPuts > 0
+	if corrupt {
+		f.corruptPuts--
+	}
+	f.mu.Unlock()
+	if corrupt {
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		if len(b) > 0 {
+			b[len(b)/2] ^= 0x20
+		}
+		r = bytes.NewReader(b)
+	}
 	return f.inner.Put(ctx, name, r, size)
+}
+
+// CorruptPuts makes the next n Puts succeed but store one flipped byte: a
+// write that reads back wrong.
+func (f *Faulty) CorruptPuts(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.corruptPuts = n
+}
+
+// ShortGets makes the next n Get bodies break after `after` bytes with an
+// error wrapping pool.ErrTransient (a connection dropped mid-body).
+func (f *Faulty) ShortGets(n, after int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.shortGets, f.shortAfter = n, after
+}
+
+// CorruptGets makes the next n Get bodies carry one flipped byte (bytes
+// damaged on the way back).
+func (f *Faulty) CorruptGets(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.corruptGets = n
 }
 
 func (f *Faulty) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
@@ -168,8 +215,54 @@ func (f *Faulty) Get(ctx context.Context, name string, off, length int64) (io.Re
 	if err := f.enter(ctx, OpGet, name); err != nil {
 		return nil, err
 	}
-	return f.inner.Get(ctx, name, off, length)
+	rc, err := f.inner.Get(ctx, name, off, length)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	short, after, corrupt := f.shortGets > 0, f.shortAfter, f.corruptGets > 0 && f.shortGets == 0
+	if short {
+		f.shortGets--
+	} else if corrupt {
+		f.corruptGets--
+	}
+	f.mu.Unlock()
+	switch {
+	case short:
+		return &faultBody{rc: rc, left: after}, nil
+	case corrupt:
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		if len(b) > 0 {
+			b[len(b)/2] ^= 0x20
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+	return rc, nil
 }
+
+// faultBody ends with a transient error after left bytes.
+type faultBody struct {
+	rc   io.ReadCloser
+	left int
+}
+
+func (b *faultBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("read body: connection reset: %w", pool.ErrTransient)
+	}
+	if len(p) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= n
+	return n, err
+}
+
+func (b *faultBody) Close() error { return b.rc.Close() }
 
 func (f *Faulty) Stat(ctx context.Context, name string) (pool.ObjectInfo, error) {
 	defer f.exit()
