@@ -39,14 +39,19 @@ const settingReplicaTokens = "replica.tokens"
 type ReplicaToken struct {
 	Name    string    `json:"name"`
 	Created time.Time `json:"created"`
-	Hash    string    `json:"-"`
+	Pool    string    `json:"pool,omitempty"` // the replica it is bound to
 }
 
 type storedReplicaToken struct {
 	Name    string    `json:"name"`
 	Hash    string    `json:"hash"`
 	Created time.Time `json:"created"`
+	// Pool is the replica the token is bound to: the first pool it
+	// is used for. It is refused for any other.
+	Pool string `json:"pool,omitempty"`
 }
+
+var replicaTokensMu sync.Mutex
 
 // ReplicaTokenCreated answers POST /api/v1/replica-tokens: the token is
 // shown once.
@@ -75,17 +80,37 @@ func (s *Server) saveReplicaTokens(ctx context.Context, ts []storedReplicaToken)
 // appendOnlyPrincipal returns the principal of an append-only token, or
 // nil. Such a principal exists only on the replica routes (auth.go).
 func (s *Server) appendOnlyPrincipal(ctx context.Context, hash string, path string) *principal {
-	if !strings.HasPrefix(path, "/api/v1/replica/") {
+	rest, ok := strings.CutPrefix(path, "/api/v1/replica/")
+	if !ok {
 		return nil
 	}
+	poolID, _, _ := strings.Cut(rest, "/")
+	if u, err := uuid.Parse(poolID); err != nil || u.String() != poolID {
+		return nil
+	}
+	replicaTokensMu.Lock()
+	defer replicaTokensMu.Unlock()
 	ts, err := s.replicaTokens(ctx)
 	if err != nil {
 		return nil
 	}
-	for _, t := range ts {
-		if t.Hash == hash {
-			return &principal{Name: "append-only:" + t.Name, Role: "admin", Via: "append-only token", AppendOnly: true}
+	for i, t := range ts {
+		if t.Hash != hash {
+			continue
 		}
+		switch t.Pool {
+		case poolID:
+		case "":
+			ts[i].Pool = poolID
+			if err := s.saveReplicaTokens(ctx, ts); err != nil {
+				return nil
+			}
+			s.log.Info("append-only token bound to the replica it first wrote", "token", t.Name, "pool", poolID)
+		default:
+			s.log.Warn("append-only token used for another pool than its own", "token", t.Name, "bound", t.Pool, "asked", poolID)
+			return nil
+		}
+		return &principal{Name: "append-only:" + t.Name, Role: "admin", Via: "append-only token", AppendOnly: true}
 	}
 	return nil
 }
@@ -97,7 +122,7 @@ func (s *Server) handleReplicaTokenList(r *http.Request, p *principal) (any, err
 	}
 	out := []ReplicaToken{}
 	for _, t := range ts {
-		out = append(out, ReplicaToken{Name: t.Name, Created: t.Created})
+		out = append(out, ReplicaToken{Name: t.Name, Created: t.Created, Pool: t.Pool})
 	}
 	return out, nil
 }
@@ -122,6 +147,11 @@ func (s *Server) handleReplicaTokenCreate(r *http.Request, p *principal) (any, e
 		}
 	}
 	tok := newToken()
+	replicaTokensMu.Lock()
+	defer replicaTokensMu.Unlock()
+	if ts, err = s.replicaTokens(r.Context()); err != nil {
+		return nil, err
+	}
 	ts = append(ts, storedReplicaToken{Name: in.Name, Hash: hashToken(tok), Created: s.now().UTC()})
 	if err := s.saveReplicaTokens(r.Context(), ts); err != nil {
 		return nil, err
@@ -132,6 +162,8 @@ func (s *Server) handleReplicaTokenCreate(r *http.Request, p *principal) (any, e
 
 func (s *Server) handleReplicaTokenDelete(r *http.Request, p *principal) (any, error) {
 	name := r.PathValue("name")
+	replicaTokensMu.Lock()
+	defer replicaTokensMu.Unlock()
 	ts, err := s.replicaTokens(r.Context())
 	if err != nil {
 		return nil, err

@@ -230,6 +230,19 @@ func TestReplicationToApplianceAppendOnly(t *testing.T) {
 	if c := req(tok.Token, "PUT", base+"/object/locks/x", []byte("CRNO")); c != http.StatusBadRequest {
 		t.Fatalf("put outside objects/ and snapshots/: %d", c)
 	}
+	// It is bound to the replica it first wrote: another pool is refused.
+	other := "/api/v1/replica/" + "0b5e3c9a-1d2f-4e6a-8b7c-9d0e1f2a3b4c"
+	if c := req(tok.Token, "GET", other+"/list", nil); c != http.StatusUnauthorized {
+		t.Fatalf("append-only token on another pool: %d", c)
+	}
+	if c := req(tok.Token, "PUT", other+"/object/cairn-pool.json", []byte("{}")); c != http.StatusUnauthorized {
+		t.Fatalf("append-only token writes another pool: %d", c)
+	}
+	var toks []ReplicaToken
+	b.must("socket", "GET", "/api/v1/replica-tokens", nil, &toks)
+	if len(toks) != 1 || toks[0].Pool != a.s.pool.ID() {
+		t.Fatalf("token listing: %+v", toks)
+	}
 	// Nothing else of the appliance is open to it.
 	for _, p := range []string{"/api/v1/hosts", "/api/v1/snapshots", "/api/v1/replica-tokens"} {
 		if c := req(tok.Token, "GET", p, nil); c != http.StatusUnauthorized {
