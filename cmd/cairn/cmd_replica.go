@@ -219,9 +219,13 @@ func replicaToken(ctx context.Context, args []string) error {
 			}
 			var rows [][]string
 			for _, t := range ts {
-				rows = append(rows, []string{t.Name, apTime(t.Created)})
+				pool := t.Pool
+				if pool == "" {
+					pool = "- (bound on first use)"
+				}
+				rows = append(rows, []string{t.Name, apTime(t.Created), pool})
 			}
-			apTable([]string{"NAME", "CREATED"}, rows)
+			apTable([]string{"NAME", "CREATED", "POOL"}, rows)
 			return nil
 		},
 		"rm": func(ctx context.Context, args []string) error {
