@@ -545,7 +545,8 @@ func TestRolePages(t *testing.T) {
 		"password": {goodPassword}}, nil); code != http.StatusSeeOther {
 		t.Fatalf("alice login: %d", code)
 	}
-	for path, want := range map[string]int{"/": 200, "/hosts": 200, "/tokens": 200, "/users": 404, "/hosts/new": 404, "/setup/storage": 404} {
+	for path, want := range map[string]int{"/": 200, "/hosts": 200, "/tokens": 200, "/users": 404, "/hosts/new": 404, "/setup/storage": 404,
+		"/verify": 404, "/replication": 404, "/audit": 404, "/instances": 404, "/system": 404, "/setup/disk": 404, "/setup/defaults": 404} {
 		if code, _, _ := c.get(path); code != want {
 			t.Errorf("alice GET %s: %d, want %d", path, code, want)
 		}
@@ -578,8 +579,21 @@ func TestRolePages(t *testing.T) {
 		"password": {goodPassword}}, nil); code != http.StatusSeeOther {
 		t.Fatalf("otto login: %d", code)
 	}
+	for path, want := range map[string]int{"/verify": 200, "/replication": 200, "/audit": 200, "/instances": 200, "/system": 404, "/setup/disk": 404} {
+		if code, _, _ := oper.get(path); code != want {
+			t.Errorf("otto GET %s: %d, want %d", path, code, want)
+		}
+	}
 	type want struct{ in, out []string }
 	checks := map[string]map[*client]want{
+		"/replication": {
+			oper:  {in: []string{`id="targets"`, `href="/verify"`}, out: []string{`id="target-form"`, `id="rtoken-form"`, `href="/system"`}},
+			admin: {in: []string{`id="target-form"`, `id="rtoken-form"`, `href="/system"`}},
+		},
+		"/verify": {
+			oper:  {in: []string{`id="rt-run"`}, out: []string{`id="rt-schedule"`}},
+			admin: {in: []string{`id="rt-run"`, `id="rt-schedule"`}},
+		},
 		"/hosts/web1": {
 			c:     {out: []string{`id="test-conn"`}},
 			oper:  {in: []string{`id="test-conn"`, `data-admin=""`}},
