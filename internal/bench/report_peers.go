@@ -9,7 +9,15 @@ import (
 
 // peerHints explain, per scenario prefix, what bounds Cairn there beyond
 // the figures (filled from profiles and the pullers' designs).
-var peerHints = map[string]string{}
+var peerHints = map[string]string{
+	"sftp":          "pullers/sftp: pkg/sftp over x/crypto/ssh (Go ciphers, per-file open/stat/read/close round trips), not the pool",
+	"smb":           "pullers/smb: go-smb2, one file at a time with per-file create/query/read/close round trips, not the pool",
+	"ftp":           "FTP needs a data connection per file (PASV, connect, RETR, 226): per-file round trips; lftp pays them too",
+	"rsync":         "pullers/rsync speaks protocol 29 (whole file list first, no incremental recursion) and hashes every block it receives",
+	"postgres dump": "pg_dump's output also goes through chunking, hashing and zstd before it is stored; pg_dump alone only writes to /dev/null",
+	"fuse":          "fusefs: one FUSE request per lookup/getattr/read; each read of a chunked file decodes whole zstd chunks from the pool",
+	"webdav":        "the handler walks pool trees and decodes objects per request",
+}
 
 func hintFor(sc string) string {
 	for p, h := range peerHints {
@@ -77,7 +85,8 @@ func (b *bench) writePeers(p func(string, ...any)) {
 			}
 			v = strings.TrimSpace(verdict(r <= ps.Target))
 			if r > ps.Target {
-				limit = limitText(ps, cw.med, cpu.med, pw.med)
+				lc, _ := field(b.res(scFirst, "cairn"), fCPU)
+				limit = limitText(ps, cw.med, cpu.med, pw.med, lc.med)
 			}
 		}
 		p("| %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %.0f | %.0f | %s |\n", ps.Scenario, ps.Issue, peerName, cw.fmt(2), pw.fmt(2),
@@ -143,7 +152,7 @@ func (b *bench) corpusBytes() int64 {
 // limitText says, from the run's figures, what stands between Cairn and the
 // target: CPU work (more than the cores can do in the goal time) or
 // waiting (round trips, per-file latency, the peer's server).
-func limitText(ps pairSpec, wall, cpu, peerWall float64) string {
+func limitText(ps pairSpec, wall, cpu, peerWall, poolCPU float64) string {
 	goal := ps.Target * peerWall
 	var s string
 	switch {
@@ -156,6 +165,9 @@ func limitText(ps pairSpec, wall, cpu, peerWall float64) string {
 	}
 	if h := hintFor(ps.Scenario); h != "" {
 		s += "; " + h
+	}
+	if strings.HasSuffix(ps.Scenario, " first") && poolCPU > 0 {
+		s += fmt.Sprintf(" (storing the same corpus from a local directory took %.1f CPU-s)", poolCPU)
 	}
 	return s
 }
