@@ -191,3 +191,38 @@ func mountReplica(t *testing.T, loc, path string, want []byte) {
 		t.Fatalf("%s through the mount of the replica: %d bytes, want %d", path, len(got), len(want))
 	}
 }
+
+// TestCLIReplicaToAppliance: one `cairn serve` replicates to another
+// through an append-only token made with the CLI; the receiving side's
+// copy is a pool the direct verbs read.
+func TestCLIReplicaToAppliance(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	src := filepath.Join(t.TempDir(), "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "hello.txt"), []byte("hello offsite\n"), 0o644)
+	startServe(t, a)
+	pb := startServe(t, b)
+	tok := strings.TrimSpace(mustCLI(t, b, "replica", "token", "create", "from-a"))
+	if !strings.HasPrefix(tok, "cairn_") {
+		t.Fatalf("token create printed %q", tok)
+	}
+	mustCLI(t, a, "replica", "add", "site-b", "--kind", "cairn", "--location", "http://"+pb.addr, "--target-token", tok)
+	mustCLI(t, a, "host", "add", "web1", "--method", "local", "--path", src, "--source", "files")
+	mustCLI(t, a, "backup", "run", "web1", "--wait")
+	out := mustCLI(t, a, "replica", "sync", "site-b")
+	if !strings.Contains(out, "1 snapshots on the target") {
+		t.Fatalf("replica sync: %s", out)
+	}
+	if out := mustCLI(t, b, "replica", "token", "ls"); strings.Contains(out, "bound on first use") {
+		t.Fatalf("token not bound after use: %s", out)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(b, "replicas", "*-*-*-*-*"))
+	if len(dirs) != 1 {
+		t.Fatalf("replicas on b: %v", dirs)
+	}
+	cliOK(t, nil, "pool", "check", "--pool", dirs[0], "--read-data")
+	ls := cliOK(t, nil, "snapshot", "ls", "--pool", dirs[0]).stdout
+	if !strings.Contains(ls, "web1") {
+		t.Fatalf("snapshot ls of the received replica: %s", ls)
+	}
+}
