@@ -44,13 +44,18 @@ const maxRecordedErrors = 100
 // a bounded queue. A Writer implements the pullers' Sink. Add, Finish and
 // Abort must be called from one goroutine; RecordError and Stats from any.
 type Writer struct {
-	p      *Pool
-	st     *poolState
-	meta   SnapshotMeta
-	id     string
-	ctx    context.Context // workers' context
-	cancel context.CancelFunc
-	lock   *heldLock
+	p  *Pool
+	st *poolState
+	// quarantined holds the digests under quarantine/ when the writer
+	// started: a reused chunked file whose chunks include one of them is
+	// read again (so the next backup heals a quarantined chunk, not only
+	// whole-file objects and chunk lists).
+	quarantined map[Digest]bool
+	meta        SnapshotMeta
+	id          string
+	ctx         context.Context // workers' context
+	cancel      context.CancelFunc
+	lock        *heldLock
 
 	jobs   chan putJob
 	wg     sync.WaitGroup
@@ -154,6 +159,7 @@ func (p *Pool) NewWriter(ctx context.Context, meta SnapshotMeta) (*Writer, error
 		pending: map[Digest]*pendingObj{},
 	}
 	w.budget.init(writerBudget)
+	w.quarantined = p.quarantinedDigests(ctx)
 	st.mu.Lock()
 	st.writers[w] = struct{}{}
 	st.mu.Unlock()
@@ -694,6 +700,20 @@ func (w *Writer) reuse(ctx context.Context, path string, e *Entry, top *wdir) er
 			}
 		}
 	}
+	if e.Chunked && !gcRunning && len(w.quarantined) > 0 {
+		refs, err := w.p.readChunkList(ctx, e.Content)
+		if err != nil {
+			return missing(err)
+		}
+		for _, c := range refs {
+			if !w.quarantined[c.d] {
+				continue
+			}
+			if ok, err := w.p.Exists(ctx, c.d); err != nil || !ok {
+				return missing(err)
+			}
+		}
+	}
 	w.st.mu.Lock()
 	top.entries = append(top.entries, *e)
 	w.unpinLocked(e.Content)
@@ -826,4 +846,18 @@ func addEntryRoot(e *Entry, add func(d Digest, kind Kind, data []byte)) {
 	case !e.Content.IsZero():
 		add(e.Content, KindData, nil)
 	}
+}
+
+// quarantinedDigests lists quarantine/ (empty in a healthy pool, so this
+// costs one listing call). Errors give an empty set: healing is then left
+// to a later backup.
+func (p *Pool) quarantinedDigests(ctx context.Context) map[Digest]bool {
+	out := map[Digest]bool{}
+	p.Backend().List(ctx, quarantinePrefix, func(oi ObjectInfo) error {
+		if d, err := ParseDigest(strings.TrimPrefix(oi.Name, quarantinePrefix)); err == nil {
+			out[d] = true
+		}
+		return nil
+	})
+	return out
 }
