@@ -104,11 +104,16 @@ func (s *Server) applyRetention(ctx context.Context, jc *jobCtx, h *catalog.Host
 	return nil
 }
 
+// deleteSnapshot removes the catalog row first, then the manifest: a
+// crash in between leaves a manifest the catalog does not list (its data
+// kept by GC, back with `cairn catalog rebuild`), never a listed snapshot
+// whose manifest is gone (GC would sweep its objects and the listed
+// snapshot would no longer restore).
 func (s *Server) deleteSnapshot(ctx context.Context, id string) error {
-	if err := s.pool.DeleteSnapshot(ctx, id); err != nil && !errors.Is(err, pool.ErrNotFound) {
+	if err := s.cat.DeleteSnapshot(ctx, id); err != nil && !errors.Is(err, catalog.ErrNotFound) {
 		return err
 	}
-	if err := s.cat.DeleteSnapshot(ctx, id); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+	if err := s.pool.DeleteSnapshot(ctx, id); err != nil && !errors.Is(err, pool.ErrNotFound) {
 		return err
 	}
 	return nil
