@@ -58,7 +58,7 @@ iso: build
 # backup, WebDAV and a reboot. `make test` runs the same test (iso.TestBoot, which
 # builds its own ISO) when CI=true.
 iso-test: iso
-	CAIRN_ISO_TEST=1 CAIRN_ISO=$(CURDIR)/dist/cairn-$(VERSION).iso $(GO) test -count=1 -v -timeout 30m -run '^TestBoot$$' ./iso
+	CAIRN_ISO_TEST=1 CAIRN_ISO=$(CURDIR)/dist/cairn-$(VERSION).iso $(GO) test -count=1 -v -timeout 60m -run '^TestBoot$$' ./iso
 
 # make torture = the long versions of internal/torture (crash loop, disk
 # full, storage faults, bit rot, load) for TORTURE_TIME, then every fuzz

@@ -87,7 +87,7 @@ func TestBoot(t *testing.T) {
 	port := freePort(t)
 	vm := bootVM(t, iso, disk, port, filepath.Join(work, "serial-1.log"))
 	c := newClient(port)
-	c.waitSetup(t, vm, 12*time.Minute)
+	c.waitSetup(t, vm, 20*time.Minute)
 	ph.done("boot to setup page")
 
 	// The console shows the one-time token and the certificate's
@@ -168,7 +168,7 @@ func TestBoot(t *testing.T) {
 	// The second boot is through UEFI (OVMF), the first was BIOS: the
 	// image is hybrid.
 	vm = bootVM(t, iso, disk, port, filepath.Join(work, "serial-2.log"), "-bios", ovmf(t))
-	c.waitFor(t, "the API after the reboot", 12*time.Minute, func() bool {
+	c.waitFor(t, "the API after the reboot", 20*time.Minute, func() bool {
 		return c.try(api, "GET", "/api/v1/system", nil, 200, &sys) == nil
 	})
 	ph.done("reboot: boot to API")
