@@ -233,7 +233,7 @@ func (s *Server) allRoutes() []route {
 		{method: "POST", pattern: "/api/v1/restores", minRole: roleOperator, json: s.handleRestores},
 		{method: "GET", pattern: "/api/v1/images", minRole: roleUser, json: s.handleImageList},
 		{method: "GET", pattern: "/api/v1/snapshots/{id}/image", minRole: roleUser, raw: s.handleImageDownload},
-		{method: "POST", pattern: "/api/v1/images/restore", minRole: roleOperator, json: s.handleImageRestore},
+		{method: "POST", pattern: "/api/v1/images/restore", minRole: roleAdmin, json: s.handleImageRestore},
 
 		{method: "GET", pattern: "/api/v1/pool", minRole: roleOperator, json: s.handlePoolStats},
 		{method: "GET", pattern: "/api/v1/pool/history", minRole: roleOperator, json: s.handlePoolHistory},

@@ -7,7 +7,8 @@ package appliance
 //
 //	GET  /api/v1/images                     image snapshots the caller may see
 //	GET  /api/v1/snapshots/{id}/image       ?format=raw (default), tar, zip
-//	POST /api/v1/images/restore             ImageRestoreInput → job "image-restore"
+//	POST /api/v1/images/restore             ImageRestoreInput → job "image-restore" (admins:
+//	                                        it overwrites the target)
 
 import (
 	"archive/tar"
@@ -239,7 +240,8 @@ type ImageRestoreInput struct {
 	Snapshot string `json:"snapshot"` // a snapshot ID, or "latest" with host and source
 	Host     string `json:"host,omitempty"`
 	Source   string `json:"source,omitempty"`
-	// Path on the host to write; default the source's own path.
+	// Path on the host to write (overwritten); default the source's own
+	// path.
 	Path string `json:"path,omitempty"`
 	// Mode: "ssh" (dd over SSH; a file or, with device, a block device)
 	// or "sftp" (a file). Default: sftp for image-sftp sources, else ssh.
@@ -300,9 +302,6 @@ func (s *Server) handleImageRestore(r *http.Request, p *principal) (any, error) 
 	dest := in.Path
 	if dest == "" {
 		dest = src.Path
-		if p.rank() < roleAdmin {
-			return nil, forbidden("only admins may restore over the source's own path")
-		}
 	}
 	if !strings.HasPrefix(dest, "/") || strings.ContainsFunc(dest, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return nil, badRequest("path %q: want an absolute path on the host", dest)

@@ -532,6 +532,11 @@ func TestImageRestore(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(to, "disk.img")); err != nil || fi.Sys().(*syscall.Stat_t).Blocks*512 > 4*images.BlockSize+64<<10 {
 		t.Fatalf("image restored to the appliance is not sparse: %v", err)
 	}
+	// Writing to a host overwrites: admins only.
+	op := e.user("op", "operator")
+	if w := e.do(op, "POST", "/api/v1/images/restore", ImageRestoreInput{Snapshot: snap, Path: filepath.Join(srv.Dir, "x.img")}); w.Code != http.StatusForbidden {
+		t.Fatalf("operator image restore: %d %s", w.Code, w.Body)
+	}
 	// Bad requests are refused with the reason.
 	w := e.do("socket", "POST", "/api/v1/images/restore", ImageRestoreInput{Snapshot: snap, Path: "relative.img"})
 	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "absolute path") {

@@ -162,7 +162,7 @@ func imageRestore(ctx context.Context, args []string) error {
 	c.register(fs)
 	fs.StringVar(&in.Host, "host", "", "the host (with latest)")
 	fs.StringVar(&in.Source, "source", "", "the source (with latest)")
-	fs.StringVar(&in.Path, "path", "", "absolute path on the host to write; default the source's own path (admins only)")
+	fs.StringVar(&in.Path, "path", "", "absolute path on the host to write (overwritten; admins only); default the source's own path")
 	fs.StringVar(&in.Mode, "mode", "", "ssh (dd over SSH, also block devices) or sftp; default from the source's method")
 	fs.BoolVar(&in.Device, "device", false, "the path is a block device at least as large as the image (mode ssh)")
 	pos, err := apParse(fs, args)
