@@ -7,10 +7,13 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cairn-backup/cairn/internal/testenv"
@@ -149,5 +152,48 @@ func TestArchiveSourceOverSFTP(t *testing.T) {
 		if !strings.HasSuffix(n, "/") && snapshotFile(t, e, "web1", "data", n) != c {
 			t.Fatalf("%s differs", n)
 		}
+	}
+}
+
+// TestArchiveSourceOverFTP: the same over a real vsftpd, with other files
+// next to the archive (not read) and a zip.
+func TestArchiveSourceOverFTP(t *testing.T) {
+	srv := testenv.FTP(t)
+	dir := filepath.Join(srv.UserDir, "exports")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"site.tar.gz": tarGz(t, importFiles, importOrder), "notes.txt": []byte("not imported"),
+		"big.bin": bytes.Repeat([]byte("unread "), 1<<20)} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(srv.UserDir, &st); err != nil {
+		t.Fatal(err)
+	}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil {
+			os.Chown(p, int(st.Uid), int(st.Gid))
+		}
+		return err
+	})
+	e := newEnv(t, Config{})
+	name := "ftphost"
+	e.must("socket", "POST", "/api/v1/hosts", HostInput{Name: &name, Sources: []SourceInput{{Name: "site", Method: "archive", Path: "/exports/site.tar.gz",
+		Options: map[string]string{"fetch": "ftp", "host": srv.Host, "port": strconv.Itoa(srv.Port), "user": srv.User},
+		Secret:  map[string]string{"password": srv.Password}}}}, nil)
+	if j := e.waitJob(e.backup("ftphost").ID); j.State != "done" {
+		t.Fatalf("archive over ftp: %s %s", j.State, j.Error)
+	}
+	for n, c := range importFiles {
+		if !strings.HasSuffix(n, "/") && snapshotFile(t, e, "ftphost", "site", n) != c {
+			t.Fatalf("%s differs", n)
+		}
+	}
+	last, _ := e.s.cat.LastSnapshot(context.Background(), "ftphost", "site", false)
+	if last.Files != 3 || last.Status != "complete" {
+		t.Fatalf("snapshot: %+v", last)
 	}
 }
