@@ -12,8 +12,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
+	"github.com/cairn-backup/cairn/internal/testenv"
 )
 
 // TestQueueLimitAndHostExclusion: with a global limit of 2, five hosts
@@ -417,4 +419,94 @@ func waitPulled(t *testing.T, e *testEnv, id int64) {
 		p, ok := e.s.jobs.live(id)
 		return ok && p.Files >= 1
 	})
+}
+
+// TestInstancesSingle: a single-instance appliance (SQLite) lists itself;
+// cluster mode refuses SQLite with the reason.
+func TestInstancesSingle(t *testing.T) {
+	e := newEnv(t, Config{MaxJobs: 3})
+	var ins []InstanceBody
+	e.must("socket", "GET", "/api/v1/instances", nil, &ins)
+	if len(ins) != 1 || !ins[0].Self || ins[0].State != "up" || ins[0].Capacity != 3 || ins[0].Version != "dev" {
+		t.Fatalf("instances: %+v", ins)
+	}
+	_, err := New(context.Background(), Config{DataDir: t.TempDir(), Cluster: ClusterConfig{Enabled: true}})
+	if err == nil || !strings.Contains(err.Error(), "cluster mode needs the catalog on PostgreSQL") {
+		t.Fatalf("cluster mode on SQLite: %v", err)
+	}
+	_, err = New(context.Background(), Config{DataDir: t.TempDir(), Cluster: ClusterConfig{Heartbeat: time.Second, LeaseTimeout: 2 * time.Second}})
+	if err == nil || !strings.Contains(err.Error(), "at least 3 heartbeats") {
+		t.Fatalf("lease shorter than 3 heartbeats: %v", err)
+	}
+}
+
+// TestClusterLeaseLost: two instances in cluster mode on one PostgreSQL
+// catalog and one pool. Instance a claims a backup and then stops
+// renewing (its heartbeat ends, the job still runs, as in a network
+// partition); b expires the lease, re-queues the job and runs it; a's late
+// end is ignored and a stops the job it no longer holds.
+func TestClusterLeaseLost(t *testing.T) {
+	pg := testenv.Postgres(t)
+	dsn := pg.CreateDB(t, "cluster")
+	resetFake(t)
+	poolDir := filepath.Join(t.TempDir(), "pool")
+	key := filepath.Join(t.TempDir(), "secret.key")
+	cc := func(id string, jobs int) Config {
+		return Config{DB: dsn, Pool: poolDir, SecretKeyFile: key, MaxJobs: 1, GCSchedule: "-", CheckSchedule: "-",
+			Cluster: ClusterConfig{Enabled: true, InstanceID: id, InstanceJobs: jobs, Heartbeat: 100 * time.Millisecond,
+				LeaseTimeout: 600 * time.Millisecond, Poll: 50 * time.Millisecond}}
+	}
+	a := newEnv(t, cc("a", 1))
+	a.addHost("h", map[string]string{"block": "1"})
+	j := a.backup("h")
+	<-fake.started
+	cat := a.s.Catalog()
+	if got, _ := cat.Job(context.Background(), j.ID); got.Instance != "a" || got.State != catalog.JobRunning {
+		t.Fatalf("job %+v, want running on a", got)
+	}
+	a.s.jobs.cl.cancel() // a stops beating; its job goes on
+	a.s.jobs.cl.wg.Wait()
+	b := newEnv(t, cc("b", 1))
+	var retry *catalog.Job
+	waitFor(t, "the re-queued job done on b", func() bool {
+		js, _ := cat.Jobs(context.Background(), catalog.JobFilter{Kind: "backup"})
+		for i := range js {
+			if js[i].RetryOf == j.ID && js[i].State == catalog.JobDone {
+				retry = &js[i]
+				return true
+			}
+		}
+		// b's pull of the retry blocks too: let it through.
+		select {
+		case h := <-fake.started:
+			if h == "h" {
+				releaseFake()
+			}
+		default:
+		}
+		return false
+	})
+	orig, _ := cat.Job(context.Background(), j.ID)
+	if orig.State != catalog.JobInterrupted || !strings.Contains(orig.Error, "instance a stopped renewing") ||
+		!strings.Contains(orig.Error, fmt.Sprintf("job %d re-runs it", retry.ID)) || retry.Instance != "b" {
+		t.Fatalf("original %+v, retry %+v", orig, retry)
+	}
+	// a's pull was released too; its end must not overwrite the record.
+	waitFor(t, "a's job to end", func() bool { return a.s.jobs.runningCount() == 0 })
+	if again, _ := cat.Job(context.Background(), j.ID); again.State != catalog.JobInterrupted || again.Error != orig.Error {
+		t.Fatalf("a's late end changed the record: %+v", again)
+	}
+	var ins []InstanceBody
+	b.must("socket", "GET", "/api/v1/instances", nil, &ins)
+	states := map[string]string{}
+	for _, in := range ins {
+		states[in.ID] = in.State
+	}
+	if states["a"] != "lost" || states["b"] != "up" {
+		t.Fatalf("instance states %v", states)
+	}
+	snaps, _ := cat.Snapshots(context.Background(), "h")
+	if len(snaps) == 0 {
+		t.Fatal("no snapshot of h after the re-run")
+	}
 }

@@ -390,7 +390,7 @@ func (c *DB) ExpireLeases(ctx context.Context, now time.Time, requeue []string) 
 					if e.Retry, err = c.retryOf(ctx, tx, e.Job.ID, now); err != nil {
 						return err
 					}
-					msg += fmt.Sprintf("; its partial work is not a snapshot; job %d re-runs it", e.Retry.ID)
+					msg += fmt.Sprintf("; job %d re-runs it (checkpoints it wrote stay as a partial snapshot)", e.Retry.ID)
 				}
 			}
 			if _, err := tx.ExecContext(ctx, c.rebind("UPDATE jobs SET state = ?, finished = ?, error = ?, lease_until = 0 WHERE id = ?"),
