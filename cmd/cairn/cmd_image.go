@@ -220,12 +220,21 @@ func directImages(ctx context.Context, poolLoc, loc, keyFile string) (*images.St
 	if err != nil {
 		return nil, err
 	}
+	// The appliance keeps an encrypted image pool's own key next to it
+	// (DATA/images.key); else the pool's key file is tried.
+	if !strings.Contains(loc, "://") {
+		if k := filepath.Join(filepath.Dir(filepath.Clean(loc)), "images.key"); fileExists(k) {
+			keyFile = k
+		}
+	}
 	s, err := images.Open(ctx, b, pool.OpenOptions{KeyFile: keyFile}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("image pool %s: %w", pool.RedactLocation(loc), err)
 	}
 	return s, nil
 }
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // imageTree overlays the image versions of the image pool (see
 // directImages) onto a pool's restore tree, or returns base unchanged.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"math/rand/v2"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/cairn-backup/cairn/fusefs"
 	"github.com/cairn-backup/cairn/images"
 	"github.com/cairn-backup/cairn/internal/testenv"
+	"github.com/cairn-backup/cairn/pool"
 )
 
 // TestCLIImage drives the image verbs against a real `cairn serve` and
@@ -137,5 +139,27 @@ func TestCLIImage(t *testing.T) {
 	res = cliFail(t, nil, "pool", "check", "--pool", filepath.Join(data, "pool"), "--read-data")
 	if !strings.Contains(res.stderr, "image pool") || !strings.Contains(res.stderr, "1 corrupt") {
 		t.Fatalf("pool check of a corrupt image block: %s", res.stderr)
+	}
+}
+
+// TestDirectImagesKey: an encrypted image pool in the appliance layout is
+// opened with DATA/images.key, found next to it.
+func TestDirectImagesKey(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	b, err := pool.CreateDirBackend(filepath.Join(data, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := images.Init(ctx, b, pool.InitOptions{Encrypt: true, KeyFile: filepath.Join(data, "images.key")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s, err := directImages(ctx, "", filepath.Join(data, "images"), filepath.Join(data, "pool.key"))
+	if err != nil || s == nil || !s.Pool().Encrypted() {
+		t.Fatalf("open: %v", err)
+	}
+	// Next to DATA/pool without --images.
+	if s, err := directImages(ctx, filepath.Join(data, "pool"), "", ""); err != nil || s == nil {
+		t.Fatalf("sibling: %v", err)
 	}
 }
