@@ -151,9 +151,11 @@ func (b *crashBook) record(t *testing.T, ss []snapshot, src map[string]string) {
 }
 
 // TestCrashLoop kills `cairn serve` with SIGKILL at random points of
-// backups, GC and retention, restarts it and checks after each restart
-// that the pool checks clean, the catalog agrees with the pool, earlier
-// snapshots are intact and the interrupted job completes when re-run.
+// backups, GC, retention and replication, restarts it and checks after
+// each restart that the pool checks clean, the catalog agrees with the
+// pool, earlier snapshots are intact, the interrupted job completes when
+// re-run, and the replica catches up, checks clean and holds every
+// complete snapshot with its root.
 func TestCrashLoop(t *testing.T) {
 	tmp := t.TempDir()
 	src, data := filepath.Join(tmp, "src"), filepath.Join(tmp, "data")
@@ -170,6 +172,9 @@ func TestCrashLoop(t *testing.T) {
 		t.Fatalf("first backup: %+v", j)
 	}
 	full := time.Since(begin)
+	// Every complete snapshot is copied to a second pool as it commits.
+	replica := filepath.Join(tmp, "replica")
+	api(t, data, "POST", "/api/v1/replicas", map[string]any{"name": "r1", "kind": "pool", "location": replica}, &struct{}{})
 	book := &crashBook{roots: map[string]string{}, trees: map[string]map[string]string{}}
 	srcTree := treeDigest(t, src)
 	book.record(t, snapshots(t, data), srcTree)
@@ -178,7 +183,7 @@ func TestCrashLoop(t *testing.T) {
 	budget := tortureTime(t)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	t.Logf("random kill points; a full backup took %v; %d iterations", full, iters)
-	phases := []string{"backup", "gc", "retention"}
+	phases := []string{"backup", "gc", "retention", "replication"}
 	for i := 1; ; i++ {
 		if i > iters && (budget == 0 || time.Since(begin) > budget/2) {
 			break
@@ -242,6 +247,30 @@ func TestCrashLoop(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 			time.Sleep(time.Duration(rng.Int64N(int64(5 * time.Millisecond))))
+		case "replication":
+			// A backup commits, which starts its copy to the replica: kill
+			// while the copy runs.
+			var j struct {
+				ID int64 `json:"id"`
+			}
+			json.Unmarshal([]byte(mustCLI(t, data, "backup", "run", "h1", "--json")), &j)
+			killed = j.ID
+			if got := waitJob(t, data, j.ID, 5*time.Minute); got.State != "done" {
+				t.Fatalf("iteration %d: backup before replication: %+v", i, got)
+			}
+			deadline := time.Now().Add(time.Minute)
+			for time.Now().Before(deadline) {
+				var rs []struct {
+					Running bool `json:"running"`
+				}
+				api(t, data, "GET", "/api/v1/replicas", nil, &rs)
+				if len(rs) == 1 && rs[0].Running {
+					t.Logf("iteration %d: the copy to the replica is running", i)
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(time.Duration(rng.Int64N(int64(20 * time.Millisecond))))
 		}
 		before := getJob(t, data, killed).State
 		p.kill()
@@ -267,6 +296,7 @@ func TestCrashLoop(t *testing.T) {
 		}
 		ss := book.verify(t, data, tmp, rng, i)
 		book.record(t, ss, srcTree)
+		verifyReplica(t, data, replica, book, i)
 		t.Logf("iteration %d: killed %s (job %d, was %s); %d snapshots, all checks pass", i, phase, killed, before, len(ss))
 		if t.Failed() {
 			t.Fatalf("stopping after iteration %d; serve log:\n%s", i, lastLines(p.stderr.String(), 40))
@@ -289,4 +319,54 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// verifyReplica waits for the replica to catch up after a restart, then
+// checks it: it checks clean, and holds every complete snapshot of the
+// source with the root the source recorded.
+func verifyReplica(t *testing.T, data, replica string, book *crashBook, iter int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	want := map[string]string{}
+	for _, s := range snapshots(t, data) {
+		if s.Status == "complete" {
+			want[s.ID] = s.Root
+		}
+	}
+	for {
+		var ms []struct {
+			ID   string `json:"id"`
+			Root string `json:"root"`
+		}
+		out, errOut, code := cli(t, data, "snapshot", "ls", "--pool", replica, "--json")
+		have := map[string]string{}
+		if code == 0 && json.Unmarshal([]byte(out), &ms) == nil {
+			for _, m := range ms {
+				have[m.ID] = m.Root
+			}
+		}
+		missing := ""
+		for id, root := range want {
+			if r, ok := have[id]; !ok {
+				missing = id
+			} else if r != root {
+				t.Fatalf("iteration %d: replica snapshot %s has root %s, the source %s", iter, id, r, root)
+			}
+		}
+		for id, r := range have {
+			if w, ok := book.roots[id]; ok && w != r {
+				t.Fatalf("iteration %d: replica snapshot %s has root %s, recorded %s", iter, id, r, w)
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("iteration %d: replica still lacks snapshot %s (%s)", iter, missing, errOut)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out, errOut, code := cli(t, data, "pool", "check", "--pool", replica, "--read-data"); code != 0 {
+		t.Fatalf("iteration %d: replica check: %s%s", iter, out, errOut)
+	}
 }
