@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -318,6 +319,13 @@ func (s *Server) handleReplicaRecvPut(w http.ResponseWriter, r *http.Request, p 
 		s.writeErr(w, r, err)
 		return
 	}
+	id, _ := replicaPoolID(r)
+	if err := s.verifyReceived(r.Context(), id, b, name); err != nil {
+		// A sender cannot plant an object that does not match its name.
+		b.Delete(context.WithoutCancel(r.Context()), name)
+		s.writeErr(w, r, badRequest("%s refused: %v", name, err))
+		return
+	}
 	if name != pool.IdentityName && !strings.HasPrefix(name, "objects/") {
 		// A manifest: make it and everything before it durable, then
 		// apply this appliance's retention to the replica.
@@ -325,7 +333,6 @@ func (s *Server) handleReplicaRecvPut(w http.ResponseWriter, r *http.Request, p 
 			s.writeErr(w, r, err)
 			return
 		}
-		id, _ := replicaPoolID(r)
 		if err := s.pruneReceived(r.Context(), id, b); err != nil {
 			s.log.Warn("retention of a received replica", "pool", id, "err", err)
 		}
@@ -650,4 +657,35 @@ func (s *Server) pruneReceived(ctx context.Context, poolID string, b *pool.DirBa
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// verifyReceived checks what was just written to a received replica: the
+// identity must be a pool identity naming this pool; an object must
+// decode to its digest and a manifest must decode, when the replica can
+// be read (unencrypted, or its key at DATA/replicas/<pool>.key).
+func (s *Server) verifyReceived(ctx context.Context, poolID string, b *pool.DirBackend, name string) error {
+	o := pool.OpenOptions{ExpectID: poolID}
+	if kf := filepath.Join(s.dataDir, "replicas", poolID+".key"); fileExists(kf) {
+		o.KeyFile = kf
+	}
+	rp, err := pool.Open(ctx, b, o)
+	switch {
+	case errors.Is(err, pool.ErrNoKey):
+		return nil // encrypted and no key here: the bytes cannot be checked
+	case err != nil:
+		return err
+	}
+	switch {
+	case strings.HasPrefix(name, "objects/"):
+		d, err := pool.ParseDigest(path.Base(name))
+		if err != nil || pool.ObjectName(d) != name {
+			return fmt.Errorf("not an object name")
+		}
+		_, _, err = rp.Get(ctx, d)
+		return err
+	case strings.HasPrefix(name, "snapshots/"):
+		_, err := rp.Snapshot(ctx, strings.TrimPrefix(name, "snapshots/"))
+		return err
+	}
+	return nil
 }

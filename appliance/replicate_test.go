@@ -230,6 +230,19 @@ func TestReplicationToApplianceAppendOnly(t *testing.T) {
 	if c := req(tok.Token, "PUT", base+"/object/locks/x", []byte("CRNO")); c != http.StatusBadRequest {
 		t.Fatalf("put outside objects/ and snapshots/: %d", c)
 	}
+	// Nor plant an object that does not match its name (which would make
+	// the sender skip the real one) or a manifest that does not decode.
+	fakeD := strings.Repeat("ab", 32)
+	planted := base + "/object/objects/ab/ab/" + fakeD
+	if c := req(tok.Token, "PUT", planted, []byte("CRNO\x01\x01\x00\x00garbage garbage")); c != http.StatusBadRequest {
+		t.Fatalf("planted object: %d", c)
+	}
+	if _, err := db.Stat(context.Background(), "objects/ab/ab/"+fakeD); err == nil {
+		t.Fatal("the planted object was kept")
+	}
+	if c := req(tok.Token, "PUT", base+"/object/snapshots/20300101T000000Z-deadbeef", []byte("CRNO not a manifest")); c != http.StatusBadRequest {
+		t.Fatalf("planted manifest: %d", c)
+	}
 	// It is bound to the replica it first wrote: another pool is refused.
 	other := "/api/v1/replica/" + "0b5e3c9a-1d2f-4e6a-8b7c-9d0e1f2a3b4c"
 	if c := req(tok.Token, "GET", other+"/list", nil); c != http.StatusUnauthorized {
