@@ -167,10 +167,13 @@ func (c *cluster) start(ctx context.Context) error {
 
 // setAddr records the TCP address once listening (when not advertised).
 func (c *cluster) setAddr(addr string) {
+	c.mu.Lock()
 	if c.cfg.Advertise != "" || addr == "" {
+		c.mu.Unlock()
 		return
 	}
 	c.cfg.Advertise = addr
+	c.mu.Unlock()
 	s := c.r.s
 	host, _ := os.Hostname()
 	s.cat.RegisterInstance(context.Background(), &catalog.Instance{ID: c.id, Host: host, Addr: addr, Version: s.cfg.Version,
@@ -218,7 +221,10 @@ func (c *cluster) beat(ctx context.Context) {
 	err := s.cat.InstanceHeartbeat(ctx, c.id, now, c.r.runningCount(), loadAvg())
 	if errors.Is(err, catalog.ErrNotFound) {
 		host, _ := os.Hostname()
-		err = s.cat.RegisterInstance(ctx, &catalog.Instance{ID: c.id, Host: host, Addr: c.cfg.Advertise, Version: s.cfg.Version,
+		c.mu.Lock()
+		addr := c.cfg.Advertise
+		c.mu.Unlock()
+		err = s.cat.RegisterInstance(ctx, &catalog.Instance{ID: c.id, Host: host, Addr: addr, Version: s.cfg.Version,
 			Started: s.started, LastHeartbeat: now, Capacity: c.cfg.InstanceJobs, Load: loadAvg()})
 	}
 	if err != nil && ctx.Err() == nil {
