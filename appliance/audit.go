@@ -95,23 +95,21 @@ func (s *Server) Audit(ctx context.Context, live bool) (*AuditBody, error) {
 		at := AuditTarget{Name: t.Name, Kind: t.Kind, Location: t.Location, LagAlertSeconds: t.lagAlert().Seconds()}
 		ids, lookup, closeFn, err := s.targetSnapshots(ctx, t, live)
 		if err != nil {
-			at.Error = err.Error()
+			at.Error = err.Error() // ids: the last listing known
 		} else {
 			at.Reachable = true
 		}
-		{
-			m := map[string][]catalog.Snapshot{}
-			for _, id := range ids {
-				sn, ok := byID[id]
-				if !ok {
-					sn, ok = lookup(id)
-				}
-				if ok {
-					m[sn.Host] = append(m[sn.Host], sn)
-				}
+		m := map[string][]catalog.Snapshot{}
+		for _, id := range ids {
+			sn, ok := byID[id]
+			if !ok {
+				sn, ok = lookup(id)
 			}
-			held[t.Name] = m
+			if ok {
+				m[sn.Host] = append(m[sn.Host], sn)
+			}
 		}
+		held[t.Name] = m
 		closeFn()
 		out.Targets = append(out.Targets, at)
 	}
