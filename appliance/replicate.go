@@ -540,10 +540,9 @@ func (s *Server) replicateTarget(ctx context.Context, name string) (err error) {
 		return err
 	}
 	rep, err = s.pool.Replicate(ctx, b, pool.ReplicateOptions{
-		Concurrency: t.Concurrency,
-		Relist:      t.Kind == KindCairn, // the other appliance prunes on its own
-
+		Concurrency:    t.Concurrency,
 		BytesPerSecond: t.BytesPerSecond,
+		Relist:         t.Kind == KindCairn, // the other appliance prunes on its own
 		Select: func(m *pool.Manifest) bool {
 			// Not older than the newest there: what the target's own
 			// retention pruned is not sent again.
