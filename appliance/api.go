@@ -256,7 +256,7 @@ func (s *Server) allRoutes() []route {
 		{method: "GET", pattern: "/api/v1/tokens", minRole: roleUser, json: s.handleTokenList},
 		{method: "POST", pattern: "/api/v1/tokens", minRole: roleUser, json: s.handleTokenCreate},
 		{method: "DELETE", pattern: "/api/v1/tokens/{id}", minRole: roleUser, json: s.handleTokenDelete},
-	}, append(append(s.systemRoutes(), s.replicationRoutes()...), s.importRoutes()...)...) // system.go, replicate_routes.go, api_import.go
+	}, append(append(s.systemRoutes(), s.replicationRoutes()...), append(s.importRoutes(), s.importBackupPCRoutes()...)...)...) // system.go, replicate_routes.go, api_import.go, import_backuppc.go
 }
 
 // healthState is the result of the last storage check.

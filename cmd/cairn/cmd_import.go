@@ -26,6 +26,9 @@ const importUsage = "usage: cairn import --host H [--source S] [--max-ratio R] [
 	"of the tree, zip bombs beyond R unpacked bytes per archive byte, default 200) are refused.\n\n"
 
 func runImport(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "backuppc" {
+		return runImportBackupPC(ctx, args[1:]) // cmd_import_backuppc.go
+	}
 	direct := poolGiven(args)
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	var pf *poolFlags

@@ -94,3 +94,22 @@ else
 	echo "$S3_VERSION" >"$stamp"
 	echo "deps: s3 server: built $BIN/versitygw"
 fi
+
+# BackupPC's stock config files (for the BackupPC import tests): the package
+# itself drags in a web server and an MTA, so only its files are extracted,
+# into $CACHE/backuppc (etc/backuppc/hosts, usr/share/backuppc/conf/config.pl).
+BPC=$CACHE/backuppc
+if [ -f "$BPC/usr/share/backuppc/conf/config.pl" ] && [ -f "$BPC/etc/backuppc/hosts" ]; then
+	echo "deps: backuppc config files: present in $BPC"
+else
+	tmp=$(mktemp -d)
+	if (cd "$tmp" && apt-get download backuppc >/dev/null 2>&1) && mkdir -p "$BPC" &&
+		dpkg-deb -x "$tmp"/backuppc_*.deb "$BPC"; then
+		echo "deps: backuppc config files: extracted into $BPC"
+	else
+		echo "deps: backuppc config files: apt-get download backuppc failed"
+		rm -rf "$tmp"
+		if [ "${CI:-}" = true ]; then exit 1; fi
+	fi
+	rm -rf "$tmp"
+fi
