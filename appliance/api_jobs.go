@@ -23,6 +23,7 @@ type JobBody struct {
 	Progress json.RawMessage `json:"progress"`
 	Error    string          `json:"error,omitempty"`
 	RetryOf  int64           `json:"retry_of,omitempty"`
+	Instance string          `json:"instance,omitempty"` // the instance that runs or ran it (scale-out)
 	Created  time.Time       `json:"created"`
 	Started  *time.Time      `json:"started,omitempty"`
 	Finished *time.Time      `json:"finished,omitempty"`
@@ -45,7 +46,7 @@ func optTime(t time.Time) *time.Time {
 
 func (s *Server) jobBody(j *catalog.Job) JobBody {
 	b := JobBody{ID: j.ID, Kind: j.Kind, Host: j.Host, State: j.State, Manual: j.Manual, Params: j.Params,
-		Progress: j.Progress, Error: j.Error, RetryOf: j.RetryOf, Created: j.Created,
+		Progress: j.Progress, Error: j.Error, RetryOf: j.RetryOf, Created: j.Created, Instance: j.Instance,
 		Started: optTime(j.Started), Finished: optTime(j.Finished)}
 	if j.State == catalog.JobRunning {
 		if p, ok := s.jobs.live(j.ID); ok {

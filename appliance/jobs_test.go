@@ -496,6 +496,11 @@ func TestClusterLeaseLost(t *testing.T) {
 	if again, _ := cat.Job(context.Background(), j.ID); again.State != catalog.JobInterrupted || again.Error != orig.Error {
 		t.Fatalf("a's late end changed the record: %+v", again)
 	}
+	var jb JobBody
+	b.must("socket", "GET", fmt.Sprintf("/api/v1/jobs/%d", retry.ID), nil, &jb)
+	if jb.Instance != "b" || jb.RetryOf != j.ID {
+		t.Fatalf("job API of the retry: %+v", jb)
+	}
 	var ins []InstanceBody
 	b.must("socket", "GET", "/api/v1/instances", nil, &ins)
 	states := map[string]string{}
