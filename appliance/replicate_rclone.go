@@ -204,6 +204,7 @@ type davBackend struct {
 	user, pass string
 	hc         *http.Client
 	mu         sync.Mutex
+	mkcolMu    sync.Mutex
 	dirs       map[string]bool // collections known to exist
 	// A WebDAV MOVE that overwrites may remove the old object before
 	// the new one is in place; a Get that finds nothing during or right
@@ -281,7 +282,7 @@ func (b *davBackend) fail(resp *http.Response, what string) error {
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
 		return fmt.Errorf("%w: %s", pool.ErrNotFound, msg)
-	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusLocked:
 		return fmt.Errorf("%w: %s", pool.ErrTransient, msg)
 	}
 	return errors.New(msg)
@@ -297,6 +298,10 @@ func (b *davBackend) mkdirs(ctx context.Context, name string) error {
 	for d := dir; d != "."; d = path.Dir(d) {
 		parts = append([]string{d}, parts...)
 	}
+	// One MKCOL at a time (rclone answers 423 Locked to concurrent ones
+	// of a collection); each collection is made once per backend.
+	b.mkcolMu.Lock()
+	defer b.mkcolMu.Unlock()
 	for _, d := range parts {
 		b.mu.Lock()
 		known := b.dirs[d]
@@ -304,20 +309,42 @@ func (b *davBackend) mkdirs(ctx context.Context, name string) error {
 		if known {
 			continue
 		}
-		resp, err := b.req(ctx, "MKCOL", d+"/", nil, 0, nil)
-		if err != nil {
-			return err
+		for attempt := 0; ; attempt++ {
+			resp, err := b.req(ctx, "MKCOL", d+"/", nil, 0, nil)
+			if err != nil {
+				return err
+			}
+			code := resp.StatusCode
+			// 201 made, 405 exists; 423 a lock held by another client.
+			if code == http.StatusLocked && attempt < 20 {
+				resp.Body.Close()
+				if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+					return err
+				}
+				continue
+			}
+			if code != http.StatusMethodNotAllowed && code/100 != 2 {
+				return b.fail(resp, "mkcol "+d)
+			}
+			resp.Body.Close()
+			break
 		}
-		// 201 made, 405 exists.
-		if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode/100 != 2 {
-			return b.fail(resp, "mkcol "+d)
-		}
-		resp.Body.Close()
 		b.mu.Lock()
 		b.dirs[d] = true
 		b.mu.Unlock()
 	}
 	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (b *davBackend) Put(ctx context.Context, name string, r io.Reader, size int64) error {
