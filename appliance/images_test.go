@@ -239,10 +239,20 @@ func TestImageSSHBackupLoopMount(t *testing.T) {
 	// mounted: (b) over SSH, (a) over SFTP and SMB.
 	for _, fi := range append([]string{fuseImg}, filepath.Join(e.s.cfg.Mount, aPaths[0]), filepath.Join(e.s.cfg.Mount, aPaths[1])) {
 		dev := run(t, "losetup", "-r", "-f", "--show", fi)
-		t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+		// Detach once: a second "losetup -d" of a number the kernel has
+		// handed on would detach another test's device.
+		attached, mounted := true, false
 		mnt2 := t.TempDir()
+		t.Cleanup(func() {
+			if mounted {
+				exec.Command("umount", mnt2).Run()
+			}
+			if attached {
+				exec.Command("losetup", "-d", dev).Run()
+			}
+		})
 		run(t, "mount", "-t", "ext4", "-o", "ro,noload", dev, mnt2)
-		t.Cleanup(func() { exec.Command("umount", mnt2).Run() })
+		mounted = true
 		if got := fileSum(t, filepath.Join(mnt2, "big.bin")); got != bigSum {
 			t.Fatalf("big.bin in the loop-mounted FUSE image %s differs", fi)
 		}
@@ -250,7 +260,9 @@ func TestImageSSHBackupLoopMount(t *testing.T) {
 			t.Fatalf("new.bin in the loop-mounted FUSE image %s differs", fi)
 		}
 		run(t, "umount", mnt2)
+		mounted = false
 		run(t, "losetup", "-d", dev)
+		attached = false
 	}
 
 	// WebDAV and the download API: random access by range.
