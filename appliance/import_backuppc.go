@@ -46,8 +46,10 @@ type BackupPCNote struct {
 
 func (n BackupPCNote) String() string {
 	var b strings.Builder
-	if n.File != "" {
+	if n.File != "" && n.Line > 0 {
 		fmt.Fprintf(&b, "%s:%d: ", n.File, n.Line)
+	} else if n.File != "" {
+		fmt.Fprintf(&b, "%s: ", n.File)
 	}
 	if n.Host != "" {
 		fmt.Fprintf(&b, "host %s: ", n.Host)
@@ -170,7 +172,7 @@ func readBackupPCUpload(r *http.Request) (map[string][]byte, error) {
 // found is reported as unmapped.
 var backuppcMapped = map[string]bool{
 	"XferMethod": true, "RsyncShareName": true, "SmbShareName": true, "TarShareName": true, "FtpShareName": true,
-	"BackupFilesExclude": true, "FullPeriod": true, "IncrPeriod": true, "FullKeepCnt": true, "IncrKeepCnt": true,
+	"BackupFilesExclude": true, "BackupFilesOnly": true, "FullPeriod": true, "IncrPeriod": true, "FullKeepCnt": true, "IncrKeepCnt": true,
 	"BlackoutPeriods": true, "ClientNameAlias": true, "RsyncdUserName": true, "RsyncdPasswd": true,
 	"RsyncdClientPort": true, "SmbShareUserName": true, "SmbSharePasswd": true, "FtpUserName": true,
 	"FtpPasswd": true, "FtpPortNumber": true, "WakeupSchedule": true,
@@ -508,6 +510,10 @@ func mapBackupPCHost(plan *BackupPCHostPlan, eff map[string]bpcSetting, note fun
 	}
 	if incr > 0 && (full <= 0 || incr < full) {
 		addKeep(int(num("IncrKeepCnt")), incr)
+	}
+	if len(approx) > 0 {
+		note(&res.Approximations, "IncrKeepCnt", "keep counts mapped to periods: "+strings.Join(approx, "; "))
+		approx = nil
 	}
 	if full > 0 {
 		if st, ok := eff["FullKeepCnt"]; ok && st.Value.Kind == backuppc.Array {
