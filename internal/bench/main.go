@@ -46,7 +46,7 @@ func main() {
 	flag.BoolVar(&o.genOnly, "gen-only", false, "only generate the corpora (and reuse them later)")
 	flag.StringVar(&o.render, "render", "", "only render -out from a saved results JSON")
 	flag.BoolVar(&o.peers, "peers", true, "run the peer scenarios (rsync, SFTP, SMB, FTP, dump, FUSE, WebDAV) against testenv servers")
-	flag.BoolVar(&o.scale, "scale", os.Getenv("BENCH_QUICK") != "1" || os.Getenv("BENCH_SCALE") == "1", "run the scale part (a -scale-files small-file tree; off in quick mode unless BENCH_SCALE=1)")
+	flag.BoolVar(&o.scale, "scale", true, "run the scale part (a -scale-files small-file tree); off in quick mode unless given or BENCH_SCALE=1")
 	flag.IntVar(&o.scaleFiles, "scale-files", 1_000_000, "files in the scale tree")
 	flag.IntVar(&o.pullRuns, "pull-runs", 0, "runs of each peer scenario (0: -runs, or 1 in quick mode)")
 	flag.StringVar(&o.results, "results", "bench/results.json", "machine-readable results to write (all figures)")
@@ -56,6 +56,11 @@ func main() {
 	flag.BoolVar(&o.shared, "shared", false, "say prominently in the report that the machine was shared with other work")
 	flag.StringVar(&o.only, "only", "", "run only these peer parts: comma-separated of pulls, dump, fuse, webdav, scale")
 	flag.Parse()
+	scaleSet := os.Getenv("BENCH_SCALE") == "1"
+	flag.Visit(func(f *flag.Flag) { scaleSet = scaleSet || f.Name == "scale" })
+	if o.quick && !scaleSet {
+		o.scale = false // the 1M-file part does not fit quick mode's 10 minutes
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -163,6 +168,20 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		}
 		if err := json.Unmarshal(data, &b.rec); err != nil {
 			return fmt.Errorf("%s: %w", o.render, err)
+		}
+		if o.mergeScale != "" {
+			// Render again with the scale part of a separate run, and save
+			// the merged figures to -results.
+			if err := b.mergeScale(o.mergeScale); err != nil {
+				return err
+			}
+			data, err := json.MarshalIndent(&b.rec, "", "  ")
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(o.results, data, 0o644); err != nil {
+				return err
+			}
 		}
 		return b.writeReport(o.out)
 	}

@@ -835,6 +835,7 @@ func (b *bench) mergeScale(file string) error {
 		return fmt.Errorf("-merge-scale %s: no scale figures in it", file)
 	}
 	b.rec.ScaleSizes = other.ScaleSizes
+	b.rec.Skipped = append(b.rec.Skipped, other.Skipped...)
 	b.rec.ScaleFrom = fmt.Sprintf("a separate run (`-only scale`) started %s UTC, cairn `%s`, load average %s at its start and %s at its end",
 		other.Start.UTC().Format("2006-01-02 15:04"), other.Versions["cairn"], other.Load0, other.Load1)
 	return nil
