@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -243,6 +244,10 @@ var _ pool.Backend = (*davBackend)(nil)
 
 const davTmp = ".cairn-upload-"
 
+// davMaxBuffered bounds a Get's body (pool objects are at most a few
+// MiB; the format allows 1 GiB plus framing).
+const davMaxBuffered = 1<<30 + 1<<20
+
 func (b *davBackend) Location() string { return "webdav " + b.base }
 
 func (b *davBackend) req(ctx context.Context, method, name string, body io.Reader, size int64, hdr map[string]string) (*http.Response, error) {
@@ -415,14 +420,32 @@ func (b *davBackend) Get(ctx context.Context, name string, off, length int64) (i
 		gen, ch := b.moveGen[name], b.moving[name]
 		b.mu.Unlock()
 		rc, err := b.get(ctx, name, off, length, hdr)
-		if !errors.Is(err, pool.ErrNotFound) || attempt == 10 {
-			return rc, err
+		if err == nil {
+			// Objects are small (chunks of at most a few MiB): read the
+			// body here, so a body cut short by our own overwrite of the
+			// name can be fetched again.
+			var data []byte
+			data, err = io.ReadAll(io.LimitReader(rc, davMaxBuffered+1))
+			rc.Close()
+			if err == nil && len(data) > davMaxBuffered {
+				err = fmt.Errorf("get %s on %s: larger than %d bytes", name, b.base, davMaxBuffered)
+				return nil, err
+			}
+			if err == nil {
+				return io.NopCloser(bytes.NewReader(data)), nil
+			}
+			err = fmt.Errorf("%w: get %s on %s: %v", pool.ErrTransient, name, b.base, err)
+		} else if !errors.Is(err, pool.ErrNotFound) {
+			return nil, err
+		}
+		if attempt == 10 {
+			return nil, err
 		}
 		b.mu.Lock()
 		gen2, ch2 := b.moveGen[name], b.moving[name]
 		b.mu.Unlock()
 		if ch == nil && ch2 == nil && gen == gen2 {
-			return rc, err // really missing
+			return nil, err // really missing, or a read error of its own
 		}
 		for _, c := range []chan struct{}{ch, ch2} {
 			if c != nil {
