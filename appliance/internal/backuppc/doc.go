@@ -8,7 +8,7 @@
 // quoted). VALUE is undef, a number (123, -1, 0.97, 1e3, 0x1F), a string
 // ('…' with \\ and \' escapes, "…" with the usual backslash escapes and no
 // $ or @ interpolation, q{…} / q(…) / q[…] / q<…> and any other delimiter),
-// qw(…) word lists, string concatenation with ".", array refs [ … ] and
+// qw(…) word lists, integer ranges in lists ([1..5]), string concatenation with ".", array refs [ … ] and
 // hash refs { KEY => VALUE, … } (keys barewords, numbers or strings; "," and
 // "=>" both separate), nested to any depth, with trailing commas and
 // # comments anywhere. Nothing is ever evaluated.

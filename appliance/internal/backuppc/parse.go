@@ -11,6 +11,7 @@ import (
 const (
 	MaxFileSize = 4 << 20 // bytes per file
 	MaxDepth    = 64      // nesting of [ ] and { }
+	MaxRange    = 10000   // elements of a list from ranges such as 1..5
 )
 
 // Kind is the type of a Value.
@@ -345,7 +346,7 @@ func (p *parser) value() (Value, error) {
 	for {
 		save, saveLine := p.pos, p.line
 		p.space()
-		if p.peek() != '.' || (p.pos+1 < len(p.src) && p.src[p.pos+1] >= '0' && p.src[p.pos+1] <= '9') {
+		if p.peek() != '.' || (p.pos+1 < len(p.src) && (p.src[p.pos+1] == '.' || (p.src[p.pos+1] >= '0' && p.src[p.pos+1] <= '9'))) {
 			p.pos, p.line = save, saveLine
 			return v, nil
 		}
@@ -432,6 +433,9 @@ func (p *parser) number() (Value, error) {
 		}
 	} else {
 		for p.pos < len(p.src) && strings.IndexByte("0123456789._eE", p.src[p.pos]) >= 0 {
+			if p.src[p.pos] == '.' && p.pos+1 < len(p.src) && p.src[p.pos+1] == '.' {
+				break // a range, 1..5
+			}
 			if (p.src[p.pos] == 'e' || p.src[p.pos] == 'E') && p.pos+1 < len(p.src) && (p.src[p.pos+1] == '-' || p.src[p.pos+1] == '+') {
 				p.pos++
 			}
@@ -572,7 +576,24 @@ func (p *parser) array() (Value, error) {
 		if err != nil {
 			return v, err
 		}
-		v.List = append(v.List, e)
+		p.space()
+		if p.lit("..") {
+			p.space()
+			hi, err := p.value()
+			if err != nil {
+				return v, err
+			}
+			lo, err1 := strconv.Atoi(e.S)
+			h, err2 := strconv.Atoi(hi.S)
+			if !e.Num || !hi.Num || err1 != nil || err2 != nil || h-lo > MaxRange || len(v.List)+h-lo > MaxRange {
+				return v, errf("range %s..%s: want whole numbers at most %d apart", e.S, hi.S, MaxRange)
+			}
+			for n := lo; n <= h; n++ {
+				v.List = append(v.List, Value{Kind: Scalar, S: strconv.Itoa(n), Num: true, Line: e.Line})
+			}
+		} else {
+			v.List = append(v.List, e)
+		}
 		p.space()
 		if p.lit("]") {
 			return v, nil

@@ -32,7 +32,7 @@ $Conf{Cat} = '/usr/bin/env'
       . " --totals" . 2;
 $Conf{List} = [
     '/home', "/etc",   # comment inside
-    [1, 2,],
+    [1, 2,], [0 .. 2, 6],
 ];
 $Conf{Hash} = {
     hourBegin => 7.0,
@@ -59,7 +59,7 @@ $Conf{Hash} = {
 		"Q":          "'a {nested} b'",
 		"QW":         "['one', 'two', 'three']",
 		"Cat":        "'/usr/bin/env --totals2'",
-		"List":       "['/home', '/etc', [1, 2]]",
+		"List":       "['/home', '/etc', [1, 2], [0, 1, 2, 6]]",
 		"Hash":       "{'hourBegin' => 7.0, 'hourEnd' => 19.5, 'weekDays' => [1, 2, 3, 4, 5], '-opt' => {'deep' => [{}, []]}, '42' => 'n'}",
 	}
 	if len(f.Settings) != len(want) {
@@ -141,6 +141,10 @@ func TestParseLimits(t *testing.T) {
 	f := mustParse(t, deep)
 	if len(f.Errors) != 1 || !strings.Contains(f.Errors[0].Error(), "nested deeper") || len(f.Settings) != 1 || f.Settings[0].Name != "E" {
 		t.Fatalf("deep: %v %+v", f.Errors, f.Settings)
+	}
+	f = mustParse(t, "$Conf{R} = [1..100000];")
+	if len(f.Errors) != 1 || !strings.Contains(f.Errors[0].Error(), "range 1..100000") {
+		t.Fatalf("huge range: %v", f.Errors)
 	}
 	f = mustParse(t, "$Conf{X} = 'never closed;\n")
 	if len(f.Errors) != 1 || f.Errors[0].Line != 1 || len(f.Settings) != 0 {
