@@ -87,6 +87,7 @@ type cluster struct {
 	schedDone   chan struct{}
 	beats       int
 	lastRenew   time.Time
+	orphans     map[int64]bool // leases held but not run here at the last beat
 }
 
 func newCluster(r *jobRunner) (*cluster, error) {
@@ -153,6 +154,15 @@ func (c *cluster) start(ctx context.Context) error {
 		return err
 	}
 	s.log.Info("instance registered", "instance", c.id, "cluster", c.on)
+	if c.on {
+		// A previous process under this ID may have died holding leases;
+		// this one would renew them without running the jobs.
+		ex, err := s.cat.ReleaseInstance(ctx, c.id, nil, now, c.queuedKinds(), "instance "+c.id+" restarted while it ran")
+		if err != nil {
+			return err
+		}
+		c.report(ex)
+	}
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.heartbeatLoop() }()
 	if c.on {
@@ -297,7 +307,26 @@ func (c *cluster) renew(ctx context.Context, now time.Time) {
 			lost = append(lost, rj)
 		}
 	}
+	// A lease held without a job running here (twice in a row, so a
+	// claim not yet started is no orphan) is released to the queue.
+	orphans, release := map[int64]bool{}, []int64{}
+	for id := range held {
+		if c.r.running[id] == nil {
+			orphans[id] = true
+			if c.orphans[id] {
+				release = append(release, id)
+			}
+		}
+	}
+	c.orphans = orphans
 	c.r.mu.Unlock()
+	if len(release) > 0 {
+		ex, err := s.cat.ReleaseInstance(ctx, c.id, release, now, c.queuedKinds(), "instance "+c.id+" held the lease but did not run the job")
+		if err != nil {
+			s.log.Warn("release orphaned leases", "err", err)
+		}
+		c.report(ex)
+	}
 	for _, rj := range lost {
 		s.log.Warn("job lease lost; stopping the job", "job", rj.jc.job.ID, "instance", c.id)
 		rj.cancel(errLeaseLost)
@@ -314,6 +343,13 @@ func (c *cluster) expire(ctx context.Context, now time.Time) {
 		}
 		return
 	}
+	c.report(ex)
+}
+
+// report logs and announces expired or released leases and wakes the
+// claimers for the re-queued jobs.
+func (c *cluster) report(ex []catalog.ExpiredLease) {
+	s := c.r.s
 	for _, e := range ex {
 		s.log.Warn("job lease expired", "job", e.Job.ID, "kind", e.Job.Kind, "host", e.Job.Host, "instance", e.Job.Instance)
 		s.jobLog(e.Job.ID, e.Job.Host, "warn", e.Job.Error)
@@ -326,7 +362,7 @@ func (c *cluster) expire(ctx context.Context, now time.Time) {
 		}
 	}
 	if len(ex) > 0 {
-		s.cat.Notify(ctx)
+		s.cat.Notify(context.Background())
 	}
 }
 

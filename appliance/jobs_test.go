@@ -515,3 +515,43 @@ func TestClusterLeaseLost(t *testing.T) {
 		t.Fatal("no snapshot of h after the re-run")
 	}
 }
+
+// TestClusterRestartSameID: an instance killed while it ran a job and
+// started again under the same --instance-id does not renew the dead
+// process's lease forever: it re-queues the job at start and runs it.
+func TestClusterRestartSameID(t *testing.T) {
+	pg := testenv.Postgres(t)
+	dsn := pg.CreateDB(t, "restart")
+	resetFake(t)
+	poolDir := filepath.Join(t.TempDir(), "pool")
+	key := filepath.Join(t.TempDir(), "secret.key")
+	cfg := Config{DB: dsn, Pool: poolDir, SecretKeyFile: key, MaxJobs: 1, GCSchedule: "-", CheckSchedule: "-",
+		Cluster: ClusterConfig{Enabled: true, InstanceID: "a", Heartbeat: 100 * time.Millisecond,
+			LeaseTimeout: time.Minute, Poll: 50 * time.Millisecond}}
+	old := newEnv(t, cfg)
+	old.addHost("h", map[string]string{"block": "1"})
+	j := old.backup("h")
+	<-fake.started
+	old.s.jobs.cl.cancel() // the old process "dies": no heartbeat, no cleanup
+	old.s.jobs.cl.wg.Wait()
+	neu := newEnv(t, cfg) // same ID, lease (1 min) not run out
+	cat := neu.s.Catalog()
+	orig, _ := cat.Job(context.Background(), j.ID)
+	if orig.State != catalog.JobInterrupted || !strings.Contains(orig.Error, "instance a restarted while it ran") {
+		t.Fatalf("job of the dead process: %+v", orig)
+	}
+	releaseFake() // the old pull and the re-run go on; the old one's end is ignored
+	waitFor(t, "the re-run done", func() bool {
+		js, _ := cat.Jobs(context.Background(), catalog.JobFilter{Kind: "backup"})
+		for _, x := range js {
+			if x.RetryOf == j.ID && x.State == catalog.JobDone && x.Instance == "a" {
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, "the old pull to end", func() bool { return old.s.jobs.runningCount() == 0 })
+	if again, _ := cat.Job(context.Background(), j.ID); again.State != catalog.JobInterrupted {
+		t.Fatalf("the dead process's late end changed its job: %+v", again)
+	}
+}

@@ -352,14 +352,44 @@ type ExpiredLease struct {
 // it, and re-queues those of the kinds in requeue. Several instances may
 // call it at once: each expired job is handled exactly once.
 func (c *DB) ExpireLeases(ctx context.Context, now time.Time, requeue []string) ([]ExpiredLease, error) {
+	return c.expire(ctx, now, requeue, "lease_until > 0 AND lease_until < ?", []any{nanos(now)},
+		func(e *ExpiredLease) string {
+			return fmt.Sprintf("interrupted: instance %s stopped renewing its lease (expired %s)", e.Job.Instance,
+				e.LeaseEnd.UTC().Format(time.RFC3339))
+		})
+}
+
+// ReleaseInstance ends the leased jobs that instance holds as interrupted
+// and re-queues those of the kinds in requeue, as ExpireLeases does, but
+// without waiting for the leases to run out: the instance says itself it
+// does not run them (a restart under the same ID after a crash, or jobs
+// it holds but does not run). Only jobs among ids when ids is not nil.
+func (c *DB) ReleaseInstance(ctx context.Context, instance string, ids []int64, now time.Time, requeue []string, why string) ([]ExpiredLease, error) {
+	where := "lease_until > 0 AND instance = ?"
+	args := []any{instance}
+	if ids != nil {
+		if len(ids) == 0 {
+			return nil, nil
+		}
+		where += " AND id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")"
+		for _, id := range ids {
+			args = append(args, id)
+		}
+	}
+	return c.expire(ctx, now, requeue, where, args, func(*ExpiredLease) string {
+		return "interrupted: " + why
+	})
+}
+
+func (c *DB) expire(ctx context.Context, now time.Time, requeue []string, where string, whereArgs []any, label func(*ExpiredLease) string) ([]ExpiredLease, error) {
 	var out []ExpiredLease
 	err := c.tx(ctx, func(tx *sql.Tx) error {
 		out = nil
-		q := "SELECT " + jobCols + ", lease_until FROM jobs WHERE state = ? AND lease_until > 0 AND lease_until < ? ORDER BY id"
+		q := "SELECT " + jobCols + ", lease_until FROM jobs WHERE state = ? AND " + where + " ORDER BY id"
 		if c.dialect == postgres {
 			q += " FOR UPDATE SKIP LOCKED"
 		}
-		rows, err := tx.QueryContext(ctx, c.rebind(q), JobRunning, nanos(now))
+		rows, err := tx.QueryContext(ctx, c.rebind(q), append([]any{JobRunning}, whereArgs...)...)
 		if err != nil {
 			return err
 		}
@@ -383,8 +413,7 @@ func (c *DB) ExpireLeases(ctx context.Context, now time.Time, requeue []string) 
 		}
 		for i := range out {
 			e := &out[i]
-			msg := fmt.Sprintf("interrupted: instance %s stopped renewing its lease (expired %s)", e.Job.Instance,
-				e.LeaseEnd.UTC().Format(time.RFC3339))
+			msg := label(e)
 			for _, k := range requeue {
 				if k == e.Job.Kind {
 					if e.Retry, err = c.retryOf(ctx, tx, e.Job.ID, now); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ func TestLeases(t *testing.T) {
 		{"RenewExpire", testRenewExpire},
 		{"EndRetryRequeue", testEndRetryRequeue},
 		{"Singleton", testSingleton},
+		{"ReleaseInstance", testReleaseInstance},
 	}
 	t.Run("sqlite", func(t *testing.T) {
 		for _, c := range cases {
@@ -349,4 +351,29 @@ func TestClaimFairAndNotify(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+func testReleaseInstance(t *testing.T, db *DB) {
+	a := newJob(t, db, "a", false)
+	b := newJob(t, db, "b", false)
+	c := newJob(t, db, "c", false)
+	claim(t, db, "i1", 0, t0)
+	claim(t, db, "i1", 0, t0)
+	claim(t, db, "i2", 0, t0)
+	ex, err := db.ReleaseInstance(ctx, "i1", []int64{a}, t0, []string{"backup"}, "gone")
+	must(t, err)
+	if len(ex) != 1 || ex[0].Job.ID != a || ex[0].Retry == nil || !strings.HasPrefix(ex[0].Job.Error, "interrupted: gone; job ") {
+		t.Fatalf("released %+v", ex)
+	}
+	if ex, _ := db.ReleaseInstance(ctx, "i1", []int64{}, t0, nil, "x"); len(ex) != 0 {
+		t.Fatalf("empty id list released %+v", ex)
+	}
+	ex, err = db.ReleaseInstance(ctx, "i1", nil, t0, []string{"backup"}, "restarted")
+	must(t, err)
+	if len(ex) != 1 || ex[0].Job.ID != b {
+		t.Fatalf("released %+v, want only %d (%d is i2's)", ex, b, c)
+	}
+	if j, _ := db.Job(ctx, c); j.State != JobRunning {
+		t.Fatalf("i2's job %+v", j)
+	}
 }
