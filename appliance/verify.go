@@ -255,14 +255,17 @@ func (s *Server) restoreTestHost(ctx context.Context, h *catalog.Host, files int
 			fail("%s@%s: %v", src.Name, sn.ID, err)
 			continue
 		}
-		treeDir := path.Join(h.Name, m.Start.UTC().Format(pool.SnapshotTimeFormat), m.Source)
+		tfs, treeDir := snapshotInTree(fsys, m)
+		if tfs == nil {
+			tfs, treeDir = s.pool.SnapshotFS(ctx, m), "."
+		}
 		for _, f := range sample {
 			if err := ctx.Err(); err != nil {
 				fail("%v", err)
 				return res
 			}
 			p := path.Join(treeDir, f.path)
-			if err := s.verifyTreeFile(ctx, fsys, p, &f.e); err != nil {
+			if err := s.verifyTreeFile(ctx, tfs, p, &f.e); err != nil {
 				fail("%s: %v", p, err)
 				continue
 			}
@@ -280,6 +283,24 @@ func (s *Server) restoreTestHost(ctx context.Context, h *catalog.Host, files int
 	}
 	res.OK = len(res.Errors) == 0
 	return res
+}
+
+// snapshotInTree finds snapshot m in the restore tree: at
+// <host>/<time>/<source>, or <source>~<id> when two snapshots of a source
+// started in one second. It checks that the directory found is m's root.
+func snapshotInTree(fsys fs.FS, m *pool.Manifest) (fs.FS, string) {
+	dir := path.Join(m.Host, m.Start.UTC().Format(pool.SnapshotTimeFormat))
+	for _, name := range []string{m.Source + "~" + m.ID, m.Source} {
+		p := path.Join(dir, name)
+		fi, err := fs.Stat(fsys, p)
+		if err != nil {
+			continue
+		}
+		if e, ok := fi.Sys().(*pool.Entry); ok && e.Subtree == m.Root {
+			return fsys, p
+		}
+	}
+	return nil, ""
 }
 
 // refreshTreeNow makes the shared restore tree see new snapshots.

@@ -300,3 +300,28 @@ func TestAuditLagAlert(t *testing.T) {
 		t.Fatalf("cairn_replication_lag_seconds{down} = %v", v)
 	}
 }
+
+// TestRestoreTestSameSecond: two snapshots of a source that started in
+// one second appear in the restore tree as <source> and <source>~<id>;
+// the restore test reads the newest one, not its twin.
+func TestRestoreTestSameSecond(t *testing.T) {
+	resetFake(t)
+	releaseFake()
+	clock := schedule.NewFakeClock(time.Date(2030, 1, 1, 3, 0, 0, 0, time.Local))
+	e := newEnv(t, Config{Clock: clock, GCSchedule: "-", CheckSchedule: "-"})
+	e.addHost("h1", map[string]string{"files": "4", "seed": "one"})
+	for i, seed := range []string{"one", "two"} {
+		if i > 0 {
+			e.must("socket", "PATCH", "/api/v1/hosts/h1", HostInput{Sources: []SourceInput{{Name: "data", Method: fakeMethod, Path: "/fake",
+				Options: map[string]string{"files": "4", "seed": seed}}}}, nil)
+		}
+		if j := e.waitJob(e.backup("h1").ID); j.State != "done" {
+			t.Fatalf("backup: %+v", j)
+		}
+	}
+	var res []RestoreTestResult
+	e.must("socket", "POST", "/api/v1/verify/restore-test", RestoreTestParams{Host: "h1"}, &res)
+	if len(res) != 1 || !res[0].OK || res[0].Files != 4 {
+		t.Fatalf("restore test with two snapshots in one second: %+v", res)
+	}
+}
