@@ -510,6 +510,11 @@
     // Follow a job that has not ended: reload on its events (at most 3/s).
     let pending = null;
     const es = new EventSource("/api/v1/events");
+    const final = () => ["succeeded", "failed", "cancelled", "interrupted", "done"].includes(state);
+    // Events before the stream opened are missed: read the job again then,
+    // and every few seconds until it ends.
+    es.onopen = () => { if (!final()) load().catch(showError); };
+    const poll = setInterval(() => { if (final()) clearInterval(poll); else load().catch(showError); }, 3000);
     es.onmessage = (m) => {
       let e; try { e = JSON.parse(m.data); } catch (x) { return; }
       if (String(e.job_id) !== String(id)) return;

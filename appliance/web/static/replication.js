@@ -43,7 +43,7 @@
       f.onsubmit = async (ev) => {
         ev.preventDefault(); $("#target-error").hidden = true;
         const data = { name: f.name.value.trim(), kind: f.kind.value, location: f.location.value.trim(), retention: {} };
-        if (f.kind.value === "cairn") data.token = f.token.value;
+        if (f.kind.value === "cairn") { data.token = f.token.value; if (f.tls_fingerprint.value.trim()) data.tls_fingerprint = f.tls_fingerprint.value.trim(); }
         if (f.kind.value === "rclone") data.rclone_conf = f.rclone_conf.value;
         for (const k of ["keep_last", "keep_daily", "keep_weekly", "keep_monthly"]) if (f[k].value) data.retention[k] = Number(f[k].value);
         if (f.lag_alert.value.trim()) data.lag_alert = f.lag_alert.value.trim();
