@@ -238,6 +238,9 @@ func (b *bench) writeReport(out string) error {
 			p("- %s %s\n", name, n)
 		}
 	}
+	for _, n := range b.rec.Verify["webdav"] {
+		p("- %s\n", n)
+	}
 	var errs []string
 	for _, sc := range scenarios {
 		for _, name := range b.rec.Tools {
