@@ -78,6 +78,9 @@ func compareResults(w io.Writer, oldPath, newPath string) error {
 	slices.Sort(keys)
 	fmt.Fprintf(w, "old: %s (%s, cairn %s)\nnew: %s (%s, cairn %s)\n\n", oldPath, oldR.Start.UTC().Format("2006-01-02 15:04"), oldR.Versions["cairn"],
 		newPath, newR.Start.UTC().Format("2006-01-02 15:04"), newR.Versions["cairn"])
+	if oldR.Quick != newR.Quick || oldR.Corpus.Key() != newR.Corpus.Key() {
+		fmt.Fprintf(w, "WARNING: the runs used different corpora (%s vs %s): the changes below compare different work.\n\n", oldR.Corpus.Key(), newR.Corpus.Key())
+	}
 	width := 0
 	for _, k := range keys {
 		width = max(width, len([]rune(k)))

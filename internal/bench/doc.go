@@ -42,7 +42,10 @@
 //
 // All figures go to bench/results.json (-results) as well as the work
 // dir. make bench-compare OLD=a.json NEW=b.json (-compare-old/-compare-new)
-// prints every median of both files with its change.
+// prints every median of both files with its change (and warns when the
+// two runs used different corpora). A scale part measured in a separate
+// -only scale run is merged into a saved run with -render FILE
+// -merge-scale SCALE.json (this rewrites -results and -out).
 //
 // # Flags
 //
