@@ -31,6 +31,7 @@ type options struct {
 	only                       string
 	shared                     bool
 	mergeScale                 string
+	merge                      string
 }
 
 func main() {
@@ -54,6 +55,7 @@ func main() {
 	flag.StringVar(&o.compareNew, "compare-new", "", "see -compare-old")
 	flag.StringVar(&o.mergeScale, "merge-scale", "", "take the scale part's figures from this results file (a separate -only scale run) instead of running it")
 	flag.BoolVar(&o.shared, "shared", false, "say prominently in the report that the machine was shared with other work")
+	flag.StringVar(&o.merge, "merge", "", "with -render: take the peer figures (pairs, their results, dump dedup, verification notes) of this results file (an -only run) over the rendered file's, and save the merge to -results")
 	flag.StringVar(&o.only, "only", "", "run only these peer parts: comma-separated of pulls, dump, fuse, webdav, scale")
 	flag.Parse()
 	scaleSet := os.Getenv("BENCH_SCALE") == "1"
@@ -141,6 +143,9 @@ type record struct {
 	Shared     bool            // -shared: other work ran on the machine meanwhile
 	// ScaleFrom names the run the scale figures were merged from (-merge-scale).
 	ScaleFrom string `json:",omitempty"`
+	// MergedFrom describes each run whose peer figures were merged in
+	// (-merge): which scenarios came from it and its conditions.
+	MergedFrom []string `json:",omitempty"`
 }
 
 // mutation counts what corpus.Mutate did.
@@ -169,11 +174,22 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		if err := json.Unmarshal(data, &b.rec); err != nil {
 			return fmt.Errorf("%s: %w", o.render, err)
 		}
-		if o.mergeScale != "" {
-			// Render again with the scale part of a separate run, and save
-			// the merged figures to -results.
-			if err := b.mergeScale(o.mergeScale); err != nil {
-				return err
+		if o.mergeScale != "" || o.merge != "" {
+			// Render again with the scale part or peer figures of a
+			// separate run, and save the merged figures to -results.
+			if o.mergeScale != "" {
+				if err := b.mergeScale(o.mergeScale); err != nil {
+					return err
+				}
+			}
+			if o.merge != "" {
+				other, err := loadRecord(o.merge)
+				if err != nil {
+					return err
+				}
+				if err := b.rec.mergePeers(*other); err != nil {
+					return fmt.Errorf("-merge %s: %w", o.merge, err)
+				}
 			}
 			data, err := json.MarshalIndent(&b.rec, "", "  ")
 			if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -45,6 +46,7 @@ type servers struct {
 	smb   *testenv.SambaServer
 	ftp   *testenv.FTPServer
 	pg    *testenv.PGServer
+	maria *testenv.MariaDBServer
 	errs  map[string]error
 	binds []func()
 }
@@ -96,6 +98,11 @@ func (b *bench) startServers(ctx context.Context) *servers {
 	note("vsftpd", e)
 	s.pg, e = startServer(tb, "postgres", testenv.Postgres)
 	note("postgres", e)
+	if !b.want("dump") {
+		return s // MariaDB is only for the dump part
+	}
+	s.maria, e = startServer(tb, "mariadb", testenv.MariaDB)
+	note("mariadb", e)
 	return s
 }
 
@@ -317,6 +324,11 @@ func (b *bench) peerScenarios(ctx context.Context) error {
 			return err
 		}
 	}
+	if s.maria != nil && b.want("dump") {
+		if err := b.mariaDumpScenario(ctx, s.maria); err != nil {
+			return err
+		}
+	}
 	if b.want("fuse") {
 		if err := b.mountScenario(ctx); err != nil {
 			return err
@@ -435,16 +447,28 @@ INSERT INTO orders SELECT g, timestamptz '2026-01-01 00:00:00+00' + g * interval
 		b.measureArgs(ctx, "postgres dump", "pg_dump > /dev/null", exec.CommandContext(ctx, "sh", "-c", pgDump), "")
 	}
 	// Dedup: change 1% of the rows, dump again into the same pool.
-	stats := filepath.Join(b.o.work, "dump-stats.json")
-	for _, ch := range []struct{ name, sql string }{
+	if err := b.dumpDedup(ctx, "PostgreSQL", "postgres dump after change", poolDir, "pg", t, []dumpChange{
 		{"1% of rows changed, the newest (append-style)", fmt.Sprintf("UPDATE orders SET note = md5(note) WHERE id > %d", n-n/100)},
 		{"1% of rows changed, scattered (every 100th)", "UPDATE orders SET amount = amount + 1 WHERE id % 100 = 42"},
-	} {
-		if err := psql("benchdb", ch.sql); err != nil {
+	}, func(sql string) error { return psql("benchdb", sql) }); err != nil {
+		return err
+	}
+	return psql("postgres", "DROP DATABASE benchdb")
+}
+
+// dumpChange is one change made to the generated table before a dump.
+type dumpChange struct{ name, sql string }
+
+// dumpDedup makes each change with exec, dumps again into poolDir (which
+// holds the earlier dumps) and records what the dump added to the pool.
+func (b *bench) dumpDedup(ctx context.Context, db, sc, poolDir, source string, t transport, changes []dumpChange, exec_ func(string) error) error {
+	stats := filepath.Join(b.o.work, "dump-stats.json")
+	for _, ch := range changes {
+		if err := exec_(ch.sql); err != nil {
 			return err
 		}
-		args := pullArgs(b.drv, poolDir, "pg", t, "--stats", stats)
-		if _, err := b.measureArgs(ctx, "postgres dump after change", "cairn", exec.CommandContext(ctx, args[0], args[1:]...), poolDir); err != nil {
+		args := pullArgs(b.drv, poolDir, source, t, "--stats", stats)
+		if _, err := b.measureArgs(ctx, sc, "cairn", exec.CommandContext(ctx, args[0], args[1:]...), poolDir); err != nil {
 			continue
 		}
 		var st struct {
@@ -458,10 +482,58 @@ INSERT INTO orders SELECT g, timestamptz '2026-01-01 00:00:00+00' + g * interval
 		if err != nil {
 			return err
 		}
-		b.rec.Dumps = append(b.rec.Dumps, dumpResult{DB: "PostgreSQL", Change: ch.name, Bytes: st.Bytes, BytesNew: st.BytesNew})
-		b.log.Info("dump dedup", "change", ch.name, "dump_bytes", st.Bytes, "new_bytes", st.BytesNew)
+		b.rec.Dumps = append(b.rec.Dumps, dumpResult{DB: db, Change: ch.name, Bytes: st.Bytes, BytesNew: st.BytesNew})
+		b.log.Info("dump dedup", "db", db, "change", ch.name, "dump_bytes", st.Bytes, "new_bytes", st.BytesNew)
 	}
-	return psql("postgres", "DROP DATABASE benchdb")
+	return nil
+}
+
+// mariaDumpScenario is dumpScenario on MariaDB: the same table shape and
+// row count, dumped with the mariadb puller (mariadb-dump
+// --single-transaction) against mariadb-dump > /dev/null, then the same
+// two 1% changes.
+func (b *bench) mariaDumpScenario(ctx context.Context, m *testenv.MariaDBServer) error {
+	sql := func(stmt string) error {
+		return runQuiet(ctx, exec.CommandContext(ctx, "mariadb", "--defaults-file="+m.DefaultsFile, "-u"+m.RootSocketUser, "--batch", "-e", stmt))
+	}
+	n := b.dumpRows()
+	b.log.Info("dump scenario: generating the MariaDB database", "rows", n)
+	// seq_1_to_N is MariaDB's Sequence engine.
+	if err := sql(fmt.Sprintf(`DROP DATABASE IF EXISTS benchdb; CREATE DATABASE benchdb;
+CREATE TABLE benchdb.orders (id BIGINT PRIMARY KEY, placed DATETIME NOT NULL, customer VARCHAR(40) NOT NULL, amount DECIMAL(12,2) NOT NULL, note VARCHAR(200) NOT NULL);
+INSERT INTO benchdb.orders SELECT seq, '2026-01-01 00:00:00' + INTERVAL seq*7 SECOND, CONCAT('customer-', seq * 7919 %% 100003),
+  ((seq * 104729) %% 1000000) / 100.0, CONCAT(MD5(seq), ' ', MD5(seq+1), ' shipped via ', ELT(1 + seq %% 3, 'post', 'courier', 'pickup'))
+  FROM benchdb.seq_1_to_%d`, n)); err != nil {
+		return err
+	}
+	b.addPair(pairSpec{Scenario: "mariadb dump", Peer: "mariadb-dump > /dev/null", Issue: "#7", Target: 1.25,
+		What: "dump into an empty pool vs mariadb-dump (same options: --single-transaction --routines --events --triggers --hex-blob) alone (throughput ≥ 0.8× ⇔ time ≤ 1.25×)"})
+	t := transport{method: "mariadb", opts: map[string]string{"host": m.Host, "port": strconv.Itoa(m.Port), "user": m.User, "databases": "benchdb"},
+		secret: map[string]string{"password": m.Password}}
+	poolDir := filepath.Join(b.o.work, "pool-dump-maria")
+	defer os.RemoveAll(poolDir)
+	cnf := filepath.Join(b.o.work, "maria-client.cnf")
+	if err := os.WriteFile(cnf, []byte(fmt.Sprintf("[client]\nuser=%s\npassword=%s\nhost=%s\nport=%d\nprotocol=TCP\n", m.User, m.Password, m.Host, m.Port)), 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(cnf)
+	peer := fmt.Sprintf("mariadb-dump --defaults-file=%s --single-transaction --routines --events --triggers --hex-blob --skip-dump-date -- benchdb > /dev/null", cnf)
+	for r := 1; r <= b.pullRuns(); r++ {
+		os.RemoveAll(poolDir)
+		if err := runQuiet(ctx, exec.CommandContext(ctx, b.drv, "init", "--pool", poolDir)); err != nil {
+			return err
+		}
+		args := pullArgs(b.drv, poolDir, "maria", t)
+		b.measureArgs(ctx, "mariadb dump", "cairn", exec.CommandContext(ctx, args[0], args[1:]...), poolDir)
+		b.measureArgs(ctx, "mariadb dump", "mariadb-dump > /dev/null", exec.CommandContext(ctx, "sh", "-c", peer), "")
+	}
+	if err := b.dumpDedup(ctx, "MariaDB", "mariadb dump after change", poolDir, "maria", t, []dumpChange{
+		{"1% of rows changed, the newest (append-style)", fmt.Sprintf("UPDATE benchdb.orders SET note = MD5(note) WHERE id > %d", n-n/100)},
+		{"1% of rows changed, scattered (every 100th)", "UPDATE benchdb.orders SET amount = amount + 1 WHERE id % 100 = 42"},
+	}, sql); err != nil {
+		return err
+	}
+	return sql("DROP DATABASE benchdb")
 }
 
 // --- FUSE ---------------------------------------------------------------------
@@ -545,7 +617,26 @@ func mounted(ctx context.Context, cmd *exec.Cmd, mnt, root, logPath string) (sto
 
 // fuseOps run in this order on a fresh mount; all but the warm ls start
 // with the page cache dropped (FUSE pages and the repository's files).
-var fuseOps = []string{"fuse ls -R cold", "fuse ls -R warm", "fuse cat large files", "fuse tar whole tree"}
+var fuseOps = []string{"fuse ls -R cold", "fuse ls -R warm", "fuse cat large files", "fuse tar whole tree", fuseRandOp}
+
+// fuseRandOp reads the largest corpus file's first 40 MiB (the whole file
+// when it is smaller) in 64 KiB blocks in a shuffled order (benchdrv
+// randread).
+const fuseRandOp = "fuse random reads 40 MiB file"
+
+// borgMountWorks reports whether borg mount can run here (it needs the
+// llfuse or pyfuse3 Python module).
+func borgMountWorks(ctx context.Context) error {
+	if _, err := exec.LookPath("borg"); err != nil {
+		return err
+	}
+	for _, mod := range []string{"llfuse", "pyfuse3"} {
+		if exec.CommandContext(ctx, "python3", "-c", "import "+mod).Run() == nil {
+			return nil
+		}
+	}
+	return errors.New("neither the llfuse nor the pyfuse3 Python module is installed")
+}
 
 func dropCaches() {
 	syscall.Sync()
@@ -560,24 +651,54 @@ func (b *bench) mountScenario(ctx context.Context) error {
 		b.rec.Skipped = append(b.rec.Skipped, "FUSE: restic not installed")
 		return nil
 	}
+	large, err := largeFiles(b.src, 4)
+	if err != nil {
+		return err
+	}
+	if len(large) == 0 {
+		return errors.New("FUSE: the corpus has no files")
+	}
+	randFile := large[0]
+	randWhat := "through each tool's FUSE mount of the same snapshot"
+	if st, err := os.Stat(filepath.Join(b.src, randFile)); err == nil {
+		span := min(st.Size(), 40<<20)
+		randWhat = fmt.Sprintf("through each tool's FUSE mount: every 64 KiB block of the first %s of %s (%s, the corpus's largest file%s) read once in a shuffled order (benchdrv randread, pread per block), page cache dropped first",
+			mib(span), randFile, mib(st.Size()), map[bool]string{true: "; it has no 40 MiB file", false: ""}[st.Size() < 40<<20])
+	}
+	peers := []string{"restic mount"}
+	if err := borgMountWorks(ctx); err != nil {
+		b.rec.Skipped = append(b.rec.Skipped, "FUSE: borg mount not measured: "+err.Error())
+	} else {
+		peers = append(peers, "borg mount")
+	}
 	for _, op := range fuseOps {
-		b.addPair(pairSpec{Scenario: op, Peer: "restic mount", Issue: "#8", Target: 0.5, What: "through each tool's FUSE mount of the same snapshot"})
+		what := "through each tool's FUSE mount of the same snapshot"
+		if op == fuseRandOp {
+			what = randWhat
+		}
+		for _, peer := range peers {
+			b.addPair(pairSpec{Scenario: op, Peer: peer, Issue: "#8", Target: 0.5, What: what})
+		}
 	}
 	cpool := filepath.Join(b.o.work, "pool-mount")
 	rrepo := filepath.Join(b.o.work, "repo-mount-restic")
 	rstate := filepath.Join(b.o.work, "state-mount-restic")
+	brepo := filepath.Join(b.o.work, "repo-mount-borg")
+	bstate := filepath.Join(b.o.work, "state-mount-borg")
 	mnt := filepath.Join(b.o.work, "mnt")
 	unmountStale(mnt)
 	defer func() {
-		for _, d := range []string{cpool, rrepo, rstate} {
+		for _, d := range []string{cpool, rrepo, rstate, brepo, bstate} {
 			os.RemoveAll(d)
 		}
 	}()
-	for _, d := range []string{cpool, rrepo, rstate} {
+	for _, d := range []string{cpool, rrepo, rstate, brepo, bstate} {
 		os.RemoveAll(d)
 	}
-	if err := os.MkdirAll(rstate, 0o755); err != nil {
-		return err
+	for _, d := range []string{rstate, bstate} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		return err
@@ -596,21 +717,38 @@ func (b *bench) mountScenario(ctx context.Context) error {
 	if err := runQuiet(ctx, rs.Backup(ctx, rrepo, rstate, b.src, "mount")); err != nil {
 		return err
 	}
-	large, err := largeFiles(b.src, 4)
+	var bg borg
+	if slices.Contains(peers, "borg mount") {
+		if err := bg.Init(ctx, brepo, bstate); err != nil {
+			return err
+		}
+		if err := runQuiet(ctx, bg.Backup(ctx, brepo, bstate, b.src, "mount")); err != nil {
+			return err
+		}
+	}
+	randArgs := func(file string) []string {
+		return []string{"randread", "--file", file, "--span", strconv.Itoa(40 << 20)}
+	}
+	want, err := exec.CommandContext(ctx, b.drv, randArgs(filepath.Join(b.src, randFile))...).Output()
 	if err != nil {
-		return err
+		return fmt.Errorf("randread on the source: %w", err)
 	}
 	logPath := filepath.Join(b.rec.Logs, "mount.log")
 	for r := 1; r <= b.pullRuns(); r++ {
-		for _, tool := range []string{"cairn", "restic mount"} {
+		for _, tool := range append([]string{"cairn"}, peers...) {
 			var cmd *exec.Cmd
 			var root string
-			if tool == "cairn" {
+			switch tool {
+			case "cairn":
 				cmd = exec.CommandContext(ctx, b.drv, "mount", "--pool", cpool, mnt)
 				root = filepath.Join(mnt, "bench", "latest", "src")
-			} else {
+			case "restic mount":
 				cmd = rs.cmd(ctx, rrepo, rstate, "mount", mnt)
 				root = filepath.Join(mnt, "snapshots", "latest") + b.src
+			default:
+				// -f: stay in the foreground so the mount's process is the one measured.
+				cmd = bg.cmd(ctx, bstate, "mount", "-f", brepo+"::mount", mnt)
+				root = filepath.Join(mnt, strings.TrimPrefix(b.src, "/"))
 			}
 			stop, err := mounted(ctx, cmd, mnt, root, logPath)
 			if err != nil {
@@ -631,11 +769,22 @@ func (b *bench) mountScenario(ctx context.Context) error {
 					c = exec.CommandContext(ctx, "tar", "-cf", "/dev/zero", "-C", root+"/", ".")
 				case "fuse cat large files":
 					c = exec.CommandContext(ctx, "sh", "-c", "cat "+strings.Join(cats, " ")+" > /dev/null")
+				case fuseRandOp:
+					c = exec.CommandContext(ctx, b.drv, randArgs(filepath.Join(root, randFile))...)
 				}
 				if op != "fuse ls -R warm" {
 					dropCaches()
 				}
-				b.measureServed(ctx, op, tool, c, cmd.Process.Pid)
+				_, err := b.measureServed(ctx, op, tool, c, cmd.Process.Pid)
+				if op == fuseRandOp && err == nil && r == 1 {
+					// Again (now from the page cache) to check what was served.
+					got, err := exec.CommandContext(ctx, b.drv, randArgs(filepath.Join(root, randFile))...).Output()
+					note := fmt.Sprintf("random reads through %s: same bytes as the source file (%s)", tool, strings.TrimSpace(string(want)))
+					if err != nil || string(got) != string(want) {
+						note = fmt.Sprintf("random reads through %s: NOT the source's bytes: got %q (%v), want %q", tool, strings.TrimSpace(string(got)), err, strings.TrimSpace(string(want)))
+					}
+					b.rec.Verify["fuse"] = append(b.rec.Verify["fuse"], note)
+				}
 			}
 			stop()
 		}

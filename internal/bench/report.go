@@ -238,8 +238,10 @@ func (b *bench) writeReport(out string) error {
 			p("- %s %s\n", name, n)
 		}
 	}
-	for _, n := range b.rec.Verify["webdav"] {
-		p("- %s\n", n)
+	for _, k := range []string{"webdav", "fuse"} {
+		for _, n := range b.rec.Verify[k] {
+			p("- %s\n", n)
+		}
 	}
 	var errs []string
 	for _, sc := range scenarios {

@@ -14,6 +14,7 @@ var peerHints = map[string]string{
 	"smb":           "pullers/smb: go-smb2, one file at a time with per-file create/query/read/close round trips, not the pool",
 	"ftp":           "FTP needs a data connection per file (PASV, connect, RETR, 226): per-file round trips; lftp pays them too",
 	"rsync":         "pullers/rsync speaks protocol 29 (whole file list first, no incremental recursion) and hashes every block it receives",
+	"mariadb dump":  "mariadb-dump's output also goes through chunking, hashing and zstd before it is stored; mariadb-dump alone only writes to /dev/null",
 	"postgres dump": "pg_dump's output also goes through chunking, hashing and zstd before it is stored; pg_dump alone only writes to /dev/null",
 	"fuse":          "fusefs: one FUSE request per lookup/getattr/read; each read of a chunked file decodes whole zstd chunks from the pool",
 	"webdav":        "the handler walks pool trees and decodes objects per request",
@@ -35,7 +36,7 @@ func (b *bench) writePeers(p func(string, ...any)) {
 		return
 	}
 	p("## Cairn against each scenario's natural peer (issues 5, 6, 7, 8, 14)\n\n")
-	p("Same corpus as above (%s), servers from `internal/testenv` on loopback (OpenSSH sshd, rsync daemon, Samba smbd, vsftpd, PostgreSQL). ", mib(b.corpusBytes()))
+	p("Same corpus as above (%s), servers from `internal/testenv` on loopback (OpenSSH sshd, rsync daemon, Samba smbd, vsftpd, PostgreSQL, MariaDB). ", mib(b.corpusBytes()))
 	p("Cairn's side runs `internal/bench/benchdrv`: the `cairn` CLI pulls only local directories without a running appliance, so the driver calls the same pullers, `pool.Writer`, incremental basis, `fusefs.Mount` and WebDAV handler as the appliance does, as one measured process. ")
 	runs := 0
 	for _, r := range b.rec.Results {
@@ -93,6 +94,9 @@ func (b *bench) writePeers(p func(string, ...any)) {
 			fmtRatio(r, ps.Target), target, v, cpu.med, crss.med, prss.med, limit)
 	}
 	p("\n**%d of %d peer targets met** in this run.\n\n", met, total)
+	for _, m := range b.rec.MergedFrom {
+		p("Merged from %s.\n\n", m)
+	}
 	for _, ps := range b.rec.Pairs {
 		if ps.What != "" {
 			p("- *%s*: %s.\n", ps.Scenario, ps.What)
@@ -102,7 +106,7 @@ func (b *bench) writePeers(p func(string, ...any)) {
 
 	if len(b.rec.Dumps) > 0 {
 		p("### Database dump dedup (issue 7)\n\n")
-		p("A generated PostgreSQL table (%d rows), dumped with the postgres puller (plain SQL) into a pool, then 1%% of the rows changed and dumped again into the same pool. New bytes = what the second dump added to the pool (compressed), as a share of the dump's size. Target ≤ 10%%.\n\n", b.dumpRowsRec())
+		p("A generated table (%d rows, the same shape in PostgreSQL and MariaDB), dumped with the postgres or mariadb puller (plain SQL) into a pool, then 1%% of the rows changed and dumped again into the same pool. New bytes = what the second dump added to the pool (compressed), as a share of the dump's size. Target ≤ 10%%.\n\n", b.dumpRowsRec())
 		p("| Database | Change before the dump | Dump size MiB | New bytes stored MiB | New ÷ dump | Verdict |\n|---|---|---|---|---|---|\n")
 		for _, d := range b.rec.Dumps {
 			f := float64(d.BytesNew) / float64(max(d.Bytes, 1))

@@ -13,6 +13,7 @@
 //	benchdrv dav --pool P --addr 127.0.0.1:PORT
 //	benchdrv plaindav --dir D --addr 127.0.0.1:PORT
 //	benchdrv davget --url http://…/dav/… --dst DIR [--workers N]
+//	benchdrv randread --file F [--span BYTES] [--block BYTES] [--seed N]
 //
 // Secrets given as k=@file are read from the file.
 package main
@@ -71,6 +72,8 @@ func main() {
 		err = davGet(ctx, os.Args[2:])
 	case "plaindav":
 		err = plainDAV(ctx, os.Args[2:])
+	case "randread":
+		err = randRead(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}
