@@ -23,9 +23,14 @@
 // internal/testenv (sshd, rsync daemon, Samba, vsftpd, PostgreSQL), bind-
 // mounts the corpus as their served directory, and measures Cairn against
 // each scenario's natural peer: rsync -a (daemon and SSH), sftp -r,
-// smbclient mget, lftp mirror, pg_dump > /dev/null (plus the dedup of a
-// second dump after 1% of the rows changed), restic mount (ls -R cold and
-// warm, cat of the large files, tar of the whole tree) and a plain
+// smbclient mget, lftp mirror, pg_dump > /dev/null and mariadb-dump >
+// /dev/null (plus the dedup of a second dump after 1% of the rows changed,
+// the newest or every 100th, on the same generated table in both), restic
+// mount and borg mount when borg has its llfuse/pyfuse3 module (ls -R
+// cold and warm, cat of the large files, tar of the whole tree, and
+// benchdrv randread: every 64 KiB block of the first 40 MiB of the
+// largest file once in a shuffled order, checked against the source's
+// digest; the quick corpus's largest file is 24 MiB) and a plain
 // x/net/webdav server (PROPFIND walk + GET of every file). Cairn's side is
 // internal/bench/benchdrv, which drives the same pullers, pool.Writer,
 // fusefs and WebDAV handler as the appliance (the cairn CLI pulls only
@@ -45,7 +50,12 @@
 // prints every median of both files with its change (and warns when the
 // two runs used different corpora). A scale part measured in a separate
 // -only scale run is merged into a saved run with -render FILE
-// -merge-scale SCALE.json (this rewrites -results and -out).
+// -merge-scale SCALE.json (this rewrites -results and -out). Likewise
+// peer parts re-measured in a separate run (-only dump,fuse -runs 0
+// -flat=false, which skips the local scenarios) are merged with -render
+// FILE -merge ONLY.json: that run's pairs, results, dump rows and
+// verification notes replace or join the saved ones, and the report names
+// the run they came from.
 //
 // # Flags
 //

@@ -627,15 +627,24 @@ const fuseRandOp = "fuse random reads 40 MiB file"
 // borgMountWorks reports whether borg mount can run here (it needs the
 // llfuse or pyfuse3 Python module).
 func borgMountWorks(ctx context.Context) error {
-	if _, err := exec.LookPath("borg"); err != nil {
+	bin, err := exec.LookPath("borg")
+	if err != nil {
 		return err
 	}
+	// borg's own interpreter (its #! line), not the first python3 on PATH.
+	py := "python3"
+	if data, err := os.ReadFile(bin); err == nil && strings.HasPrefix(string(data), "#!") {
+		line, _, _ := strings.Cut(string(data[2:min(len(data), 200)]), "\n")
+		if f := strings.Fields(line); len(f) == 1 {
+			py = f[0]
+		}
+	}
 	for _, mod := range []string{"llfuse", "pyfuse3"} {
-		if exec.CommandContext(ctx, "python3", "-c", "import "+mod).Run() == nil {
+		if exec.CommandContext(ctx, py, "-c", "import "+mod).Run() == nil {
 			return nil
 		}
 	}
-	return errors.New("neither the llfuse nor the pyfuse3 Python module is installed")
+	return fmt.Errorf("neither the llfuse nor the pyfuse3 Python module is installed for %s", py)
 }
 
 func dropCaches() {
