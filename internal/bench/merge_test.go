@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -76,5 +78,35 @@ func TestMergePeers(t *testing.T) {
 	}
 	if err := base.mergePeers(record{}); err == nil {
 		t.Error("merging a record without peer figures: no error")
+	}
+}
+
+// TestReportFasterPeer: with restic mount and borg mount on the same
+// scenario, only the row of the faster one carries the target.
+func TestReportFasterPeer(t *testing.T) {
+	rec := peerRecord()
+	rec.Pairs = append(rec.Pairs, pairSpec{Scenario: "fuse ls -R warm", Peer: "borg mount", Issue: "#8", Target: 0.5})
+	rec.Results = append(rec.Results, &result{Scenario: "fuse ls -R warm", Tool: "borg mount", Samples: []sample{{Wall: 50 * time.Millisecond}}})
+	b := &bench{rec: rec}
+	out := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	if err := b.writeReport(out); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := string(data)
+	for _, want := range []string{
+		"| fuse ls -R warm | #8 | restic mount | 0.02 (0.02–0.02) | 0.07 (0.07–0.07) | 0.29× | – (borg mount was faster) | – |",
+		"| fuse ls -R warm | #8 | borg mount | 0.02 (0.02–0.02) | 0.05 (0.05–0.05) | 0.40× | ≤ 0.5× | ✅ met |",
+		"the target is against the faster of them",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if strings.Count(md, "- *fuse ls -R warm*:") > 1 {
+		t.Error("the scenario's explanation is repeated per peer")
 	}
 }
