@@ -4,7 +4,10 @@
 #
 #  1. Debian packages (apt-get, as root; otherwise it prints the command and
 #     exits 0, or 1 under CI=true).
-#  2. The S3 test server (VersityGW), built once with `go install` into a cache
+#  2. Node.js and npm (Debian's nodejs/npm unless a node is already on PATH),
+#     then the npm packages of the Playwright suite, from its lockfile
+#     (npm ci --prefix appliance/web/e2e; skipped when node_modules matches).
+#  3. The S3 test server (VersityGW), built once with `go install` into a cache
 #     directory outside the repo. internal/testenv finds it there; the binary is
 #     never committed.
 #
@@ -17,7 +20,12 @@ PKGS="fuse3 samba smbclient openssh-server openssh-client vsftpd rsync postgresq
 mariadb-server mariadb-client litmus cadaver davfs2 rclone openssl passwd util-linux libpam-modules coreutils ca-certificates
 prometheus chromium btrfs-progs lvm2
 debootstrap squashfs-tools xorriso grub-pc-bin grub-efi-amd64-bin grub-common mtools
-qemu-system-x86 ovmf e2fsprogs"
+qemu-system-x86 ovmf e2fsprogs unzip"
+# Node.js for the Playwright suite (appliance/web/e2e). A node installed
+# otherwise (NodeSource's nodejs bundles npm and conflicts with Debian's
+# npm package) is kept.
+command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
 
 # VersityGW: Apache-2.0, posix backend, builds with Go 1.26 in about a minute.
 S3_MODULE=github.com/versity/versitygw/cmd/versitygw
@@ -112,4 +120,30 @@ else
 		if [ "${CI:-}" = true ]; then exit 1; fi
 	fi
 	rm -rf "$tmp"
+fi
+
+# The Playwright suite's npm packages (playwright-core; it drives Debian's
+# chromium, so no browser download). npm ci wipes node_modules, so a stamp
+# with the lockfile's digest says whether it is already installed.
+E2E=$(cd "$(dirname "$0")/../../appliance/web/e2e" && pwd)
+stamp=$E2E/node_modules/.cairn-lock.sha256
+want=$(sha256sum "$E2E/package-lock.json" | cut -d' ' -f1)
+if [ -f "$E2E/node_modules/playwright-core/package.json" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+	echo "deps: npm packages: $E2E/node_modules matches package-lock.json"
+elif ! command -v npm >/dev/null 2>&1; then
+	echo "deps: npm packages: npm not on PATH, cannot install $E2E"
+	if [ "${CI:-}" = true ]; then exit 1; fi
+else
+	echo "deps: npm packages: npm ci --prefix $E2E"
+	log=$(mktemp)
+	if npm ci --prefix "$E2E" --no-audit --no-fund >"$log" 2>&1; then
+		echo "$want" >"$stamp"
+		echo "deps: npm packages: installed"
+	else
+		cat "$log"
+		echo "deps: npm packages: npm ci failed"
+		rm -f "$log"
+		if [ "${CI:-}" = true ]; then exit 1; fi
+	fi
+	rm -f "$log"
 fi
