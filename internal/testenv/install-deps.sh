@@ -15,12 +15,14 @@
 # (default ${XDG_CACHE_HOME:-$HOME/.cache}/cairn-testenv).
 set -eu
 
-# Keep this list in sync with what internal/testenv and the tests shell out to.
+# Keep this list in sync with what internal/testenv and the tests shell out to
+# (the last line: the peers make bench measures, so make deps covers it too).
 PKGS="fuse3 samba smbclient openssh-server openssh-client vsftpd rsync postgresql
 mariadb-server mariadb-client litmus cadaver davfs2 rclone openssl passwd util-linux libpam-modules coreutils ca-certificates
 prometheus chromium btrfs-progs lvm2
 debootstrap squashfs-tools xorriso grub-pc-bin grub-efi-amd64-bin grub-common mtools
-qemu-system-x86 ovmf e2fsprogs unzip"
+qemu-system-x86 ovmf e2fsprogs unzip xz-utils
+restic borgbackup python3-llfuse time lftp"
 # Node.js for the Playwright suite (appliance/web/e2e). A node installed
 # otherwise (NodeSource's nodejs bundles npm and conflicts with Debian's
 # npm package) is kept.
