@@ -240,6 +240,8 @@ func (s *Server) allRoutes() []route {
 		{method: "GET", pattern: "/api/v1/storage", minRole: roleAdmin, json: s.handleStorageGet},
 		{method: "POST", pattern: "/api/v1/storage", minRole: roleAdmin, json: s.handleStorageSet},
 		{method: "POST", pattern: "/api/v1/storage/test", minRole: roleAdmin, json: s.handleStorageTest},
+		{method: "GET", pattern: "/api/v1/tls", minRole: roleAdmin, json: s.handleTLSGet}, // setup_tls.go
+		{method: "POST", pattern: "/api/v1/tls", minRole: roleAdmin, json: s.handleTLSSet},
 		{method: "POST", pattern: "/api/v1/pool/check", minRole: roleOperator, json: s.handlePoolCheck},
 		{method: "POST", pattern: "/api/v1/pool/gc", minRole: roleAdmin, json: s.handlePoolGC},
 		{method: "POST", pattern: "/api/v1/catalog/rebuild", minRole: roleAdmin, json: s.handleCatalogRebuild},

@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
@@ -118,6 +120,9 @@ type Server struct {
 	sys       *sysEnv        // the appliance image's machine (system.go), or nil
 	imgs      imageState     // the block-image pool (images.go)
 	repl      replicator     // replication targets (replicate.go)
+
+	// tlsCert is served by a TLS listener; POST /api/v1/tls swaps it (setup_tls.go).
+	tlsCert atomic.Pointer[tls.Certificate]
 }
 
 // New opens the appliance in cfg.DataDir: it takes the data dir lock,

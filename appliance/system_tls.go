@@ -165,6 +165,7 @@ func (s *Server) wrapTLS(l net.Listener) (net.Listener, error) {
 	if tc == nil {
 		return l, nil
 	}
+	s.serveCert(tc) // setup_tls.go: POST /api/v1/tls may swap it
 	s.log.Info("TLS on", "sha256", fpr)
 	return tls.NewListener(l, tc), nil
 }
