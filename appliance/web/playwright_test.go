@@ -68,7 +68,8 @@ func TestPlaywright(t *testing.T) {
 	out = filepath.Join(out, "playwright")
 	os.RemoveAll(out)
 
-	base, setupURL := startServe(t, t.TempDir())
+	data := t.TempDir()
+	base, setupURL := startServe(t, data)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -105,7 +106,14 @@ func TestPlaywright(t *testing.T) {
 	if !bytes.Equal(restored, files["web.conf"]) {
 		t.Fatalf("web.conf restored to the host: %q, want %q", restored, files["web.conf"])
 	}
-	for _, name := range []string{"pw-01-setup", "pw-02-setup-storage", "pw-05-host-form", "pw-07-job", "pw-08-browse", "pw-10-users"} {
+	// The HTTPS step stored a certificate and its key for the next start.
+	if _, err := os.Stat(filepath.Join(data, "tls", "cert.pem")); err != nil {
+		t.Errorf("certificate of the HTTPS step: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(data, "tls", "key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key of the HTTPS step: %v %v", fi, err)
+	}
+	for _, name := range []string{"pw-01-setup", "pw-03-setup-tls", "pw-02-setup-storage", "pw-05-host-form", "pw-07-job", "pw-08-browse", "pw-10-users"} {
 		if b, err := os.ReadFile(filepath.Join(out, name+".png")); err != nil || len(b) < 8 || string(b[1:4]) != "PNG" {
 			t.Errorf("screenshot %s: %v", name, err)
 		}

@@ -134,7 +134,8 @@ var pageNames = []string{"setup.html", "setup_storage.html", "setup_timezone.htm
 	"snapshot.html", "jobs.html", "job.html", "users.html", "tokens.html", "notfound.html",
 	// Pages over the verification, replication, scale-out and appliance
 	// APIs: one template and one script each.
-	"verify.html", "audit.html", "replication.html", "instances.html", "system.html", "setup_disk.html"}
+	"verify.html", "audit.html", "replication.html", "instances.html", "system.html", "setup_disk.html",
+	"setup_tls.html"}
 
 func (u *UI) parse() error {
 	funcs := template.FuncMap{"join": strings.Join}
@@ -163,6 +164,7 @@ func (u *UI) routes() {
 	m.HandleFunc("GET /setup/storage", u.page("setup_storage.html", catalog.RoleAdmin, nil))
 	m.HandleFunc("GET /setup/timezone", u.page("setup_timezone.html", catalog.RoleAdmin, u.timezoneData))
 	m.HandleFunc("POST /setup/timezone", u.handleTimezonePost)
+	m.HandleFunc("GET /setup/tls", u.page("setup_tls.html", catalog.RoleAdmin, nil)) // HTTPS certificate, over /api/v1/tls
 	m.HandleFunc("GET /setup/defaults", u.page("setup_defaults.html", catalog.RoleAdmin, nil))
 	m.HandleFunc("GET /setup/host", u.page("setup_host.html", catalog.RoleAdmin, nil))
 	m.HandleFunc("POST /setup/done", u.handleSetupDone)
@@ -298,7 +300,7 @@ var titles = map[string]string{
 	"users.html": "Users and groups", "tokens.html": "Your account", "notfound.html": "Not found",
 	"verify.html": "Verification", "audit.html": "Replication audit", "replication.html": "Replication", "instances.html": "Instances",
 	"system.html": "System", "setup_disk.html": "Setup: data disk",
-	"setup_storage.html": "Setup: storage", "setup_timezone.html": "Setup: timezone", "setup_defaults.html": "Setup: schedule", "setup_host.html": "Setup: first host",
+	"setup_storage.html": "Setup: storage", "setup_timezone.html": "Setup: timezone", "setup_defaults.html": "Setup: schedule", "setup_host.html": "Setup: first host", "setup_tls.html": "Setup: HTTPS",
 }
 
 // page serves a page shell for users of at least minRole. fill may add
