@@ -24,7 +24,7 @@
         const st = await c.api("POST", "/tls", data);
         show(st);
         form.cert_pem.value = ""; form.key_pem.value = "";
-        $("#tls-msg").textContent = what + ": " + st.fingerprint + (st.pending ? " (served from the next start)" : " (served now)");
+        $("#tls-msg").textContent = what + (st.pending ? "; it is served from the next start." : "; it is served now.") + " Its fingerprint is shown above.";
       } catch (e) { err.textContent = e.message; err.hidden = false; }
     }
     show(await c.api("GET", "/tls"));
