@@ -88,4 +88,11 @@
 // never used: a local directory or an S3 bucket, encrypted or not. The
 // key of a new encrypted pool is shown once, with a download, and the
 // wizard goes on only after the admin says it is saved.
+// The HTTPS page (/setup/tls, GET/POST /api/v1/tls) shows the served and
+// the stored certificate with its SHA-256 fingerprint and makes a new
+// self-signed one or installs an uploaded certificate and key.
+//
+// Tests: TestPlaywright runs the Playwright suite in e2e/ (playwright-core
+// from the lockfile, Debian's chromium; `make deps` installs both) against
+// the real binary and a real sshd; the other browser tests use cdp_test.go.
 package web
