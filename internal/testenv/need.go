@@ -23,6 +23,7 @@ var debianPackage = map[string]string{
 	"fusermount3": "fuse3", "fusermount": "fuse3",
 	"litmus": "litmus", "cadaver": "cadaver", "rclone": "rclone", "openssl": "openssl",
 	"useradd": "passwd", "chpasswd": "passwd", "setpriv": "util-linux",
+	"node": "nodejs", "chromium": "chromium", "unzip": "unzip",
 }
 
 // extraBinDirs are searched after PATH: sbin dirs are not on a non-root
@@ -72,16 +73,22 @@ func Need(t testing.TB, bins ...string) {
 		if findBin(b) != "" {
 			continue
 		}
-		pkg := debianPackage[filepath.Base(b)]
-		if pkg == "" {
-			pkg = "unknown package"
-		}
-		msg := "testenv: binary " + b + " not found (Debian package " + pkg + "; run `make deps`)"
+		msg := missingMessage(b)
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
 	}
+}
+
+// missingMessage is Need's message for a binary that is not installed: it
+// names the binary and the Debian package that provides it.
+func missingMessage(b string) string {
+	pkg := debianPackage[filepath.Base(b)]
+	if pkg == "" {
+		pkg = "unknown package"
+	}
+	return "testenv: binary " + b + " not found (Debian package " + pkg + "; run `make deps`)"
 }
 
 // bin is Need plus the path: it returns the absolute path of a binary.
