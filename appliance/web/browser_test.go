@@ -12,6 +12,9 @@ import (
 	"time"
 )
 
+// stubTLSFingerprint is the certificate fingerprint the stub API reports.
+const stubTLSFingerprint = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
+
 // stubAPI stands in for the appliance's /api/v1 in the UI's own browser
 // test: it authenticates exactly as the appliance does with the UI's
 // session store (cookie + CSRF on every non-GET), serves fixed data and
@@ -88,6 +91,9 @@ func (s *stubAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.defaults = in
 		s.mu.Unlock()
 		js(200, in)
+	case r.URL.Path == "/api/v1/tls" && r.Method == "GET":
+		js(200, map[string]any{"mode": "auto", "active": true, "fingerprint": stubTLSFingerprint, "subject": "CN=cairn",
+			"names": []string{"cairn.local", "127.0.0.1"}, "not_after": now.Add(365 * 24 * time.Hour), "self_signed": true, "changeable": true})
 	case r.URL.Path == "/api/v1/storage" && r.Method == "GET":
 		js(200, map[string]any{"pool_id": "p", "kind": "dir", "location": "/srv/cairn/pool", "free": 3 << 30, "total": 8 << 30, "changeable": true})
 	case r.URL.Path == "/api/v1/storage/test":
@@ -324,6 +330,15 @@ func TestBrowserSetupLoginDashboard(t *testing.T) {
 	b.waitFor("timezone step", `location.pathname === "/setup/timezone" && document.readyState === "complete"`)
 	b.setValue("#timezone", "Europe/Berlin")
 	b.submit("form[action='/setup/timezone']")
+	// The HTTPS step follows the timezone; its link leads to the schedule.
+	b.waitFor("HTTPS step", `location.pathname === "/setup/tls" && document.body.dataset.ready === "1"`)
+	if txt := b.evalString(`document.querySelector("#tls-fpr").textContent + "|" + document.querySelector("#tls-names").textContent`); txt != stubTLSFingerprint+"|cairn.local, 127.0.0.1" {
+		t.Fatalf("HTTPS step shows %q", txt)
+	}
+	if u := unlabelled(b); u != "" {
+		t.Fatalf("HTTPS step: controls without a label: %s", u)
+	}
+	b.eval(`document.querySelector("#tls-next").click()`)
 	// Defaults: prefilled on a fresh appliance; a bad cron shows at its
 	// field; the PUT carries the form.
 	b.waitFor("defaults step", `location.pathname === "/setup/defaults" && document.body.dataset.ready === "1"`)

@@ -88,7 +88,8 @@
 // never used: a local directory or an S3 bucket, encrypted or not. The
 // key of a new encrypted pool is shown once, with a download, and the
 // wizard goes on only after the admin says it is saved.
-// The HTTPS page (/setup/tls, GET/POST /api/v1/tls) shows the served and
+// The steps: admin, storage, timezone, HTTPS, schedule, first host.
+// The HTTPS step (/setup/tls, GET/POST /api/v1/tls) shows the served and
 // the stored certificate with its SHA-256 fingerprint and makes a new
 // self-signed one or installs an uploaded certificate and key.
 //

@@ -206,6 +206,9 @@ func TestBrowserServe(t *testing.T) {
 	b.waitFor("timezone step", `location.pathname === "/setup/timezone" && document.readyState === "complete"`)
 	b.setValue("#timezone", "UTC")
 	b.submit("form[action='/setup/timezone']")
+	// The HTTPS step follows the timezone; its link leads to the schedule.
+	b.waitFor("HTTPS step", `location.pathname === "/setup/tls" && document.body.dataset.ready === "1"`)
+	b.eval(`document.querySelector("#tls-next").click()`)
 	b.waitFor("defaults step", `location.pathname === "/setup/defaults" && document.body.dataset.ready === "1"`)
 	b.eval(`document.querySelector("#defaults-form").requestSubmit()`)
 	b.waitFor("first host step", `location.pathname === "/setup/host" && document.readyState === "complete"`)

@@ -206,7 +206,7 @@ func (u *UI) handleTimezonePost(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "save timezone: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	http.Redirect(w, r, "/setup/defaults", http.StatusSeeOther)
+	http.Redirect(w, r, "/setup/tls", http.StatusSeeOther)
 }
 
 func (u *UI) handleSetupDone(w http.ResponseWriter, r *http.Request) {

@@ -210,8 +210,22 @@ func TestSetupNeedsToken(t *testing.T) {
 		t.Fatalf("timezone without CSRF token: %d, want 403", code)
 	}
 	code, h, _ := admin.do("POST", "/setup/timezone", url.Values{"csrf_token": {csrf}, "timezone": {"Europe/Berlin"}}, nil)
-	if code != http.StatusSeeOther || h.Get("Location") != "/setup/defaults" {
+	if code != http.StatusSeeOther || h.Get("Location") != "/setup/tls" {
 		t.Fatalf("timezone: %d %s", code, h.Get("Location"))
+	}
+	// The HTTPS step comes after the timezone and leads on to the schedule.
+	code, _, page = admin.get("/setup/tls")
+	if code != 200 || !strings.Contains(page, `<li class="current">HTTPS</li>`) ||
+		!strings.Contains(page, `<a class="button primary" id="tls-next" href="/setup/defaults">`) ||
+		!strings.Contains(page, `<script src="/static/setup_tls.js" defer>`) {
+		t.Fatalf("HTTPS step: %d\n%s", code, page)
+	}
+	// Every step lists the same steps, HTTPS between timezone and schedule.
+	for _, step := range []string{"/setup/storage", "/setup/timezone", "/setup/defaults", "/setup/host"} {
+		_, _, page = admin.get(step)
+		if !strings.Contains(page, `Timezone</li><li>HTTPS</li><li`) && !strings.Contains(page, `Timezone</li><li class="current">HTTPS</li>`) {
+			t.Errorf("%s: step list without HTTPS after Timezone\n%s", step, page)
+		}
 	}
 	if tz, _, _ := e.cat.Setting(context.Background(), SettingTimezone); tz != "Europe/Berlin" {
 		t.Fatalf("timezone setting %q", tz)
@@ -546,7 +560,8 @@ func TestRolePages(t *testing.T) {
 		t.Fatalf("alice login: %d", code)
 	}
 	for path, want := range map[string]int{"/": 200, "/hosts": 200, "/tokens": 200, "/users": 404, "/hosts/new": 404, "/setup/storage": 404,
-		"/verify": 404, "/replication": 404, "/audit": 404, "/instances": 404, "/system": 404, "/setup/disk": 404, "/setup/defaults": 404} {
+		"/verify": 404, "/replication": 404, "/audit": 404, "/instances": 404, "/system": 404, "/setup/disk": 404, "/setup/defaults": 404,
+		"/setup/tls": 404} {
 		if code, _, _ := c.get(path); code != want {
 			t.Errorf("alice GET %s: %d, want %d", path, code, want)
 		}

@@ -139,11 +139,12 @@ flow("setup wizard with the token", async () => {
   await until("timezone step", () => location.pathname === "/setup/timezone" && document.readyState === "complete");
   await page.fill("#timezone", "UTC");
   await submitNav("form[action='/setup/timezone']");
-  await ready("defaults step", "/setup/defaults");
-  // The HTTPS step (/setup/tls): this `cairn serve` runs plain HTTP, so
-  // a new self-signed certificate is stored for the next start.
-  await page.goto(base + "/setup/tls");
+  // The timezone step leads to the HTTPS step (/setup/tls): this `cairn
+  // serve` runs plain HTTP, so a new self-signed certificate is stored for
+  // the next start.
   await ready("HTTPS step", "/setup/tls");
+  assert.equal(await page.innerText("ol.steps li.current"), "HTTPS");
+  assert.equal(await page.innerText("ol.steps"), "Admin\nStorage\nTimezone\nHTTPS\nSchedule\nFirst host");
   assert.match(await page.innerText("#tls-active"), /^no: this appliance serves plain HTTP/);
   await page.fill("#tls-cert", "-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----\n");
   await page.fill("#tls-key", "not a key");
