@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,11 @@ type Store interface {
 	CreateUser(ctx context.Context, u *catalog.User) error
 	Setting(ctx context.Context, key string) (val string, ok bool, err error)
 	SetSetting(ctx context.Context, key, val string) error
+	// For the pages of one host, snapshot or job: a user-role user gets
+	// the not-found page for what the API hides from them.
+	UserSeesHost(ctx context.Context, userID int64, host string) (bool, error)
+	Snapshot(ctx context.Context, id string) (*catalog.Snapshot, error)
+	Job(ctx context.Context, id int64) (*catalog.Job, error)
 }
 
 var _ Store = (*catalog.DB)(nil)
@@ -174,12 +180,12 @@ func (u *UI) routes() {
 	m.HandleFunc("GET /{$}", u.page("dashboard.html", catalog.RoleUser, nil))
 	m.HandleFunc("GET /hosts", u.page("hosts.html", catalog.RoleUser, nil))
 	m.HandleFunc("GET /hosts/new", u.page("host_form.html", catalog.RoleOperator, u.hostFormData))
-	m.HandleFunc("GET /hosts/{host}", u.page("host.html", catalog.RoleUser, pathData("host")))
+	m.HandleFunc("GET /hosts/{host}", u.page("host.html", catalog.RoleUser, u.hostData))
 	m.HandleFunc("GET /hosts/{host}/edit", u.page("host_form.html", catalog.RoleOperator, u.hostFormData))
-	m.HandleFunc("GET /browse/{host}", u.page("browse.html", catalog.RoleUser, pathData("host")))
-	m.HandleFunc("GET /snapshots/{id}/{path...}", u.page("snapshot.html", catalog.RoleUser, snapshotData))
+	m.HandleFunc("GET /browse/{host}", u.page("browse.html", catalog.RoleUser, u.hostData))
+	m.HandleFunc("GET /snapshots/{id}/{path...}", u.page("snapshot.html", catalog.RoleUser, u.snapshotData))
 	m.HandleFunc("GET /jobs", u.page("jobs.html", catalog.RoleUser, nil))
-	m.HandleFunc("GET /jobs/{id}", u.page("job.html", catalog.RoleUser, pathData("id")))
+	m.HandleFunc("GET /jobs/{id}", u.page("job.html", catalog.RoleUser, u.jobData))
 	m.HandleFunc("GET /users", u.page("users.html", catalog.RoleAdmin, nil))
 	m.HandleFunc("GET /tokens", u.page("tokens.html", catalog.RoleUser, nil))
 	m.HandleFunc("GET /verify", u.page("verify.html", catalog.RoleOperator, nil))
@@ -304,7 +310,9 @@ var titles = map[string]string{
 }
 
 // page serves a page shell for users of at least minRole. fill may add
-// data and return a status other than 200.
+// data and return a status other than 200: 404 serves the not-found page
+// instead (the same page as for a path that does not exist), 500 an
+// internal error.
 func (u *UI) page(name, minRole string, fill func(r *http.Request, d *pageData) int) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		usr := u.gate(w, r)
@@ -323,6 +331,14 @@ func (u *UI) page(name, minRole string, fill func(r *http.Request, d *pageData) 
 				code = c
 			}
 		}
+		switch {
+		case code == http.StatusNotFound && name != "notfound.html":
+			u.render(w, code, "notfound.html", u.baseData(r, usr, titles["notfound.html"]))
+			return
+		case code == http.StatusInternalServerError:
+			http.Error(w, "internal error", code)
+			return
+		}
 		u.render(w, code, name, d)
 	}
 }
@@ -337,10 +353,82 @@ func pathData(names ...string) func(r *http.Request, d *pageData) int {
 	}
 }
 
-func snapshotData(r *http.Request, d *pageData) int {
+// seesHost reports whether usr may see host, as the API decides it
+// (appliance canSeeHost): operators and admins see every host, users the
+// hosts of their groups; a host that does not exist is seen by no user,
+// so a hidden host and a missing one look the same.
+func (u *UI) seesHost(ctx context.Context, usr *catalog.User, host string) (bool, error) {
+	if roleRank(usr.Role) >= roleRank(catalog.RoleOperator) {
+		return true, nil
+	}
+	if host == "" {
+		return false, nil
+	}
+	return u.cfg.Store.UserSeesHost(ctx, usr.ID, host)
+}
+
+// visibleStatus turns the answer of seesHost into a fill status: 0 (the
+// page), 404 or 500.
+func (u *UI) visibleStatus(r *http.Request, ok bool, err error) int {
+	switch {
+	case errors.Is(err, catalog.ErrNotFound):
+		return http.StatusNotFound
+	case err != nil:
+		u.log.Error("web: page visibility", "path", r.URL.Path, "err", err)
+		return http.StatusInternalServerError
+	case !ok:
+		return http.StatusNotFound
+	}
+	return 0
+}
+
+// hostData fills the pages of one host (/hosts/{host}, /browse/{host}):
+// 404 unless the user may see the host.
+func (u *UI) hostData(r *http.Request, d *pageData) int {
+	host := r.PathValue("host")
+	ok, err := u.seesHost(r.Context(), d.User, host)
+	if c := u.visibleStatus(r, ok, err); c != 0 {
+		return c
+	}
+	return pathData("host")(r, d)
+}
+
+// snapshotData fills the snapshot browser (/snapshots/{id}/{path...}):
+// 404 unless the user may see the snapshot's host.
+func (u *UI) snapshotData(r *http.Request, d *pageData) int {
+	if roleRank(d.User.Role) < roleRank(catalog.RoleOperator) {
+		snap, err := u.cfg.Store.Snapshot(r.Context(), r.PathValue("id"))
+		ok := false
+		if err == nil {
+			ok, err = u.seesHost(r.Context(), d.User, snap.Host)
+		}
+		if c := u.visibleStatus(r, ok, err); c != 0 {
+			return c
+		}
+	}
 	d.Attrs["id"] = r.PathValue("id")
 	d.Attrs["path"] = r.PathValue("path")
 	return 0
+}
+
+// jobData fills a job's page (/jobs/{id}): 404 unless the user may see
+// the job's host (jobs without a host are for operators).
+func (u *UI) jobData(r *http.Request, d *pageData) int {
+	if roleRank(d.User.Role) < roleRank(catalog.RoleOperator) {
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if err != nil {
+			return http.StatusNotFound
+		}
+		j, err := u.cfg.Store.Job(r.Context(), id)
+		ok := false
+		if err == nil {
+			ok, err = u.seesHost(r.Context(), d.User, j.Host)
+		}
+		if c := u.visibleStatus(r, ok, err); c != 0 {
+			return c
+		}
+	}
+	return pathData("id")(r, d)
 }
 
 func (u *UI) hostFormData(r *http.Request, d *pageData) int {

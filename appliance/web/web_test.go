@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -549,8 +550,20 @@ func TestSessionFixationAndEndUser(t *testing.T) {
 func TestRolePages(t *testing.T) {
 	e := newEnv(t)
 	admin := e.setup("admin")
+	// alice sees web1 (group A) and its snapshot abc.
+	ctx := context.Background()
+	if _, err := e.cat.CreateGroup(ctx, "A"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cat.CreateHost(ctx, &catalog.Host{Name: "web1", Enabled: true, Groups: []string{"A"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cat.PutSnapshot(ctx, &catalog.Snapshot{ID: "abc", Host: "web1", Source: "/", Started: e.clock.now(), Finished: e.clock.now(),
+		Root: strings.Repeat("a", 64), Status: "ok"}); err != nil {
+		t.Fatal(err)
+	}
 	hash, _ := bcrypt.GenerateFromPassword([]byte(goodPassword), bcrypt.MinCost)
-	if err := e.cat.CreateUser(context.Background(), &catalog.User{Name: "alice", PasswordHash: string(hash), Role: catalog.RoleUser}); err != nil {
+	if err := e.cat.CreateUser(ctx, &catalog.User{Name: "alice", PasswordHash: string(hash), Role: catalog.RoleUser, Groups: []string{"A"}}); err != nil {
 		t.Fatal(err)
 	}
 	c := e.client()
@@ -638,5 +651,103 @@ func TestRolePages(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestHiddenHostPages checks that the pages of a host a user may not see
+// (its page, its snapshot list, a snapshot of it, a job of it) are the
+// not-found page with 404, byte for byte the page of a host, snapshot or
+// job that does not exist, while the user's own host's pages are served;
+// operators see every host.
+func TestHiddenHostPages(t *testing.T) {
+	e := newEnv(t)
+	admin := e.setup("admin")
+	ctx := context.Background()
+	if _, err := e.cat.CreateGroup(ctx, "A"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cat.CreateGroup(ctx, "B"); err != nil {
+		t.Fatal(err)
+	}
+	jobs := map[string]int64{}
+	for host, group := range map[string]string{"web1": "A", "web2": "B"} {
+		if err := e.cat.CreateHost(ctx, &catalog.Host{Name: host, Enabled: true, Groups: []string{group}}); err != nil {
+			t.Fatal(err)
+		}
+		now := e.clock.now()
+		if err := e.cat.PutSnapshot(ctx, &catalog.Snapshot{ID: "snap-" + host, Host: host, Source: "/", Started: now, Finished: now,
+			Root: strings.Repeat("a", 64), Status: "ok"}); err != nil {
+			t.Fatal(err)
+		}
+		j := &catalog.Job{Kind: "backup", Host: host, State: "done"}
+		if err := e.cat.CreateJob(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+		jobs[host] = j.ID
+	}
+	hostless := &catalog.Job{Kind: "gc", State: "done"}
+	if err := e.cat.CreateJob(ctx, hostless); err != nil {
+		t.Fatal(err)
+	}
+	hash, _ := bcrypt.GenerateFromPassword([]byte(goodPassword), bcrypt.MinCost)
+	for _, u := range []*catalog.User{{Name: "alice", Role: catalog.RoleUser, Groups: []string{"A"}}, {Name: "otto", Role: catalog.RoleOperator}} {
+		u.PasswordHash = string(hash)
+		if err := e.cat.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	login := func(name string) *client {
+		c := e.client()
+		_, _, page := c.get("/login")
+		if code, _, _ := c.do("POST", "/login", url.Values{"form_token": {hidden(t, page, "form_token")}, "username": {name},
+			"password": {goodPassword}}, nil); code != http.StatusSeeOther {
+			t.Fatalf("%s login: %d", name, code)
+		}
+		return c
+	}
+	alice, otto := login("alice"), login("otto")
+	job := func(id int64) string { return "/jobs/" + strconv.FormatInt(id, 10) }
+
+	// Each row: alice's own host's page, the hidden one's, and one that
+	// does not exist.
+	for _, row := range []struct{ own, hidden, missing, want string }{
+		{"/hosts/web1", "/hosts/web2", "/hosts/nohost", `data-host="web1"`},
+		{"/browse/web1", "/browse/web2", "/browse/nohost", `data-host="web1"`},
+		{"/snapshots/snap-web1/", "/snapshots/snap-web2/", "/snapshots/snap-nohost/", `data-id="snap-web1"`},
+		{"/snapshots/snap-web1/etc/passwd", "/snapshots/snap-web2/etc/passwd", "/snapshots/snap-nohost/etc/passwd", `data-path="etc/passwd"`},
+		{job(jobs["web1"]), job(jobs["web2"]), job(jobs["web2"] + 1000), `data-id="` + strconv.FormatInt(jobs["web1"], 10) + `"`},
+	} {
+		if code, _, page := alice.get(row.own); code != 200 || !strings.Contains(page, row.want) {
+			t.Errorf("alice GET %s: %d, want 200 with %q\n%s", row.own, code, row.want, page)
+		}
+		code, _, hiddenPage := alice.get(row.hidden)
+		if code != http.StatusNotFound || !strings.Contains(hiddenPage, "<h1>Not found</h1>") {
+			t.Errorf("alice GET %s: %d, want 404 and the not-found page\n%s", row.hidden, code, hiddenPage)
+		}
+		if strings.Contains(hiddenPage, "web2") {
+			t.Errorf("alice GET %s: the page names the hidden host\n%s", row.hidden, hiddenPage)
+		}
+		code, _, missingPage := alice.get(row.missing)
+		if code != http.StatusNotFound {
+			t.Errorf("alice GET %s: %d, want 404", row.missing, code)
+		}
+		if hiddenPage != missingPage {
+			t.Errorf("alice: %s and %s differ:\n%s\n----\n%s", row.hidden, row.missing, hiddenPage, missingPage)
+		}
+		// Operators (and admins) see every host.
+		for who, c := range map[string]*client{"otto": otto, "admin": admin} {
+			if code, _, page := c.get(row.hidden); code != 200 || strings.Contains(page, "<h1>Not found</h1>") {
+				t.Errorf("%s GET %s: %d, want the page", who, row.hidden, code)
+			}
+		}
+	}
+	// A job without a host (gc) is for operators; a bad job id is 404.
+	for path, want := range map[string]int{job(hostless.ID): 404, "/jobs/x": 404} {
+		if code, _, _ := alice.get(path); code != want {
+			t.Errorf("alice GET %s: %d, want %d", path, code, want)
+		}
+	}
+	if code, _, _ := otto.get(job(hostless.ID)); code != 200 {
+		t.Errorf("otto GET %s: %d, want 200", job(hostless.ID), code)
 	}
 }
