@@ -766,7 +766,7 @@ func (s *Server) backupImageRsync(ctx context.Context, jc *jobCtx, h *catalog.Ho
 	var basis pullers.Previous
 	if last, err := s.cat.LastSnapshot(ctx, h.Name, src.Name, true); err == nil {
 		if root, err := pool.ParseDigest(last.Root); err == nil {
-			basis = &previousTree{p: s.pool, root: root}
+			basis = s.pool.NewTreeLookup(root)
 		}
 	}
 	id := images.NewVersionID(start)

@@ -20,23 +20,6 @@ import (
 
 func init() { executors["backup"] = runBackup }
 
-// previousTree is the pullers.Previous of the last snapshot of a source.
-type previousTree struct {
-	p    *pool.Pool
-	root pool.Digest
-}
-
-func (pt *previousTree) Lookup(ctx context.Context, path string) (pool.Entry, bool, error) {
-	e, err := pt.p.Lookup(ctx, pt.root, path)
-	if errors.Is(err, pool.ErrNotFound) {
-		return pool.Entry{}, false, nil
-	}
-	if err != nil {
-		return pool.Entry{}, false, err
-	}
-	return e, true, nil
-}
-
 // jobSink passes entries to the snapshot writer and logs the first
 // per-file errors as job events.
 type jobSink struct {
@@ -282,7 +265,7 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 	var prev pullers.Previous
 	if last, err := s.cat.LastSnapshot(ctx, h.Name, src.Name, false); err == nil {
 		if root, err := pool.ParseDigest(last.Root); err == nil {
-			prev = &previousTree{p: s.pool, root: root}
+			prev = s.pool.NewTreeLookup(root)
 		}
 	}
 	// Checkpoints commit the snapshot so far now and then (a partial

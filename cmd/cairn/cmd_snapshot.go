@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -110,7 +109,7 @@ func runSnapshotCreate(ctx context.Context, args []string) error {
 	var prev pullers.Previous
 	var estimate int64
 	if prevM != nil {
-		prev = newPrevTree(p, prevM.Root)
+		prev = p.NewTreeLookup(prevM.Root)
 		estimate = prevM.Bytes
 	}
 
@@ -237,53 +236,6 @@ func (s *reportingSink) flush() {
 	if s.more > 0 {
 		fmt.Fprintf(s.out, "cairn snapshot: warning: … and %d more errors\n", s.more)
 	}
-}
-
-// prevTree is the previous snapshot as a pullers.Previous. The puller
-// asks for the files of one directory after another, so the directory
-// last looked up is kept.
-type prevTree struct {
-	p    *pool.Pool
-	root pool.Digest
-
-	dir     string
-	entries []pool.Entry
-	ok      bool
-}
-
-func newPrevTree(p *pool.Pool, root pool.Digest) *prevTree {
-	return &prevTree{p: p, root: root, dir: "\x00"}
-}
-
-func (t *prevTree) Lookup(ctx context.Context, rel string) (pool.Entry, bool, error) {
-	dir, name := path.Split(rel)
-	dir = strings.TrimSuffix(dir, "/")
-	if dir != t.dir {
-		t.dir, t.entries, t.ok = dir, nil, false
-		de, err := t.p.Lookup(ctx, t.root, dir)
-		if err != nil {
-			if errors.Is(err, pool.ErrNotFound) {
-				return pool.Entry{}, false, nil
-			}
-			return pool.Entry{}, false, err
-		}
-		if de.Type != pool.TypeDir {
-			return pool.Entry{}, false, nil
-		}
-		es, err := t.p.ReadTree(ctx, de.Subtree)
-		if err != nil {
-			return pool.Entry{}, false, err
-		}
-		t.entries, t.ok = es, true
-	}
-	if !t.ok {
-		return pool.Entry{}, false, nil
-	}
-	i, found := slices.BinarySearchFunc(t.entries, name, func(e pool.Entry, n string) int { return strings.Compare(e.Name, n) })
-	if !found {
-		return pool.Entry{}, false, nil
-	}
-	return t.entries[i], true, nil
 }
 
 func runSnapshotLs(ctx context.Context, args []string) error {

@@ -161,3 +161,7 @@ func TestSSHHostKeyChanged(t *testing.T) {
 		t.Fatalf("pull with another pinned key: %v", err)
 	}
 }
+
+// The appliance and the CLI give pullers a *pool.TreeLookup as Previous:
+// it must also be a Basis, so rsync sends deltas.
+var _ rsync.Basis = (*pool.TreeLookup)(nil)

@@ -29,10 +29,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -179,7 +177,7 @@ func pull(ctx context.Context, args []string) error {
 	job := &pullers.Job{Host: *host, Sink: w,
 		Source: pullers.Source{Method: *method, Name: *source, Path: *srcPath, Options: opts, Secret: secret}}
 	if prevM != nil {
-		job.Previous = &prevTree{p: p, root: prevM.Root, dir: "\x00"}
+		job.Previous = p.NewTreeLookup(prevM.Root)
 	}
 	pl, err := pullers.Get(*method)
 	if err != nil {
@@ -216,47 +214,6 @@ func pull(ctx context.Context, args []string) error {
 		return fmt.Errorf("snapshot %s is partial: %d errors", m.ID, m.ErrorCount)
 	}
 	return nil
-}
-
-// prevTree is the previous snapshot as a pullers.Previous (one directory
-// cached), as in cmd/cairn and the appliance.
-type prevTree struct {
-	p       *pool.Pool
-	root    pool.Digest
-	dir     string
-	entries []pool.Entry
-	ok      bool
-}
-
-func (t *prevTree) Lookup(ctx context.Context, rel string) (pool.Entry, bool, error) {
-	dir, name := path.Split(rel)
-	dir = strings.TrimSuffix(dir, "/")
-	if dir != t.dir {
-		t.dir, t.entries, t.ok = dir, nil, false
-		de, err := t.p.Lookup(ctx, t.root, dir)
-		if err != nil {
-			if errors.Is(err, pool.ErrNotFound) {
-				return pool.Entry{}, false, nil
-			}
-			return pool.Entry{}, false, err
-		}
-		if de.Type != pool.TypeDir {
-			return pool.Entry{}, false, nil
-		}
-		es, err := t.p.ReadTree(ctx, de.Subtree)
-		if err != nil {
-			return pool.Entry{}, false, err
-		}
-		t.entries, t.ok = es, true
-	}
-	if !t.ok {
-		return pool.Entry{}, false, nil
-	}
-	i, found := slices.BinarySearchFunc(t.entries, name, func(e pool.Entry, n string) int { return strings.Compare(e.Name, n) })
-	if !found {
-		return pool.Entry{}, false, nil
-	}
-	return t.entries[i], true, nil
 }
 
 func mount(ctx context.Context, args []string) error {
