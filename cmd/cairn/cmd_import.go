@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -97,33 +95,9 @@ func runImport(ctx context.Context, args []string) error {
 		q.Set("max_ratio", strconv.FormatFloat(*ratio, 'g', -1, 64))
 	}
 	path := "/api/v1/hosts/" + apEsc(*host) + "/import?" + q.Encode()
-	req, err := http.NewRequestWithContext(ctx, "POST", c.base+path, in)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("appliance at %s: %w", c.where, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("appliance at %s: %w", c.where, err)
-	}
-	if resp.StatusCode >= 300 {
-		var e struct{ Error string }
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return &apError{resp.StatusCode, e.Error}
-		}
-		return &apError{resp.StatusCode, "import: " + resp.Status}
-	}
 	var out appliance.ImportBody
-	if err := json.Unmarshal(data, &out); err != nil {
-		return fmt.Errorf("import: bad answer: %w", err)
+	if err := c.send(ctx, "POST", path, "application/octet-stream", in, &out); err != nil {
+		return err
 	}
 	if *asJSON {
 		return apPrintJSON(out)

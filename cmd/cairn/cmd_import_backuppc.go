@@ -4,11 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -53,33 +51,9 @@ func runImportBackupPC(ctx context.Context, args []string) error {
 	if *dry {
 		path += "?dry_run=true"
 	}
-	req, err := http.NewRequestWithContext(ctx, "POST", c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-tar")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("appliance at %s: %w", c.where, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("appliance at %s: %w", c.where, err)
-	}
-	if resp.StatusCode >= 300 {
-		var e struct{ Error string }
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return &apError{resp.StatusCode, e.Error}
-		}
-		return &apError{resp.StatusCode, "import backuppc: " + resp.Status}
-	}
 	var out appliance.BackupPCImport
-	if err := json.Unmarshal(data, &out); err != nil {
-		return fmt.Errorf("import backuppc: bad answer: %w", err)
+	if err := c.send(ctx, "POST", path, "application/x-tar", bytes.NewReader(body), &out); err != nil {
+		return err
 	}
 	if conn.json {
 		return apPrintJSON(out)
