@@ -2,7 +2,10 @@ package appliance
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
@@ -143,13 +146,18 @@ type TokenBody struct {
 	Name     string     `json:"name"`
 	Created  time.Time  `json:"created"`
 	LastUsed *time.Time `json:"last_used,omitempty"`
+	Expires  *time.Time `json:"expires,omitempty"` // absent: never
 }
 
 // TokenInput creates a token. User defaults to the caller; only an admin
-// may name another user.
+// may name another user. At most one of ExpiresIn (a duration from now:
+// "720h", "30d") and Expires (RFC 3339) may be set; neither means the
+// token never expires.
 type TokenInput struct {
-	Name string `json:"name"`
-	User string `json:"user,omitempty"`
+	Name      string `json:"name"`
+	User      string `json:"user,omitempty"`
+	ExpiresIn string `json:"expires_in,omitempty"`
+	Expires   string `json:"expires,omitempty"`
 }
 
 // NewTokenBody is the answer to a token creation: the only time the token
@@ -160,7 +168,56 @@ type NewTokenBody struct {
 }
 
 func tokenBody(t *catalog.Token) TokenBody {
-	return TokenBody{ID: t.ID, User: t.User, Name: t.Name, Created: t.Created, LastUsed: optTime(t.LastUsed)}
+	return TokenBody{ID: t.ID, User: t.User, Name: t.Name, Created: t.Created, LastUsed: optTime(t.LastUsed), Expires: optTime(t.Expires)}
+}
+
+// ParseTokenLifetime reads a token lifetime: a Go duration ("720h",
+// "90m") or a number of days ("30d"). It must be positive.
+func ParseTokenLifetime(v string) (time.Duration, error) {
+	var d time.Duration
+	var err error
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		var days int64
+		days, err = strconv.ParseInt(n, 10, 64)
+		if err == nil && (days <= 0 || days > 100*366) {
+			return 0, fmt.Errorf("%q: want between 1d and 36600d", v)
+		}
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		d, err = time.ParseDuration(v)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%q is no duration (say e.g. 720h or 30d)", v)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q: want a positive duration", v)
+	}
+	return d, nil
+}
+
+// tokenExpiry turns a TokenInput's expires_in or expires into a time
+// (zero: never).
+func tokenExpiry(in *TokenInput, now time.Time) (time.Time, error) {
+	switch {
+	case in.ExpiresIn != "" && in.Expires != "":
+		return time.Time{}, badRequest("give expires_in or expires, not both")
+	case in.ExpiresIn != "":
+		d, err := ParseTokenLifetime(in.ExpiresIn)
+		if err != nil {
+			return time.Time{}, badRequest("expires_in %v", err)
+		}
+		return now.Add(d).UTC(), nil
+	case in.Expires != "":
+		t, err := time.Parse(time.RFC3339, in.Expires)
+		if err != nil {
+			return time.Time{}, badRequest("expires %q: want an RFC 3339 time like 2027-01-31T00:00:00Z", in.Expires)
+		}
+		if !t.After(now) {
+			return time.Time{}, badRequest("expires %s: that is not in the future", in.Expires)
+		}
+		return t.UTC(), nil
+	}
+	return time.Time{}, nil
 }
 
 func (s *Server) handleTokenList(r *http.Request, p *principal) (any, error) {
@@ -189,8 +246,12 @@ func (s *Server) handleTokenCreate(r *http.Request, p *principal) (any, error) {
 	if in.Name == "" {
 		return nil, badRequest("token name is required")
 	}
+	now := s.now()
+	expires, err := tokenExpiry(&in, now)
+	if err != nil {
+		return nil, err
+	}
 	var u *catalog.User
-	var err error
 	switch {
 	case in.User != "" && in.User != p.Name:
 		if p.rank() < roleAdmin {
@@ -209,11 +270,15 @@ func (s *Server) handleTokenCreate(r *http.Request, p *principal) (any, error) {
 		return nil, err
 	}
 	tok := newToken()
-	t := &catalog.Token{UserID: u.ID, User: u.Name, Name: in.Name, Hash: hashToken(tok), Created: s.now()}
+	t := &catalog.Token{UserID: u.ID, User: u.Name, Name: in.Name, Hash: hashToken(tok), Created: now, Expires: expires}
 	if err := s.cat.CreateToken(r.Context(), t); err != nil {
 		return nil, err
 	}
-	s.log.Info("token created", "token_id", t.ID, "user", u.Name, "by", p.Name)
+	exp := "never"
+	if !expires.IsZero() {
+		exp = expires.Format(time.RFC3339)
+	}
+	s.log.Info("token created", "token_id", t.ID, "user", u.Name, "by", p.Name, "expires", exp)
 	return created{NewTokenBody{TokenBody: tokenBody(t), Token: tok}}, nil
 }
 

@@ -127,7 +127,7 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 	u2 := e.user("u2", "user", "g2")
 	op := e.user("op1", "operator")
 	ad := e.user("ad1", "admin")
-	// A token that was revoked, and a session that expired.
+	// A token that was revoked, a token and a session that expired.
 	revoked := e.user("gone", "admin")
 	var toks []TokenBody
 	e.must(revoked, "GET", "/api/v1/tokens", nil, &toks)
@@ -136,6 +136,9 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 			e.must(revoked, "DELETE", fmt.Sprintf("/api/v1/tokens/%d", tk.ID), nil, nil)
 		}
 	}
+	var late NewTokenBody
+	e.must(e.user("late", "admin"), "POST", "/api/v1/tokens", TokenInput{Name: "short", ExpiresIn: "1h"}, &late)
+	e.must(late.Token, "GET", "/api/v1/tokens", nil, nil) // an admin's, until it expires
 	expired, _ := session("ad1")
 	clock.Advance(web.DefaultIdleTimeout + time.Minute)
 	adminSession, csrf := session("ad1")
@@ -146,6 +149,7 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 		{name: "nobody", rank: -1, apply: func(*http.Request) {}},
 		{name: "wrong password", rank: -1, apply: func(r *http.Request) { r.SetBasicAuth("ad1", "not the password") }},
 		{name: "revoked token", rank: -1, apply: bearer(revoked)},
+		{name: "expired token", rank: -1, apply: bearer(late.Token)},
 		{name: "expired session", rank: -1, apply: expired},
 		{name: "bogus token", rank: -1, apply: bearer("cairn_" + strings.Repeat("A", 43))},
 		{name: "user", rank: roleUser, apply: bearer(u1)},
@@ -196,7 +200,7 @@ func hostScoped(path string) bool {
 
 // TestAuthMatrixDocumented: every operation of openapi.json × every kind
 // of caller. No or bad credentials (none, wrong password, revoked token,
-// expired session, bogus token) → 401 on every non-public route; a role
+// expired token, expired session, bogus token) → 401 on every non-public route; a role
 // below the route's → 403; a user of another group → 404 on anything about
 // a host it may not see, and its listings never mention that host; a
 // session without its CSRF token may change nothing (403). Safe (GET)

@@ -33,6 +33,7 @@ var cases = []struct {
 	{"Jobs", testJobs},
 	{"RecoverJobs", testRecoverJobs},
 	{"UsersGroupsTokens", testUsersGroupsTokens},
+	{"TokenExpiry", testTokenExpiry},
 	{"BackupStatus", testBackupStatus},
 	{"Concurrent", testConcurrent},
 }

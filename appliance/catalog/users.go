@@ -261,6 +261,17 @@ type Token struct {
 	Hash     string
 	Created  time.Time
 	LastUsed time.Time
+	Expires  time.Time // refused from then on; zero = never
+}
+
+// ErrTokenExpired is TokenByHash's answer for a token past its expiry. It
+// is an ErrNotFound, so callers that only check that treat an expired
+// token exactly like an unknown one.
+var ErrTokenExpired = fmt.Errorf("token expired: %w", ErrNotFound)
+
+// Expired reports whether t is refused at now.
+func (t *Token) Expired(now time.Time) bool {
+	return !t.Expires.IsZero() && !now.Before(t.Expires)
 }
 
 // CreateToken stores a token hash for a user.
@@ -268,8 +279,8 @@ func (c *DB) CreateToken(ctx context.Context, t *Token) error {
 	if t.Created.IsZero() {
 		t.Created = time.Now().UTC()
 	}
-	id, err := c.insertID(ctx, c.db, "INSERT INTO tokens (user_id, name, hash, created) VALUES (?, ?, ?, ?)",
-		t.UserID, t.Name, t.Hash, nanos(t.Created))
+	id, err := c.insertID(ctx, c.db, "INSERT INTO tokens (user_id, name, hash, created, expires) VALUES (?, ?, ?, ?, ?)",
+		t.UserID, t.Name, t.Hash, nanos(t.Created), nanos(t.Expires))
 	if err != nil {
 		return fmt.Errorf("create token %s: %w", t.Name, err)
 	}
@@ -278,7 +289,8 @@ func (c *DB) CreateToken(ctx context.Context, t *Token) error {
 }
 
 // TokenByHash finds a token by its hash and notes its use; ErrNotFound
-// when no token has that hash.
+// when no token has that hash, ErrTokenExpired (also an ErrNotFound) when
+// it expired at or before now.
 func (c *DB) TokenByHash(ctx context.Context, hash string, now time.Time) (*Token, error) {
 	ts, err := c.tokens(ctx, "WHERE t.hash = ?", hash)
 	if err != nil {
@@ -286,6 +298,9 @@ func (c *DB) TokenByHash(ctx context.Context, hash string, now time.Time) (*Toke
 	}
 	if len(ts) == 0 {
 		return nil, fmt.Errorf("token: %w", ErrNotFound)
+	}
+	if ts[0].Expired(now) {
+		return nil, fmt.Errorf("token %d: %w", ts[0].ID, ErrTokenExpired)
 	}
 	c.exec(ctx, "UPDATE tokens SET last_used = ? WHERE id = ?", nanos(now), ts[0].ID) // best effort
 	return &ts[0], nil
@@ -324,7 +339,7 @@ func (c *DB) DeleteToken(ctx context.Context, id int64) error {
 }
 
 func (c *DB) tokens(ctx context.Context, where string, args ...any) ([]Token, error) {
-	rows, err := c.query(ctx, `SELECT t.id, t.user_id, u.name, t.name, t.hash, t.created, t.last_used
+	rows, err := c.query(ctx, `SELECT t.id, t.user_id, u.name, t.name, t.hash, t.created, t.last_used, t.expires
 		FROM tokens t JOIN users u ON u.id = t.user_id `+where+" ORDER BY t.id", args...)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
@@ -333,11 +348,11 @@ func (c *DB) tokens(ctx context.Context, where string, args ...any) ([]Token, er
 	var out []Token
 	for rows.Next() {
 		var t Token
-		var created, used int64
-		if err := rows.Scan(&t.ID, &t.UserID, &t.User, &t.Name, &t.Hash, &created, &used); err != nil {
+		var created, used, expires int64
+		if err := rows.Scan(&t.ID, &t.UserID, &t.User, &t.Name, &t.Hash, &created, &used, &expires); err != nil {
 			return nil, err
 		}
-		t.Created, t.LastUsed = fromNanos(created), fromNanos(used)
+		t.Created, t.LastUsed, t.Expires = fromNanos(created), fromNanos(used), fromNanos(expires)
 		out = append(out, t)
 	}
 	return out, rows.Err()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/cairn-backup/cairn/appliance"
 )
@@ -21,10 +22,11 @@ func runTokenVerb(ctx context.Context, args []string) error {
 
 func tokenCreate(ctx context.Context, args []string) error {
 	var c apConn
-	var user string
-	fs := apFlagSet("token create", "token create NAME [--user U]")
+	var user, expires string
+	fs := apFlagSet("token create", "token create NAME [--user U] [--expires 30d|720h|2027-01-31T00:00:00Z]")
 	c.register(fs)
 	fs.StringVar(&user, "user", "", "user the token acts as (default: you; root on the socket must name one)")
+	fs.StringVar(&expires, "expires", "", "refuse the token after this lifetime (30d, 720h) or from this RFC 3339 time (default: never)")
 	pos, err := apParse(fs, args)
 	if err != nil {
 		return err
@@ -32,18 +34,32 @@ func tokenCreate(ctx context.Context, args []string) error {
 	if len(pos) != 1 {
 		return fmt.Errorf("token create: want exactly one token NAME")
 	}
+	in := appliance.TokenInput{Name: pos[0], User: user}
+	if expires != "" {
+		if _, err := time.Parse(time.RFC3339, expires); err == nil {
+			in.Expires = expires
+		} else if _, err := appliance.ParseTokenLifetime(expires); err != nil {
+			return fmt.Errorf("token create: --expires %v, or an RFC 3339 time like 2027-01-31T00:00:00Z", err)
+		} else {
+			in.ExpiresIn = expires
+		}
+	}
 	cl, err := c.client()
 	if err != nil {
 		return err
 	}
 	var t appliance.NewTokenBody
-	if err := cl.do(ctx, "POST", "/api/v1/tokens", appliance.TokenInput{Name: pos[0], User: user}, &t); err != nil {
+	if err := cl.do(ctx, "POST", "/api/v1/tokens", in, &t); err != nil {
 		return err
 	}
 	if c.json {
 		return apPrintJSON(t)
 	}
-	fmt.Fprintf(os.Stderr, "token %d (%s) for %s; it is shown only now:\n", t.ID, t.Name, t.User)
+	exp := "never expires"
+	if t.Expires != nil {
+		exp = "expires " + apTime(*t.Expires)
+	}
+	fmt.Fprintf(os.Stderr, "token %d (%s) for %s, %s; it is shown only now:\n", t.ID, t.Name, t.User, exp)
 	fmt.Println(t.Token)
 	return nil
 }
@@ -68,10 +84,18 @@ func tokenLs(ctx context.Context, args []string) error {
 	}
 	var rows [][]string
 	for _, t := range ts {
-		rows = append(rows, []string{strconv.FormatInt(t.ID, 10), t.Name, t.User, apTime(t.Created), apTimePtr(t.LastUsed)})
+		rows = append(rows, []string{strconv.FormatInt(t.ID, 10), t.Name, t.User, apTime(t.Created), apTimePtr(t.LastUsed), apExpires(t.Expires)})
 	}
-	apTable([]string{"ID", "NAME", "USER", "CREATED", "LAST USED"}, rows)
+	apTable([]string{"ID", "NAME", "USER", "CREATED", "LAST USED", "EXPIRES"}, rows)
 	return nil
+}
+
+// apExpires shows a token's expiry: "never" when it has none.
+func apExpires(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return apTime(*t)
 }
 
 func tokenRm(ctx context.Context, args []string) error {

@@ -552,13 +552,13 @@
   async function tokens() {
     async function load() {
       const ts = await api("GET", "/tokens");
-      fill($("#tokens tbody"), ts.map((t) => el("tr", {}, td(t.id), td(t.user), td(t.name), td(fmtTime(t.created)), td(fmtTime(t.last_used)),
+      fill($("#tokens tbody"), ts.map((t) => el("tr", {}, td(t.id), td(t.user), td(t.name), td(fmtTime(t.created)), td(fmtTime(t.last_used)), td(t.expires ? fmtTime(t.expires) : "never"),
         td(el("button", { type: "button", class: "danger", onclick: async () => { try { await api("DELETE", "/tokens/" + t.id); load(); } catch (e) { showError(e); } } }, "Revoke")))));
     }
     const f = $("#token-form");
     f.onsubmit = async (ev) => {
       ev.preventDefault(); $("#token-error").hidden = true;
-      try { const t = await api("POST", "/tokens", { name: f.name.value.trim() }); $("#new-token-value").textContent = t.token; $("#new-token").hidden = false; f.reset(); load(); }
+      try { const t = await api("POST", "/tokens", { name: f.name.value.trim(), expires_in: f.expires_in.value.trim() || undefined }); $("#new-token-value").textContent = t.token; $("#new-token").hidden = false; f.reset(); load(); }
       catch (e) { $("#token-error").textContent = e.message; $("#token-error").hidden = false; }
     };
     await load();
