@@ -153,7 +153,10 @@ func TestImageSSHBackupLoopMount(t *testing.T) {
 	if wire1 <= 23<<20 || wire1 >= 40<<20 {
 		t.Fatalf("v1 moved %d bytes for a 64 MiB image with ~24 MiB of data", wire1)
 	}
-	// v1 again, unchanged: only the hash listing crosses the wire.
+	// v1 again, unchanged: only the hash listing crosses the wire. Each
+	// version starts in a second of its own: the restore tree names
+	// snapshots by the second, and the listing orders them by time.
+	nextSecond()
 	if w := jobWire(t, e.jobOK(e.backup("vm1"))); w > 256<<10 {
 		t.Fatalf("an unchanged image moved %d bytes", w)
 	}
@@ -164,6 +167,7 @@ func TestImageSSHBackupLoopMount(t *testing.T) {
 	run(t, "debugfs", "-w", "-R", "write "+newFile+" new.bin", img)
 	newSum := fileSum(t, newFile)
 	v2Sum := fileSum(t, img)
+	nextSecond()
 	j2 := e.jobOK(e.backup("vm1"))
 	wire2 := jobWire(t, j2)
 	// The blocks holding the new file and the metadata it touched, not
@@ -1023,4 +1027,11 @@ func TestImagePoolS3(t *testing.T) {
 	if pb.Images == nil || strings.Contains(pb.Images.Location, s3.SecretKey) {
 		t.Fatalf("image pool location %+v", pb.Images)
 	}
+}
+
+// nextSecond waits for the next wall-clock second, so the snapshot a test
+// starts next cannot share its second (and its restore-tree name) with the
+// one before.
+func nextSecond() {
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
 }
