@@ -448,3 +448,31 @@ func apPrintJSONThen(v any, err error) error {
 	}
 	return err
 }
+
+// apList is an `… ls [--json]` verb: it GETs path, prints the answer as
+// JSON with --json, else as a table of header and one row per item.
+func apList[T any](ctx context.Context, args []string, verb, path string, header []string, row func(T) []string) error {
+	var c apConn
+	fs := apFlagSet(verb, verb+" [--json]")
+	c.register(fs)
+	if _, err := apParse(fs, args); err != nil {
+		return err
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	var items []T
+	if err := cl.do(ctx, "GET", path, nil, &items); err != nil {
+		return err
+	}
+	if c.json {
+		return apPrintJSON(items)
+	}
+	rows := make([][]string, 0, len(items))
+	for _, it := range items {
+		rows = append(rows, row(it))
+	}
+	apTable(header, rows)
+	return nil
+}

@@ -20,37 +20,19 @@ func runInstanceVerb(ctx context.Context, args []string) error {
 }
 
 func instanceLs(ctx context.Context, args []string) error {
-	var c apConn
-	fs := apFlagSet("instance ls", "instance ls [--json]")
-	c.register(fs)
-	if _, err := apParse(fs, args); err != nil {
-		return err
-	}
-	cl, err := c.client()
-	if err != nil {
-		return err
-	}
-	var ins []appliance.InstanceBody
-	if err := cl.do(ctx, "GET", "/api/v1/instances", nil, &ins); err != nil {
-		return err
-	}
-	if c.json {
-		return apPrintJSON(ins)
-	}
-	var rows [][]string
-	for _, in := range ins {
-		id := in.ID
-		if in.Self {
-			id += " *"
-		}
-		jobs := make([]string, len(in.Jobs))
-		for i, j := range in.Jobs {
-			jobs[i] = strconv.FormatInt(j, 10)
-		}
-		rows = append(rows, []string{id, in.State, apOr(in.Host, "-"), apOr(in.Addr, "-"), apTime(in.Started),
-			apTime(in.LastHeartbeat), fmt.Sprintf("%d/%d", in.Running, in.Capacity), strconv.FormatFloat(in.Load, 'f', 2, 64),
-			apOr(strings.Join(jobs, ","), "-")})
-	}
-	apTable([]string{"ID", "STATE", "HOST", "ADDR", "STARTED", "HEARTBEAT", "JOBS", "LOAD", "RUNNING"}, rows)
-	return nil
+	return apList(ctx, args, "instance ls", "/api/v1/instances",
+		[]string{"ID", "STATE", "HOST", "ADDR", "STARTED", "HEARTBEAT", "JOBS", "LOAD", "RUNNING"},
+		func(in appliance.InstanceBody) []string {
+			id := in.ID
+			if in.Self {
+				id += " *"
+			}
+			jobs := make([]string, len(in.Jobs))
+			for i, j := range in.Jobs {
+				jobs[i] = strconv.FormatInt(j, 10)
+			}
+			return []string{id, in.State, apOr(in.Host, "-"), apOr(in.Addr, "-"), apTime(in.Started),
+				apTime(in.LastHeartbeat), fmt.Sprintf("%d/%d", in.Running, in.Capacity), strconv.FormatFloat(in.Load, 'f', 2, 64),
+				apOr(strings.Join(jobs, ","), "-")}
+		})
 }

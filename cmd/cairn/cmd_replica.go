@@ -91,29 +91,8 @@ func replicaRow(t appliance.ReplicaTargetStatus) []string {
 }
 
 func replicaLs(ctx context.Context, args []string) error {
-	var c apConn
-	fs := apFlagSet("replica ls", "replica ls [--json]")
-	c.register(fs)
-	if _, err := apParse(fs, args); err != nil {
-		return err
-	}
-	cl, err := c.client()
-	if err != nil {
-		return err
-	}
-	var ts []appliance.ReplicaTargetStatus
-	if err := cl.do(ctx, "GET", "/api/v1/replicas", nil, &ts); err != nil {
-		return err
-	}
-	if c.json {
-		return apPrintJSON(ts)
-	}
-	var rows [][]string
-	for _, t := range ts {
-		rows = append(rows, replicaRow(t))
-	}
-	apTable([]string{"NAME", "KIND", "LOCATION", "SNAPSHOTS", "LAST SUCCESS", "LAST RUN SNAPS/OBJECTS/BYTES", "STATE"}, rows)
-	return nil
+	return apList(ctx, args, "replica ls", "/api/v1/replicas",
+		[]string{"NAME", "KIND", "LOCATION", "SNAPSHOTS", "LAST SUCCESS", "LAST RUN SNAPS/OBJECTS/BYTES", "STATE"}, replicaRow)
 }
 
 func replicaOne(verb string, args []string) (apConn, string, error) {
@@ -200,33 +179,10 @@ func replicaToken(ctx context.Context, args []string) error {
 			return nil
 		},
 		"ls": func(ctx context.Context, args []string) error {
-			var c apConn
-			fs := apFlagSet("replica token ls", "replica token ls [--json]")
-			c.register(fs)
-			if _, err := apParse(fs, args); err != nil {
-				return err
-			}
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			var ts []appliance.ReplicaToken
-			if err := cl.do(ctx, "GET", "/api/v1/replica-tokens", nil, &ts); err != nil {
-				return err
-			}
-			if c.json {
-				return apPrintJSON(ts)
-			}
-			var rows [][]string
-			for _, t := range ts {
-				pool := t.Pool
-				if pool == "" {
-					pool = "- (bound on first use)"
-				}
-				rows = append(rows, []string{t.Name, apTime(t.Created), pool})
-			}
-			apTable([]string{"NAME", "CREATED", "POOL"}, rows)
-			return nil
+			return apList(ctx, args, "replica token ls", "/api/v1/replica-tokens", []string{"NAME", "CREATED", "POOL"},
+				func(t appliance.ReplicaToken) []string {
+					return []string{t.Name, apTime(t.Created), apOr(t.Pool, "- (bound on first use)")}
+				})
 		},
 		"rm": func(ctx context.Context, args []string) error {
 			var c apConn
