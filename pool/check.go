@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 )
 
 // CheckOptions configure Check.
@@ -21,6 +22,60 @@ type CheckOptions struct {
 	// Percent (a rotating slice of the digest space, so successive checks
 	// cover the whole pool).
 	Select func(Digest) bool
+
+	// Rereads is how many times an object that fails verification (hash
+	// mismatch, damaged or short encoding) is read again with a fresh GET
+	// before it is declared corrupt and quarantined, so bytes damaged on
+	// the way (a flaky network, a proxy, an eventually consistent
+	// overwrite) never quarantine a good object. 0 means DefaultRereads;
+	// negative means none. RereadDelay is the wait before the first
+	// re-read, doubled for each further one (default 200ms, jittered
+	// ±25%). Sleep waits (tests inject it; default a timer).
+	Rereads     int
+	RereadDelay time.Duration
+	Sleep       func(ctx context.Context, d time.Duration) error
+}
+
+// DefaultRereads is CheckOptions.Rereads when it is 0: with the default
+// delay an object is read 4 times over about 1.4 s (0.2 + 0.4 + 0.8 s)
+// before it is declared corrupt.
+const DefaultRereads = 3
+
+func (o *CheckOptions) rereads() int {
+	switch {
+	case o.Rereads < 0:
+		return 0
+	case o.Rereads == 0:
+		return DefaultRereads
+	}
+	return o.Rereads
+}
+
+// verified runs read, which fetches an object afresh and verifies it,
+// again while it fails with ErrCorrupt, up to o.rereads() more times
+// with backoff. flaky reports that a read failed but a later one
+// verified: the object is good, its bytes were damaged on the way.
+func (o *CheckOptions) verified(ctx context.Context, read func() error) (flaky bool, err error) {
+	base := o.RereadDelay
+	if base <= 0 {
+		base = 200 * time.Millisecond
+	}
+	sleep := o.Sleep
+	if sleep == nil {
+		sleep = sleepCtx
+	}
+	err = read()
+	for i := 0; err != nil && errors.Is(err, ErrCorrupt) && i < o.rereads(); i++ {
+		d := base << min(i, 20)
+		d = d*3/4 + rand.N(d/2+1)
+		if serr := sleep(ctx, d); serr != nil {
+			return false, serr
+		}
+		if err = read(); err == nil {
+			return true, nil
+		}
+	}
+	return false, err
 }
 
 // CheckUse names one place a bad object is used.
@@ -43,8 +98,12 @@ type CheckReport struct {
 	ReadObjects  int      // objects re-read and re-hashed
 	ReadBytes    int64    // their plaintext size
 	Missing      []Digest // referenced but not stored
-	Corrupt      []Digest // failed verification, moved to quarantine/
+	Corrupt      []Digest // failed verification on every read, moved to quarantine/
 	Affected     []CheckUse
+	// Flaky counts objects that failed verification on a read but
+	// verified on a fresh re-read: good objects, damaged on the way. They
+	// are not quarantined (see CheckOptions.Rereads).
+	Flaky int
 }
 
 // OK reports whether the check found no problem.
@@ -54,6 +113,9 @@ func (r *CheckReport) OK() bool {
 
 func (r *CheckReport) String() string {
 	s := fmt.Sprintf("%d snapshots, %d objects (%d referenced), %d re-read", r.Snapshots, r.Objects, r.Referenced, r.ReadObjects)
+	if r.Flaky > 0 {
+		s += fmt.Sprintf(" (%d read back wrong, then verified on a fresh read: not corrupt)", r.Flaky)
+	}
 	if r.OK() {
 		return s + ": no errors"
 	}
@@ -65,7 +127,10 @@ func (r *CheckReport) String() string {
 // snapshot references exists (trees and chunk lists are read and
 // verified on the way). With ReadData it also re-reads and re-hashes
 // stored objects. Corrupt objects are quarantined, and the report names
-// every snapshot and path that uses a missing or corrupt object. An error
+// every snapshot and path that uses a missing or corrupt object. An
+// object or manifest that fails verification is read again, afresh, up to
+// CheckOptions.Rereads times before it counts as corrupt, so bytes damaged
+// on their way from the storage never quarantine a good object. An error
 // means the check itself could not run (storage unreachable).
 func (p *Pool) Check(ctx context.Context, o CheckOptions) (CheckReport, error) {
 	var rep CheckReport
@@ -77,7 +142,14 @@ func (p *Pool) Check(ctx context.Context, o CheckOptions) (CheckReport, error) {
 	}
 	var manifests []*Manifest
 	for _, id := range ids {
-		m, err := p.Snapshot(ctx, id)
+		var m *Manifest
+		flaky, err := o.verified(ctx, func() (err error) {
+			m, err = p.Snapshot(ctx, id)
+			return err
+		})
+		if flaky {
+			rep.Flaky++
+		}
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
@@ -127,7 +199,14 @@ func (p *Pool) Check(ctx context.Context, o CheckOptions) (CheckReport, error) {
 				return nil
 			}
 			referenced[e.Content] = struct{}{}
-			refs, err := p.readChunkList(ctx, e.Content)
+			var refs []chunkRef
+			flaky, err := o.verified(ctx, func() (err error) {
+				refs, err = p.readChunkList(ctx, e.Content)
+				return err
+			})
+			if flaky {
+				rep.Flaky++
+			}
 			if err != nil {
 				return classify(e.Content, err)
 			}
@@ -162,20 +241,27 @@ func (p *Pool) Check(ctx context.Context, o CheckOptions) (CheckReport, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		_, data, err := p.Get(ctx, d)
-		if err == nil {
-			var es []Entry
-			if es, err = DecodeTree(data); err == nil {
-				verified[d] = true
-				for i := range es {
-					if err := ref(&es[i]); err != nil {
-						return err
-					}
-				}
-				return nil
+		var es []Entry
+		flaky, err := o.verified(ctx, func() error {
+			_, data, err := p.Get(ctx, d)
+			if err == nil {
+				es, err = DecodeTree(data)
+			}
+			return err
+		})
+		if flaky {
+			rep.Flaky++
+		}
+		if err != nil {
+			return classify(d, err)
+		}
+		verified[d] = true
+		for i := range es {
+			if err := ref(&es[i]); err != nil {
+				return err
 			}
 		}
-		return classify(d, err)
+		return nil
 	}
 	for _, m := range manifests {
 		if err := walk(m.Root); err != nil {
@@ -198,7 +284,7 @@ func (p *Pool) Check(ctx context.Context, o CheckOptions) (CheckReport, error) {
 		st.trees.remove(d)
 	}
 	if len(bad) > 0 {
-		if err := p.findUses(ctx, manifests, bad, &rep); err != nil {
+		if err := p.findUses(ctx, &o, manifests, bad, &rep); err != nil {
 			return rep, err
 		}
 	}
@@ -242,12 +328,20 @@ func (p *Pool) readData(ctx context.Context, o CheckOptions, stored map[Digest]i
 				d := todo[next]
 				next++
 				mu.Unlock()
-				_, data, err := p.Get(ctx, d)
+				var size int
+				flaky, err := o.verified(ctx, func() error {
+					_, data, err := p.Get(ctx, d)
+					size = len(data)
+					return err
+				})
 				mu.Lock()
+				if flaky {
+					rep.Flaky++
+				}
 				switch {
 				case err == nil:
 					rep.ReadObjects++
-					rep.ReadBytes += int64(len(data))
+					rep.ReadBytes += int64(size)
 				case errors.Is(err, ErrCorrupt):
 					rep.ReadObjects++
 					bad[d] = true
@@ -271,15 +365,18 @@ func (p *Pool) readData(ctx context.Context, o CheckOptions, stored map[Digest]i
 
 // findUses lists every snapshot path that uses a bad object. Trees that
 // contain nothing bad are skipped (memoized per digest).
-func (p *Pool) findUses(ctx context.Context, manifests []*Manifest, bad map[Digest]bool, rep *CheckReport) error {
+func (p *Pool) findUses(ctx context.Context, o *CheckOptions, manifests []*Manifest, bad map[Digest]bool, rep *CheckReport) error {
 	treeBad := map[Digest]bool{}
 	listBad := map[Digest]Digest{} // chunk list → its first bad chunk (zero: none)
-	readTree := func(d Digest) ([]Entry, error) {
-		_, data, err := p.Get(ctx, d)
-		if err != nil {
-			return nil, err
-		}
-		return DecodeTree(data)
+	readTree := func(d Digest) (es []Entry, err error) {
+		_, err = o.verified(ctx, func() error {
+			_, data, err := p.Get(ctx, d)
+			if err == nil {
+				es, err = DecodeTree(data)
+			}
+			return err
+		})
+		return es, err
 	}
 	// badContent returns the bad object a file entry depends on, if any.
 	badContent := func(e *Entry) (Digest, bool) {
@@ -295,7 +392,11 @@ func (p *Pool) findUses(ctx context.Context, manifests []*Manifest, bad map[Dige
 		if c, ok := listBad[e.Content]; ok {
 			return c, !c.IsZero()
 		}
-		refs, err := p.readChunkList(ctx, e.Content)
+		var refs []chunkRef
+		_, err := o.verified(ctx, func() (err error) {
+			refs, err = p.readChunkList(ctx, e.Content)
+			return err
+		})
 		var found Digest
 		if err == nil {
 			for _, c := range refs {
