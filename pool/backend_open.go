@@ -2,7 +2,10 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"sort"
@@ -24,7 +27,22 @@ type OpenBackendOptions struct {
 	// Getenv looks up credentials (CAIRN_S3_ACCESS_KEY,
 	// CAIRN_S3_SECRET_KEY); os.Getenv when nil.
 	Getenv func(string) string
+	// OpenRetries is how often opening a remote store (S3: the bucket
+	// check) is retried after a transient failure — 503, SlowDown, a
+	// reset or refused connection, no answer within OpenTimeout — with
+	// the decorator's backoff (Decorate.RetryBase doubling up to RetryMax,
+	// jittered; Decorate.Sleep). 0 means DefaultOpenRetries, negative
+	// none; the URL parameter open_retries=N overrides it. OpenTimeout
+	// bounds each attempt (default 30s). A host name that does not
+	// resolve, refused credentials or a missing bucket fail at once.
+	OpenRetries int
+	OpenTimeout time.Duration
 }
+
+// DefaultOpenRetries: with the default backoff (100ms doubling, capped at
+// 10s, each delay 50–100% of its step) opening gives up after 9 attempts
+// and at most 22.7s of waiting (about 17s on average).
+const DefaultOpenRetries = 8
 
 // A BackendFactory opens a backend for a parsed location URL. It returns
 // the backend and the decorator settings it wants (its defaults merged
@@ -68,7 +86,10 @@ func init() {
 // directory, or s3://[access:secret@]host:port/bucket[/prefix]?region=…&insecure=1
 // — and wraps it in its decorators (Decorate, the one place they are
 // composed). Common query parameters: retries=N, verify=1, rps=F,
-// burst=N, concurrency=N. Errors never contain the credentials.
+// burst=N, concurrency=N, retry_base=DURATION; s3 also takes
+// open_retries=N (see OpenBackendOptions.OpenRetries: opening is retried
+// through 503s, SlowDown, timeouts and refused connections). Errors never
+// contain the credentials.
 func OpenBackend(ctx context.Context, location string, o OpenBackendOptions) (Backend, error) {
 	if o.Getenv == nil {
 		o.Getenv = os.Getenv
@@ -160,16 +181,90 @@ func openS3(ctx context.Context, u *url.URL, o OpenBackendOptions) (Backend, Dec
 		}
 		cfg.Insecure = ins
 	}
+	if v := q.Get("open_retries"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, o.Decorate, fmt.Errorf("open storage %s: open_retries=%q: %v", loc, v, err)
+		}
+		o.OpenRetries = n
+		if n == 0 {
+			o.OpenRetries = -1
+		}
+	}
 	d := o.Decorate
 	if d.Retries == 0 {
 		d.Retries = 5
 	}
-	d, err := applyQuery(u, d, "region", "insecure")
+	d, err := applyQuery(u, d, "region", "insecure", "open_retries")
 	if err != nil {
 		return nil, d, err
 	}
-	b, err := NewS3Backend(ctx, cfg)
+	b, err := openRetrying(ctx, loc, o, d, func(ctx context.Context) (*S3Backend, error) { return NewS3Backend(ctx, cfg) })
 	return b, d, err
+}
+
+// openRetrying runs open until it succeeds, fails for good, or
+// o.OpenRetries retries of transient failures are spent (see
+// OpenBackendOptions). The final error names the location (endpoint and
+// bucket), the attempts, the time spent and the last cause.
+func openRetrying[B any](ctx context.Context, loc string, o OpenBackendOptions, d DecorateOptions, open func(context.Context) (B, error)) (B, error) {
+	retries := o.OpenRetries
+	switch {
+	case retries == 0:
+		retries = DefaultOpenRetries
+	case retries < 0:
+		retries = 0
+	}
+	timeout := o.OpenTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	if d.RetryBase <= 0 {
+		d.RetryBase = 100 * time.Millisecond
+	}
+	if d.RetryMax <= 0 {
+		d.RetryMax = 10 * time.Second
+	}
+	sleep, logger := d.Sleep, d.Logger
+	if sleep == nil {
+		sleep = sleepCtx
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	start := time.Now()
+	for i := 0; ; i++ {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		b, err := open(actx)
+		cancel()
+		if err == nil {
+			if i > 0 {
+				logger.Info("storage opened after retries", "location", loc, "attempts", i+1, "took", time.Since(start).Round(time.Millisecond))
+			}
+			return b, nil
+		}
+		var zero B
+		if ctx.Err() != nil {
+			return zero, fmt.Errorf("open storage %s: %w (attempt %d: %v)", loc, ctx.Err(), i+1, err)
+		}
+		var dnsErr *net.DNSError
+		switch {
+		case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+			return zero, fmt.Errorf("open storage %s: %w", loc, err) // a typo, not an outage
+		case errors.Is(err, context.DeadlineExceeded):
+			err = fmt.Errorf("%w: no answer within %s: %v", ErrTransient, timeout, err)
+		case !errors.Is(err, ErrTransient):
+			return zero, err
+		}
+		if i >= retries {
+			return zero, fmt.Errorf("open storage %s: giving up after %d attempts in %s: %w", loc, i+1, time.Since(start).Round(time.Millisecond), err)
+		}
+		delay := d.backoff(i)
+		logger.Warn("storage open retry", "location", loc, "attempt", i+1, "delay", delay, "err", err)
+		if serr := sleep(ctx, delay); serr != nil {
+			return zero, fmt.Errorf("open storage %s: %w (attempt %d: %v)", loc, serr, i+1, err)
+		}
+	}
 }
 
 // applyQuery reads the decorator parameters from the URL query and rejects

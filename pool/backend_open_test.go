@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairn-backup/cairn/pool"
 )
@@ -55,9 +56,12 @@ func TestOpenS3Errors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "CAIRN_S3_ACCESS_KEY") {
 		t.Fatalf("no credentials: %v", err)
 	}
-	// Unreachable server: a transient error that never shows the secret.
-	_, err = pool.OpenBackend(ctx, "s3://AKID:s3cr3tvalue@127.0.0.1:1/bucket/pfx?insecure=1&region=eu-west-1", pool.OpenBackendOptions{Getenv: noEnv})
-	if err == nil || strings.Contains(err.Error(), "s3cr3tvalue") || !errors.Is(err, pool.ErrTransient) {
+	// Unreachable server: retried, then a transient error that names the
+	// location and never shows the secret.
+	noSleep := pool.DecorateOptions{Sleep: func(context.Context, time.Duration) error { return nil }}
+	_, err = pool.OpenBackend(ctx, "s3://AKID:s3cr3tvalue@127.0.0.1:1/bucket/pfx?insecure=1&region=eu-west-1", pool.OpenBackendOptions{Getenv: noEnv, Decorate: noSleep})
+	if err == nil || strings.Contains(err.Error(), "s3cr3tvalue") || !errors.Is(err, pool.ErrTransient) ||
+		!strings.Contains(err.Error(), "s3://***@127.0.0.1:1/bucket/pfx") || !strings.Contains(err.Error(), "giving up after 9 attempts") {
 		t.Fatalf("unreachable: %v", err)
 	}
 	env := func(k string) string {
