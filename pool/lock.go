@@ -65,6 +65,8 @@ type poolState struct {
 
 	gcMu sync.Mutex // one GC at a time per process
 
+	registry LockRegistry // vouches for lock holders on other machines (guarded by mu)
+
 	workers int // Writer concurrency; 0: default (guarded by mu)
 
 	chunks *lru // decoded file data by digest
@@ -123,6 +125,42 @@ type lockInfo struct {
 	// see procScope). A fresh lock of a dead PID in our own scope is
 	// stale: its holder was killed (SIGKILL, OOM) and cannot come back.
 	Scope string `json:"scope,omitempty"`
+	// Owner names the holder in a LockRegistry (in cluster mode the
+	// appliance's instance ID); a registry that knows the owner is dead
+	// makes the lock stale at once, wherever the holder ran.
+	Owner string `json:"owner,omitempty"`
+}
+
+// A LockRegistry knows which processes using a pool are alive, beyond
+// what one machine can see: the appliance's cluster instance table, where
+// every instance renews a heartbeat. With one set (Pool.SetLockRegistry),
+// this process writes its registry name into its lock objects, and a
+// foreign lock whose owner the registry declares dead is stale at once
+// instead of after 30 minutes without a refresh: GC does not wait for a
+// writer killed on another machine, and writers do not wait for such a GC.
+type LockRegistry interface {
+	// Self is this process's name in the registry.
+	Self() string
+	// Dead reports whether owner, which wrote a lock at created (by its
+	// own clock), is gone for good: no heartbeat for long enough that it
+	// has stopped its work, a clean stop, or a restart since created.
+	// Any doubt (unknown owner, registry unreachable) must answer false.
+	Dead(ctx context.Context, owner string, created time.Time) bool
+}
+
+// SetLockRegistry sets (nil: removes) the registry that vouches for
+// lock holders; see LockRegistry. Locks taken afterwards carry its name.
+func (p *Pool) SetLockRegistry(r LockRegistry) {
+	st := p.state()
+	st.mu.Lock()
+	st.registry = r
+	st.mu.Unlock()
+}
+
+func (st *poolState) lockRegistry() LockRegistry {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.registry
 }
 
 // procScope names this machine's boot and PID namespace, or "" if they
@@ -141,22 +179,26 @@ var procScope = sync.OnceValue(func() string {
 })
 
 // holderDead reports whether lock object name was taken by a process of
-// our scope that no longer exists. Any doubt (unreadable lock, other
-// scope, live PID) answers false: the lock is then judged by its age.
+// our scope that no longer exists, or by an owner the lock registry
+// declares dead. Any doubt (unreadable lock, other scope and no registry
+// verdict, live PID) answers false: the lock is then judged by its age.
 func (p *Pool) holderDead(ctx context.Context, name string) bool {
-	scope := procScope()
-	if scope == "" {
-		return false
-	}
 	_, data, err := p.GetNamed(ctx, name)
 	if err != nil {
 		return false
 	}
 	var info lockInfo
-	if json.Unmarshal(data, &info) != nil || info.Scope != scope || info.PID <= 0 || info.PID == os.Getpid() {
+	if json.Unmarshal(data, &info) != nil {
 		return false
 	}
-	return errors.Is(syscall.Kill(info.PID, 0), syscall.ESRCH)
+	if scope := procScope(); scope != "" && info.Scope == scope && info.PID > 0 && info.PID != os.Getpid() &&
+		errors.Is(syscall.Kill(info.PID, 0), syscall.ESRCH) {
+		return true
+	}
+	if r := p.state().lockRegistry(); r != nil && info.Owner != "" {
+		return r.Dead(ctx, info.Owner, info.Created)
+	}
+	return false
 }
 
 // heldLock is a lock object kept fresh by a heartbeat goroutine.
@@ -171,6 +213,9 @@ func (p *Pool) takeLock(ctx context.Context, name string, info lockInfo) (*heldL
 	hn, _ := os.Hostname()
 	info.Instance, info.Host, info.PID, info.Created = p.state().instance, hn, os.Getpid(), time.Now().UTC()
 	info.Scope = procScope()
+	if r := p.state().lockRegistry(); r != nil {
+		info.Owner = r.Self()
+	}
 	data, _ := json.Marshal(info)
 	if err := p.PutNamed(ctx, name, KindManifest, data); err != nil {
 		return nil, fmt.Errorf("take lock %s: %w", name, err)
