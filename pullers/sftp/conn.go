@@ -3,6 +3,7 @@ package sftp
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -110,16 +110,20 @@ func parseTarget(s pullers.Source) (*target, error) {
 type conn struct {
 	ssh    *ssh.Client
 	c      *sftp.Client
-	in     *countReader
+	in     *listMeter
 	stop   func() bool // stops the ctx watcher
 	hostKy ssh.PublicKey
 	server string // server version banner
+	once   sync.Once
 }
 
-func (c *conn) Close() error {
-	c.stop()
-	c.c.Close()
-	return c.ssh.Close()
+// Close ends the session; it may be called more than once.
+func (c *conn) Close() {
+	c.once.Do(func() {
+		c.stop()
+		c.c.Close()
+		c.ssh.Close()
+	})
 }
 
 // alive reports whether the session still answers.
@@ -128,39 +132,111 @@ func (c *conn) alive() bool {
 	return err == nil
 }
 
-// countReader counts the bytes the server sends and cancels a listing
-// that goes over its budget.
-type countReader struct {
-	r      io.Reader
-	n      atomic.Int64
-	mu     sync.Mutex
-	limit  int64
-	cancel func()
+// listMeter watches the SFTP packets the server sends and meters the
+// listing replies (SSH_FXP_NAME): while armed, it counts their bytes and
+// names and cancels the listing once it goes over its budget. File data
+// (SSH_FXP_DATA) read at the same time by other requests is not counted.
+// The packet framing is parsed on the side; pkg/sftp does the real
+// decoding.
+type listMeter struct {
+	r io.Reader
+
+	// Parser state, used by the one goroutine that reads the session.
+	hdr  [13]byte // length, type, id, count
+	hn   int      // header bytes collected
+	left int64    // body bytes of the current packet still to pass
+
+	mu       sync.Mutex
+	bytes    int64
+	names    int64
+	maxBytes int64
+	maxNames int64
+	cancel   func()
+	over     string // "bytes" or "names": which budget was exceeded
 }
 
-func (r *countReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	total := r.n.Add(int64(n))
-	r.mu.Lock()
-	if r.cancel != nil && total > r.limit {
-		r.cancel()
-		r.cancel = nil
-	}
-	r.mu.Unlock()
+const fxpName = 104 // SSH_FXP_NAME
+
+func (m *listMeter) Read(p []byte) (int, error) {
+	n, err := m.r.Read(p)
+	m.scan(p[:n])
 	return n, err
 }
 
-// arm calls cancel once the server has sent budget more bytes.
-func (r *countReader) arm(budget int64, cancel func()) {
-	r.mu.Lock()
-	r.limit, r.cancel = r.n.Load()+budget, cancel
-	r.mu.Unlock()
+// want is how many header bytes the current packet has: 4 (length), the
+// type, and for a NAME reply the id and the count of names.
+func (m *listMeter) want() int {
+	w := 5
+	if m.hn >= 5 && m.hdr[4] == fxpName {
+		w = 13
+	}
+	if m.hn >= 4 {
+		w = int(min(int64(w), 4+int64(binary.BigEndian.Uint32(m.hdr[:4]))))
+	}
+	return w
 }
 
-func (r *countReader) disarm() {
-	r.mu.Lock()
-	r.cancel = nil
-	r.mu.Unlock()
+func (m *listMeter) scan(p []byte) {
+	for len(p) > 0 {
+		if m.left > 0 {
+			k := min(int64(len(p)), m.left)
+			m.left -= k
+			p = p[k:]
+			continue
+		}
+		k := copy(m.hdr[m.hn:m.want()], p)
+		m.hn += k
+		p = p[k:]
+		if m.hn < m.want() {
+			continue
+		}
+		length := int64(binary.BigEndian.Uint32(m.hdr[:4]))
+		if m.hn >= 5 && m.hdr[4] == fxpName {
+			var count int64
+			if m.hn >= 13 {
+				count = int64(binary.BigEndian.Uint32(m.hdr[9:13]))
+			}
+			m.note(4+length, count)
+		}
+		m.left = 4 + length - int64(m.hn)
+		m.hn = 0
+	}
+}
+
+func (m *listMeter) note(bytes, names int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cancel == nil {
+		return
+	}
+	m.bytes += bytes
+	m.names += names
+	switch {
+	case m.bytes > m.maxBytes:
+		m.over = "bytes"
+	case m.names > m.maxNames:
+		m.over = "names"
+	default:
+		return
+	}
+	m.cancel()
+	m.cancel = nil
+}
+
+// arm calls cancel once the listing replies from now on exceed maxBytes
+// bytes or maxNames names.
+func (m *listMeter) arm(maxBytes, maxNames int64, cancel func()) {
+	m.mu.Lock()
+	m.bytes, m.names, m.maxBytes, m.maxNames, m.cancel, m.over = 0, 0, maxBytes, maxNames, cancel, ""
+	m.mu.Unlock()
+}
+
+// disarm ends the metering and says which budget was exceeded, if any.
+func (m *listMeter) disarm() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cancel = nil
+	return m.over
 }
 
 // HostKeyString formats a key in authorized_keys format, as
@@ -254,7 +330,7 @@ func (p *Puller) dial(ctx context.Context, t *target) (*conn, error) {
 		client.Close()
 		return fail(fmt.Errorf("sftp %s: %w", t.addr, err))
 	}
-	in := &countReader{r: rd}
+	in := &listMeter{r: rd}
 	c, err := sftp.NewClientPipe(in, wr,
 		sftp.UseConcurrentReads(true),
 		sftp.UseFstat(true),

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/cairn-backup/cairn/pool"
 	"github.com/cairn-backup/cairn/pullers"
+	"github.com/cairn-backup/cairn/pullers/internal/ahead"
 )
 
 // Method is the source method name this puller registers.
@@ -37,6 +37,12 @@ const (
 	DefaultMaxDepth     = 256
 	DefaultMaxListBytes = 64 << 20
 	DefaultRetries      = 2
+	DefaultMaxEntries   = 1 << 20 // names per directory
+	// DefaultWorkers files are fetched at once over the one session.
+	DefaultWorkers = 8
+	// DefaultMaxInFlight caps the file content held in memory between
+	// the fetches and the sink.
+	DefaultMaxInFlight = 64 << 20
 )
 
 // Puller pulls over SFTP. Make one with New; one Puller runs one pull
@@ -55,6 +61,9 @@ type Puller struct {
 	MaxDepth     int   // directory nesting; 0: DefaultMaxDepth
 	MaxListBytes int64 // bytes the server may send for one listing; 0: DefaultMaxListBytes
 	Retries      int   // extra attempts for a file after a dropped connection; 0: DefaultRetries, <0: none
+	MaxEntries   int   // names per directory; 0: DefaultMaxEntries
+	Workers      int   // files fetched at once; 0: DefaultWorkers, 1: one at a time
+	MaxInFlight  int64 // bytes of file content buffered ahead of the sink; 0: DefaultMaxInFlight
 
 	mu   sync.Mutex
 	seen ssh.PublicKey
@@ -150,6 +159,10 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	if w.maxList <= 0 {
 		w.maxList = DefaultMaxListBytes
 	}
+	w.maxEntries = p.MaxEntries
+	if w.maxEntries <= 0 {
+		w.maxEntries = DefaultMaxEntries
+	}
 	w.retries = p.Retries
 	if w.retries == 0 {
 		w.retries = DefaultRetries
@@ -173,7 +186,7 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	if err != nil {
 		return err
 	}
-	defer func() { w.cn.Close() }()
+	defer func() { w.conn().Close() }()
 
 	if len(roots) == 1 {
 		w.base = roots[0]
@@ -188,46 +201,182 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 		if err := j.Sink.Add(ctx, ".", e, nil); err != nil {
 			return fmt.Errorf("sftp %s:%s: store the root: %w", t.addr, w.base, err)
 		}
-		w.added(".", &e)
-		if err := w.walkDir(ctx, "", 0); err != nil {
-			return err
-		}
-	} else {
-		// Several paths: each at its own absolute location below a
-		// synthetic root; the directories on the way are stat'ed.
-		w.base = "/"
-		root := pool.Entry{Name: ".", Type: pool.TypeDir, Mode: 0o755}
-		if err := j.Sink.Add(ctx, ".", root, nil); err != nil {
-			return fmt.Errorf("sftp %s: store the root: %w", t.addr, err)
-		}
-		w.added(".", &root)
+		w.added(&e)
+		return w.run(ctx, func(ctx context.Context) error { return w.walkDir(ctx, "", 0) })
+	}
+	// Several paths: each at its own absolute location below a synthetic
+	// root; the directories on the way are stat'ed.
+	w.base = "/"
+	root := pool.Entry{Name: ".", Type: pool.TypeDir, Mode: 0o755}
+	if err := j.Sink.Add(ctx, ".", root, nil); err != nil {
+		return fmt.Errorf("sftp %s: store the root: %w", t.addr, err)
+	}
+	w.added(&root)
+	return w.run(ctx, func(ctx context.Context) error {
 		for _, r := range roots {
 			if err := w.walkRoot(ctx, strings.TrimPrefix(r, "/")); err != nil {
 				return err
 			}
 		}
+		return nil
+	})
+}
+
+// walker is the state of one pull. The walk (listing directories,
+// deciding what to fetch, starting the fetches) runs on one goroutine, the
+// producer; the sink is fed on another, the consumer (the caller of
+// Pull), in walk order, from the items the producer sends; the fetches
+// run on the ahead.Fetcher's workers in between.
+type walker struct {
+	p          *Puller
+	j          *pullers.Job
+	t          *target
+	base       string // remote path of the snapshot root
+	excludes   []string
+	maxDepth   int
+	maxList    int64
+	maxEntries int
+	retries    int
+	full       bool
+	every      int64 // full_every in days; 0: never
+	day        int64
+
+	cnMu    sync.Mutex
+	cn      *conn
+	redials int
+
+	f       *ahead.Fetcher
+	out     chan item
+	walkErr error // the producer's, read after out is closed
+
+	progMu sync.Mutex
+	prog   pullers.Progress
+
+	dirsSeen map[string]bool // producer only: multi-path directories already emitted
+}
+
+type itemKind uint8
+
+const (
+	itemAdd  itemKind = iota // a non-file entry (or an empty file's)
+	itemFile                 // a file being fetched into buf
+	itemSkip                 // a file reused from the previous snapshot
+	itemErr                  // a per-file error
+)
+
+// item is one step of the walk, for the consumer.
+type item struct {
+	kind itemKind
+	rel  string
+	e    pool.Entry // itemSkip: the listed entry, skip is what to add
+	skip pool.Entry
+	buf  *ahead.Buffer
+	err  error
+}
+
+// head is what a fetch tells the consumer before the content.
+type head struct {
+	cn  *conn      // the session the fetch used
+	e   pool.Entry // from the open handle
+	err error      // why the file could not be opened or stat'ed
+}
+
+func (w *walker) conn() *conn {
+	w.cnMu.Lock()
+	defer w.cnMu.Unlock()
+	return w.cn
+}
+
+// run feeds the sink from a producer running walk, with the files
+// fetched ahead by a Fetcher.
+func (w *walker) run(ctx context.Context, walk func(context.Context) error) error {
+	w.f = ahead.New(ctx, w.p.Workers, w.p.MaxInFlight, 0)
+	w.out = make(chan item, 256)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(w.out)
+		w.walkErr = walk(w.f.Context())
+	}()
+	err := w.consume(ctx)
+	// Stop the producer and the fetches: closing the session ends any
+	// request still waiting for the server.
+	w.f.Stop()
+	w.conn().Close()
+	<-done
+	w.f.Wait()
+	if err != nil {
+		return err
 	}
-	w.report("")
+	w.report()
 	return nil
 }
 
-// walker is the state of one pull, used by one goroutine.
-type walker struct {
-	p        *Puller
-	j        *pullers.Job
-	t        *target
-	cn       *conn
-	base     string // remote path of the snapshot root
-	excludes []string
-	maxDepth int
-	maxList  int64
-	retries  int
-	full     bool
-	every    int64 // full_every in days; 0: never
-	day      int64
-	prog     pullers.Progress
-	dirsSeen map[string]bool // multi-path: directories already emitted
-	redials  int
+func (w *walker) consume(ctx context.Context) error {
+	rejected := "" // a directory the sink rejected: its subtree is dropped
+	for {
+		var it item
+		var ok bool
+		select {
+		case it, ok = <-w.out:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !ok {
+			if w.walkErr != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return w.walkErr
+		}
+		if err := ctx.Err(); err != nil {
+			if it.buf != nil {
+				it.buf.Close()
+			}
+			return err
+		}
+		if rejected != "" && strings.HasPrefix(it.rel, rejected+"/") {
+			if it.buf != nil {
+				it.buf.Close()
+			}
+			continue
+		}
+		var err error
+		switch it.kind {
+		case itemErr:
+			w.recordError(it.rel, it.err)
+		case itemAdd:
+			var ok bool
+			ok, err = w.add(ctx, it.rel, it.e)
+			if !ok && err == nil && it.e.Type == pool.TypeDir {
+				rejected = it.rel
+			}
+		case itemSkip:
+			err = w.storeSkip(ctx, it)
+		case itemFile:
+			err = w.storeFile(ctx, it.rel, it.e, it.buf)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// emit hands it to the consumer (producer side).
+func (w *walker) emit(ctx context.Context, it item) error {
+	select {
+	case w.out <- it:
+		return nil
+	case <-ctx.Done():
+		if it.buf != nil {
+			it.buf.Close()
+		}
+		return ctx.Err()
+	}
+}
+
+// fail records a per-file error found by the producer.
+func (w *walker) fail(ctx context.Context, rel string, err error) error {
+	return w.emit(ctx, item{kind: itemErr, rel: rel, err: err})
 }
 
 func (w *walker) options() error {
@@ -294,24 +443,53 @@ func (w *walker) excluded(rel string) bool {
 	return false
 }
 
+// recordError, added and report are the consumer's; setPath the
+// producer's. Progress is called under progMu, so never concurrently.
 func (w *walker) recordError(rel string, err error) {
-	w.prog.Errors++
 	w.j.Sink.RecordError(rel, fmt.Errorf("%s: %w", w.where(rel), err))
+	w.progMu.Lock()
+	w.prog.Errors++
+	w.reportLocked()
+	w.progMu.Unlock()
 }
 
-func (w *walker) report(rel string) {
-	w.prog.Path = rel
+func (w *walker) report() {
+	w.progMu.Lock()
+	w.prog.Path = ""
+	w.reportLocked()
+	w.progMu.Unlock()
+}
+
+func (w *walker) reportLocked() {
 	if w.j.Progress != nil {
 		w.j.Progress(w.prog)
 	}
 }
 
-func (w *walker) added(rel string, e *pool.Entry) {
+// setPath reports rel as the current path: the producer calls it before
+// it starts fetching rel, so a Progress hook that changes the source sees
+// every later file fetched after it returns.
+func (w *walker) setPath(rel string) {
+	w.progMu.Lock()
+	w.prog.Path = rel
+	w.reportLocked()
+	w.progMu.Unlock()
+}
+
+func (w *walker) added(e *pool.Entry) {
+	w.progMu.Lock()
 	w.prog.Files++
 	if e.Type == pool.TypeFile {
 		w.prog.Bytes += e.Size
 	}
-	w.report(rel)
+	w.reportLocked()
+	w.progMu.Unlock()
+}
+
+func (w *walker) skipped() {
+	w.progMu.Lock()
+	w.prog.Skipped++
+	w.progMu.Unlock()
 }
 
 // add stores a non-file entry; a rejected entry is a per-file error.
@@ -319,7 +497,7 @@ func (w *walker) add(ctx context.Context, rel string, e pool.Entry) (bool, error
 	if err := w.j.Sink.Add(ctx, rel, e, nil); err != nil {
 		return false, w.addFailed(ctx, rel, err)
 	}
-	w.added(rel, &e)
+	w.added(&e)
 	return true, nil
 }
 
@@ -400,20 +578,18 @@ func (w *walker) walkRoot(ctx context.Context, rel string) error {
 		if w.dirsSeen[cur] {
 			continue
 		}
-		fi, err := w.cn.c.Lstat(w.remote(cur))
+		fi, err := w.conn().c.Lstat(w.remote(cur))
 		if err != nil {
-			w.recordError(cur, fmt.Errorf("stat: %w", err))
-			return nil
+			return w.fail(ctx, cur, fmt.Errorf("stat: %w", err))
 		}
 		e := w.entry(els[i], fi)
 		if i == len(els)-1 {
 			return w.visit(ctx, cur, e, 0)
 		}
 		if e.Type != pool.TypeDir {
-			w.recordError(cur, errors.New("not a directory on the way to a source path"))
-			return nil
+			return w.fail(ctx, cur, errors.New("not a directory on the way to a source path"))
 		}
-		if ok, err := w.add(ctx, cur, e); !ok || err != nil {
+		if err := w.emitAdd(ctx, cur, e); err != nil {
 			return err
 		}
 		w.dirsSeen[cur] = true
@@ -421,40 +597,60 @@ func (w *walker) walkRoot(ctx context.Context, rel string) error {
 	return nil
 }
 
-// list reads the directory rel, at most maxList bytes of listing.
-func (w *walker) list(ctx context.Context, rel string) ([]os.FileInfo, error) {
+func (w *walker) emitAdd(ctx context.Context, rel string, e pool.Entry) error {
+	w.setPath(rel)
+	return w.emit(ctx, item{kind: itemAdd, rel: rel, e: e})
+}
+
+// list reads the directory rel: at most maxList bytes of listing and
+// maxEntries names, counted as the server's replies arrive.
+func (w *walker) list(ctx context.Context, cn *conn, rel string) ([]os.FileInfo, error) {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w.cn.in.arm(w.maxList, cancel)
-	fis, err := w.cn.c.ReadDirContext(lctx, w.remote(rel))
-	w.cn.in.disarm()
-	if err != nil && ctx.Err() == nil && lctx.Err() != nil {
-		err = fmt.Errorf("listing longer than %d bytes; kept the first %d entries", w.maxList, len(fis))
+	cn.in.arm(w.maxList, int64(w.maxEntries), cancel)
+	fis, err := cn.c.ReadDirContext(lctx, w.remote(rel))
+	over := cn.in.disarm()
+	if err == nil && over == "" && len(fis) <= w.maxEntries {
+		return fis, nil
+	}
+	if ctx.Err() != nil || (err != nil && over == "" && lctx.Err() == nil) {
+		return fis, err // cancelled, or the server's error
+	}
+	fis = fis[:min(len(fis), w.maxEntries)]
+	var terr error
+	if over == "bytes" {
+		terr = fmt.Errorf("listing longer than %d bytes; kept the first %d entries", w.maxList, len(fis))
+	} else {
+		terr = fmt.Errorf("more than %d names in one directory; kept the first %d", w.maxEntries, len(fis))
+	}
+	if err != nil {
 		// The session may still be answering the abandoned listing.
-		if rerr := w.redial(ctx); rerr != nil {
+		if rerr := w.redial(ctx, cn); rerr != nil {
 			return nil, rerr
 		}
-		return fis, &listTruncated{err}
 	}
-	return fis, err
+	return fis, &listTruncated{terr}
 }
 
 type listTruncated struct{ error }
 
 // walkDir emits the children of rel ("" for the root).
 func (w *walker) walkDir(ctx context.Context, rel string, depth int) error {
-	fis, err := w.list(ctx, rel)
+	cn := w.conn()
+	fis, err := w.list(ctx, cn, rel)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		var lt *listTruncated
 		if !errors.As(err, &lt) {
-			if fatal := w.connLost(ctx, err); fatal != nil {
+			if fatal := w.connLost(ctx, cn); fatal != nil {
 				return fatal
 			}
 		}
-		w.recordError(relOrDot(rel), fmt.Errorf("read directory: %w", err))
+		if err := w.fail(ctx, relOrDot(rel), fmt.Errorf("read directory: %w", err)); err != nil {
+			return err
+		}
 	}
 	// The server's names are hostile: pkg/sftp already took path.Base;
 	// drop what cannot be one name, and duplicates.
@@ -463,7 +659,9 @@ func (w *walker) walkDir(ctx context.Context, rel string, depth int) error {
 	for _, fi := range fis {
 		name := fi.Name()
 		if !pool.ValidName(name) {
-			w.recordError(relOrDot(rel), fmt.Errorf("the server listed an invalid name %q", name))
+			if err := w.fail(ctx, relOrDot(rel), fmt.Errorf("the server listed an invalid name %q", name)); err != nil {
+				return err
+			}
 			continue
 		}
 		if _, dup := byName[name]; dup {
@@ -502,34 +700,30 @@ func (w *walker) visit(ctx context.Context, rel string, e pool.Entry, depth int)
 	switch e.Type {
 	case pool.TypeDir:
 		if depth > w.maxDepth {
-			w.recordError(rel, fmt.Errorf("nested deeper than %d directories; not descended", w.maxDepth))
-			return nil
+			return w.fail(ctx, rel, fmt.Errorf("nested deeper than %d directories; not descended", w.maxDepth))
 		}
-		if ok, err := w.add(ctx, rel, e); !ok || err != nil {
+		if err := w.emitAdd(ctx, rel, e); err != nil {
 			return err
 		}
 		return w.walkDir(ctx, rel, depth)
 	case pool.TypeFile:
 		return w.visitFile(ctx, rel, e)
 	case pool.TypeSymlink:
-		target, err := w.cn.c.ReadLink(w.remote(rel))
+		cn := w.conn()
+		target, err := cn.c.ReadLink(w.remote(rel))
 		if err != nil {
-			if fatal := w.connLost(ctx, err); fatal != nil {
+			if fatal := w.connLost(ctx, cn); fatal != nil {
 				return fatal
 			}
-			w.recordError(rel, fmt.Errorf("readlink: %w", vanished(err)))
-			return nil
+			return w.fail(ctx, rel, fmt.Errorf("readlink: %w", vanished(err)))
 		}
 		if strings.IndexByte(target, 0) >= 0 || len(target) > 64<<10 {
-			w.recordError(rel, errors.New("the server sent an invalid symlink target"))
-			return nil
+			return w.fail(ctx, rel, errors.New("the server sent an invalid symlink target"))
 		}
 		e.Target = target
-		_, err = w.add(ctx, rel, e)
-		return err
+		return w.emitAdd(ctx, rel, e)
 	default:
-		_, err := w.add(ctx, rel, e)
-		return err
+		return w.emitAdd(ctx, rel, e)
 	}
 }
 
@@ -541,19 +735,36 @@ func vanished(err error) error {
 	return err
 }
 
-// connLost checks the session after err; a dead one is replaced. It
-// returns an error only when no new session can be had.
-func (w *walker) connLost(ctx context.Context, err error) error {
+// connLost checks the session cn after an error; a dead one is replaced.
+// It returns an error only when no new session can be had.
+func (w *walker) connLost(ctx context.Context, cn *conn) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if w.cn.alive() {
+	if !w.lost(cn) {
 		return nil
 	}
-	return w.redial(ctx)
+	return w.redial(ctx, cn)
 }
 
-func (w *walker) redial(ctx context.Context) error {
+// lost: cn was replaced, or does not answer.
+func (w *walker) lost(cn *conn) bool {
+	if cn == nil {
+		return false
+	}
+	if cn != w.conn() {
+		return true
+	}
+	return !cn.alive()
+}
+
+// redial replaces the session old (unless another goroutine did already).
+func (w *walker) redial(ctx context.Context, old *conn) error {
+	w.cnMu.Lock()
+	defer w.cnMu.Unlock()
+	if w.cn != old {
+		return nil
+	}
 	w.redials++
 	if w.redials > 10 {
 		return fmt.Errorf("sftp %s: the connection dropped %d times; giving up", w.t.addr, w.redials)
@@ -579,120 +790,146 @@ func (w *walker) previous(ctx context.Context, rel string) (pool.Entry, bool) {
 	return e, true
 }
 
+// visitFile (producer) emits a file: reused when size and mtime match the
+// previous snapshot, else fetched ahead.
 func (w *walker) visitFile(ctx context.Context, rel string, e pool.Entry) error {
+	w.setPath(rel)
 	if prev, ok := w.previous(ctx, rel); ok && !w.fullRead(rel) && prev.Type == pool.TypeFile &&
 		prev.Size == e.Size && prev.ModTime == e.ModTime && e.Size > 0 && !prev.Content.IsZero() {
 		skip := e
 		skip.Content, skip.Chunked = prev.Content, prev.Chunked
-		err := w.j.Sink.Add(ctx, rel, skip, nil)
-		if err == nil {
-			w.prog.Skipped++
-			w.added(rel, &skip)
-			return nil
-		}
-		if !errors.Is(err, pool.ErrContentMissing) || ctx.Err() != nil {
-			return w.addFailed(ctx, rel, err)
-		}
+		return w.emit(ctx, item{kind: itemSkip, rel: rel, e: e, skip: skip})
 	}
-	var lastErr error
-	for attempt := 0; attempt <= w.retries; attempt++ {
-		done, ferr, fatal := w.readFile(ctx, rel, e)
+	b, err := w.f.Start(e.Size, w.fetch(rel, e))
+	if err != nil {
+		return err
+	}
+	return w.emit(ctx, item{kind: itemFile, rel: rel, e: e, buf: b})
+}
+
+// storeSkip (consumer) adds a reused file; when its content is gone from
+// the pool, the file is read after all.
+func (w *walker) storeSkip(ctx context.Context, it item) error {
+	err := w.j.Sink.Add(ctx, it.rel, it.skip, nil)
+	if err == nil {
+		w.skipped()
+		w.added(&it.skip)
+		return nil
+	}
+	if !errors.Is(err, pool.ErrContentMissing) || ctx.Err() != nil {
+		return w.addFailed(ctx, it.rel, err)
+	}
+	return w.storeFile(ctx, it.rel, it.e, w.f.Direct(it.e.Size, w.fetch(it.rel, it.e)))
+}
+
+// storeFile (consumer) adds a fetched file. When the fetch failed because
+// the session dropped, the file is fetched again on a new session
+// (Retries times), then recorded as a per-file error.
+func (w *walker) storeFile(ctx context.Context, rel string, e pool.Entry, b *ahead.Buffer) error {
+	for attempt := 0; ; attempt++ {
+		done, ferr, cn, fatal := w.store(ctx, rel, b)
 		if fatal != nil {
 			return fatal
 		}
 		if done {
 			return nil
 		}
-		lastErr = ferr
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if w.cn.alive() {
-			break // a file error, not the connection: no retry
+		if attempt >= w.retries || !w.lost(cn) {
+			w.recordError(rel, ferr)
+			return nil // a file error, not the connection: no retry
 		}
-		if err := w.redial(ctx); err != nil {
+		if err := w.redial(ctx, cn); err != nil {
 			return err
 		}
+		b = w.f.Direct(e.Size, w.fetch(rel, e))
 	}
-	w.recordError(rel, lastErr)
-	return nil
 }
 
-// readFile opens rel, takes its metadata from the open handle and streams
-// it into the sink through pipelined concurrent reads. done: stored.
-// ferr: why this file failed. fatal: the pull must stop.
-func (w *walker) readFile(ctx context.Context, rel string, e pool.Entry) (done bool, ferr, fatal error) {
-	f, err := w.cn.c.Open(w.remote(rel))
+// store adds the file fetched into b. done: stored. ferr: why this file
+// failed, cn: on which session. fatal: the pull must stop.
+func (w *walker) store(ctx context.Context, rel string, b *ahead.Buffer) (done bool, ferr error, cn *conn, fatal error) {
+	defer b.Close()
+	v, err := b.Wait(ctx)
 	if err != nil {
-		return false, fmt.Errorf("open: %w", vanished(err)), nil
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return false, fmt.Errorf("stat: %w", err), nil
-	}
-	ne := w.entry(e.Name, fi)
-	if ne.Type != pool.TypeFile {
-		return false, errors.New("replaced during backup (no longer a regular file)"), nil
-	}
-	e = ne
-	if e.Size == 0 {
-		var one [1]byte
-		if n, _ := f.Read(one[:]); n > 0 {
-			return false, errors.New("the server says size 0 but sends data"), nil
+		if ctx.Err() != nil {
+			return false, nil, nil, ctx.Err()
 		}
-		_, err := w.add(ctx, rel, e)
-		return err == nil, nil, err
+		return false, err, nil, nil
 	}
-	pr, pw := io.Pipe()
-	res := make(chan error, 1)
-	go func() {
-		_, err := f.WriteTo(&capWriter{w: pw, left: e.Size + 1})
-		pw.CloseWithError(err)
-		res <- err
-	}()
-	err = w.j.Sink.Add(ctx, rel, e, pr)
-	pr.CloseWithError(errStopped)
-	rerr := <-res
+	h := v.(head)
+	if h.err != nil {
+		return false, h.err, h.cn, nil
+	}
+	err = w.j.Sink.Add(ctx, rel, h.e, b)
 	if err == nil {
-		w.added(rel, &e)
-		return true, nil, nil
+		w.added(&h.e)
+		return true, nil, nil, nil
 	}
 	if ctx.Err() != nil {
-		return false, nil, ctx.Err()
+		return false, nil, nil, ctx.Err()
 	}
 	if !errors.Is(err, pool.ErrEntry) {
-		return false, nil, fmt.Errorf("%s: store: %w", w.where(rel), err)
+		return false, nil, nil, fmt.Errorf("%s: store: %w", w.where(rel), err)
 	}
-	if rerr != nil && !errors.Is(rerr, errStopped) && !errors.Is(rerr, errTooLong) {
-		return false, fmt.Errorf("read: %w", rerr), nil
+	if rerr := b.Err(); rerr != nil && !errors.Is(rerr, ahead.ErrClosed) {
+		return false, fmt.Errorf("read: %w", rerr), h.cn, nil
 	}
-	return false, err, nil
+	return false, err, h.cn, nil
 }
 
-var (
-	errStopped = errors.New("reader closed")
-	errTooLong = errors.New("the server sent more data than the file's size")
+// Reads: readChunk bytes per request (pkg/sftp's packet size), readDepth
+// requests in flight per file.
+const (
+	readChunk = 32 << 10
+	readDepth = 64
 )
 
-// capWriter passes at most left bytes (size+1: enough for the sink to see
-// a file that is longer than its size) and then fails, so a server that
-// sends forever is cut off.
-type capWriter struct {
-	w    io.Writer
-	left int64
-}
-
-func (c *capWriter) Write(p []byte) (int, error) {
-	if int64(len(p)) > c.left {
-		n, err := c.w.Write(p[:c.left])
-		c.left -= int64(n)
-		if err == nil {
-			err = errTooLong
+// fetch (on a worker) opens rel, takes its metadata from the open handle
+// and reads it into b. For a file that fits its buffer, the FSTAT and the
+// reads go out together; a larger one is stat'ed first. The metadata goes
+// to the consumer through b.Ready, so size and content belong together.
+func (w *walker) fetch(rel string, listed pool.Entry) ahead.Func {
+	remote := w.remote(rel)
+	return func(ctx context.Context, b *ahead.Buffer) error {
+		cn := w.conn()
+		f, err := cn.c.Open(remote)
+		if err != nil {
+			b.Ready(head{cn: cn, err: fmt.Errorf("open: %w", vanished(err))})
+			return nil
 		}
-		return n, err
+		defer f.Close()
+		var fi os.FileInfo
+		if listed.Size+1 <= b.Cap() {
+			var serr error
+			statDone := make(chan struct{})
+			go func() {
+				defer close(statDone)
+				fi, serr = f.Stat()
+			}()
+			rerr := ahead.ReadAll(ctx, f, listed.Size, readChunk, readDepth, b)
+			<-statDone
+			if serr != nil {
+				b.Ready(head{cn: cn, err: fmt.Errorf("stat: %w", serr)})
+				return nil
+			}
+			if e := w.entry(listed.Name, fi); e.Type == pool.TypeFile && e.Size == listed.Size {
+				b.Ready(head{cn: cn, e: e})
+				return rerr
+			}
+			b.Discard() // changed since the listing: read it again below
+		} else if fi, err = f.Stat(); err != nil {
+			b.Ready(head{cn: cn, err: fmt.Errorf("stat: %w", err)})
+			return nil
+		}
+		e := w.entry(listed.Name, fi)
+		if e.Type != pool.TypeFile {
+			b.Ready(head{cn: cn, err: errors.New("replaced during backup (no longer a regular file)")})
+			return nil
+		}
+		b.Ready(head{cn: cn, e: e})
+		return ahead.ReadAll(ctx, f, e.Size, readChunk, readDepth, b) // at most size+1 bytes
 	}
-	n, err := c.w.Write(p)
-	c.left -= int64(n)
-	return n, err
 }
