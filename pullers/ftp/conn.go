@@ -1,7 +1,6 @@
 package ftp
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -27,11 +26,17 @@ const (
 	maxControlReply   = 1 << 20  // bytes of one control-connection reply
 	defaultMaxListing = 64 << 20 // bytes of one directory listing
 	defaultMaxDepth   = 256
+	// DefaultMaxEntries caps the names kept from one directory listing.
+	DefaultMaxEntries = 1 << 20
 )
 
 var (
 	// ErrListingTooLong marks a directory listing cut at the size cap.
 	ErrListingTooLong = errors.New("directory listing exceeds the size limit")
+	// ErrTooManyEntries marks a directory listing cut at the name cap
+	// (Puller.MaxEntries, Options["max_dir_entries"]): the first names
+	// listed are kept.
+	ErrTooManyEntries = errors.New("directory has too many entries")
 	// ErrCertificateMismatch: the server's certificate does not match the
 	// pinned fingerprint. It wraps pullers.ErrPermanent.
 	ErrCertificateMismatch = fmt.Errorf("TLS certificate does not match the pinned fingerprint: %w", pullers.ErrPermanent)
@@ -53,7 +58,9 @@ type config struct {
 	roots    *x509.CertPool // nil: system roots
 	tofu     bool
 	timeout  time.Duration
-	dial     func(ctx context.Context, network, addr string) (net.Conn, error) // nil: net.Dialer
+	// maxEntries is Options["max_dir_entries"]; 0: the Puller's.
+	maxEntries int
+	dial       func(ctx context.Context, network, addr string) (net.Conn, error) // nil: net.Dialer
 }
 
 // Fingerprint returns the "sha256:<hex>" fingerprint of a DER certificate,
@@ -134,6 +141,13 @@ func parseConfig(host string, src *pullers.Source) (*config, error) {
 		}
 		c.timeout = d
 	}
+	if v := o["max_dir_entries"]; v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("option max_dir_entries=%q: want a positive number of names per directory: %w", v, pullers.ErrPermanent)
+		}
+		c.maxEntries = n
+	}
 	return c, nil
 }
 
@@ -147,11 +161,13 @@ type session struct {
 	ctx      context.Context
 	conns    map[*wconn]struct{}
 	dials    int
-	capture  *bytes.Buffer // data connection bytes of the running listing
-	capMax   int64
-	capOver  bool
-	seenFP   string // fingerprint of the server's certificate
-	verified bool   // the certificate chained to the roots
+	capture  *lineSplitter // parses the running listing as it streams
+	capMax   int64         // byte cap of the running listing
+	capN     int64         // bytes of it so far
+	capOver  bool          // cut at capMax
+	capStop  bool          // cut because the consumer asked
+	seenFP   string        // fingerprint of the server's certificate
+	verified bool          // the certificate chained to the roots
 	stop     func() bool
 }
 
@@ -181,25 +197,44 @@ func (w *wconn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// dataConn captures a listing's plaintext (above TLS).
+// dataConn hands a listing's plaintext (above TLS) to the session's line
+// splitter as it streams. jlaffaye's own parser then sees one empty line
+// per read: it parses and keeps nothing, so a listing costs no memory
+// beyond what our consumer keeps.
 type dataConn struct {
 	net.Conn
 	s *session
 }
 
+// errListingCut ends a listing transfer the consumer stopped.
+var errListingCut = errors.New("listing cut by the client")
+
 func (d *dataConn) Read(p []byte) (int, error) {
 	n, err := d.Conn.Read(p)
 	s := d.s
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.capture != nil && n > 0 {
-		if int64(s.capture.Len()+n) > s.capMax {
+	ls := s.capture
+	if ls != nil && n > 0 {
+		s.capN += int64(n)
+		if s.capN > s.capMax {
 			s.capOver = true
+			s.mu.Unlock()
 			return 0, ErrListingTooLong
 		}
-		s.capture.Write(p[:n])
 	}
-	return n, err
+	s.mu.Unlock()
+	if ls == nil || n == 0 {
+		return n, err
+	}
+	if !ls.write(p[:n]) {
+		s.mu.Lock()
+		s.capStop = true
+		s.mu.Unlock()
+		return 0, errListingCut
+	}
+	// jlaffaye gets one empty line for the whole read.
+	p[0] = '\n'
+	return 1, err
 }
 
 func (w *wconn) Write(p []byte) (int, error) {
@@ -381,29 +416,33 @@ func (s *session) closeAll() {
 	}
 }
 
-// list returns the raw lines of a directory listing (MLSD or LIST -a) of
-// the current directory. The listing is read by jlaffaye's List, which
-// drives the transfer; the bytes are captured below it and parsed by our
-// own parser. A listing over max bytes fails with ErrListingTooLong.
-func (s *session) list(max int64) ([]string, error) {
-	buf := &bytes.Buffer{}
+// list streams the listing (MLSD or LIST -a) of the current directory to
+// fn, one line at a time without its line end (a line longer than
+// maxLineLen+2 comes as its first bytes with long set). jlaffaye's List
+// drives the transfer; the bytes are taken below it. When fn returns false
+// the transfer is cut and list returns errListingCut (the control
+// connection stays in step: the server's reply to the cut transfer is
+// read). A listing over max bytes fails with ErrListingTooLong.
+func (s *session) list(max int64, fn func(line string, long bool) bool) error {
+	ls := &lineSplitter{max: maxLineLen + 2, fn: fn}
 	s.mu.Lock()
-	s.capture, s.capMax, s.capOver = buf, max, false
+	s.capture, s.capMax, s.capN, s.capOver, s.capStop = ls, max, 0, false, false
 	s.mu.Unlock()
 	_, err := s.c.List("")
 	s.mu.Lock()
-	over := s.capOver
+	over, stop := s.capOver, s.capStop
 	s.capture = nil
 	s.mu.Unlock()
-	if over {
-		return nil, ErrListingTooLong
+	switch {
+	case over:
+		return ErrListingTooLong
+	case stop:
+		return errListingCut
+	case err != nil:
+		return err
 	}
-	if err != nil {
-		return nil, err
-	}
-	data := buf.String()
-	lines := strings.Split(strings.ReplaceAll(data, "\r\n", "\n"), "\n")
-	return lines, nil
+	ls.flush()
+	return nil
 }
 
 // fingerprint returns the certificate fingerprint seen and whether it

@@ -18,6 +18,9 @@
 //	Options["tls_tofu"]        "false": refuse a certificate that is neither
 //	                           pinned nor verified (ErrCertificateUnknown)
 //	Options["timeout"]         idle timeout per read/write, default 60s
+//	Options["max_dir_entries"] names kept from one directory listing (a
+//	                           positive number; default Puller.MaxEntries,
+//	                           else DefaultMaxEntries, 1,048,576)
 //	Source.Path                remote directory, default "/"
 //	Source.Excludes            globs (path.Match) on every path element and
 //	                           on the whole path relative to the source
@@ -54,9 +57,14 @@
 //
 // Every listed name is checked: ".", ".." are skipped; names with "/",
 // NUL, CR or LF, and unparsable lines are per-file errors on the
-// directory; duplicates keep the first. A listing may be at most
-// MaxListing bytes (ErrListingTooLong, per directory), a control reply at
-// most 1 MiB, and directories nest at most MaxDepth. A transfer must be
+// directory (the first 100 of a listing, then a count); duplicates keep
+// the first. A listing is parsed line by line as it streams (jlaffaye's
+// own parser is handed empty lines and keeps nothing), so memory holds
+// only the names kept: at most max_dir_entries of them, the first
+// listed, after which the transfer is cut (ErrTooManyEntries, a per-file
+// error on the directory). A listing may be at most MaxListing bytes
+// (ErrListingTooLong: the directory is stored empty), a listing line 8
+// KiB, a control reply 1 MiB, and directories nest at most MaxDepth. A transfer must be
 // exactly the listed size: when it is longer or shorter the size and time
 // are asked again (SIZE, MDTM) and the file is fetched once more; a second
 // mismatch is a per-file error and nothing of it is stored, so a snapshot

@@ -23,6 +23,14 @@ type fakeServer struct {
 	// endless to stream lines forever.
 	lists   map[string]string
 	endless map[string]bool
+	// endlessLine is the format of an endless listing's lines (one %d),
+	// by directory; default a valid file line. onLines, when set, is
+	// called after every 100,000 lines of an endless listing.
+	endlessLine map[string]string
+	onLines     func(n int)
+	// stall makes a directory's listing send one line and then hang
+	// until the client goes away.
+	stall map[string]bool
 	// files maps an absolute path to the bytes RETR sends; mdtm to the
 	// MDTM reply time (YYYYMMDDHHMMSS).
 	files map[string][]byte
@@ -39,8 +47,9 @@ func newFakeServer(t *testing.T) *fakeServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &fakeServer{t: t, ln: ln, lists: map[string]string{}, endless: map[string]bool{},
-		files: map[string][]byte{}, mdtm: map[string]string{}}
+	s := &fakeServer{t: t, ln: ln, lists: map[string]string{}, endless: map[string]bool{}, stall: map[string]bool{},
+		endlessLine: map[string]string{},
+		files:       map[string][]byte{}, mdtm: map[string]string{}}
 	s.wg.Add(1)
 	go s.serve()
 	t.Cleanup(func() {
@@ -159,7 +168,7 @@ func (s *fakeServer) session(c net.Conn) {
 			reply("227 Entering Passive Mode (10,9,8,7,%d,%d)", p/256, p%256)
 		case "CWD":
 			d := abs(arg)
-			if _, ok := s.lists[d]; !ok && !s.endless[d] {
+			if _, ok := s.lists[d]; !ok && !s.endless[d] && !s.stall[d] {
 				reply("550 no such directory")
 				continue
 			}
@@ -174,10 +183,25 @@ func (s *fakeServer) session(c net.Conn) {
 				continue
 			}
 			reply("150 here")
+			if s.stall[cwd] {
+				io.WriteString(d, "-rw-r--r-- 1 u g 1 Jan 01 2020 first\r\n")
+				io.Copy(io.Discard, d) // until the client closes it
+				d.Close()
+				reply("426 aborted")
+				continue
+			}
 			if s.endless[cwd] {
-				for i := 0; ; i++ {
-					if _, err := fmt.Fprintf(d, "-rw-r--r-- 1 u g 1 Jan 01 2020 f%09d\r\n", i); err != nil {
+				format := s.endlessLine[cwd]
+				if format == "" {
+					format = "-rw-r--r-- 1 u g 1 Jan 01 2020 f%09d\r\n"
+				}
+				bw := bufio.NewWriter(d)
+				for i := 1; ; i++ {
+					if _, err := fmt.Fprintf(bw, format, i-1); err != nil {
 						break
+					}
+					if i%100000 == 0 && s.onLines != nil {
+						s.onLines(i)
 					}
 				}
 				d.Close()

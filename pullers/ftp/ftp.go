@@ -31,6 +31,9 @@ type Puller struct {
 	MaxListing int64
 	// MaxDepth caps directory nesting below the source root (0: 256).
 	MaxDepth int
+	// MaxEntries caps the names kept from one directory listing (0:
+	// DefaultMaxEntries); Options["max_dir_entries"] overrides it.
+	MaxEntries int
 	// OnFingerprint, when set, is called with the server certificate's
 	// fingerprint ("sha256:<hex>") after every TLS login (also when it
 	// matched the pin or chained to the roots).
@@ -82,7 +85,13 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 		root = "/" + root
 	}
 	root = path.Clean(root)
-	w := &walker{p: p, j: j, cfg: cfg, root: root, maxListing: p.MaxListing, maxDepth: p.MaxDepth}
+	w := &walker{p: p, j: j, cfg: cfg, root: root, maxListing: p.MaxListing, maxDepth: p.MaxDepth, maxEntries: p.MaxEntries}
+	if cfg.maxEntries > 0 {
+		w.maxEntries = cfg.maxEntries
+	}
+	if w.maxEntries <= 0 {
+		w.maxEntries = DefaultMaxEntries
+	}
 	if w.maxListing <= 0 {
 		w.maxListing = defaultMaxListing
 	}
@@ -178,6 +187,7 @@ type walker struct {
 	excludes   []string
 	maxListing int64
 	maxDepth   int
+	maxEntries int
 	reconnects int
 	prog       pullers.Progress
 }
@@ -238,52 +248,40 @@ func (w *walker) addFailed(ctx context.Context, rel string, err error) error {
 	return fmt.Errorf("ftp %s: store %s: %w", w.cfg.addr, rel, err)
 }
 
-// readDir lists the directory rel and parses it. Bad lines and hostile
-// names are per-file errors; the good entries are returned sorted by name,
+// maxLineErrors caps the per-file errors one listing records for bad
+// lines and names; the rest are counted in one more error.
+const maxLineErrors = 100
+
+// readDir lists the directory rel and parses it as it streams. Bad lines
+// and hostile names are per-file errors; the good entries, at most
+// maxEntries of them (the first listed), are returned sorted by name,
 // without duplicates.
 func (w *walker) readDir(ctx context.Context, rel string) ([]ListEntry, error) {
 	dir := w.remote(rel)
-	lines, err := w.listDir(dir)
-	if err != nil && !protocolErr(err) && !errors.Is(err, ErrListingTooLong) && ctx.Err() == nil {
+	out, errs, err := w.listDir(dir)
+	if err != nil && !protocolErr(err) && !errors.Is(err, ErrListingTooLong) && !errors.Is(err, errListingCut) && ctx.Err() == nil {
 		// The control connection broke (perhaps on an earlier command):
 		// reconnect and try once more.
 		if err := w.reconnect(ctx, err); err != nil {
 			return nil, err
 		}
-		lines, err = w.listDir(dir)
+		out, errs, err = w.listDir(dir)
 	}
-	if err != nil {
+	if err == nil || errors.Is(err, errListingCut) {
+		// A listing that failed is dropped whole, its bad lines too.
+		for _, e := range errs {
+			w.recordError(rel, e)
+		}
+	}
+	switch {
+	case errors.Is(err, errListingCut):
+		w.recordError(rel, fmt.Errorf("%w: more than %d names; kept the first %d listed (option max_dir_entries)", ErrTooManyEntries, w.maxEntries, w.maxEntries))
+	case err != nil:
 		w.recordError(rel, fmt.Errorf("list directory: %w", ctxErr(ctx, err)))
 		if protocolErr(err) || errors.Is(err, ErrListingTooLong) {
 			return nil, nil
 		}
 		return nil, w.reconnect(ctx, err)
-	}
-	now := time.Now()
-	var out []ListEntry
-	for _, line := range lines {
-		var e ListEntry
-		var err error
-		if w.s.mlsd {
-			e, err = ParseMLSDLine(line)
-		} else {
-			e, err = ParseListLine(line, now)
-		}
-		if errors.Is(err, errSkip) {
-			continue
-		}
-		if err != nil {
-			w.recordError(rel, fmt.Errorf("listing line %q: %w", truncate(line, 200), err))
-			continue
-		}
-		if e.Name == "." || e.Name == ".." {
-			continue
-		}
-		if !pool.ValidName(e.Name) || strings.ContainsAny(e.Name, "\r\n") {
-			w.recordError(rel, fmt.Errorf("server listed a hostile or invalid name %q; skipped", truncate(e.Name, 200)))
-			continue
-		}
-		out = append(out, e)
 	}
 	sort.SliceStable(out, func(a, b int) bool { return out[a].Name < out[b].Name })
 	dedup := out[:0]
@@ -298,12 +296,60 @@ func (w *walker) readDir(ctx context.Context, rel string) ([]ListEntry, error) {
 }
 
 // listDir changes to dir and lists it (the listing has no path argument,
-// so no server globs or option-parses a name).
-func (w *walker) listDir(dir string) ([]string, error) {
+// so no server globs or option-parses a name), parsing each line as it
+// arrives. It returns the acceptable entries and the per-line errors (at
+// most maxLineErrors+1). errListingCut: more than maxEntries names.
+func (w *walker) listDir(dir string) ([]ListEntry, []error, error) {
 	if err := w.s.c.ChangeDir(dir); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return w.s.list(w.maxListing)
+	var out []ListEntry
+	var errs []error
+	bad := 0
+	fail := func(format string, args ...any) {
+		bad++
+		if bad <= maxLineErrors {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	now := time.Now()
+	mlsd := w.s.mlsd
+	err := w.s.list(w.maxListing, func(line string, long bool) bool {
+		if long {
+			fail("listing line %q: longer than %d bytes", truncate(line, 200), maxLineLen)
+			return true
+		}
+		var e ListEntry
+		var err error
+		if mlsd {
+			e, err = ParseMLSDLine(line)
+		} else {
+			e, err = ParseListLine(line, now)
+		}
+		if errors.Is(err, errSkip) {
+			return true
+		}
+		if err != nil {
+			fail("listing line %q: %w", truncate(line, 200), err)
+			return true
+		}
+		if e.Name == "." || e.Name == ".." {
+			return true
+		}
+		if !pool.ValidName(e.Name) || strings.ContainsAny(e.Name, "\r\n") {
+			fail("server listed a hostile or invalid name %q; skipped", truncate(e.Name, 200))
+			return true
+		}
+		if len(out) >= w.maxEntries {
+			return false
+		}
+		out = append(out, e)
+		return true
+	})
+	if bad > maxLineErrors {
+		errs = append(errs, fmt.Errorf("%d more bad listing lines not shown", bad-maxLineErrors))
+	}
+	return out, errs, err
 }
 
 func truncate(s string, n int) string {

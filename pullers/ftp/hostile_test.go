@@ -152,11 +152,11 @@ func TestDeepTree(t *testing.T) {
 	}
 }
 
-// TestCancel: a cancelled context stops a pull that is stuck on an
-// endless listing.
+// TestCancel: a cancelled context stops a pull that is stuck in a
+// listing that never ends.
 func TestCancel(t *testing.T) {
 	s := newFakeServer(t)
-	s.endless["/"] = true
+	s.stall["/"] = true
 	p := newPool(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	w, err := p.NewWriter(context.Background(), pool.SnapshotMeta{Host: "h", Source: "s"})
