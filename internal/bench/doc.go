@@ -31,7 +31,15 @@
 // benchdrv randread: every 64 KiB block of the first 40 MiB of the
 // largest file once in a shuffled order, checked against the source's
 // digest; the quick corpus's largest file is 24 MiB) and a plain
-// x/net/webdav server (PROPFIND walk + GET of every file). Cairn's side is
+// x/net/webdav server (PROPFIND walk + GET of every file). Each pull
+// transport also pulls the mutated tree (corpus.Mutate, the local
+// scenarios' seed) onto its previous snapshot, against the peer's run
+// into its previous copy when the peer is incremental (rsync -a, lftp
+// mirror; SFTP against rsync over SSH); the corpus is reverted after.
+// Every pull but FTP's (whose data connections go to ports the server
+// announces) reaches its server through a byte-counting TCP proxy in the
+// runner (proxy.go), so bytes received are measured the same way for
+// Cairn and the peer (issue 6: mutated ≤ 1.5× rsync's). Cairn's side is
 // internal/bench/benchdrv, which drives the same pullers, pool.Writer,
 // fusefs and WebDAV handler as the appliance (the cairn CLI pulls only
 // local directories without a running appliance). pairSpec lists every
@@ -43,6 +51,14 @@
 // FUSE on the big snapshot. It is on by default, off in quick mode unless
 // -scale or BENCH_SCALE=1.
 //
+// The report opens with one table of every target of the earlier issues
+// (report_targets.go: pool, pullers, FUSE, WebDAV, dump throughput and
+// dedup, rsync delta bytes, images, scale, scale-out, load), each not met
+// with what limits it. The load test's figures (issue 15: p50/p99 latency
+// of PROPFIND and GET under 50 clients, backup throughput loss) are not
+// measured here: internal/torture TestLoad writes them to bench/load.json
+// (-load), and the bench copies them into its results.
+//
 // # Results
 //
 // All figures go to bench/results.json (-results) as well as the work
@@ -52,10 +68,13 @@
 // -only scale run is merged into a saved run with -render FILE
 // -merge-scale SCALE.json (this rewrites -results and -out). Likewise
 // peer parts re-measured in a separate run (-only dump,fuse -runs 0
-// -flat=false, which skips the local scenarios) are merged with -render
-// FILE -merge ONLY.json: that run's pairs, results, dump rows and
-// verification notes replace or join the saved ones, and the report names
-// the run they came from.
+// -flat=false, which skips the local scenarios; give -pull-runs then) are
+// merged with -render FILE -merge ONLY.json: that run's pairs, results,
+// dump rows, verification notes and load figures replace or join the
+// saved ones, and the report names the run they came from. A results file
+// saved before a field existed (bytes received, mutated pulls, load
+// figures) still loads; -render takes the load figures from -load when
+// the file has none.
 //
 // # Flags
 //

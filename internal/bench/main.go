@@ -32,6 +32,7 @@ type options struct {
 	shared                     bool
 	mergeScale                 string
 	merge                      string
+	load                       string
 }
 
 func main() {
@@ -56,6 +57,7 @@ func main() {
 	flag.StringVar(&o.mergeScale, "merge-scale", "", "take the scale part's figures from this results file (a separate -only scale run) instead of running it")
 	flag.BoolVar(&o.shared, "shared", false, "say prominently in the report that the machine was shared with other work")
 	flag.StringVar(&o.merge, "merge", "", "with -render: take the peer figures (pairs, their results, dump dedup, verification notes) of this results file (an -only run) over the rendered file's, and save the merge to -results")
+	flag.StringVar(&o.load, "load", "bench/load.json", "figures of the load test (internal/torture TestLoad, make torture) to report; a missing file is skipped")
 	flag.StringVar(&o.only, "only", "", "run only these peer parts: comma-separated of pulls, dump, fuse, webdav, scale")
 	flag.Parse()
 	scaleSet := os.Getenv("BENCH_SCALE") == "1"
@@ -146,6 +148,8 @@ type record struct {
 	// MergedFrom describes each run whose peer figures were merged in
 	// (-merge): which scenarios came from it and its conditions.
 	MergedFrom []string `json:",omitempty"`
+	// Load holds the figures of issue 15's load test (load.go).
+	Load *loadFigures `json:",omitempty"`
 }
 
 // mutation counts what corpus.Mutate did.
@@ -173,6 +177,11 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		}
 		if err := json.Unmarshal(data, &b.rec); err != nil {
 			return fmt.Errorf("%s: %w", o.render, err)
+		}
+		if b.rec.Load == nil { // saved before the load figures were part of the results
+			if b.rec.Load, err = readLoad(o.load); err != nil {
+				return err
+			}
 		}
 		if o.mergeScale != "" || o.merge != "" {
 			// Render again with the scale part or peer figures of a
@@ -214,6 +223,11 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		b.rec.Versions[t.Name()] = t.Version(ctx)
 	}
 	b.rec.Info = machine(ctx, o.work)
+	load, err := readLoad(o.load)
+	if err != nil {
+		return err
+	}
+	b.rec.Load = load
 	b.rec.Logs = filepath.Join(o.work, "logs")
 	if err := os.MkdirAll(b.rec.Logs, 0o755); err != nil {
 		return err
@@ -401,7 +415,8 @@ func (b *bench) record(k key, s sample, err error) {
 	}
 	r.Samples = append(r.Samples, s)
 	b.log.Info("measured", "tool", k.tool, "scenario", k.scenario, "wall", s.Wall.Round(time.Millisecond),
-		"cpu", s.CPU.Round(time.Millisecond), "rss_mib", s.MaxRSS>>20, "stored_mib", s.Stored>>20, "bg_cores", fmt.Sprintf("%.2f", s.Others))
+		"cpu", s.CPU.Round(time.Millisecond), "rss_mib", s.MaxRSS>>20, "stored_mib", s.Stored>>20, "bg_cores", fmt.Sprintf("%.2f", s.Others),
+		"received_kib", s.Received>>10)
 }
 
 // cycle runs every scenario once for t, from an empty repository and the

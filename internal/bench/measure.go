@@ -32,6 +32,11 @@ type sample struct {
 	// WebDAV client) reads from a Cairn or peer server (FUSE, WebDAV).
 	ServerCPU time.Duration `json:",omitempty"`
 	ServerRSS int64         `json:",omitempty"`
+	// Received and Sent are the TCP payload bytes the client received from
+	// and sent to the server, counted by the byte-counting proxy of the
+	// pull scenarios (proxy.go); zero when not measured.
+	Received int64 `json:",omitempty"`
+	Sent     int64 `json:",omitempty"`
 }
 
 // timeBin is GNU time. The child's rusage cannot be taken from Go's own

@@ -30,6 +30,9 @@ type pairSpec struct {
 	Issue        string
 	Target       float64 // Cairn ÷ peer wall must be ≤ Target; 0: for information
 	What         string
+	// BytesTarget: Cairn's bytes received ÷ the peer's must be ≤ it (0:
+	// for information; issue 6's mutated pulls).
+	BytesTarget float64 `json:",omitempty"`
 }
 
 // dumpResult is one dump-dedup measurement: a dump taken after Change.
@@ -49,9 +52,19 @@ type servers struct {
 	maria *testenv.MariaDBServer
 	errs  map[string]error
 	binds []func()
+	// proxies count the bytes of the pull scenarios (proxy.go), by server
+	// name (rsyncd, sshd, samba); none for vsftpd: FTP's data connections
+	// go to ports the server announces (PASV), past any proxy.
+	proxies map[string]*byteProxy
+	// sshKnownHosts is a known_hosts file naming sshd's key at the
+	// proxy's port, for the OpenSSH clients.
+	sshKnownHosts string
 }
 
 func (s *servers) close() {
+	for _, p := range s.proxies {
+		p.close()
+	}
 	for i := len(s.binds) - 1; i >= 0; i-- {
 		s.binds[i]()
 	}
@@ -98,6 +111,9 @@ func (b *bench) startServers(ctx context.Context) *servers {
 	note("vsftpd", e)
 	s.pg, e = startServer(tb, "postgres", testenv.Postgres)
 	note("postgres", e)
+	if b.want("pulls") {
+		b.startProxies(s)
+	}
 	if !b.want("dump") {
 		return s // MariaDB is only for the dump part
 	}
@@ -114,28 +130,103 @@ type transport struct {
 	opts, secret map[string]string
 	peer         string
 	peerCmd      func(ctx context.Context, dst string) *exec.Cmd
-	peerNoChange bool // the peer has an incremental mode: measure its second run
+	peerNoChange bool // the peer has an incremental mode: measure its second run (and its mutated run)
 	firstTarget  float64
 	// nochange is compared with this transport's peer (or nochangePeer's).
 	nochangeTarget float64
-	nochangePeer   string // transport name whose peer no-change run is the reference
+	nochangePeer   string // transport name whose peer no-change (and mutated) run is the reference
+	// mutatedTarget and mutatedBytesTarget bound the pull of the mutated
+	// tree onto the previous snapshot against the peer's into its previous
+	// copy (issue 6: wall ≤ 1.25×, bytes received ≤ 1.5×); 0: for
+	// information.
+	mutatedTarget, mutatedBytesTarget float64
+	// proxy counts the bytes received (nil: not measured).
+	proxy *byteProxy
+}
+
+// startProxies puts a byte-counting proxy in front of every pull server
+// but vsftpd, and writes a known_hosts file for sshd's key at its proxy.
+func (b *bench) startProxies(s *servers) {
+	s.proxies = map[string]*byteProxy{}
+	add := func(name, addr string) {
+		p, err := startProxy(addr)
+		if err != nil {
+			b.rec.Skipped = append(b.rec.Skipped, "bytes received: "+err.Error())
+			return
+		}
+		s.proxies[name] = p
+	}
+	if s.rsync != nil {
+		add("rsyncd", s.rsync.Addr)
+	}
+	if s.ssh != nil {
+		add("sshd", net.JoinHostPort(s.ssh.Host, strconv.Itoa(s.ssh.Port)))
+		if p := s.proxies["sshd"]; p != nil {
+			kh := filepath.Join(b.o.work, "testenv", "known_hosts-proxy")
+			line := fmt.Sprintf("[%s]:%d %s", s.ssh.Host, p.Port(), ssh.MarshalAuthorizedKey(s.ssh.HostKey))
+			if err := os.WriteFile(kh, []byte(line), 0o644); err != nil {
+				b.rec.Skipped = append(b.rec.Skipped, "bytes received over SSH: "+err.Error())
+				p.close()
+				delete(s.proxies, "sshd")
+			} else {
+				s.sshKnownHosts = kh
+			}
+		}
+	}
+	if s.smb != nil {
+		add("samba", net.JoinHostPort(s.smb.Host, strconv.Itoa(s.smb.Port)))
+	}
+}
+
+// sshArgs are OpenSSH client options for sshd, through its proxy when
+// there is one.
+func (s *servers) sshArgs() (port string, args []string) {
+	args = s.ssh.SSHArgs()
+	port = strconv.Itoa(s.ssh.Port)
+	if p := s.proxies["sshd"]; p != nil {
+		port = p.PortString()
+		for i := range args {
+			switch {
+			case i > 0 && args[i-1] == "-p":
+				args[i] = port
+			case strings.HasPrefix(args[i], "UserKnownHostsFile="):
+				args[i] = "UserKnownHostsFile=" + s.sshKnownHosts
+			}
+		}
+	}
+	return port, args
 }
 
 func (b *bench) transports(s *servers) []transport {
 	var ts []transport
+	// hostPort is the server's address, or its proxy's.
+	hostPort := func(name, host string, port int) (string, string, *byteProxy) {
+		if p := s.proxies[name]; p != nil {
+			return "127.0.0.1", p.PortString(), p
+		}
+		return host, strconv.Itoa(port), nil
+	}
 	if s.rsync != nil {
+		host, port, px := hostPort("rsyncd", s.rsync.Host, s.rsync.Port)
+		url := s.rsync.URL(s.rsync.Module)
+		if px != nil {
+			url = fmt.Sprintf("rsync://%s/%s/", px.Addr(), s.rsync.Module)
+		}
 		ts = append(ts, transport{
 			name: "rsync daemon", issue: "#6", server: "rsyncd", method: "rsync", path: "/",
-			opts: map[string]string{"host": s.rsync.Host, "port": strconv.Itoa(s.rsync.Port), "module": s.rsync.Module},
+			opts: map[string]string{"host": host, "port": port, "module": s.rsync.Module},
 			peer: "rsync -a (daemon)", peerNoChange: true, firstTarget: 1.25, nochangeTarget: 1.25,
+			mutatedTarget: 1.25, mutatedBytesTarget: 1.5, proxy: px,
 			peerCmd: func(ctx context.Context, dst string) *exec.Cmd {
-				return exec.CommandContext(ctx, "rsync", "-a", s.rsync.URL(s.rsync.Module), dst+"/")
+				return exec.CommandContext(ctx, "rsync", "-a", url, dst+"/")
 			},
 		})
 	}
 	if s.ssh != nil {
+		host, port, px := hostPort("sshd", s.ssh.Host, s.ssh.Port)
+		_, sshArgs := s.sshArgs()
 		hostKey := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.ssh.HostKey)))
-		sshOpts := map[string]string{"host": s.ssh.Host, "port": strconv.Itoa(s.ssh.Port), "user": s.ssh.User, "host_key": hostKey}
+		sshOpts := map[string]string{"host": host, "port": port, "user": s.ssh.User, "host_key": hostKey}
 		sec := map[string]string{"private_key": "@" + s.ssh.KeyFile}
 		ro := map[string]string{"transport": "ssh"}
 		for k, v := range sshOpts {
@@ -144,31 +235,38 @@ func (b *bench) transports(s *servers) []transport {
 		ts = append(ts, transport{
 			name: "rsync ssh", issue: "#6", server: "sshd", method: "rsync", path: b.src, opts: ro, secret: sec,
 			peer: "rsync -a (ssh)", peerNoChange: true, firstTarget: 1.25, nochangeTarget: 1.25,
+			mutatedTarget: 1.25, mutatedBytesTarget: 1.5, proxy: px,
 			peerCmd: func(ctx context.Context, dst string) *exec.Cmd {
-				return exec.CommandContext(ctx, "rsync", "-a", "-e", "ssh "+strings.Join(s.ssh.SSHArgs(), " "),
-					s.ssh.User+"@"+s.ssh.Host+":"+b.src+"/", dst+"/")
+				return exec.CommandContext(ctx, "rsync", "-a", "-e", "ssh "+strings.Join(sshArgs, " "),
+					s.ssh.User+"@"+host+":"+b.src+"/", dst+"/")
 			},
 		})
 		ts = append(ts, transport{
 			name: "sftp", issue: "#5", server: "sshd", method: "sftp", path: b.src, opts: sshOpts, secret: sec,
-			peer: "sftp -r", firstTarget: 1.25, nochangeTarget: 1.5, nochangePeer: "rsync ssh",
+			peer: "sftp -r", firstTarget: 1.25, nochangeTarget: 1.5, nochangePeer: "rsync ssh", proxy: px,
 			peerCmd: func(ctx context.Context, dst string) *exec.Cmd {
-				args := []string{"-q", "-r", "-P", strconv.Itoa(s.ssh.Port), "-i", s.ssh.KeyFile,
-					"-o", "UserKnownHostsFile=" + s.ssh.KnownHostsFile, "-o", "StrictHostKeyChecking=yes",
-					"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "GlobalKnownHostsFile=/dev/null", "-F", "/dev/null",
-					s.ssh.User + "@" + s.ssh.Host + ":" + b.src + "/", dst + "/"}
+				args := []string{"-q", "-r", "-P", port}
+				for i := 0; i < len(sshArgs); i++ {
+					if sshArgs[i] == "-p" { // sftp's port flag is -P, given above
+						i++
+						continue
+					}
+					args = append(args, sshArgs[i])
+				}
+				args = append(args, s.ssh.User+"@"+host+":"+b.src+"/", dst+"/")
 				return exec.CommandContext(ctx, "sftp", args...)
 			},
 		})
 	}
 	if s.smb != nil {
+		host, port, px := hostPort("samba", s.smb.Host, s.smb.Port)
 		ts = append(ts, transport{
 			name: "smb", issue: "#5", server: "samba", method: "smb", path: "/",
-			opts:   map[string]string{"host": s.smb.Host, "port": strconv.Itoa(s.smb.Port), "share": s.smb.Share, "user": s.smb.User},
+			opts:   map[string]string{"host": host, "port": port, "share": s.smb.Share, "user": s.smb.User},
 			secret: map[string]string{"password": s.smb.Password},
-			peer:   "smbclient mget", firstTarget: 1.25,
+			peer:   "smbclient mget", firstTarget: 1.25, proxy: px,
 			peerCmd: func(ctx context.Context, dst string) *exec.Cmd {
-				c := exec.CommandContext(ctx, "smbclient", "//"+s.smb.Host+"/"+s.smb.Share, "-p", strconv.Itoa(s.smb.Port),
+				c := exec.CommandContext(ctx, "smbclient", "//"+host+"/"+s.smb.Share, "-p", port,
 					"-U", s.smb.User+"%"+s.smb.Password, "-c", "prompt OFF; recurse ON; lcd "+dst+"; mget *")
 				return c
 			},
@@ -208,8 +306,20 @@ func pullArgs(drv, poolDir, source string, t transport, extra ...string) []strin
 // measureArgs measures argv and records it under sc/tool; stored (if not
 // empty) is measured after.
 func (b *bench) measureArgs(ctx context.Context, sc, tool string, cmd *exec.Cmd, stored string) (sample, error) {
+	return b.measureWire(ctx, sc, tool, cmd, stored, nil)
+}
+
+// measureWire is measureArgs for a client whose connections go through px
+// (when not nil): the bytes it received and sent go into the sample.
+func (b *bench) measureWire(ctx context.Context, sc, tool string, cmd *exec.Cmd, stored string, px *byteProxy) (sample, error) {
 	logPath := filepath.Join(b.rec.Logs, strings.NewReplacer(" ", "_", "/", "_").Replace(tool)+".log")
+	if px != nil {
+		px.reset()
+	}
 	s, err := b.measureCmd(ctx, cmd, logPath)
+	if err == nil && px != nil {
+		s.Received, s.Sent, err = px.counts(10 * time.Second)
+	}
 	if err == nil && stored != "" {
 		s.Stored, s.StoredAlloc, s.Files, err = du(stored)
 	}
@@ -306,10 +416,14 @@ func (b *bench) peerScenarios(ctx context.Context) error {
 			if i >= 0 {
 				b.addPair(pairSpec{Scenario: t.name + " nochange", PeerScenario: t.nochangePeer + " nochange", Peer: ts[i].peer,
 					Issue: t.issue, Target: t.nochangeTarget, What: "no-change pull vs the peer's no-change run"})
+				b.addPair(pairSpec{Scenario: t.name + " mutated", PeerScenario: t.nochangePeer + " mutated", Peer: ts[i].peer,
+					Issue: t.issue, Target: t.mutatedTarget, BytesTarget: t.mutatedBytesTarget, What: mutatedWhat})
 			}
 		case t.peerNoChange:
 			b.addPair(pairSpec{Scenario: t.name + " nochange", Peer: t.peer, Issue: t.issue, Target: t.nochangeTarget,
 				What: "no-change pull vs the peer's no-change run into its previous copy"})
+			b.addPair(pairSpec{Scenario: t.name + " mutated", Peer: t.peer, Issue: t.issue, Target: t.mutatedTarget,
+				BytesTarget: t.mutatedBytesTarget, What: mutatedWhat})
 		}
 	}
 	for r := 1; r <= b.pullRuns(); r++ {
@@ -357,8 +471,14 @@ func (b *bench) pullRuns() int {
 	return b.o.runs
 }
 
+// mutatedWhat explains the mutated pull rows.
+const mutatedWhat = "pull of the mutated tree (corpus.Mutate, the same change as the local scenarios) onto the previous snapshot vs the peer into its previous copy; rsync's delta transfer sends only the changed blocks of the patched large files"
+
 // transportRun: first and no-change pull through Cairn, then the peer's
-// copy (and second copy when it is incremental) into a plain directory.
+// copy (and second copy when it is incremental) into a plain directory;
+// then the corpus is mutated in place and Cairn pulls it onto its
+// previous snapshot and the peer into its previous copy (when it is
+// incremental); the corpus is reverted after.
 func (b *bench) transportRun(ctx context.Context, t transport, run int) error {
 	b.log.Info("pull scenario", "transport", t.name, "run", run)
 	poolDir := filepath.Join(b.o.work, "pool-pull")
@@ -374,22 +494,70 @@ func (b *bench) transportRun(ctx context.Context, t transport, run int) error {
 		return err
 	}
 	source := strings.ReplaceAll(t.name, " ", "-")
+	cairnOK := true
 	for _, sc := range []string{"first", "nochange"} {
 		args := pullArgs(b.drv, poolDir, source, t)
-		if _, err := b.measureArgs(ctx, t.name+" "+sc, "cairn", exec.CommandContext(ctx, args[0], args[1:]...), poolDir); err != nil {
+		if _, err := b.measureWire(ctx, t.name+" "+sc, "cairn", exec.CommandContext(ctx, args[0], args[1:]...), poolDir, t.proxy); err != nil {
+			cairnOK = false
 			break
 		}
 	}
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return err
 	}
-	if _, err := b.measureArgs(ctx, t.name+" first", t.peer, t.peerCmd(ctx, dst), dst); err == nil && run == 1 {
-		n, _, _, _ := du(dst)
-		b.log.Info("peer copy", "peer", t.peer, "bytes", n)
+	peerOK := false
+	if _, err := b.measureWire(ctx, t.name+" first", t.peer, t.peerCmd(ctx, dst), dst, t.proxy); err == nil {
+		peerOK = true
+		if run == 1 {
+			n, _, _, _ := du(dst)
+			b.log.Info("peer copy", "peer", t.peer, "bytes", n)
+		}
 	}
 	if t.peerNoChange {
-		b.measureArgs(ctx, t.name+" nochange", t.peer, t.peerCmd(ctx, dst), dst)
+		b.measureWire(ctx, t.name+" nochange", t.peer, t.peerCmd(ctx, dst), dst, t.proxy)
 	}
+	if ctx.Err() != nil || (!cairnOK && !peerOK) {
+		return ctx.Err()
+	}
+	return b.mutated(ctx, func() {
+		if cairnOK {
+			args := pullArgs(b.drv, poolDir, source, t)
+			b.measureWire(ctx, t.name+" mutated", "cairn", exec.CommandContext(ctx, args[0], args[1:]...), poolDir, t.proxy)
+		}
+		if peerOK && t.peerNoChange {
+			b.measureWire(ctx, t.name+" mutated", t.peer, t.peerCmd(ctx, dst), dst, t.proxy)
+		}
+	})
+}
+
+// mutated runs fn with the corpus mutated in place (corpus.Mutate with the
+// local scenarios' seed) and reverts it after. The stamp goes first so an
+// interrupted run regenerates the corpus.
+func (b *bench) mutated(ctx context.Context, fn func()) (err error) {
+	if err := os.Remove(b.stamp); err != nil {
+		return err
+	}
+	ch, err := corpus.Mutate(ctx, b.src, mutateSeed)
+	if err != nil {
+		return err
+	}
+	b.rec.Mutation = &mutation{len(ch.Rewritten), len(ch.Patched), len(ch.Deleted), len(ch.Added)}
+	defer func() {
+		if rerr := corpus.Revert(context.WithoutCancel(ctx), b.src, b.plan, ch); rerr != nil {
+			err = errors.Join(err, rerr)
+			return
+		}
+		if werr := corpus.WriteStamp(b.stamp, b.plan); err == nil {
+			err = werr
+		}
+		if _, _, werr := warm(b.src); err == nil {
+			err = werr
+		}
+	}()
+	if _, _, err := warm(b.src); err != nil {
+		return err
+	}
+	fn()
 	return ctx.Err()
 }
 

@@ -70,6 +70,7 @@ func (b *bench) writeReport(out string) error {
 	if b.rec.Shared {
 		p("> **This run shared the machine** (2 cores) with other engineers' builds and tests: load average %s at the start and %s at the end; the *bg cores* columns give the CPU others used during each timed command. Wall times are inflated and noisy; CPU time, peak RSS and stored bytes are the steadier figures.\n\n", b.rec.Load0, b.rec.Load1)
 	}
+	b.writeTargets(p)
 	b.writeSummary(p)
 	p("## Machine\n\n| | |\n|---|---|\n")
 	p("| CPU | %s |\n| Cores | %s |\n| RAM | %s |\n| Disk | %s |\n| Kernel | %s |\n", b.rec.Info.CPU, b.rec.Info.Cores, b.rec.Info.RAM, b.rec.Info.Disk, b.rec.Info.Kernel)
@@ -201,6 +202,7 @@ func (b *bench) writeReport(out string) error {
 	b.writeProfile(p)
 	b.writeImages(p)
 	b.writeScaleOut(p)
+	b.writeLoad(p)
 
 	if len(b.rec.Flat) > 0 {
 		p("## Flat memory: peak RSS vs number of files\n\n")

@@ -116,6 +116,7 @@ func (b *bench) writePeers(p func(string, ...any)) {
 		p("- Where a scenario has several peers (restic mount and borg mount), the target is against the faster of them on this run; the other peer's row is for information.\n")
 	}
 	p("\n")
+	b.writeWire(p)
 
 	if len(b.rec.Dumps) > 0 {
 		p("### Database dump dedup (issue 7)\n\n")
