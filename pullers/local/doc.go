@@ -28,6 +28,12 @@
 //	                           nothing more (paths are always relative).
 //	Options["one_file_system"] "true": do not descend into directories on
 //	                           another device (the mount point itself is kept).
+//	Options["max_dir_entries"] a positive number: at most that many names
+//	                           are read from one directory (the first the
+//	                           kernel returns); more are a per-file error
+//	                           (ErrTooManyEntries) on the directory. Default
+//	                           Puller.MaxEntries, else no cap (the tree is
+//	                           the appliance's own, not a hostile server's).
 //
 // # Errors
 //

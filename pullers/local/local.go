@@ -25,7 +25,16 @@ func init() {
 
 // Puller pulls a local directory. The zero value is ready to use; one
 // Puller may run several pulls at once.
-type Puller struct{}
+type Puller struct {
+	// MaxEntries caps the names read from one directory (0: no cap: the
+	// tree is the appliance's own); Options["max_dir_entries"]
+	// overrides it.
+	MaxEntries int
+}
+
+// ErrTooManyEntries marks a directory cut at the names cap
+// (Options["max_dir_entries"]): the first names read are kept.
+var ErrTooManyEntries = errors.New("directory has too many entries")
 
 var _ pullers.Puller = (*Puller)(nil)
 
@@ -50,6 +59,14 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 		root:  root,
 		links: map[devIno]uint64{},
 		names: newOwnerCache(),
+		max:   p.MaxEntries,
+	}
+	if v := j.Source.Options["max_dir_entries"]; v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("local %s: option max_dir_entries=%q: want a positive number of names per directory: %w", root, v, pullers.ErrPermanent)
+		}
+		w.max = n
 	}
 	if v, ok := j.Source.Options["one_file_system"]; ok && v != "" {
 		b, err := strconv.ParseBool(v)
@@ -108,6 +125,7 @@ type walker struct {
 	names    *ownerCache
 	prog     pullers.Progress
 	dirbuf   []byte
+	max      int // names per directory; 0: no cap
 }
 
 // excluded reports whether rel (relative to the root) matches an exclude
@@ -174,7 +192,9 @@ func (w *walker) added(rel string, e *pool.Entry) {
 	w.report(rel)
 }
 
-// readNames returns the names in the open directory fd, sorted bytewise.
+// readNames returns the names in the open directory fd, sorted bytewise:
+// at most w.max of them (the first read), with ErrTooManyEntries when
+// there were more.
 func (w *walker) readNames(fd int) ([]string, error) {
 	if w.dirbuf == nil {
 		w.dirbuf = make([]byte, 64<<10)
@@ -186,12 +206,23 @@ func (w *walker) readNames(fd int) ([]string, error) {
 			continue
 		}
 		if err != nil {
+			sortStrings(names)
 			return names, err
 		}
 		if n <= 0 {
 			break
 		}
-		_, _, names = unix.ParseDirent(w.dirbuf[:n], -1, names)
+		if w.max <= 0 {
+			_, _, names = unix.ParseDirent(w.dirbuf[:n], -1, names)
+			continue
+		}
+		// One name past the cap tells that there are more.
+		_, _, names = unix.ParseDirent(w.dirbuf[:n], w.max+1-len(names), names)
+		if len(names) > w.max {
+			names = names[:w.max]
+			sortStrings(names)
+			return names, fmt.Errorf("%w: more than %d names; kept the first %d read (option max_dir_entries)", ErrTooManyEntries, w.max, w.max)
+		}
 	}
 	sortStrings(names)
 	return names, nil
@@ -201,7 +232,9 @@ func (w *walker) readNames(fd int) ([]string, error) {
 // relative to the root is rel ("" for the root).
 func (w *walker) walkDir(ctx context.Context, dirfd int, rel string) error {
 	names, err := w.readNames(dirfd)
-	if err != nil {
+	if errors.Is(err, ErrTooManyEntries) {
+		w.recordError(relOrDot(rel), err)
+	} else if err != nil {
 		w.recordError(relOrDot(rel), fmt.Errorf("read directory: %w", err))
 		// Go on with the names read so far.
 	}
