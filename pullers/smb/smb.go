@@ -12,13 +12,16 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hirochachacha/go-smb2"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/cairn-backup/cairn/pool"
 	"github.com/cairn-backup/cairn/pullers"
+	"github.com/cairn-backup/cairn/pullers/internal/ahead"
 )
 
 // Method is the source method name this puller registers.
@@ -32,6 +35,11 @@ func init() {
 const (
 	DefaultMaxDepth   = 256
 	DefaultMaxEntries = 1 << 20 // per directory
+	// DefaultWorkers files are fetched at once over the one session.
+	DefaultWorkers = 8
+	// DefaultMaxInFlight caps the file content held in memory between
+	// the fetches and the sink.
+	DefaultMaxInFlight = 64 << 20
 )
 
 // ErrAuth is returned when the server refuses the credentials. It wraps
@@ -43,9 +51,14 @@ type Puller struct {
 	// Dial opens the TCP connection; nil uses net.Dialer.
 	Dial       func(ctx context.Context, network, addr string) (net.Conn, error)
 	MaxDepth   int // 0: DefaultMaxDepth
-	MaxEntries int // 0: DefaultMaxEntries
+	MaxEntries int // names per directory; 0: DefaultMaxEntries
 	// Dialect, when non-zero, forces one SMB dialect (0x0311 for 3.1.1).
 	Dialect uint16
+	// Workers files are fetched at once; 0: DefaultWorkers, 1: one at a time.
+	Workers int
+	// MaxInFlight caps the file content buffered ahead of the sink;
+	// 0: DefaultMaxInFlight.
+	MaxInFlight int64
 }
 
 var _ pullers.Puller = (*Puller)(nil)
@@ -100,16 +113,52 @@ type conn struct {
 	busy    atomic.Int32
 	stalled atomic.Bool
 	done    chan struct{}
+	once    sync.Once
+	ctx     context.Context
+	credits *semaphore.Weighted
 }
 
 var errStalled = errors.New("the server stopped answering")
 
+// Close ends the session; it may be called more than once.
 func (c *conn) Close() {
-	close(c.done)
-	c.stop()
-	c.share.Umount()
-	c.sess.Logoff()
-	c.raw.Close()
+	c.once.Do(func() {
+		close(c.done)
+		c.stop()
+		c.share.Umount()
+		c.sess.Logoff()
+		c.raw.Close()
+	})
+}
+
+// creditBalance is the most SMB credits go-smb2 keeps (its default,
+// given explicitly); credits is a semaphore of as many.
+const creditBalance = 128
+
+// Credits an operation costs: go-smb2 charges one per 64 KiB of the
+// larger of request and reply buffer, and asks for a 1 MiB reply buffer
+// for QUERY_INFO (File.Stat), QUERY_DIRECTORY (Readdir) and IOCTL.
+const (
+	costSmall = 1  // CREATE, CLOSE, a READ of up to 64 KiB
+	costBig   = 16 // Stat, Readdir, Readlink
+)
+
+// opc is op for an operation that costs n credits. The concurrent
+// fetches of a pull take their credits here first: when go-smb2 finds
+// fewer credits in its balance than a request needs, it sends the request
+// with too low a charge and the server rejects it (Samba:
+// "CreditCharge too low"; the operation fails with an invalid
+// parameter). Keeping the credits of all requests in flight within the
+// balance means each one finds its full charge.
+func (c *conn) opc(n int64) func() {
+	if err := c.credits.Acquire(c.ctx, n); err != nil {
+		return c.op() // cancelled: the operation fails at once anyway
+	}
+	done := c.op()
+	return func() {
+		done()
+		c.credits.Release(n)
+	}
 }
 
 // op brackets one server operation for the watchdog.
@@ -152,8 +201,9 @@ func (p *Puller) dial(ctx context.Context, t *target) (*conn, error) {
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	_ = raw.SetDeadline(time.Now().Add(t.timeout))
 	d := &smb2.Dialer{
-		Negotiator: smb2.Negotiator{SpecifiedDialect: p.Dialect},
-		Initiator:  &smb2.NTLMInitiator{User: t.user, Password: t.password, Domain: t.domain},
+		Negotiator:       smb2.Negotiator{SpecifiedDialect: p.Dialect},
+		MaxCreditBalance: creditBalance,
+		Initiator:        &smb2.NTLMInitiator{User: t.user, Password: t.password, Domain: t.domain},
 	}
 	sess, err := d.DialContext(ctx, raw)
 	if err != nil {
@@ -181,7 +231,8 @@ func (p *Puller) dial(ctx context.Context, t *target) (*conn, error) {
 		}
 		return nil, fmt.Errorf("smb %s: mount share %q: %w", t.addr, t.share, explain(err))
 	}
-	c := &conn{raw: raw, sess: sess, share: share.WithContext(ctx), stop: stop, done: make(chan struct{})}
+	c := &conn{raw: raw, sess: sess, share: share.WithContext(ctx), stop: stop, done: make(chan struct{}),
+		ctx: ctx, credits: semaphore.NewWeighted(creditBalance)}
 	go c.watch(t.timeout)
 	return c, nil
 }
@@ -239,7 +290,7 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 		return err
 	}
 	defer func() { w.cn.Close() }()
-	done := w.cn.op()
+	done := w.cn.opc(costBig)
 	fi, err := w.cn.share.Stat(w.remote(""))
 	done()
 	if err != nil {
@@ -252,12 +303,8 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	if err := j.Sink.Add(ctx, ".", e, nil); err != nil {
 		return fmt.Errorf("%s: store the root: %w", w.where(""), err)
 	}
-	w.added(".", &e)
-	if err := w.walkDir(ctx, "", 0); err != nil {
-		return err
-	}
-	w.report("")
-	return nil
+	w.added(&e)
+	return w.run(ctx)
 }
 
 // cleanBase turns Source.Path into a share-relative slash path ("" for
@@ -267,6 +314,10 @@ func cleanBase(p string) string {
 	return strings.TrimPrefix(p, "/")
 }
 
+// walker is the state of one pull. As in pullers/sftp, the walk runs on
+// one goroutine (the producer), the sink is fed in walk order on the
+// caller's (the consumer), and the files are fetched ahead in between by
+// an ahead.Fetcher's workers over the one session.
 type walker struct {
 	p          *Puller
 	j          *pullers.Job
@@ -277,7 +328,143 @@ type walker struct {
 	maxDepth   int
 	maxEntries int
 	full       bool
-	prog       pullers.Progress
+
+	f       *ahead.Fetcher
+	out     chan item
+	walkErr error // the producer's, read after out is closed
+
+	progMu sync.Mutex
+	prog   pullers.Progress
+}
+
+type itemKind uint8
+
+const (
+	itemAdd  itemKind = iota // a non-file entry
+	itemFile                 // a file being fetched into buf
+	itemSkip                 // a file reused from the previous snapshot
+	itemErr                  // a per-file error
+)
+
+// item is one step of the walk, for the consumer.
+type item struct {
+	kind itemKind
+	rel  string
+	e    pool.Entry // itemSkip: the listed entry, skip is what to add
+	skip pool.Entry
+	buf  *ahead.Buffer
+	err  error
+}
+
+// head is what a fetch tells the consumer before the content.
+type head struct {
+	e      pool.Entry // from the open handle
+	err    error      // why the file could not be opened or stat'ed
+	opened bool       // err came after the open
+}
+
+// run feeds the sink from the producer's walk.
+func (w *walker) run(ctx context.Context) error {
+	workers, maxBytes := w.p.Workers, w.p.MaxInFlight
+	if workers <= 0 {
+		workers = DefaultWorkers
+	}
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxInFlight
+	}
+	w.f = ahead.New(ctx, workers, maxBytes, 0)
+	w.out = make(chan item, 256)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(w.out)
+		w.walkErr = w.walkDir(w.f.Context(), "", 0)
+	}()
+	err := w.consume(ctx)
+	w.f.Stop()
+	w.cn.Close() // ends any request still waiting for the server
+	<-done
+	w.f.Wait()
+	if err != nil {
+		return err
+	}
+	w.progMu.Lock()
+	w.prog.Path = ""
+	w.reportLocked()
+	w.progMu.Unlock()
+	return nil
+}
+
+func (w *walker) consume(ctx context.Context) error {
+	rejected := "" // a directory the sink rejected: its subtree is dropped
+	for {
+		var it item
+		var ok bool
+		select {
+		case it, ok = <-w.out:
+		case <-ctx.Done():
+			return w.fatal(ctx, "", ctx.Err())
+		}
+		if !ok {
+			if w.walkErr != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return w.walkErr
+		}
+		if err := ctx.Err(); err != nil {
+			if it.buf != nil {
+				it.buf.Close()
+			}
+			return err
+		}
+		if rejected != "" && strings.HasPrefix(it.rel, rejected+"/") {
+			if it.buf != nil {
+				it.buf.Close()
+			}
+			continue
+		}
+		var err error
+		switch it.kind {
+		case itemErr:
+			w.recordError(it.rel, it.err)
+		case itemAdd:
+			var ok bool
+			ok, err = w.add(ctx, it.rel, it.e)
+			if !ok && err == nil && it.e.Type == pool.TypeDir {
+				rejected = it.rel
+			}
+		case itemSkip:
+			err = w.storeSkip(ctx, it)
+		case itemFile:
+			err = w.store(ctx, it.rel, it.buf)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// emit hands it to the consumer (producer side).
+func (w *walker) emit(ctx context.Context, it item) error {
+	select {
+	case w.out <- it:
+		return nil
+	case <-ctx.Done():
+		if it.buf != nil {
+			it.buf.Close()
+		}
+		return ctx.Err()
+	}
+}
+
+// fail records a per-file error found by the producer.
+func (w *walker) fail(ctx context.Context, rel string, err error) error {
+	return w.emit(ctx, item{kind: itemErr, rel: rel, err: err})
+}
+
+func (w *walker) emitAdd(ctx context.Context, rel string, e pool.Entry) error {
+	w.setPath(rel)
+	return w.emit(ctx, item{kind: itemAdd, rel: rel, e: e})
 }
 
 // remote is the share-relative path of rel, as go-smb2 wants it.
@@ -309,30 +496,52 @@ func (w *walker) broken(ctx context.Context) bool {
 	if ctx.Err() != nil || w.cn.stalled.Load() {
 		return true
 	}
-	done := w.cn.op()
+	done := w.cn.opc(costBig)
 	_, err := w.cn.share.Stat(w.remote(""))
 	done()
 	return err != nil
 }
 
+// recordError, added and skipped are the consumer's, setPath the
+// producer's; Progress is called under progMu, never concurrently.
 func (w *walker) recordError(rel string, err error) {
-	w.prog.Errors++
 	w.j.Sink.RecordError(rel, fmt.Errorf("%s: %w", w.where(rel), explain(err)))
+	w.progMu.Lock()
+	w.prog.Errors++
+	w.reportLocked()
+	w.progMu.Unlock()
 }
 
-func (w *walker) report(rel string) {
-	w.prog.Path = rel
+func (w *walker) reportLocked() {
 	if w.j.Progress != nil {
 		w.j.Progress(w.prog)
 	}
 }
 
-func (w *walker) added(rel string, e *pool.Entry) {
+// setPath reports rel as the current path before its fetch starts, so a
+// Progress hook that changes the source sees every later file fetched
+// after it returns.
+func (w *walker) setPath(rel string) {
+	w.progMu.Lock()
+	w.prog.Path = rel
+	w.reportLocked()
+	w.progMu.Unlock()
+}
+
+func (w *walker) added(e *pool.Entry) {
+	w.progMu.Lock()
 	w.prog.Files++
 	if e.Type == pool.TypeFile {
 		w.prog.Bytes += e.Size
 	}
-	w.report(rel)
+	w.reportLocked()
+	w.progMu.Unlock()
+}
+
+func (w *walker) skipped() {
+	w.progMu.Lock()
+	w.prog.Skipped++
+	w.progMu.Unlock()
 }
 
 func (w *walker) excluded(rel string) bool {
@@ -353,7 +562,7 @@ func (w *walker) add(ctx context.Context, rel string, e pool.Entry) (bool, error
 	if err := w.j.Sink.Add(ctx, rel, e, nil); err != nil {
 		return false, w.addFailed(ctx, rel, err)
 	}
-	w.added(rel, &e)
+	w.added(&e)
 	return true, nil
 }
 
@@ -409,7 +618,7 @@ func relOrDot(rel string) string {
 
 // list reads a directory in batches, at most maxEntries names.
 func (w *walker) list(rel string) ([]os.FileInfo, error) {
-	done := w.cn.op()
+	done := w.cn.opc(costBig)
 	defer done()
 	d, err := w.cn.share.Open(w.remote(rel))
 	if err != nil {
@@ -428,7 +637,7 @@ func (w *walker) list(rel string) ([]os.FileInfo, error) {
 			return out, err
 		}
 		if len(out) > w.maxEntries {
-			return out[:w.maxEntries], fmt.Errorf("more than %d entries; kept the first ones", w.maxEntries)
+			return out[:w.maxEntries], fmt.Errorf("more than %d names in one directory; kept the first %d", w.maxEntries, w.maxEntries)
 		}
 	}
 }
@@ -439,7 +648,9 @@ func (w *walker) walkDir(ctx context.Context, rel string, depth int) error {
 		if w.broken(ctx) {
 			return w.fatal(ctx, rel, fmt.Errorf("read directory: %w", err))
 		}
-		w.recordError(relOrDot(rel), fmt.Errorf("read directory: %w", vanished(err)))
+		if err := w.fail(ctx, relOrDot(rel), fmt.Errorf("read directory: %w", vanished(err))); err != nil {
+			return err
+		}
 	}
 	byName := make(map[string]os.FileInfo, len(fis))
 	names := make([]string, 0, len(fis))
@@ -449,7 +660,9 @@ func (w *walker) walkDir(ctx context.Context, rel string, depth int) error {
 			continue
 		}
 		if !pool.ValidName(name) || strings.ContainsRune(name, '\\') {
-			w.recordError(relOrDot(rel), fmt.Errorf("the server listed an invalid name %q", name))
+			if err := w.fail(ctx, relOrDot(rel), fmt.Errorf("the server listed an invalid name %q", name)); err != nil {
+				return err
+			}
 			continue
 		}
 		if _, dup := byName[name]; dup {
@@ -490,27 +703,24 @@ func (w *walker) visit(ctx context.Context, rel string, e pool.Entry, depth int)
 	case pool.TypeDir:
 		// The server may follow symlinks to directories: bound the depth.
 		if depth > w.maxDepth || len(rel) > 32<<10 {
-			w.recordError(rel, fmt.Errorf("nested deeper than %d directories or 32 KiB; not descended", w.maxDepth))
-			return nil
+			return w.fail(ctx, rel, fmt.Errorf("nested deeper than %d directories or 32 KiB; not descended", w.maxDepth))
 		}
-		if ok, err := w.add(ctx, rel, e); !ok || err != nil {
+		if err := w.emitAdd(ctx, rel, e); err != nil {
 			return err
 		}
 		return w.walkDir(ctx, rel, depth)
 	case pool.TypeSymlink:
-		done := w.cn.op()
+		done := w.cn.opc(costBig)
 		target, err := w.cn.share.Readlink(w.remote(rel))
 		done()
 		if err != nil {
 			if w.broken(ctx) {
 				return w.fatal(ctx, rel, err)
 			}
-			w.recordError(rel, fmt.Errorf("readlink: %w", vanished(err)))
-			return nil
+			return w.fail(ctx, rel, fmt.Errorf("readlink: %w", vanished(err)))
 		}
 		e.Target = strings.ReplaceAll(target, `\`, "/")
-		_, err = w.add(ctx, rel, e)
-		return err
+		return w.emitAdd(ctx, rel, e)
 	}
 	return w.visitFile(ctx, rel, e)
 }
@@ -526,47 +736,54 @@ func (w *walker) previous(ctx context.Context, rel string) (pool.Entry, bool) {
 	return e, true
 }
 
+// visitFile (producer) emits a file: reused when size and mtime match the
+// previous snapshot, else fetched ahead.
 func (w *walker) visitFile(ctx context.Context, rel string, e pool.Entry) error {
+	w.setPath(rel)
 	if prev, ok := w.previous(ctx, rel); ok && !w.full && prev.Type == pool.TypeFile &&
 		prev.Size == e.Size && prev.ModTime == e.ModTime && e.Size > 0 && !prev.Content.IsZero() {
 		skip := e
 		skip.Content, skip.Chunked = prev.Content, prev.Chunked
-		err := w.j.Sink.Add(ctx, rel, skip, nil)
-		if err == nil {
-			w.prog.Skipped++
-			w.added(rel, &skip)
-			return nil
-		}
-		if !errors.Is(err, pool.ErrContentMissing) || ctx.Err() != nil {
-			return w.addFailed(ctx, rel, err)
-		}
+		return w.emit(ctx, item{kind: itemSkip, rel: rel, e: e, skip: skip})
 	}
-	done := w.cn.op()
-	f, err := w.cn.share.Open(w.remote(rel))
-	done()
+	b, err := w.f.Start(e.Size, w.fetch(rel, e))
 	if err != nil {
-		if w.broken(ctx) {
-			return w.fatal(ctx, rel, err)
-		}
-		w.recordError(rel, fmt.Errorf("open: %w", vanished(err)))
+		return err
+	}
+	return w.emit(ctx, item{kind: itemFile, rel: rel, e: e, buf: b})
+}
+
+// storeSkip (consumer) adds a reused file; when its content is gone from
+// the pool, the file is read after all.
+func (w *walker) storeSkip(ctx context.Context, it item) error {
+	err := w.j.Sink.Add(ctx, it.rel, it.skip, nil)
+	if err == nil {
+		w.skipped()
+		w.added(&it.skip)
 		return nil
 	}
-	defer f.Close()
-	done = w.cn.op()
-	fi, err := f.Stat()
-	done()
+	if !errors.Is(err, pool.ErrContentMissing) || ctx.Err() != nil {
+		return w.addFailed(ctx, it.rel, err)
+	}
+	return w.store(ctx, it.rel, w.f.Direct(it.e.Size, w.fetch(it.rel, it.e)))
+}
+
+// store (consumer) adds the file fetched into b.
+func (w *walker) store(ctx context.Context, rel string, b *ahead.Buffer) error {
+	defer b.Close()
+	v, err := b.Wait(ctx)
 	if err != nil {
-		w.recordError(rel, fmt.Errorf("stat: %w", err))
+		return w.fatal(ctx, rel, err)
+	}
+	h := v.(head)
+	if h.err != nil {
+		if !h.opened && w.broken(ctx) {
+			return w.fatal(ctx, rel, h.err)
+		}
+		w.recordError(rel, h.err)
 		return nil
 	}
-	ne := w.entry(e.Name, fi)
-	if ne.Type != pool.TypeFile {
-		w.recordError(rel, errors.New("replaced during backup (no longer a regular file)"))
-		return nil
-	}
-	e = ne
-	r := &opReader{c: w.cn, r: io.LimitReader(f, e.Size+1)}
-	if err := w.j.Sink.Add(ctx, rel, e, r); err != nil {
+	if err := w.j.Sink.Add(ctx, rel, h.e, b); err != nil {
 		if ctx.Err() != nil || w.cn.stalled.Load() {
 			return w.fatal(ctx, rel, err)
 		}
@@ -579,18 +796,84 @@ func (w *walker) visitFile(ctx context.Context, rel string, e pool.Entry) error 
 		w.recordError(rel, err)
 		return nil
 	}
-	w.added(rel, &e)
+	w.added(&h.e)
 	return nil
 }
 
-// opReader marks each read as one operation for the watchdog.
-type opReader struct {
-	c *conn
-	r io.Reader
+// Reads: 64 KiB (one credit) per READ, readDepth of them in flight per
+// file.
+const (
+	readChunk = 64 << 10
+	readDepth = 16
+)
+
+// fetch (on a worker) opens rel, takes its metadata from the open handle
+// (QUERY_INFO) and reads it into b. For a file that fits its buffer the
+// QUERY_INFO and the reads go out together; a larger one is stat'ed first.
+func (w *walker) fetch(rel string, listed pool.Entry) ahead.Func {
+	remote := w.remote(rel)
+	return func(ctx context.Context, b *ahead.Buffer) error {
+		done := w.cn.opc(costSmall)
+		f, err := w.cn.share.Open(remote)
+		done()
+		if err != nil {
+			b.Ready(head{err: fmt.Errorf("open: %w", vanished(err))})
+			return nil
+		}
+		defer func() {
+			done := w.cn.opc(costSmall)
+			f.Close()
+			done()
+		}()
+		r := &opReaderAt{c: w.cn, r: f}
+		var fi os.FileInfo
+		if listed.Size+1 <= b.Cap() {
+			var serr error
+			statDone := make(chan struct{})
+			go func() {
+				defer close(statDone)
+				done := w.cn.opc(costBig)
+				fi, serr = f.Stat()
+				done()
+			}()
+			rerr := ahead.ReadAll(ctx, r, listed.Size, readChunk, readDepth, b)
+			<-statDone
+			if serr != nil {
+				b.Ready(head{err: fmt.Errorf("stat: %w", serr), opened: true})
+				return nil
+			}
+			if e := w.entry(listed.Name, fi); e.Type == pool.TypeFile && e.Size == listed.Size {
+				b.Ready(head{e: e})
+				return rerr
+			}
+			b.Discard() // changed since the listing: read it again below
+		} else {
+			done := w.cn.opc(costBig)
+			fi, err = f.Stat()
+			done()
+			if err != nil {
+				b.Ready(head{err: fmt.Errorf("stat: %w", err), opened: true})
+				return nil
+			}
+		}
+		e := w.entry(listed.Name, fi)
+		if e.Type != pool.TypeFile {
+			b.Ready(head{err: errors.New("replaced during backup (no longer a regular file)"), opened: true})
+			return nil
+		}
+		b.Ready(head{e: e})
+		return ahead.ReadAll(ctx, r, e.Size, readChunk, readDepth, b) // at most size+1 bytes
+	}
 }
 
-func (o *opReader) Read(p []byte) (int, error) {
-	done := o.c.op()
+// opReaderAt marks each read as one operation for the watchdog.
+type opReaderAt struct {
+	c *conn
+	r io.ReaderAt
+}
+
+func (o *opReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	done := o.c.opc(int64(max(1, (len(p)+64<<10-1)/(64<<10))))
 	defer done()
-	return o.r.Read(p)
+	return o.r.ReadAt(p, off)
 }
