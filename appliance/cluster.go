@@ -163,6 +163,11 @@ func (c *cluster) start(ctx context.Context) error {
 		}
 		c.report(ex)
 	}
+	if c.on && s.pool != nil {
+		// Locks in the shared pool carry this instance's ID; the pool
+		// asks the instance table whether a foreign holder still lives.
+		s.pool.SetLockRegistry(instanceLocks{c})
+	}
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.heartbeatLoop() }()
 	if c.on {
@@ -331,6 +336,42 @@ func (c *cluster) renew(ctx context.Context, now time.Time) {
 		s.log.Warn("job lease lost; stopping the job", "job", rj.jc.job.ID, "instance", c.id)
 		rj.cancel(errLeaseLost)
 	}
+}
+
+// instanceLocks is the pool's LockRegistry in cluster mode: the
+// instances table. A pool lock (a backup's writer lock, a GC's lock)
+// taken by an instance is stale at once — GC need not wait 30 minutes
+// for a writer killed on another machine — when that instance stopped
+// cleanly (it ended its jobs first), registered again since the lock was
+// taken (the process that took it is gone), or has not renewed its
+// heartbeat for lockDeadLeases lease timeouts: by one lease timeout
+// without renewal a live instance stops its jobs itself (renew), so the
+// second is margin for clock skew and a slow stop.
+type instanceLocks struct{ c *cluster }
+
+const lockDeadLeases = 2
+
+func (l instanceLocks) Self() string { return l.c.id }
+
+func (l instanceLocks) Dead(ctx context.Context, owner string, created time.Time) bool {
+	s := l.c.r.s
+	ins, err := s.cat.Instances(ctx)
+	if err != nil {
+		return false // unsure: the lock ages out as usual
+	}
+	for _, in := range ins {
+		if in.ID != owner {
+			continue
+		}
+		dead := !in.Stopped.IsZero() || in.Started.After(created) ||
+			s.now().Sub(in.LastHeartbeat) > lockDeadLeases*l.c.cfg.LeaseTimeout
+		if dead {
+			s.log.Info("pool lock of a dead instance is stale", "instance", owner, "last_heartbeat", in.LastHeartbeat,
+				"stopped", !in.Stopped.IsZero(), "lock_created", created)
+		}
+		return dead
+	}
+	return false // unknown (pruned after a day: by then the lock is stale by age)
 }
 
 // expire re-queues the jobs of instances that stopped renewing.
