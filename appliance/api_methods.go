@@ -53,6 +53,7 @@ var (
 	fHostKey = fStr("host_key", "Pinned SSH host key", "authorized_keys format. Empty: trusted on first use and pinned then.").typ("text").group("advanced")
 	fFull    = fStr("full", "Full run", "Re-read every file instead of skipping unchanged ones.").typ("bool").group("advanced")
 	fOneFS   = fStr("one_file_system", "Stay on one file system", "Do not descend into other mounted file systems.").typ("bool").group("advanced")
+	fMaxDir  = fStr("max_dir_entries", "Names per directory", "At most this many names are kept from one directory listing (the first listed); more are an error on the directory. Bounds memory against a hostile server.").typ("number").group("advanced")
 	sshCreds = []MethodField{
 		fSecret("password", "Password", "A password or a private key. Empty: the appliance's own key (installed by onboarding)."),
 		fSecret("private_key", "Private key", "PEM or OpenSSH format.").typ("text"),
@@ -88,21 +89,21 @@ var (
 
 // methodFields are the method-specific fields, by method name.
 var methodFields = map[string][]MethodField{
-	"local": {fOneFS},
+	"local": {fOneFS, fMaxDir},
 	"sftp": append([]MethodField{fHost, fUser.req(), fPort("22"), fHostKey,
 		fStr("paths", "More paths", "More remote paths, comma-separated.").group("advanced"),
 		fTimeout("30s"), fFull,
-		fStr("full_every", "Full re-read every N days", "Every file is re-read once every N days.").typ("number").group("advanced")},
+		fStr("full_every", "Full re-read every N days", "Every file is re-read once every N days.").typ("number").group("advanced"), fMaxDir},
 		sshCreds...),
 	"smb": {fHost, fStr("share", "Share", "").req(), fUser.req(), fStr("domain", "Domain", ""),
 		fSecret("password", "Password", "").req(), fPort("445"),
-		fStr("timeout", "Operation timeout", "How long one operation may wait for the server (Go duration).").typ("duration").group("advanced"), fFull},
+		fStr("timeout", "Operation timeout", "How long one operation may wait for the server (Go duration).").typ("duration").group("advanced"), fFull, fMaxDir},
 	"ftp": {fHost, fStr("user", "User", "Empty, anonymous or ftp: anonymous login."), fSecret("password", "Password", ""), fPort("21"),
 		fStr("tls", "TLS", "explicit: AUTH TLS before login; none: plain FTP (password in clear).").choice("explicit", "none").def("explicit"),
 		fStr("tls_fingerprint", "Pinned certificate", "sha256:<hex> of the certificate; empty: pinned on first use.").group("advanced"),
 		fStr("tls_ca", "CA certificates", "PEM roots instead of the system roots.").typ("text").group("advanced"),
 		fStr("tls_tofu", "Trust on first use", "false: refuse a certificate that is neither pinned nor signed by a known CA.").typ("bool").def("true").group("advanced"),
-		fStr("timeout", "Idle timeout", "Per read or write (Go duration).").typ("duration").def("60s").group("advanced")},
+		fStr("timeout", "Idle timeout", "Per read or write (Go duration).").typ("duration").def("60s").group("advanced"), fMaxDir},
 	"rsync": append([]MethodField{fHost, fStr("transport", "Transport", "").choice("daemon", "ssh").def("daemon"),
 		fStr("port", "Port", "873 for the daemon, 22 over SSH.").typ("number"),
 		fStr("module", "Module", "Daemon module (required for the daemon)."),

@@ -200,6 +200,9 @@ func (s *Server) backupSource(ctx context.Context, jc *jobCtx, h *catalog.Host, 
 	if err != nil {
 		return fail(err)
 	}
+	if err := applyDirCap(pl, src.Method, src.Options); err != nil { // pullers.go
+		return fail(permanent{err})
+	}
 	hooks, err := newHookRunner(h, src, secret)
 	if err != nil {
 		return fail(err)

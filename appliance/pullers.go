@@ -293,6 +293,23 @@ func (s *Server) pullerSource(h *catalog.Host, src *catalog.Source) (pullers.Sou
 		Options: opts, Secret: secret}, scrubber(secret), nil
 }
 
+// applyDirCap gives the pullers that take the names-per-directory cap as
+// a field (sftp, smb) the source's max_dir_entries option; ftp and local
+// read it themselves.
+func applyDirCap(pl pullers.Puller, method string, opts map[string]string) error {
+	n, err := maxDirEntries(method, opts)
+	if err != nil || n == 0 {
+		return err
+	}
+	switch p := pl.(type) {
+	case *sftp.Puller:
+		p.MaxEntries = n
+	case *smb.Puller:
+		p.MaxEntries = n
+	}
+	return nil
+}
+
 // hostRestoreMethods are the methods that can write a snapshot back to
 // the host.
 var hostRestoreMethods = []string{ftp.Method, sftp.Method, smb.Method}

@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -80,7 +81,33 @@ func validateSourceOptions(in *SourceInput) error {
 	if _, err := checkpointOptions(o); err != nil {
 		return badRequest("source %s: %v", in.Name, err)
 	}
+	if _, err := maxDirEntries(in.Method, o); err != nil {
+		return badRequest("source %s: %v", in.Name, err)
+	}
 	return nil
+}
+
+// dirCapMethods read Options["max_dir_entries"], the cap on the names
+// kept from one directory listing: local and ftp themselves, sftp and smb
+// through the appliance (applyDirCap), archive through its fetching
+// puller. rsync's list is one stream for the whole tree (its own cap),
+// tar and the dumps list nothing.
+var dirCapMethods = []string{"archive", "ftp", "local", "sftp", "smb"}
+
+// maxDirEntries is the source's max_dir_entries option: 0 when unset.
+func maxDirEntries(method string, o map[string]string) (int, error) {
+	v := strings.TrimSpace(o["max_dir_entries"])
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("option max_dir_entries %q: want a positive number of names per directory", v)
+	}
+	if !slices.Contains(dirCapMethods, method) {
+		return 0, fmt.Errorf("option max_dir_entries: method %s has no per-directory listing to cap (it works for %s)", method, strings.Join(dirCapMethods, ", "))
+	}
+	return n, nil
 }
 
 // Source options for the writer's checkpoints (pool.CheckpointOptions):
