@@ -31,8 +31,25 @@ var ErrAuth = fmt.Errorf("login refused: %w", pullers.ErrPermanent)
 // ErrHostKeyChanged: the SSH host key differs from Options["host_key"].
 var ErrHostKeyChanged = fmt.Errorf("host key changed: %w", pullers.ErrPermanent)
 
-// protocol is the version this receiver speaks.
-const protocol = 27
+// Protocol versions: the newest this receiver speaks, and the one it
+// falls back to with a sender older than protocol 30 (rsync before 3.0).
+const (
+	protocol    = 31
+	protocolOld = 27
+)
+
+// pickProtocol is the protocol to use with a peer that speaks remote (at
+// most max): 30 or 31 when the peer has them, else 27.
+func pickProtocol(remote, max int) int {
+	if max <= 0 || max > protocol {
+		max = protocol
+	}
+	v := min(remote, max)
+	if v < 30 {
+		return protocolOld
+	}
+	return v
+}
 
 // target is a parsed Source.
 type target struct {
@@ -48,6 +65,8 @@ type target struct {
 	rsyncBin string
 	oneFS    bool
 	numeric  bool
+	xattrs   bool // -X
+	acls     bool // -A
 	full     bool
 	timeout  time.Duration
 	idle     time.Duration
@@ -120,6 +139,12 @@ func parseTarget(s pullers.Source) (*target, error) {
 	if t.full, err = boolOpt(o, "full"); err != nil {
 		return nil, err
 	}
+	if t.xattrs, err = boolOpt(o, "xattrs"); err != nil {
+		return nil, err
+	}
+	if t.acls, err = boolOpt(o, "acls"); err != nil {
+		return nil, err
+	}
 	if strings.ContainsAny(s.Path, "\x00\n") {
 		return nil, fmt.Errorf("rsync %s: bad path %q", t.addr, s.Path)
 	}
@@ -176,6 +201,7 @@ type session struct {
 	out    *bufio.Writer
 	closer func() error
 	stderr *capBuf // ssh: the remote rsync's stderr
+	proto  int     // the protocol agreed on
 }
 
 // countConn counts the bytes read from the server.
@@ -236,11 +262,25 @@ func (c idleConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// args is the sender's command line (after "rsync").
-func (t *target) args() []string {
+// args is the sender's command line (after "rsync") for a protocol.
+// From protocol 30 on it carries the -e capability string: symlink times
+// (L), safe file-list end (f), no xattr hard-link optimization (x), the
+// checksum seed order fix (C), inplace partial dir (I), varint flags and
+// checksum negotiation (v), names of id 0 (u); not incremental recursion
+// (i), so the whole list comes first.
+func (t *target) args(proto int) []string {
 	flags := "-lptgoDrH"
 	if t.oneFS {
 		flags += "x"
+	}
+	if proto >= 30 {
+		if t.xattrs {
+			flags += "X"
+		}
+		if t.acls {
+			flags += "A"
+		}
+		flags += "e.LfxCIvu"
 	}
 	if t.numeric {
 		return []string{"--server", "--sender", flags, "--numeric-ids", "."}
@@ -272,10 +312,20 @@ func (p *Puller) openDaemon(ctx context.Context, t *target) (*session, error) {
 		return fail(protoErr("not an rsync daemon (greeting %q)", short(line)))
 	}
 	major, _, _ := strings.Cut(strings.Fields(ver + " x")[0], ".")
-	if v, err := strconv.Atoi(major); err != nil || v < protocol {
-		return fail(protoErr("daemon protocol %q is older than %d", short(ver), protocol))
+	v, err := strconv.Atoi(major)
+	if err != nil || v < protocolOld {
+		return fail(protoErr("daemon protocol %q is older than %d", short(ver), protocolOld))
 	}
-	fmt.Fprintf(s.out, "@RSYNCD: %d.0\n%s\n", protocol, t.module)
+	s.proto = pickProtocol(v, p.Protocol)
+	if s.proto >= 30 {
+		// The digest list names what we can answer the challenge with.
+		fmt.Fprintf(s.out, "@RSYNCD: %d.0 md5\n%s\n", s.proto, t.module)
+	} else {
+		fmt.Fprintf(s.out, "@RSYNCD: %d.0\n%s\n", s.proto, t.module)
+	}
+	if (t.xattrs || t.acls) && s.proto < 30 {
+		return fail(fmt.Errorf("xattrs and ACLs need protocol 30 (rsync 3.0 or newer); the daemon speaks %d: %w", v, pullers.ErrPermanent))
+	}
 	if err := s.out.Flush(); err != nil {
 		return fail(err)
 	}
@@ -298,7 +348,7 @@ func (p *Puller) openDaemon(ctx context.Context, t *target) (*session, error) {
 				return fail(fmt.Errorf("module %q needs a user and password: %w", t.module, ErrAuth))
 			}
 			challenge := strings.TrimPrefix(line, "@RSYNCD: AUTHREQD ")
-			fmt.Fprintf(s.out, "%s %s\n", t.user, authHash(t.password, challenge, protocol))
+			fmt.Fprintf(s.out, "%s %s\n", t.user, authHash(t.password, challenge, s.proto))
 			if err := s.out.Flush(); err != nil {
 				return fail(err)
 			}
@@ -320,10 +370,16 @@ func (p *Puller) openDaemon(ctx context.Context, t *target) (*session, error) {
 		}
 		break
 	}
-	for _, a := range t.args() {
-		s.out.WriteString(a + "\n")
+	// Arguments end in NUL from protocol 30 on, in newline before; an
+	// empty one ends the list.
+	end := "\n"
+	if s.proto >= 30 {
+		end = "\x00"
 	}
-	s.out.WriteString(t.module + t.path + "/\n\n")
+	for _, a := range t.args(s.proto) {
+		s.out.WriteString(a + end)
+	}
+	s.out.WriteString(t.module + t.path + "/" + end + end)
 	if err := s.out.Flush(); err != nil {
 		return fail(err)
 	}
@@ -376,11 +432,12 @@ func short(s string) string {
 
 // openSSH runs the sender over SSH and exchanges protocol versions.
 func (p *Puller) openSSH(ctx context.Context, t *target) (*session, error) {
-	return p.openSSHCmd(ctx, t, t.args(), t.path+"/")
+	return p.openSSHCmd(ctx, t, t.args, t.path+"/", p.Protocol)
 }
 
-// openSSHCmd runs "rsync ARGS PATH" over SSH.
-func (p *Puller) openSSHCmd(ctx context.Context, t *target, args []string, pathArg string) (*session, error) {
+// openSSHCmd runs "rsync ARGS PATH" over SSH, ARGS for the protocol the
+// remote rsync speaks (at most max).
+func (p *Puller) openSSHCmd(ctx context.Context, t *target, args func(proto int) []string, pathArg string, max int) (*session, error) {
 	c, err := p.dialTCP(ctx, t.addr, t.timeout)
 	if err != nil {
 		return nil, fmt.Errorf("%s: connect: %w", t, err)
@@ -425,8 +482,12 @@ func (p *Puller) openSSHCmd(ctx context.Context, t *target, args []string, pathA
 	}
 	s := &session{stderr: &capBuf{}}
 	sess.Stderr = s.stderr
+	// The remote rsync writes its version first; ours is the lower of
+	// the two (27 for a peer older than 30). The -e capabilities on the
+	// command line are ignored by a peer that ends up below 30.
+	want := pickProtocol(protocol, max)
 	cmd := []string{shellQuote(t.rsyncBin)}
-	for _, a := range args {
+	for _, a := range args(want) {
 		cmd = append(cmd, shellQuote(a))
 	}
 	cmd = append(cmd, shellQuote(pathArg))
@@ -437,11 +498,6 @@ func (p *Puller) openSSHCmd(ctx context.Context, t *target, args []string, pathA
 	s.in = bufio.NewReaderSize(countReader{stdout, &p.received}, 256<<10)
 	s.out = bufio.NewWriterSize(stdin, 64<<10)
 	s.closer = func() error { sess.Close(); return cl.Close() }
-	putInt(s.out, protocol)
-	if err := s.out.Flush(); err != nil {
-		s.closer()
-		return nil, fmt.Errorf("%s: %w", t, err)
-	}
 	rr := &rawReader{r: s.in}
 	v, err := rr.int32("protocol version")
 	if err != nil {
@@ -451,9 +507,15 @@ func (p *Puller) openSSHCmd(ctx context.Context, t *target, args []string, pathA
 		}
 		return nil, fmt.Errorf("%s: %w", t, err)
 	}
-	if v < protocol || v > 1000 {
+	if v < protocolOld || v > 1000 {
 		s.closer()
 		return nil, fmt.Errorf("%s: %w", t, protoErr("remote protocol %d", v))
+	}
+	s.proto = pickProtocol(int(v), want)
+	putInt(s.out, int32(s.proto))
+	if err := s.out.Flush(); err != nil {
+		s.closer()
+		return nil, fmt.Errorf("%s: %w", t, err)
 	}
 	return s, nil
 }

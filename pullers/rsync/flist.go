@@ -32,23 +32,20 @@ const (
 type file struct {
 	name   string // cleaned, relative, "." for the root
 	size   int64
-	mtime  int64 // seconds
+	mtime  int64 // nanoseconds
 	mode   uint32
 	uid    uint32
 	gid    uint32
-	rdev   uint32
+	rdev   uint64 // Linux encoding
 	target string
 	user   string // owner names, unless --numeric-ids
 	group  string
-	dev    int64 // -H: device and inode of a regular file
-	ino    int64
-}
-
-// flistOpts says which optional fields the list carries (the options we
-// asked the sender for).
-type flistOpts struct {
-	owner, devices, links, hard bool
-	maxEntries                  int
+	dev    int64 // -H: device and inode of a regular file (protocol 30:
+	ino    int64 // dev -1 and ino the hard-link group, 0 if none)
+	ndx    int32 // index in the sorted list: the file's number on the wire
+	xset   int32 // protocol 30: xattr set (index into flist30.xsets), -1 none
+	acl    int32 // protocol 30: access ACL (index into flist30.acls), -1 none
+	defacl int32 // protocol 30: default ACL of a directory, -1 none
 }
 
 // readFileList decodes a protocol-27 file list up to its end marker, and
@@ -74,7 +71,7 @@ func readFileList(r *rawReader, o flistOpts) ([]*file, error) {
 		if len(list) >= o.maxEntries {
 			return nil, protoErr("file list longer than %d entries", o.maxEntries)
 		}
-		f := &file{}
+		f := &file{xset: -1, acl: -1, defacl: -1}
 		l1 := 0
 		if flags&xmitSameName != 0 {
 			b, err := r.byte1("name prefix length")
@@ -130,7 +127,7 @@ func readFileList(r *rawReader, o flistOpts) ([]*file, error) {
 			if err != nil {
 				return nil, err
 			}
-			f.mtime = int64(v)
+			f.mtime = int64(v) * 1e9
 		}
 		if flags&xmitSameMode != 0 {
 			f.mode = last.mode
@@ -178,7 +175,7 @@ func readFileList(r *rawReader, o flistOpts) ([]*file, error) {
 				if err != nil {
 					return nil, err
 				}
-				f.rdev = uint32(v)
+				f.rdev = uint64(uint32(v))
 			}
 		}
 		if o.links && typ == sIFLNK {
@@ -212,9 +209,18 @@ func readFileList(r *rawReader, o flistOpts) ([]*file, error) {
 		list = append(list, f)
 		last = f
 	}
-	slices.SortStableFunc(list, func(a, b *file) int { return strings.Compare(a.name, b.name) })
-	list = slices.CompactFunc(list, func(a, b *file) bool { return a.name == b.name })
-	return list, nil
+	return sortList(list, func(a, b *file) int { return strings.Compare(a.name, b.name) }), nil
+}
+
+// sortList sorts the list as the sender does, numbers the entries by
+// their sorted position (the index both sides use on the wire) and drops
+// duplicate names (the sender skips them too; their numbers stay unused).
+func sortList(list []*file, cmp func(a, b *file) int) []*file {
+	slices.SortStableFunc(list, cmp)
+	for i, f := range list {
+		f.ndx = int32(i)
+	}
+	return slices.CompactFunc(list, func(a, b *file) bool { return a.name == b.name })
 }
 
 // cleanName checks a name from the server: relative, no "..", no empty

@@ -75,7 +75,8 @@ func (p *Puller) Restore(ctx context.Context, fsys fs.FS, subtree string, s pull
 	rt := *t
 	rt.path = path.Clean(dest)
 	rt.numeric = true
-	sess, err := p.openSSHCmd(ctx, &rt, []string{"--server", "-lptgoDr", "--numeric-ids", "."}, rt.path+"/")
+	args := func(int) []string { return []string{"--server", "-lptgoDr", "--numeric-ids", "."} }
+	sess, err := p.openSSHCmd(ctx, &rt, args, rt.path+"/", protocolOld)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package rsync
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -47,6 +48,9 @@ type Puller struct {
 	Log *slog.Logger
 	// MaxEntries bounds the file list; 0: 5,000,000.
 	MaxEntries int
+	// Protocol caps the protocol version offered (27, 30 or 31); 0: 31.
+	// Below 30 there are no xattrs or ACLs.
+	Protocol int
 
 	received atomic.Int64
 	mu       sync.Mutex
@@ -90,6 +94,8 @@ type item struct {
 	prev  pool.Entry // previous version: the basis when prevOK
 	basis bool
 	head  sumHead
+	xfer  bool    // protocol 30: the file's data is requested (ITEM_TRANSFER)
+	xreq  []int32 // protocol 30: numbers of the long xattr values requested
 }
 
 // Pull implements pullers.Puller. See the package documentation.
@@ -130,6 +136,14 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 
 // transfer runs the protocol after the version exchange.
 func (p *Puller) transfer(ctx context.Context, t *target, s *session, j *pullers.Job) error {
+	if s.proto >= 30 {
+		return p.transfer30(ctx, t, s, j)
+	}
+	return p.transfer27(ctx, t, s, j)
+}
+
+// transfer27 is protocol 27 after the version exchange.
+func (p *Puller) transfer27(ctx context.Context, t *target, s *session, j *pullers.Job) error {
 	raw := &rawReader{r: s.in}
 	seed, err := raw.int32("checksum seed")
 	if err != nil {
@@ -168,7 +182,7 @@ func (p *Puller) transfer(ctx context.Context, t *target, s *session, j *pullers
 	if _, err := r.int32("io error flag"); err != nil {
 		return fmt.Errorf("%s: file list: %w", t, err)
 	}
-	x := &xfer{p: p, t: t, s: s, j: j, dm: dm, r: r, seed: seed}
+	x := &xfer{p: p, t: t, s: s, j: j, dm: dm, r: r, seed: seed, proto: 27}
 	plan, err := x.plan(ctx, list)
 	if err != nil {
 		return err
@@ -215,6 +229,12 @@ type xfer struct {
 	r    *rawReader
 	seed int32
 
+	proto   int  // 27, 30 or 31
+	seedFix bool // CF_CHKSUM_SEED_FIX: the seed goes before the block
+	fl      *flist30
+	ndxOut  ndxCodec
+	ndxIn   ndxCodec
+
 	mu   sync.Mutex
 	prog pullers.Progress
 }
@@ -242,7 +262,7 @@ func (x *xfer) recordError(rel string, err error) {
 }
 
 func entryOf(f *file, name string) pool.Entry {
-	e := pool.Entry{Name: name, UID: f.uid, GID: f.gid, User: f.user, Group: f.group, ModTime: f.mtime * 1e9}
+	e := pool.Entry{Name: name, UID: f.uid, GID: f.gid, User: f.user, Group: f.group, ModTime: f.mtime}
 	e.Mode = fs.FileMode(f.mode & 0o777)
 	if f.mode&0o4000 != 0 {
 		e.Mode |= fs.ModeSetuid
@@ -297,7 +317,7 @@ func (x *xfer) plan(ctx context.Context, list []*file) ([]*item, error) {
 	var walk func(i int)
 	walk = func(i int) {
 		f := list[i]
-		it := &item{f: f, ndx: int32(i), rel: f.name, e: entryOf(f, path.Base(f.name))}
+		it := &item{f: f, ndx: f.ndx, rel: f.name, e: entryOf(f, path.Base(f.name))}
 		if f.name == "." {
 			it.e.Name = "."
 		}
@@ -310,13 +330,16 @@ func (x *xfer) plan(ctx context.Context, list []*file) ([]*item, error) {
 	// Hard links: regular files sharing (dev, ino) get one HardLink id.
 	inodes := map[[2]int64][]*item{}
 	for _, it := range plan {
-		if it.e.Type == pool.TypeFile {
+		if it.e.Type == pool.TypeFile && (it.f.dev != 0 || it.f.ino != 0) {
 			k := [2]int64{it.f.dev, it.f.ino}
 			inodes[k] = append(inodes[k], it)
 		}
 	}
 	for _, it := range plan {
-		if its := inodes[[2]int64{it.f.dev, it.f.ino}]; it.e.Type == pool.TypeFile && len(its) > 1 && it.e.HardLink == 0 {
+		if it.e.Type != pool.TypeFile || it.f.dev == 0 && it.f.ino == 0 {
+			continue
+		}
+		if its := inodes[[2]int64{it.f.dev, it.f.ino}]; len(its) > 1 && it.e.HardLink == 0 {
 			id := uint64(it.ndx) + 1
 			for _, o := range its {
 				o.e.HardLink = id
@@ -370,7 +393,7 @@ func (x *xfer) generate(ctx context.Context, plan []*item) error {
 		if it.basis {
 			cr, err := basis.OpenContent(ctx, &it.prev)
 			if err == nil {
-				err = writeSums(ctx, w, it.head, cr, x.seed)
+				err = writeSums(ctx, w, it.head, cr, x.blockSum)
 				if err != nil {
 					return fmt.Errorf("%s: basis: %w", it.rel, err)
 				}
@@ -458,6 +481,9 @@ func (x *xfer) receive(ctx context.Context, plan []*item) error {
 }
 
 func (x *xfer) addMeta(ctx context.Context, it *item) error {
+	if err := x.fillXattrs(it); err != nil {
+		return err
+	}
 	err := x.j.Sink.Add(ctx, it.rel, it.e, nil)
 	if err == nil {
 		x.count(func(p *pullers.Progress) {
@@ -481,6 +507,9 @@ func (x *xfer) addMeta(ctx context.Context, it *item) error {
 
 // recvFile reads one file's delta and streams it into the sink.
 func (x *xfer) recvFile(ctx context.Context, it *item) error {
+	if err := x.fillXattrs(it); err != nil {
+		return err
+	}
 	var h sumHead
 	for _, v := range []*int32{&h.count, &h.blen, &h.s2len, &h.rem} {
 		n, err := x.r.int32("sum head")
@@ -495,7 +524,7 @@ func (x *xfer) recvFile(ctx context.Context, it *item) error {
 	if h != want {
 		return fmt.Errorf("%s: %w", x.t, protoErr("%s: the checksum header came back changed", quote(it.rel)))
 	}
-	fr := &fileReader{r: x.r, h: h, sum: newSum(x.seed), left: it.e.Size + 1}
+	fr := &fileReader{r: x.r, h: h, sum: x.fileSum(), left: it.e.Size + 1}
 	if h.count > 0 {
 		cr, err := x.j.Previous.(Basis).OpenContent(ctx, &it.prev)
 		if err != nil {
@@ -523,6 +552,34 @@ func (x *xfer) recvFile(ctx context.Context, it *item) error {
 		return nil
 	}
 	return fmt.Errorf("%s/%s: store: %w", x.t, it.rel, err)
+}
+
+// fileSum starts the whole-file checksum: MD5 from protocol 30 on, else
+// MD4 of the seed and the data.
+func (x *xfer) fileSum() hash.Hash {
+	if x.proto >= 30 {
+		return md5.New()
+	}
+	return newSum(x.seed)
+}
+
+// blockSum is the strong checksum of one basis block: MD4 (block, seed)
+// before protocol 30, MD5 after (the seed first with CF_CHKSUM_SEED_FIX).
+func (x *xfer) blockSum(b []byte) []byte {
+	if x.proto < 30 {
+		return blockSum(b, x.seed)
+	}
+	h := md5.New()
+	var s [4]byte
+	binary.LittleEndian.PutUint32(s[:], uint32(x.seed))
+	if x.seedFix && x.seed != 0 {
+		h.Write(s[:])
+	}
+	h.Write(b)
+	if !x.seedFix && x.seed != 0 {
+		h.Write(s[:])
+	}
+	return h.Sum(nil)
 }
 
 // newSum starts a whole-file checksum: MD4 of the seed, then the data.

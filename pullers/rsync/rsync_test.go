@@ -18,9 +18,12 @@ import (
 	"github.com/cairn-backup/cairn/pullers/rsync"
 )
 
-// caps is what protocol 27 carries (CAPABILITIES.md).
-var caps = pullertest.Capabilities{Mode: true, Owner: true, MtimeRes: time.Second, DirMtime: true,
-	Symlinks: true, HardLinks: true, AllNames: true}
+// caps is what protocol 31 with -X carries (CAPABILITIES.md).
+var caps = pullertest.Capabilities{Mode: true, Owner: true, MtimeRes: time.Nanosecond, DirMtime: true,
+	Symlinks: true, HardLinks: true, AllNames: true, Xattrs: true}
+
+// caps27 is what protocol 27 carries: whole seconds, no xattrs.
+var caps27 = func() pullertest.Capabilities { c := caps; c.MtimeRes = time.Second; c.Xattrs = false; return c }()
 
 // sshCaps: over SSH the sender maps ids to names (the daemon in testenv
 // has "numeric ids = yes").
@@ -51,7 +54,7 @@ func rel(t *testing.T, served, dir string) string {
 
 func daemonSource(s *testenv.RsyncServer, module, path string) pullers.Source {
 	src := pullers.Source{Method: rsync.Method, Name: "src", Path: path,
-		Options: map[string]string{"host": s.Host, "port": strconv.Itoa(s.Port), "module": module}}
+		Options: map[string]string{"host": s.Host, "port": strconv.Itoa(s.Port), "module": module, "xattrs": "true", "acls": "true"}}
 	if module == s.AuthModule {
 		src.Options["user"] = s.User
 		src.Secret = map[string]string{"password": s.Password}
@@ -67,6 +70,23 @@ func TestConformanceDaemon(t *testing.T) {
 		SourceFor: func(dir string) pullers.Source { return daemonSource(s, s.Module, rel(t, s.Dir, dir)) },
 		Caps:      caps,
 		Options:   pullertest.Options{Large: pullertest.LargeFromEnv()},
+	})
+}
+
+// TestConformanceDaemon27 runs the scenario at protocol 27, the fallback
+// for senders older than rsync 3.0.
+func TestConformanceDaemon27(t *testing.T) {
+	s := testenv.Rsyncd(t)
+	pullertest.Run(t, pullertest.Config{
+		Dir:       s.Dir,
+		NewPuller: func() pullers.Puller { return &rsync.Puller{Protocol: 27} },
+		SourceFor: func(dir string) pullers.Source {
+			src := daemonSource(s, s.Module, rel(t, s.Dir, dir))
+			delete(src.Options, "xattrs")
+			delete(src.Options, "acls")
+			return src
+		},
+		Caps: caps27,
 	})
 }
 
@@ -136,7 +156,7 @@ func sshSource(t *testing.T, s *testenv.SSHServer, dir string) pullers.Source {
 	}
 	return pullers.Source{Method: rsync.Method, Name: "src", Path: dir,
 		Options: map[string]string{"transport": "ssh", "host": s.Host, "port": strconv.Itoa(s.Port), "user": s.User,
-			"host_key": string(ssh.MarshalAuthorizedKey(s.HostKey))},
+			"host_key": string(ssh.MarshalAuthorizedKey(s.HostKey)), "xattrs": "true", "acls": "true"},
 		Secret: map[string]string{"private_key": string(key)}}
 }
 

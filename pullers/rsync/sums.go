@@ -79,7 +79,7 @@ func blockSum(b []byte, seed int32) []byte {
 
 // writeSums sends the head and the block checksums of the basis r (n
 // bytes long).
-func writeSums(ctx context.Context, w *bufio.Writer, h sumHead, r io.Reader, seed int32) error {
+func writeSums(ctx context.Context, w *bufio.Writer, h sumHead, r io.Reader, strong func([]byte) []byte) error {
 	putHead(w, h)
 	br := bufio.NewReaderSize(r, 1<<20)
 	buf := make([]byte, h.blen)
@@ -99,7 +99,7 @@ func writeSums(ctx context.Context, w *bufio.Writer, h sumHead, r io.Reader, see
 		}
 		binary.LittleEndian.PutUint32(b4[:], rollSum(blk))
 		w.Write(b4[:])
-		w.Write(blockSum(blk, seed))
+		w.Write(strong(blk))
 		left -= n
 	}
 	return nil
