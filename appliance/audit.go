@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cairn-backup/cairn/appliance/catalog"
+	"github.com/cairn-backup/cairn/images"
 	"github.com/cairn-backup/cairn/pool"
 )
 
@@ -53,8 +54,12 @@ type AuditHostTarget struct {
 	// Missing: complete primary snapshots newer than the target's newest
 	// (waiting to be copied). Gaps: complete primary snapshots within the
 	// target's range that it does not hold.
-	Missing    []string `json:"missing,omitempty"`
-	Gaps       []string `json:"gaps,omitempty"`
+	Missing []string `json:"missing,omitempty"`
+	Gaps    []string `json:"gaps,omitempty"`
+	// Images: the image snapshots among Snapshots. On a target an image
+	// snapshot counts as held only when its image version is there too
+	// (replicate_images.go); else it is missing like any other.
+	Images     []string `json:"images"`
 	LagSeconds float64  `json:"lag_seconds"`
 	Lagging    bool     `json:"lagging"`
 }
@@ -93,7 +98,7 @@ func (s *Server) Audit(ctx context.Context, live bool) (*AuditBody, error) {
 	for i := range ts {
 		t := &ts[i]
 		at := AuditTarget{Name: t.Name, Kind: t.Kind, Location: t.Location, LagAlertSeconds: t.lagAlert().Seconds()}
-		ids, lookup, closeFn, err := s.targetSnapshots(ctx, t, live)
+		ids, versions, lookup, closeFn, err := s.targetSnapshots(ctx, t, live)
 		if err != nil {
 			at.Error = err.Error() // ids: the last listing known
 		} else {
@@ -105,9 +110,13 @@ func (s *Server) Audit(ctx context.Context, live bool) (*AuditBody, error) {
 			if !ok {
 				sn, ok = lookup(id)
 			}
-			if ok {
-				m[sn.Host] = append(m[sn.Host], sn)
+			if !ok {
+				continue
 			}
+			if v, isImg := s.placeholderOf(ctx, sn); isImg && !versions[v] {
+				continue // the placeholder is there, its image is not (yet)
+			}
+			m[sn.Host] = append(m[sn.Host], sn)
 		}
 		held[t.Name] = m
 		closeFn()
@@ -121,11 +130,14 @@ func (s *Server) Audit(ctx context.Context, live bool) (*AuditBody, error) {
 	for _, host := range names {
 		prim := byHost[host]
 		sort.Slice(prim, func(i, j int) bool { return prim[i].Started.Before(prim[j].Started) })
-		ah := AuditHost{Host: host, Targets: []AuditHostTarget{hostOn("primary", prim, nil, now, 0)}}
+		ph := hostOn("primary", prim, nil, now, 0)
+		ph.Images = s.imageSnapshots(ctx, prim)
+		ah := AuditHost{Host: host, Targets: []AuditHostTarget{ph}}
 		for _, at := range out.Targets {
 			list := held[at.Name][host]
 			sort.Slice(list, func(i, j int) bool { return list[i].Started.Before(list[j].Started) })
 			ht := hostOn(at.Name, list, prim, now, time.Duration(at.LagAlertSeconds*float64(time.Second)))
+			ht.Images = s.imageSnapshots(ctx, list)
 			out.Lagging = out.Lagging || ht.Lagging
 			ah.Targets = append(ah.Targets, ht)
 		}
@@ -183,35 +195,56 @@ func hostOn(target string, list, primary []catalog.Snapshot, now time.Time, aler
 	return ht
 }
 
-// targetSnapshots lists the snapshot IDs on a target — live, or as of
-// its last successful run — and returns a lookup of manifests the
-// catalog does not know (pruned on the primary; live only) and a close.
-func (s *Server) targetSnapshots(ctx context.Context, t *storedTarget, live bool) ([]string, func(string) (catalog.Snapshot, bool), func(), error) {
+// imageSnapshots returns the IDs of the image snapshots in list.
+func (s *Server) imageSnapshots(ctx context.Context, list []catalog.Snapshot) []string {
+	out := []string{}
+	for _, sn := range list {
+		if _, ok := s.placeholderOf(ctx, sn); ok {
+			out = append(out, sn.ID)
+		}
+	}
+	return out
+}
+
+// targetSnapshots lists the snapshot IDs and image versions ("name/id")
+// on a target — live, or as of its last successful run — and returns a
+// lookup of manifests the catalog does not know (pruned on the primary;
+// live only) and a close.
+func (s *Server) targetSnapshots(ctx context.Context, t *storedTarget, live bool) ([]string, map[string]bool, func(string) (catalog.Snapshot, bool), func(), error) {
 	none := func(string) (catalog.Snapshot, bool) { return catalog.Snapshot{}, false }
 	st := s.repl.status(t.ReplicaTarget)
+	cached := map[string]bool{}
+	for _, v := range st.ImageVersions {
+		cached[v] = true
+	}
 	if !live {
 		// The last good listing, even when the latest run failed: a
 		// target that is down lags more and more.
 		if st.LastError != "" {
-			return st.Snapshots, none, func() {}, errors.New(st.LastError)
+			return st.Snapshots, cached, none, func() {}, errors.New(st.LastError)
 		}
 		if st.LastSuccess == nil {
-			return nil, none, func() {}, errors.New("not replicated to yet")
+			return nil, cached, none, func() {}, errors.New("not replicated to yet")
 		}
-		return st.Snapshots, none, func() {}, nil
+		return st.Snapshots, cached, none, func() {}, nil
 	}
 	_, sec, err := s.target(ctx, t.Name)
 	if err != nil {
-		return nil, none, func() {}, err
+		return nil, cached, none, func() {}, err
 	}
 	b, closeFn, err := s.openTarget(ctx, t, sec)
 	if err != nil {
-		return st.Snapshots, none, func() {}, err
+		return st.Snapshots, cached, none, func() {}, err
 	}
 	ids, err := pool.ReplicaSnapshots(ctx, b)
 	if err != nil {
 		closeFn()
-		return st.Snapshots, none, func() {}, err
+		return st.Snapshots, cached, none, func() {}, err
+	}
+	versions, err := images.ReplicaVersions(ctx, replicaImagesBackend(b))
+	if err != nil {
+		closeFn()
+		return st.Snapshots, cached, none, func() {}, err
 	}
 	var rp *pool.Pool
 	lookup := func(id string) (catalog.Snapshot, bool) {
@@ -226,7 +259,7 @@ func (s *Server) targetSnapshots(ctx context.Context, t *storedTarget, live bool
 		}
 		return *manifestRow(m, 0), true
 	}
-	return ids, lookup, closeFn, nil
+	return ids, versions, lookup, closeFn, nil
 }
 
 func (s *Server) handleAudit(r *http.Request, p *principal) (any, error) {

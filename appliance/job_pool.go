@@ -238,6 +238,9 @@ func (s *Server) rebuildSnapshots(ctx context.Context) (*RebuildBody, error) {
 		return nil, err
 	}
 	out.Snapshots = len(rows)
+	if _, err := s.adoptImagePool(ctx); err != nil { // replicate_images.go
+		return nil, err
+	}
 	return out, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/cairn-backup/cairn/appliance/catalog"
 	"github.com/cairn-backup/cairn/appliance/retention"
 	"github.com/cairn-backup/cairn/appliance/schedule"
+	"github.com/cairn-backup/cairn/images"
 	"github.com/cairn-backup/cairn/pool"
 )
 
@@ -317,6 +318,11 @@ type ReplicaTargetStatus struct {
 	BytesTotal   int64 `json:"bytes_total"`
 	// Snapshots on the target after the last run.
 	Snapshots []string `json:"snapshots,omitempty"`
+	// Image versions ("name/id") copied by the last run and on the
+	// target after it (replicate_images.go). Their blocks and bytes are
+	// counted in Objects and Bytes.
+	ImagesCopied  int      `json:"images_copied"`
+	ImageVersions []string `json:"image_versions,omitempty"`
 }
 
 // replicator runs one worker per target. A committed snapshot (the
@@ -329,6 +335,9 @@ type replicator struct {
 	workers map[string]*replWorker
 	state   map[string]*ReplicaTargetStatus
 	wg      sync.WaitGroup
+	// placeholders: snapshot ID → the image version it stands for
+	// ("name/id", "" for none), for the audit (placeholderOf).
+	placeholders map[string]string
 }
 
 type replWorker struct {
@@ -510,16 +519,19 @@ func (s *Server) replicateTarget(ctx context.Context, name string) (err error) {
 	start := s.now()
 	s.repl.update(name, func(st *ReplicaTargetStatus) { st.Running = true })
 	var rep pool.ReplicateReport
+	var irep images.ReplicateReport
 	pruned := 0
-	var onTarget []string
+	var onTarget, imagesOn []string
 	defer func() {
 		s.repl.update(name, func(st *ReplicaTargetStatus) {
 			st.Running = false
 			st.LastRun = &start
-			st.Copied, st.Objects, st.Bytes, st.Pruned = len(rep.Copied), rep.Objects, rep.Bytes, pruned
+			objects, bytes := rep.Objects+irep.Objects, rep.Bytes+irep.Bytes
+			st.Copied, st.Objects, st.Bytes, st.Pruned = len(rep.Copied), objects, bytes, pruned
+			st.ImagesCopied = len(irep.Copied)
 			st.CopiedTotal += len(rep.Copied)
-			st.ObjectsTotal += rep.Objects
-			st.BytesTotal += rep.Bytes
+			st.ObjectsTotal += objects
+			st.BytesTotal += bytes
 			if err != nil {
 				st.LastError = err.Error()
 				return
@@ -528,6 +540,7 @@ func (s *Server) replicateTarget(ctx context.Context, name string) (err error) {
 			end := s.now()
 			st.LastSuccess = &end
 			st.Snapshots = onTarget
+			st.ImageVersions = imagesOn
 		})
 	}()
 	b, closeFn, err := s.openTarget(ctx, t, sec)
@@ -535,18 +548,41 @@ func (s *Server) replicateTarget(ctx context.Context, name string) (err error) {
 		return err
 	}
 	defer closeFn()
+	// The file pool's identity first: the image pool nests below it.
+	if _, err = s.pool.EnsureReplica(ctx, b); err != nil {
+		return fmt.Errorf("replicate to %s: %w", t.Name, err)
+	}
 	newest, err := s.newestOnTarget(ctx, b)
 	if err != nil {
 		return err
 	}
+	ids, err := pool.ReplicaSnapshots(ctx, b)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, id := range ids {
+		have[id] = true
+	}
+	// Not older than the newest there: what the target's own retention
+	// pruned is not sent again.
+	selected := func(host, source string, start time.Time, status string) bool {
+		return status == pool.StatusComplete && !start.Before(newest[host+"\x00"+source])
+	}
+	lim := pool.NewBandwidth(t.BytesPerSecond)
+	// Image versions before the placeholder snapshots that list them.
+	if irep, err = s.replicateImages(ctx, t, b, have, selected, lim); err != nil {
+		return err
+	}
+	if len(irep.Copied) > 0 {
+		s.log.Info("replicated images", "target", t.Name, "report", irep.String())
+	}
 	rep, err = s.pool.Replicate(ctx, b, pool.ReplicateOptions{
-		Concurrency:    t.Concurrency,
-		BytesPerSecond: t.BytesPerSecond,
-		Relist:         t.Kind == KindCairn, // the other appliance prunes on its own
+		Concurrency: t.Concurrency,
+		Limiter:     lim,
+		Relist:      t.Kind == KindCairn, // the other appliance prunes on its own
 		Select: func(m *pool.Manifest) bool {
-			// Not older than the newest there: what the target's own
-			// retention pruned is not sent again.
-			return m.Status == pool.StatusComplete && !m.Start.Before(newest[m.Host+"\x00"+m.Source])
+			return selected(m.Host, m.Source, m.Start, m.Status)
 		},
 	})
 	if err != nil {
@@ -560,8 +596,15 @@ func (s *Server) replicateTarget(ctx context.Context, name string) (err error) {
 			return fmt.Errorf("retention on %s: %w", t.Name, err)
 		}
 	}
-	onTarget, err = pool.ReplicaSnapshots(ctx, b)
-	return err
+	if onTarget, err = pool.ReplicaSnapshots(ctx, b); err != nil {
+		return err
+	}
+	vs, err := images.ReplicaVersions(ctx, replicaImagesBackend(b))
+	if err != nil {
+		return err
+	}
+	imagesOn = sortedKeys(vs)
+	return nil
 }
 
 // newestOnTarget returns, per host and source, the start of the newest
@@ -677,6 +720,12 @@ func (s *Server) replicaRetention(ctx context.Context, t *storedTarget, b pool.B
 			return removed, err
 		}
 		s.log.Info("replica retention", "target", t.Name, "removed", removed)
+	}
+	// Image versions go with their placeholders (replicate_images.go).
+	if n, err := s.pruneReplicaImages(ctx, b); err != nil {
+		return removed, fmt.Errorf("image pool: %w", err)
+	} else if n > 0 {
+		s.log.Info("replica retention", "target", t.Name, "image_versions_removed", n)
 	}
 	return removed, nil
 }

@@ -206,8 +206,11 @@ func replicaName(name string) error {
 	if err := pool.ValidateName(name); err != nil {
 		return badRequest("name %q: %v", name, err)
 	}
+	if sub, ok := strings.CutPrefix(name, replicaImagesDir+"/"); ok && replicaImageName(sub) {
+		return nil // the nested image pool (replicate_images.go)
+	}
 	if name != pool.IdentityName && !strings.HasPrefix(name, "objects/") && !strings.HasPrefix(name, "snapshots/") {
-		return badRequest("name %q: a replica holds only %s, objects/ and snapshots/", name, pool.IdentityName)
+		return badRequest("name %q: a replica holds only %s, objects/, snapshots/ and the image pool's images/…", name, pool.IdentityName)
 	}
 	return nil
 }
@@ -296,7 +299,7 @@ func (s *Server) handleReplicaRecvPut(w http.ResponseWriter, r *http.Request, p 
 		s.writeErr(w, r, badRequest("%s: body shorter or longer than its Content-Length", name))
 		return
 	}
-	if name != pool.IdentityName && !bytes.HasPrefix(data, []byte("CRNO")) {
+	if name != pool.IdentityName && name != replicaImagesDir+"/"+pool.IdentityName && !bytes.HasPrefix(data, []byte("CRNO")) {
 		s.writeErr(w, r, badRequest("%s: not a cairn object (bad magic)", name))
 		return
 	}
@@ -326,7 +329,7 @@ func (s *Server) handleReplicaRecvPut(w http.ResponseWriter, r *http.Request, p 
 		s.writeErr(w, r, badRequest("%s refused: %v", name, err))
 		return
 	}
-	if name != pool.IdentityName && !strings.HasPrefix(name, "objects/") {
+	if strings.HasPrefix(name, "snapshots/") {
 		// A manifest: make it and everything before it durable, then
 		// apply this appliance's retention to the replica.
 		if err := b.Sync(r.Context()); err != nil {
@@ -557,7 +560,7 @@ func (b *remoteBackend) Delete(ctx context.Context, name string) error {
 // inside that PUT and under the replica lock, so the sender — which lists
 // the target again before each snapshot (ReplicateOptions.Relist) —
 // never counts on an object the GC has just removed. An encrypted
-// replica needs its key at DATA/replicas/<pool>.key to be pruned.
+// replica needs its key imported here to be pruned (replicate_images.go).
 
 func receivedRetentionKey(poolID string) string { return "replica.received." + poolID + ".retention" }
 
@@ -617,11 +620,7 @@ func (s *Server) pruneReceived(ctx context.Context, poolID string, b *pool.DirBa
 	if err := json.Unmarshal([]byte(v), &rr); err != nil || rr == (ReplicaRetention{}) {
 		return err
 	}
-	o := pool.OpenOptions{ExpectID: poolID}
-	if kf := filepath.Join(s.dataDir, "replicas", poolID+".key"); fileExists(kf) {
-		o.KeyFile = kf
-	}
-	rp, err := pool.Open(ctx, b, o)
+	rp, err := s.openReceived(ctx, poolID, b)
 	if err != nil {
 		return err
 	}
@@ -633,25 +632,26 @@ func (s *Server) pruneReceived(ctx context.Context, poolID string, b *pool.DirBa
 	}); err != nil {
 		return err
 	}
-	removed := 0
+	removed := map[string]bool{}
 	for _, snaps := range groups {
 		_, remove, _ := retention.Apply(rr.policy(), snaps, time.Local)
 		for _, sn := range remove {
 			if err := rp.DeleteSnapshot(ctx, sn.ID); err != nil {
 				return err
 			}
-			removed++
+			removed[sn.ID] = true
 		}
 	}
-	if removed == 0 {
+	if len(removed) == 0 {
 		return nil
 	}
 	rep, err := rp.GC(ctx, pool.GCOptions{Now: s.now})
 	if err != nil {
 		return err
 	}
-	s.log.Info("received replica pruned", "pool", poolID, "snapshots_removed", removed, "objects_swept", rep.Swept, "bytes_swept", rep.SweptBytes)
-	return nil
+	s.log.Info("received replica pruned", "pool", poolID, "snapshots_removed", len(removed), "objects_swept", rep.Swept, "bytes_swept", rep.SweptBytes)
+	// Image versions go with their placeholder snapshots.
+	return s.pruneReceivedImages(ctx, poolID, b, removed)
 }
 
 func fileExists(p string) bool {
@@ -662,13 +662,13 @@ func fileExists(p string) bool {
 // verifyReceived checks what was just written to a received replica: the
 // identity must be a pool identity naming this pool; an object must
 // decode to its digest and a manifest must decode, when the replica can
-// be read (unencrypted, or its key at DATA/replicas/<pool>.key).
+// be read (unencrypted, or its key imported: replicate_images.go).
+// Names below images/ are the nested image pool's.
 func (s *Server) verifyReceived(ctx context.Context, poolID string, b *pool.DirBackend, name string) error {
-	o := pool.OpenOptions{ExpectID: poolID}
-	if kf := filepath.Join(s.dataDir, "replicas", poolID+".key"); fileExists(kf) {
-		o.KeyFile = kf
+	if strings.HasPrefix(name, replicaImagesDir+"/") {
+		return s.verifyReceivedImage(ctx, poolID, b, name)
 	}
-	rp, err := pool.Open(ctx, b, o)
+	rp, err := s.openReceived(ctx, poolID, b)
 	switch {
 	case errors.Is(err, pool.ErrNoKey):
 		return nil // encrypted and no key here: the bytes cannot be checked

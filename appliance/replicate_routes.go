@@ -21,6 +21,9 @@ func (s *Server) replicationRoutes() []route {
 		{method: "DELETE", pattern: "/api/v1/replica/{pool}/object/{name...}", minRole: roleAdmin, raw: s.handleReplicaRecvDelete},
 		{method: "GET", pattern: "/api/v1/replica/{pool}/retention", minRole: roleAdmin, json: s.handleReplicaRetentionGet},
 		{method: "PUT", pattern: "/api/v1/replica/{pool}/retention", minRole: roleAdmin, json: s.handleReplicaRetentionPut},
+		{method: "GET", pattern: "/api/v1/replica/{pool}/key", minRole: roleAdmin, json: s.handleReplicaKeyGet},
+		{method: "PUT", pattern: "/api/v1/replica/{pool}/key", minRole: roleAdmin, json: s.handleReplicaKeyPut},
+		{method: "DELETE", pattern: "/api/v1/replica/{pool}/key", minRole: roleAdmin, json: s.handleReplicaKeyDelete},
 
 		{method: "GET", pattern: "/api/v1/verify", minRole: roleOperator, json: s.handleVerifyGet},
 		{method: "POST", pattern: "/api/v1/verify/restore-test", minRole: roleOperator, json: s.handleRestoreTestRun},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -43,6 +44,10 @@ type ReplicateOptions struct {
 	// BytesPerSecond caps the stored bytes sent to the target (0: no
 	// limit), averaged over the run.
 	BytesPerSecond float64
+	// Limiter, when set, is used instead of BytesPerSecond: one limit
+	// shared with other copies to the same target in this run (the
+	// image pool's, images.(*Store).Replicate).
+	Limiter *Bandwidth
 	// Relist lists the target's objects again before each snapshot: for
 	// a target that may collect garbage after each manifest it receives
 	// (another appliance applying its own retention), so an object it
@@ -131,7 +136,10 @@ func (p *Pool) Replicate(ctx context.Context, dst Backend, o ReplicateOptions) (
 	if err != nil {
 		return rep, fmt.Errorf("%s: %w", where, err)
 	}
-	bw := &bandwidth{rate: o.BytesPerSecond, now: o.Now, sleep: o.Sleep}
+	bw := o.Limiter
+	if bw == nil {
+		bw = &Bandwidth{rate: o.BytesPerSecond, now: o.Now, sleep: o.Sleep}
+	}
 	var mu sync.Mutex // guards rep and stored while objects are copied
 	walked := map[Digest]bool{}
 	for _, id := range ids {
@@ -307,7 +315,7 @@ func (p *Pool) replicaWalk(ctx context.Context, root Digest, walked map[Digest]b
 }
 
 // copyObject verifies the stored object d and sends its bytes unchanged.
-func (p *Pool) copyObject(ctx context.Context, dst Backend, d Digest, bw *bandwidth) (int64, error) {
+func (p *Pool) copyObject(ctx context.Context, dst Backend, d Digest, bw *Bandwidth) (int64, error) {
 	name := ObjectName(d)
 	raw, err := readAll(ctx, p.b, name, MaxObjectSize+headerSize+nonceSize+tagSize+64)
 	if err != nil {
@@ -342,9 +350,10 @@ func (p *Pool) verifiedNamed(ctx context.Context, name string) ([]byte, error) {
 	return raw, nil
 }
 
-// bandwidth spaces writes so that bytes sent since the first one stay
-// at or below rate per second.
-type bandwidth struct {
+// A Bandwidth spaces writes so that bytes sent since the first one stay
+// at or below rate per second. Safe for concurrent use; nil or a rate of
+// 0 does not limit.
+type Bandwidth struct {
 	rate  float64
 	now   func() time.Time
 	sleep func(ctx context.Context, d time.Duration) error
@@ -354,8 +363,14 @@ type bandwidth struct {
 	sent  int64
 }
 
-func (b *bandwidth) wait(ctx context.Context, n int64) error {
-	if b.rate <= 0 {
+// NewBandwidth returns a limit of rate bytes per second on the real
+// clock (0: no limit).
+func NewBandwidth(rate float64) *Bandwidth {
+	return &Bandwidth{rate: rate, now: time.Now, sleep: sleepCtx}
+}
+
+func (b *Bandwidth) wait(ctx context.Context, n int64) error {
+	if b == nil || b.rate <= 0 {
 		return nil
 	}
 	b.mu.Lock()
@@ -385,4 +400,155 @@ func ReplicaSnapshots(ctx context.Context, b Backend) ([]string, error) {
 	}
 	slices.Sort(ids)
 	return ids, nil
+}
+
+// Copying for other replicators. The image pool (package images) is a
+// pool of its own whose manifests are named objects the file pool's
+// Replicate does not know; it replicates with these, under the same
+// invariants: identity first, objects verified at the source and sent
+// as stored, the barrier, then its manifests.
+
+// EnsureReplica writes p's identity to an empty dst, or checks that dst
+// already holds a replica of p (ErrNotReplica otherwise). It reports
+// whether it wrote the identity.
+func (p *Pool) EnsureReplica(ctx context.Context, dst Backend) (bool, error) {
+	created, err := p.ensureReplicaIdentity(ctx, dst)
+	if err != nil {
+		return false, fmt.Errorf("replicate pool %s to %s: %w", p.ID(), dst.Location(), err)
+	}
+	return created, nil
+}
+
+// ReplicaObjects lists the digests stored on a replica (or any backend
+// in the pool layout).
+func ReplicaObjects(ctx context.Context, b Backend) (map[Digest]bool, error) {
+	out := map[Digest]bool{}
+	if err := b.List(ctx, objectsPrefix, func(oi ObjectInfo) error {
+		if d, ok := parseObjectName(oi.Name); ok {
+			out[d] = true
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list objects at %s: %w", b.Location(), err)
+	}
+	return out, nil
+}
+
+// CopyObjectTo verifies the stored object d and writes its stored bytes
+// unchanged to dst under the same name, within lim (nil: no limit). It
+// returns the bytes sent. A corrupt source object is never sent.
+func (p *Pool) CopyObjectTo(ctx context.Context, dst Backend, d Digest, lim *Bandwidth) (int64, error) {
+	return p.copyObject(ctx, dst, d, lim)
+}
+
+// CopyNamedTo verifies the named object name and writes its stored bytes
+// unchanged to dst, within lim. It returns the bytes sent.
+func (p *Pool) CopyNamedTo(ctx context.Context, dst Backend, name string, lim *Bandwidth) (int64, error) {
+	raw, err := p.verifiedNamed(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	if err := lim.wait(ctx, int64(len(raw))); err != nil {
+		return 0, err
+	}
+	if err := dst.Put(ctx, name, bytes.NewReader(raw), int64(len(raw))); err != nil {
+		return 0, fmt.Errorf("write %s to %s: %w", name, dst.Location(), err)
+	}
+	return int64(len(raw)), nil
+}
+
+// SyncBackend is b's durability barrier (a no-op for backends durable on
+// Put).
+func SyncBackend(ctx context.Context, b Backend) error {
+	if err := syncInner(ctx, b); err != nil {
+		return fmt.Errorf("sync %s: %w", b.Location(), err)
+	}
+	return nil
+}
+
+// OpenWithKey is Open with the master key in memory (an appliance keeps
+// received replicas' keys sealed in its catalog, never in a file). key
+// may be nil for a plain pool.
+func OpenWithKey(ctx context.Context, b Backend, key []byte, expectID string) (*Pool, error) {
+	p, err := Open(ctx, b, OpenOptions{ExpectID: expectID})
+	if err == nil || !errors.Is(err, ErrNoKey) || key == nil {
+		return p, err
+	}
+	raw, err := readAll(ctx, b, IdentityName, 64<<10)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot read %s at %s: %w", ErrIdentity, IdentityName, b.Location(), err)
+	}
+	id, err := parseIdentity(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s at %s: %v", ErrIdentity, IdentityName, b.Location(), err)
+	}
+	k, err := deriveKeys(key)
+	if err != nil {
+		return nil, err
+	}
+	if !k.matches(id.ID, id.Encryption.KeyCheck) {
+		return nil, fmt.Errorf("%w: the key given does not belong to pool %s at %s", ErrWrongKey, id.ID, b.Location())
+	}
+	return &Pool{b: b, id: *id, keys: k}, nil
+}
+
+// ParseKey reads the content of a key file (64 hex characters); what
+// names where it came from, for the error.
+func ParseKey(what string, data []byte) ([]byte, error) { return parseKey(what, data) }
+
+// Sub returns the part of b below dir ("images" → the names
+// images/…), as a Backend of its own: a pool nested in another pool's
+// root, such as a replica's image pool. Closing it does not close b.
+func Sub(b Backend, dir string) Backend {
+	return &subBackend{inner: b, dir: strings.Trim(dir, "/") + "/"}
+}
+
+type subBackend struct {
+	inner Backend
+	dir   string
+}
+
+var _ Backend = (*subBackend)(nil)
+var _ Syncer = (*subBackend)(nil)
+
+func (s *subBackend) Location() string {
+	return s.inner.Location() + "/" + strings.TrimSuffix(s.dir, "/")
+}
+func (s *subBackend) Sync(ctx context.Context) error {
+	return syncInner(ctx, s.inner)
+}
+func (s *subBackend) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	return s.inner.Put(ctx, s.dir+name, r, size)
+}
+func (s *subBackend) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	return s.inner.Get(ctx, s.dir+name, off, length)
+}
+func (s *subBackend) Stat(ctx context.Context, name string) (ObjectInfo, error) {
+	if err := ValidateName(name); err != nil {
+		return ObjectInfo{}, err
+	}
+	oi, err := s.inner.Stat(ctx, s.dir+name)
+	oi.Name = strings.TrimPrefix(oi.Name, s.dir)
+	return oi, err
+}
+func (s *subBackend) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	if err := validPrefix(prefix); err != nil {
+		return err
+	}
+	return s.inner.List(ctx, s.dir+prefix, func(oi ObjectInfo) error {
+		oi.Name = strings.TrimPrefix(oi.Name, s.dir)
+		return fn(oi)
+	})
+}
+func (s *subBackend) Delete(ctx context.Context, name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	return s.inner.Delete(ctx, s.dir+name)
 }
