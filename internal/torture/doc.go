@@ -20,6 +20,11 @@
 //     digest and restores to the same files (sha256 compared);
 //   - an interrupted job is re-run on restart and completes.
 //
+// The S3 fault proxy also breaks the bucket check when a pool is opened
+// (opening is retried), and TestS3Faults runs `pool check --read-data`
+// while object and manifest reads come back flipped or short: damaged
+// reads are re-read afresh, the check passes and quarantines nothing.
+//
 // The load test writes its figures to bench/load.json (p99 latency of
 // PROPFIND and GET, backup throughput with and without load) for the
 // benchmark report.
