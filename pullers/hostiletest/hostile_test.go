@@ -15,8 +15,7 @@ import (
 	"github.com/cairn-backup/cairn/pullers/tar"
 )
 
-// marker is what the shell-syntax names would create if anything ran them.
-const marker = "hostile-mark"
+const marker = Marker
 
 // hostileTree is the tree every SSH puller is pulled from.
 func hostileTree() Node {

@@ -21,6 +21,10 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+// Marker is the file the shell syntax in the servers' names and replies
+// would create if anything ran them.
+const Marker = "hostile-mark"
+
 // Password logs in to every Server.
 const Password = "hostile-test-password"
 
@@ -33,8 +37,20 @@ type Node struct {
 	Size   int64 // the size announced; -1: len(Data)
 	Target string
 	Kids   []Node
-	// Endless makes a directory list new names forever (sftp).
+	// Endless makes a directory list new names forever (sftp, ftp).
 	Endless bool
+	// Grows: the file is longer every time it is read, and SIZE says
+	// the length of the last read (ftp).
+	Grows bool
+	// Drop: the data connection of a read is cut after half the data
+	// (ftp).
+	Drop bool
+	// Garbage: the directory's listing is binary garbage and a line too
+	// long to be one (ftp).
+	Garbage bool
+	// BadReply: changing into the directory gets a control reply with no
+	// status code (ftp).
+	BadReply bool
 }
 
 func (n Node) size() int64 {
@@ -49,6 +65,9 @@ type Server struct {
 	Addr    string
 	HostKey ssh.PublicKey
 	Root    Node
+	// Rsync, when set, answers "rsync --server --sender" execs (set it
+	// before the pull).
+	Rsync *RsyncSender
 
 	mu    sync.Mutex
 	execs []string
@@ -159,7 +178,10 @@ func (s *Server) serve(c net.Conn, cfg *ssh.ServerConfig) {
 func (s *Server) exec(ch ssh.Channel, cmd string) {
 	defer ch.Close()
 	status := uint32(0)
-	if strings.Contains(cmd, "tar") && strings.Contains(cmd, "--create") {
+	if s.Rsync != nil && strings.HasPrefix(cmd, "rsync ") && strings.Contains(cmd, "--server") {
+		serveRsyncExec(ch, s.Rsync)
+		ch.CloseWrite()
+	} else if strings.Contains(cmd, "tar") && strings.Contains(cmd, "--create") {
 		ch.Write(s.tarStream())
 	} else if !strings.Contains(cmd, "find") {
 		fmt.Fprintf(ch.Stderr(), "hostiletest: %q is not served\n", cmd)
@@ -229,16 +251,19 @@ func nodeInfo(n Node) info {
 
 // find resolves p (below /src) by exact names split on "/"; names the
 // server lists with a "/" in them cannot be reached, as on a real server.
-func (h *memFS) find(p string) (Node, bool) {
+func (h *memFS) find(p string) (Node, bool) { return findNode(h.s.Root, p) }
+
+// findNode resolves p (below /src, where root is served) by exact names.
+func findNode(root Node, p string) (Node, bool) {
 	p = path.Clean(p)
 	if p == "/src" {
-		return Node{Name: "src", Dir: true, Kids: h.s.Root.Kids}, true
+		return Node{Name: "src", Dir: true, Kids: root.Kids}, true
 	}
 	rest, ok := strings.CutPrefix(p, "/src/")
 	if !ok {
 		return Node{}, false
 	}
-	n := Node{Dir: true, Kids: h.s.Root.Kids}
+	n := Node{Dir: true, Kids: root.Kids}
 	for _, el := range strings.Split(rest, "/") {
 		found := false
 		for _, k := range n.Kids {
