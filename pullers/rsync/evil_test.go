@@ -100,7 +100,8 @@ func fakeDaemonStall(t *testing.T, body []byte, raw, stall bool) pullers.Source 
 			go func() {
 				defer c.Close()
 				br := bufio.NewReader(c)
-				io.WriteString(c, "@RSYNCD: 31.0\n")
+				// A pre-3.0 daemon: the puller falls back to protocol 27.
+				io.WriteString(c, "@RSYNCD: 29.0\n")
 				for range 2 { // version, module
 					br.ReadString('\n')
 				}

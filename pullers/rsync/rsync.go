@@ -52,9 +52,10 @@ type Puller struct {
 	// Below 30 there are no xattrs or ACLs.
 	Protocol int
 
-	received atomic.Int64
-	mu       sync.Mutex
-	seen     ssh.PublicKey
+	received   atomic.Int64
+	negotiated atomic.Int32
+	mu         sync.Mutex
+	seen       ssh.PublicKey
 }
 
 var _ pullers.Puller = (*Puller)(nil)
@@ -65,6 +66,9 @@ func New() *Puller { return &Puller{} }
 // BytesReceived is the number of bytes read from the server in the last
 // pull (protocol overhead included).
 func (p *Puller) BytesReceived() int64 { return p.received.Load() }
+
+// Negotiated is the protocol version of the last pull (27, 30 or 31).
+func (p *Puller) Negotiated() int { return int(p.negotiated.Load()) }
 
 // SeenHostKey is the SSH host key of the last login, authorized_keys
 // format, or "".
@@ -117,6 +121,7 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	if err != nil {
 		return err
 	}
+	p.negotiated.Store(int32(s.proto))
 	stop := context.AfterFunc(ctx, func() { s.closer() })
 	defer func() {
 		stop()
