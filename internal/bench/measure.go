@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,7 +63,7 @@ func measure(ctx context.Context, cmd *exec.Cmd, logPath string) (sample, error)
 	w.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	w.Cancel = func() error { return syscall.Kill(-w.Process.Pid, syscall.SIGKILL) }
 	w.WaitDelay = 5 * time.Second
-	fmt.Fprintf(lf, "\n$ %s (dir %s)\n", cmd.String(), cmd.Dir)
+	fmt.Fprintf(lf, "\n$ %s (dir %s)\n", shown(cmd), cmd.Dir)
 	var tail tailBuf
 	w.Stdout = io.MultiWriter(lf, &tail)
 	w.Stderr = w.Stdout
@@ -70,22 +71,43 @@ func measure(ctx context.Context, cmd *exec.Cmd, logPath string) (sample, error)
 	err = w.Run()
 	wall := time.Since(start)
 	if err != nil {
-		return sample{}, fmt.Errorf("%s: %w\n%s", cmd.String(), err, tail.String())
+		return sample{}, fmt.Errorf("%s: %w\n%s", shown(cmd), err, tail.String())
 	}
 	s := sample{Wall: wall}
 	b, err := os.ReadFile(ruFile)
 	if err != nil {
-		return s, fmt.Errorf("reading rusage of %s: %w", cmd.String(), err)
+		return s, fmt.Errorf("reading rusage of %s: %w", shown(cmd), err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	var user, sys float64
 	var kb int64
 	if _, err := fmt.Sscanf(lines[len(lines)-1], "%f %f %d", &user, &sys, &kb); err != nil {
-		return s, fmt.Errorf("parsing rusage %q of %s: %w", b, cmd.String(), err)
+		return s, fmt.Errorf("parsing rusage %q of %s: %w", b, shown(cmd), err)
 	}
 	s.CPU = time.Duration((user + sys) * float64(time.Second))
 	s.MaxRSS = kb * 1024
 	return s, ctx.Err()
+}
+
+// shown is cmd's command line for logs and errors (which end up in
+// results.json and BENCHMARKS.md) with its passwords masked: benchdrv's
+// --secret k=v (a value given inline, not as @file) and smbclient's
+// -U user%password.
+func shown(cmd *exec.Cmd) string {
+	args := slices.Clone(cmd.Args)
+	for i := 1; i < len(args); i++ {
+		switch args[i-1] {
+		case "--secret":
+			if k, v, ok := strings.Cut(args[i], "="); ok && !strings.HasPrefix(v, "@") {
+				args[i] = k + "=***"
+			}
+		case "-U":
+			if u, _, ok := strings.Cut(args[i], "%"); ok {
+				args[i] = u + "%***"
+			}
+		}
+	}
+	return strings.Join(args, " ")
 }
 
 // tailBuf keeps the last 2 KiB written to it, for error messages.

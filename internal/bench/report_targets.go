@@ -151,7 +151,8 @@ func (b *bench) targets() []targetRow {
 	cairn := slices.Contains(b.rec.Tools, "cairn")
 	// Issue 14's summary bound for the pool against restic (issue 3's own
 	// stricter targets are in the issue-3 table).
-	if cairn && slices.Contains(b.rec.Tools, "restic") {
+	local := b.res(scFirst, "cairn") != nil || b.res(scFirst, "restic") != nil // not in an -only run with -runs 0
+	if cairn && slices.Contains(b.rec.Tools, "restic") && local {
 		const bound = 0.67
 		for _, sc := range scenarios {
 			r, ok := b.ratio(sc, "restic", fWall)

@@ -39,7 +39,7 @@ func firstLine(ctx context.Context, name string, args ...string) string {
 func runQuiet(ctx context.Context, cmd *exec.Cmd) error {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s: %w\n%s", cmd.String(), err, out)
+		return fmt.Errorf("%s: %w\n%s", shown(cmd), err, out)
 	}
 	return nil
 }
