@@ -110,6 +110,8 @@ var methodFields = map[string][]MethodField{
 		fStr("user", "User", "Daemon auth user, or SSH login."), fHostKey,
 		fStr("rsync_path", "Remote rsync", "ssh: the remote rsync binary.").def("rsync").group("advanced"),
 		fOneFS, fStr("numeric_ids", "Numeric IDs", "Keep numeric owners (no names).").typ("bool").group("advanced"), fFull,
+		fStr("xattrs", "Extended attributes", "Carry xattrs (rsync -X; rsync 3.0 or newer on the host).").typ("bool").group("advanced"),
+		fStr("acls", "ACLs", "Carry POSIX ACLs (rsync -A), stored as system.posix_acl_* xattrs.").typ("bool").group("advanced"),
 		fTimeout("30s"), fStr("io_timeout", "I/O timeout", "A read waiting longer fails the pull (Go duration).").typ("duration").def("15m").group("advanced")},
 		fSecret("password", "Password", "Daemon module secret, or SSH password."), sshCreds[1], sshCreds[2]),
 	"tar": append([]MethodField{fHost, fStr("user", "SSH user", "").def("root"), fPort("22"), fHostKey, fTimeout("30s"), fOneFS, fFull},
