@@ -18,6 +18,8 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/cairn-backup/cairn/fusefs/blockcache"
 )
 
 // Options tune a mount. The zero value is ready to use.
@@ -40,6 +42,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Debug logs every FUSE request (very verbose).
 	Debug bool
+	// CacheBytes bounds the in-process cache of file blocks (see the
+	// package doc; default 64 MiB, at least 4 MiB). It comes on top of the
+	// pool's own caches and the kernel's page cache.
+	CacheBytes int64
 }
 
 // Server is a mounted restore tree.
@@ -77,7 +83,8 @@ func Mount(ctx context.Context, mountpoint string, fsys fs.FS, opts Options) (*S
 	if err := ClearStale(mountpoint); err != nil {
 		return nil, err
 	}
-	t := &tree{fsys: fsys, log: log, cache: opts.CacheTimeout, volatile: opts.VolatileTimeout, refreshEvery: opts.RefreshInterval}
+	t := &tree{fsys: fsys, log: log, cache: opts.CacheTimeout, volatile: opts.VolatileTimeout, refreshEvery: opts.RefreshInterval,
+		blocks: blockcache.New(blockcache.Options{MaxBytes: opts.CacheBytes})}
 	root := &node{t: t, path: "."}
 	vol := opts.VolatileTimeout
 	mo := fuse.MountOptions{

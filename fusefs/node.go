@@ -15,6 +15,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/cairn-backup/cairn/fusefs/blockcache"
 	"github.com/cairn-backup/cairn/pool"
 )
 
@@ -28,6 +29,8 @@ type tree struct {
 	refreshEvery time.Duration
 	rmu          sync.Mutex
 	lastRefresh  time.Time
+
+	blocks *blockcache.Cache // file blocks, keyed by content digest
 }
 
 // Refresher is implemented by trees that read their top levels (the
@@ -347,6 +350,11 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	h := &fileHandle{t: n.t, path: n.path, f: f}
 	h.ra, _ = f.(io.ReaderAt)
 	h.seek, _ = f.(io.Seeker)
+	if h.ra != nil {
+		if info, errno := n.stat(); errno == 0 && info.Mode().IsRegular() {
+			h.bf = n.t.blocks.Open(contentID(n.path, info), h.ra, info.Size())
+		}
+	}
 	var fl uint32
 	if immutable(n.path) {
 		fl = fuse.FOPEN_KEEP_CACHE
@@ -407,14 +415,26 @@ func (n *node) CopyFileRange(context.Context, gofs.FileHandle, uint64, *gofs.Ino
 	return 0, syscall.EROFS
 }
 
-// fileHandle is one open file. Reads go through ReadAt when the restore
-// tree's file supports it, so a read at any offset fetches only the chunks
-// it covers.
+// contentID is the block cache identity of a file: its content digest
+// when the tree supplies one and the path is inside a snapshot, else ""
+// (cached only while open).
+func contentID(p string, info fs.FileInfo) string {
+	if e, ok := info.Sys().(*pool.Entry); ok && immutable(p) && !e.Content.IsZero() {
+		return string(e.Content[:])
+	}
+	return ""
+}
+
+// fileHandle is one open file. Reads go through the mount's block cache
+// over ReadAt when the restore tree's file supports it, so a read at any
+// offset fetches only the blocks it covers, each block is decoded once
+// however many reads want it, and sequential readers get read-ahead.
 type fileHandle struct {
 	t    *tree
 	path string
 	f    fs.File
 	ra   io.ReaderAt
+	bf   *blockcache.File // nil without ReaderAt
 	seek io.Seeker
 
 	mu  sync.Mutex // serialises Seek+Read and the sequential fallback
@@ -427,6 +447,22 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		err error
 	)
 	switch {
+	case h.bf != nil:
+		// One block: answer straight from the cache, without a copy.
+		b, err := h.bf.Slice(off, len(dest))
+		if err == io.EOF {
+			return fuse.ReadResultData(nil), 0
+		}
+		if err != nil {
+			return nil, h.t.errno("read", h.path, err)
+		}
+		if len(b) == len(dest) || off+int64(len(b)) >= h.bf.Size() {
+			return fuse.ReadResultData(b), 0
+		}
+		n = copy(dest, b)
+		var k int
+		k, err = h.bf.ReadAt(dest[n:], off+int64(n))
+		n += k
 	case h.ra != nil:
 		n, err = h.ra.ReadAt(dest, off)
 	case h.seek != nil:

@@ -20,9 +20,28 @@ const maxHops = 40
 
 // NewFileSystem adapts a read-only fs.FS to x/net/webdav. Every write fails
 // with os.ErrPermission. Symlinks are resolved as the package doc describes.
-func NewFileSystem(fsys fs.FS) webdav.FileSystem { return &fileSystem{fsys: fsys} }
+// It caches as NewHandler does with zero Options.
+func NewFileSystem(fsys fs.FS) webdav.FileSystem {
+	return newFileSystem(fsys, Options{})
+}
 
-type fileSystem struct{ fsys fs.FS }
+func newFileSystem(fsys fs.FS, o Options) *fileSystem {
+	if o.Cache == nil {
+		o.Cache = NewCache(CacheOptions{})
+	}
+	if o.Immutable == nil {
+		if _, ok := fsys.(*pool.TreeFS); ok {
+			o.Immutable = PoolLayout
+		}
+	}
+	return &fileSystem{fsys: fsys, cache: o.Cache, immutable: o.Immutable}
+}
+
+type fileSystem struct {
+	fsys      fs.FS
+	cache     *Cache
+	immutable func(string) bool // nil: nothing is cached
+}
 
 var (
 	_ webdav.FileSystem   = (*fileSystem)(nil)
@@ -61,26 +80,36 @@ func (s *fileSystem) OpenFile(ctx context.Context, name string, flag int, perm o
 	if err != nil {
 		return nil, err
 	}
-	f, err := s.fsys.Open(real)
-	if err != nil {
-		return nil, err
-	}
-	df := &file{s: s, f: f, real: real, info: info}
-	if !info.IsDir() {
-		if ra, ok := f.(io.ReaderAt); ok {
-			df.rs = io.NewSectionReader(ra, 0, info.Size())
-		} else if sk, ok := f.(io.ReadSeeker); ok {
-			df.rs = sk
-		}
-	}
-	return df, nil
+	// Opened on first use: PROPFIND opens every entry it describes only
+	// to Stat it, which needs nothing more than resolve found.
+	return &file{s: s, real: real, info: info}, nil
 }
 
+// lstat returns information about the real path p (no symlinks in it but
+// perhaps the last element), from the cache when p is immutable.
+//
+// Visibility: the cache is shared by every caller's view of the tree, and
+// an immutable path has at least three elements. follow reaches one only
+// after asking fsys itself about the first two (the host), so a host that
+// fsys hides fails before the cache is consulted.
 func (s *fileSystem) lstat(p string) (fs.FileInfo, error) {
-	if rl, ok := s.fsys.(fs.ReadLinkFS); ok {
-		return rl.Lstat(p)
+	cache := s.immutable != nil && s.immutable(p)
+	if cache {
+		if info, ok := s.cache.stat(p); ok {
+			return info, nil
+		}
 	}
-	return fs.Stat(s.fsys, p)
+	var info fs.FileInfo
+	var err error
+	if rl, ok := s.fsys.(fs.ReadLinkFS); ok {
+		info, err = rl.Lstat(p)
+	} else {
+		info, err = fs.Stat(s.fsys, p)
+	}
+	if err == nil && cache {
+		s.cache.addStat(p, info)
+	}
+	return info, err
 }
 
 func notExist(name string) error {
@@ -101,7 +130,7 @@ func (s *fileSystem) resolve(name string) (string, *fileInfo, error) {
 		return "", nil, err
 	}
 	if clean == "." {
-		info, err := fs.Stat(s.fsys, ".")
+		info, err := s.lstat(".")
 		if err != nil {
 			return "", nil, err
 		}
@@ -183,25 +212,80 @@ func (fi *fileInfo) ETag(ctx context.Context) (string, error) {
 }
 
 func (fi *fileInfo) ContentType(ctx context.Context) (string, error) {
-	if t := mime.TypeByExtension(path.Ext(fi.name)); t != "" {
-		return t, nil
+	return contentType(fi.name), nil
+}
+
+// contentType is the type of a file by its name's extension alone, so no
+// file is opened to sniff it.
+func contentType(name string) string {
+	if t := mime.TypeByExtension(path.Ext(name)); t != "" {
+		return t
 	}
-	return "application/octet-stream", nil
+	return "application/octet-stream"
 }
 
-// file is an open file or directory.
+// file is an open file or directory. The tree's file is opened on first
+// use.
 type file struct {
-	s    *fileSystem
-	f    fs.File
-	rs   io.ReadSeeker // nil for directories and unseekable files
-	real string
-	info *fileInfo
-	eof  bool // directory fully listed
+	s      *fileSystem
+	f      fs.File       // nil until used
+	rs     io.ReadSeeker // nil for directories and unseekable files
+	real   string
+	info   *fileInfo
+	eof    bool // directory fully listed
+	closed bool
 }
 
-func (f *file) Close() error { return f.f.Close() }
+// open opens the tree's file. Regular files with io.ReaderAt are read
+// through the share's block cache (keyed by content digest when the path
+// is immutable), so sequential GETs get read-ahead.
+func (f *file) open() error {
+	if f.f != nil {
+		return nil
+	}
+	if f.closed {
+		return fs.ErrClosed
+	}
+	tf, err := f.s.fsys.Open(f.real)
+	if err != nil {
+		return err
+	}
+	f.f = tf
+	if !f.info.IsDir() {
+		if ra, ok := tf.(io.ReaderAt); ok {
+			id := ""
+			if f.s.immutable != nil && f.s.immutable(f.real) {
+				id = contentID(f.info)
+			}
+			f.rs = io.NewSectionReader(f.s.cache.blocks.Open(id, ra, f.info.Size()), 0, f.info.Size())
+		} else if sk, ok := tf.(io.ReadSeeker); ok {
+			f.rs = sk
+		}
+	}
+	return nil
+}
+
+// contentID is the block cache identity of a pool file: its content
+// digest ("" when there is none).
+func contentID(info fs.FileInfo) string {
+	if e, ok := info.Sys().(*pool.Entry); ok && e.Type == pool.TypeFile && !e.Content.IsZero() {
+		return string(e.Content[:])
+	}
+	return ""
+}
+
+func (f *file) Close() error {
+	f.closed = true
+	if f.f == nil {
+		return nil
+	}
+	return f.f.Close()
+}
 
 func (f *file) Read(p []byte) (int, error) {
+	if err := f.open(); err != nil {
+		return 0, err
+	}
 	if f.rs != nil {
 		return f.rs.Read(p)
 	}
@@ -209,6 +293,9 @@ func (f *file) Read(p []byte) (int, error) {
 }
 
 func (f *file) Seek(off int64, whence int) (int64, error) {
+	if err := f.open(); err != nil {
+		return 0, err
+	}
 	if f.rs == nil {
 		return 0, &fs.PathError{Op: "seek", Path: f.real, Err: errors.ErrUnsupported}
 	}
@@ -225,6 +312,9 @@ func (f *file) Stat() (fs.FileInfo, error) { return f.info, nil }
 // links that lead nowhere or out of bounds are left out. count <= 0 lists
 // everything left.
 func (f *file) Readdir(count int) ([]fs.FileInfo, error) {
+	if err := f.open(); err != nil {
+		return nil, err
+	}
 	d, ok := f.f.(fs.ReadDirFile)
 	if !ok {
 		return nil, &fs.PathError{Op: "readdir", Path: f.real, Err: errors.New("not a directory")}
@@ -268,6 +358,10 @@ func (f *file) entryInfo(e fs.DirEntry) fs.FileInfo {
 	info, err := e.Info()
 	if err != nil {
 		return nil
+	}
+	// PROPFIND stats every entry it lists next: answer from the cache.
+	if f.s.immutable != nil && f.s.immutable(child) {
+		f.s.cache.addStat(child, info)
 	}
 	return &fileInfo{FileInfo: info, name: e.Name()}
 }

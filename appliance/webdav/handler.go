@@ -20,15 +20,23 @@ const Allow = "OPTIONS, GET, HEAD, PROPFIND"
 // appliance's auth middleware and pass an fsys filtered to what the caller
 // may see.
 func NewHandler(fsys fs.FS, prefix string) http.Handler {
+	return NewHandlerOptions(fsys, prefix, Options{})
+}
+
+// NewHandlerOptions is NewHandler with options (a cache shared between
+// handlers, the immutability rule).
+func NewHandlerOptions(fsys fs.FS, prefix string, o Options) http.Handler {
 	prefix = strings.TrimRight(prefix, "/")
 	log := slog.Default().With("component", "webdav")
 	r, _ := fsys.(Refresher)
+	wfs := newFileSystem(fsys, o)
 	return &handler{
 		refresher: r,
 		prefix:    prefix,
+		fs:        wfs,
 		dav: &webdav.Handler{
 			Prefix:     prefix,
-			FileSystem: NewFileSystem(fsys),
+			FileSystem: wfs,
 			// Required by x/net/webdav even though LOCK is never allowed.
 			LockSystem: webdav.NewMemLS(),
 			Logger: func(r *http.Request, err error) {
@@ -43,6 +51,7 @@ func NewHandler(fsys fs.FS, prefix string) http.Handler {
 type handler struct {
 	prefix string
 	dav    *webdav.Handler
+	fs     *fileSystem
 
 	refresher   Refresher // nil when the tree has no cached top levels
 	rmu         sync.Mutex
@@ -109,5 +118,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.refresh()
+	if r.Method != "PROPFIND" {
+		// A file is typed by extension, as PROPFIND's getcontenttype
+		// says, rather than sniffed by http.ServeContent from its first
+		// 512 bytes.
+		if info, err := h.fs.Stat(r.Context(), rest); err == nil && info.Mode().IsRegular() {
+			w.Header().Set("Content-Type", contentType(info.Name()))
+		}
+	}
 	h.dav.ServeHTTP(w, r)
 }

@@ -1,0 +1,356 @@
+// Package blockcache keeps decoded blocks of immutable files in memory, for
+// the restore tree's doors (the FUSE mount and the WebDAV share).
+//
+// A pool file is stored as zstd-compressed chunks of 256 KiB–4 MiB; a
+// reader (pool.ContentReader) decodes a whole chunk to return any byte of
+// it. Readers of a mount ask for 4–128 KiB at a time, often several at
+// once (kernel read-ahead), so without help the same chunk is fetched and
+// decoded again and again, and nothing is decoded ahead of the reader.
+// blockcache sits on top of any io.ReaderAt and:
+//
+//   - splits files into aligned blocks of BlockSize bytes and keeps
+//     recently used blocks in one LRU bounded by Options.MaxBytes (the
+//     bound counts the blocks the cache holds; a block already handed to a
+//     reader stays alive until that reader is done with it);
+//   - fetches each missing block once, however many readers want it at the
+//     same time (the others wait for that fetch);
+//   - reads ahead: after two reads in a row that move forward through a
+//     file, the next Options.ReadAhead blocks are fetched in the
+//     background, at most Options.Workers fetches at a time across the
+//     cache (when all are busy, read-ahead is skipped, never queued);
+//   - warms small files read at random: after Options.RandomWarmup reads
+//     that missed the cache and did not follow the previous read, a file
+//     of at most half of MaxBytes is fetched whole in the background
+//     (a database file or an archive opened from a snapshot is then read
+//     from memory, and the decoding overlaps with the reader);
+//   - keys blocks by a caller-chosen identity: the content digest for pool
+//     files, so equal content in two snapshots shares its blocks.
+//
+// Blocks are never written to: slices returned by Slice must not be
+// modified. Files must not change while cached (the restore tree is
+// immutable below the snapshot level); a file without a stable identity
+// gets a unique one per Open and so is cached only while open.
+package blockcache
+
+import (
+	"container/list"
+	"errors"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+// BlockSize is the unit of caching: the average chunk size of the pool, so
+// a block usually spans one or two chunks.
+const BlockSize = 1 << 20
+
+// Options bound a cache. The zero value is ready to use.
+type Options struct {
+	// MaxBytes bounds the bytes of the blocks held (default 64 MiB; at
+	// least 4 blocks).
+	MaxBytes int64
+	// ReadAhead is how many blocks are fetched ahead of a sequential
+	// reader (default 2; negative disables read-ahead).
+	ReadAhead int
+	// Workers bounds the background fetches in flight (default 2).
+	Workers int
+	// RandomWarmup is the number of random-order cache misses after which a
+	// file no larger than MaxBytes/2 is read whole in the background
+	// (default 4; negative disables).
+	RandomWarmup int
+}
+
+// Cache is a bounded LRU of file blocks shared by many files. It is safe
+// for concurrent use.
+type Cache struct {
+	max       int64
+	readAhead int
+	warmup    int
+	sem       chan struct{}
+	unique    atomic.Uint64
+
+	mu       sync.Mutex
+	size     int64
+	order    *list.List // of *block, most recent first
+	items    map[key]*list.Element
+	inflight map[key]*call
+
+	// Counters, for tests and diagnostics.
+	fetches   atomic.Int64 // blocks read from the underlying files
+	hits      atomic.Int64 // block requests answered from memory
+	waits     atomic.Int64 // requests that waited for another's fetch
+	prefetch  atomic.Int64 // background fetches started
+	evictions atomic.Int64
+}
+
+type key struct {
+	id  string
+	idx int64
+}
+
+type block struct {
+	k    key
+	data []byte
+}
+
+type call struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// New returns an empty cache.
+func New(o Options) *Cache {
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 64 << 20
+	}
+	o.MaxBytes = max(o.MaxBytes, 4*BlockSize)
+	if o.ReadAhead == 0 {
+		o.ReadAhead = 2
+	}
+	if o.Workers <= 0 {
+		o.Workers = 2
+	}
+	if o.RandomWarmup == 0 {
+		o.RandomWarmup = 4
+	}
+	return &Cache{
+		max:       o.MaxBytes,
+		readAhead: max(o.ReadAhead, 0),
+		warmup:    o.RandomWarmup,
+		sem:       make(chan struct{}, o.Workers),
+		order:     list.New(),
+		items:     map[key]*list.Element{},
+		inflight:  map[key]*call{},
+	}
+}
+
+// Stats are a cache's counters since New.
+type Stats struct {
+	Fetches, Hits, Waits, Prefetches, Evictions int64
+	Bytes                                       int64 // held now
+	Blocks                                      int   // held now
+}
+
+// Stats returns the counters.
+func (c *Cache) Stats() Stats {
+	c.mu.Lock()
+	b, n := c.size, len(c.items)
+	c.mu.Unlock()
+	return Stats{Fetches: c.fetches.Load(), Hits: c.hits.Load(), Waits: c.waits.Load(),
+		Prefetches: c.prefetch.Load(), Evictions: c.evictions.Load(), Bytes: b, Blocks: n}
+}
+
+// MaxBytes returns the bound on the bytes held.
+func (c *Cache) MaxBytes() int64 { return c.max }
+
+// File is one file read through the cache. It is safe for concurrent use.
+type File struct {
+	c    *Cache
+	id   string
+	ra   io.ReaderAt
+	size int64
+
+	mu     sync.Mutex
+	next   int64 // offset just after the last read
+	run    int   // reads in a row that continued where the previous ended or moved forward by < 1 block
+	queued int64 // blocks below this index have had read-ahead started
+	misses int   // random-order reads that had to fetch
+	warmed bool  // the whole file has been queued
+}
+
+// Open returns f read through the cache. id identifies the content: equal
+// ids must mean equal bytes (use the content digest); "" makes the file
+// private to this File. size is the file's length.
+func (c *Cache) Open(id string, ra io.ReaderAt, size int64) *File {
+	if id == "" {
+		id = "\x00" + strconv.FormatUint(c.unique.Add(1), 36)
+	}
+	return &File{c: c, id: id, ra: ra, size: size, next: -1}
+}
+
+// Size returns the file's length.
+func (f *File) Size() int64 { return f.size }
+
+// blocks returns how many blocks the file has.
+func (f *File) blocks() int64 { return (f.size + BlockSize - 1) / BlockSize }
+
+// Slice returns bytes of the file from off: at most n, and never past the
+// end of the block holding off, so fewer than n when the range crosses a
+// block boundary. The slice aliases the cache and must not be modified. At
+// or past the end of the file it returns io.EOF.
+func (f *File) Slice(off int64, n int) ([]byte, error) {
+	if off < 0 {
+		return nil, errors.New("blockcache: negative offset")
+	}
+	if off >= f.size {
+		return nil, io.EOF
+	}
+	idx := off / BlockSize
+	seq := f.track(off, n, idx)
+	data, fetched, err := f.c.get(f, idx)
+	if err != nil {
+		return nil, err
+	}
+	if fetched && !seq {
+		f.missed()
+	}
+	data = data[off-idx*BlockSize:]
+	if len(data) > n {
+		data = data[:n]
+	}
+	return data, nil
+}
+
+// ReadAt implements io.ReaderAt through the cache.
+func (f *File) ReadAt(p []byte, off int64) (int, error) {
+	done := 0
+	for done < len(p) {
+		b, err := f.Slice(off+int64(done), len(p)-done)
+		if err != nil {
+			return done, err
+		}
+		done += copy(p[done:], b)
+	}
+	if off+int64(done) >= f.size {
+		return done, io.EOF
+	}
+	return done, nil
+}
+
+// missed counts a random-order read that had to fetch its block, and
+// queues the whole file once there were enough of them.
+func (f *File) missed() {
+	if f.c.warmup < 0 || f.size > f.c.max/2 {
+		return
+	}
+	f.mu.Lock()
+	f.misses++
+	start := !f.warmed && f.misses >= f.c.warmup
+	if start {
+		f.warmed = true
+	}
+	f.mu.Unlock()
+	if start {
+		f.c.ahead(f, 0, f.blocks())
+	}
+}
+
+// track notes a read of n bytes at off (in block idx), starts read-ahead
+// when the reads move forward, and reports whether they do.
+func (f *File) track(off int64, n int, idx int64) bool {
+	f.mu.Lock()
+	if f.next >= 0 && off >= f.next-int64(n) && off <= f.next+BlockSize {
+		f.run++
+	} else {
+		f.run = 0
+	}
+	f.next = off + int64(n)
+	seq := f.run >= 1
+	from, to := int64(0), int64(0)
+	if seq && f.c.readAhead > 0 {
+		from = max(idx+1, f.queued)
+		to = min(idx+1+int64(f.c.readAhead), f.blocks())
+		if from < to {
+			f.queued = to
+		}
+	}
+	f.mu.Unlock()
+	if from < to {
+		f.c.ahead(f, from, to)
+	}
+	return seq
+}
+
+// ahead fetches blocks [from, to) of f in the background, in order, unless
+// every worker is busy.
+func (c *Cache) ahead(f *File, from, to int64) {
+	select {
+	case c.sem <- struct{}{}:
+	default:
+		// Let a later read start it again.
+		f.mu.Lock()
+		f.queued = min(f.queued, from)
+		if from == 0 {
+			f.warmed, f.misses = false, 0
+		}
+		f.mu.Unlock()
+		return
+	}
+	c.prefetch.Add(1)
+	go func() {
+		defer func() { <-c.sem }()
+		for i := from; i < to; i++ {
+			if _, _, err := c.get(f, i); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// get returns block idx of f, from memory or fetched once, and whether
+// this call fetched it.
+func (c *Cache) get(f *File, idx int64) ([]byte, bool, error) {
+	k := key{f.id, idx}
+	c.mu.Lock()
+	if el, ok := c.items[k]; ok {
+		c.order.MoveToFront(el)
+		c.mu.Unlock()
+		c.hits.Add(1)
+		return el.Value.(*block).data, false, nil
+	}
+	if cl, ok := c.inflight[k]; ok {
+		c.mu.Unlock()
+		c.waits.Add(1)
+		<-cl.done
+		return cl.data, false, cl.err
+	}
+	cl := &call{done: make(chan struct{})}
+	c.inflight[k] = cl
+	c.mu.Unlock()
+
+	cl.data, cl.err = f.fetch(idx)
+	c.fetches.Add(1)
+
+	c.mu.Lock()
+	delete(c.inflight, k)
+	if cl.err == nil {
+		c.add(k, cl.data)
+	}
+	c.mu.Unlock()
+	close(cl.done)
+	return cl.data, true, cl.err
+}
+
+// fetch reads block idx from the underlying file.
+func (f *File) fetch(idx int64) ([]byte, error) {
+	off := idx * BlockSize
+	buf := make([]byte, min(BlockSize, f.size-off))
+	n, err := f.ra.ReadAt(buf, off)
+	if n == len(buf) {
+		return buf, nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return nil, err
+}
+
+// add stores a fetched block and evicts the least recently used ones
+// beyond the bound. The caller holds mu.
+func (c *Cache) add(k key, data []byte) {
+	if _, ok := c.items[k]; ok {
+		return
+	}
+	c.items[k] = c.order.PushFront(&block{k: k, data: data})
+	c.size += int64(len(data))
+	for c.size > c.max {
+		el := c.order.Back()
+		b := el.Value.(*block)
+		c.order.Remove(el)
+		delete(c.items, b.k)
+		c.size -= int64(len(b.data))
+		c.evictions.Add(1)
+	}
+}
