@@ -16,10 +16,11 @@ func figures(r *record) map[string]float64 {
 	metrics := []struct {
 		name string
 		f    func(sample) float64
-	}{{"wall s", fWall}, {"CPU s", fCPU}, {"peak RSS MiB", fRSS}, {"stored MiB", fStored}}
+	}{{"wall s", fWall}, {"CPU s", fCPU}, {"peak RSS MiB", fRSS}, {"stored MiB", fStored},
+		{"received MiB", func(s sample) float64 { return float64(s.Received) / (1 << 20) }}}
 	for _, res := range r.Results {
 		for _, m := range metrics {
-			if st, ok := field(res, m.f); ok && (m.name != "stored MiB" || st.med > 0) {
+			if st, ok := field(res, m.f); ok && ((m.name != "stored MiB" && m.name != "received MiB") || st.med > 0) {
 				out[res.Scenario+" / "+res.Tool+" / "+m.name] = st.med
 			}
 		}
@@ -35,6 +36,12 @@ func figures(r *record) map[string]float64 {
 		if d.Bytes > 0 {
 			out["dump dedup / "+d.DB+" / "+d.Change+" / new %"] = 100 * float64(d.BytesNew) / float64(d.Bytes)
 		}
+	}
+	if l := r.Load; l != nil {
+		for k, lt := range l.LatencyMS {
+			out["load / "+k+" / p99 ms"] = lt.P99
+		}
+		out["load / backup throughput loss %"] = l.ThroughputLossPct
 	}
 	return out
 }

@@ -234,6 +234,22 @@ func TestOldResultsLoad(t *testing.T) {
 	}
 }
 
+// TestCompareNewFigures: make bench-compare shows bytes received and the
+// load test's p99s when the files have them.
+func TestCompareNewFigures(t *testing.T) {
+	f := figures(&record{Results: pullRecord().Results, Load: pullRecord().Load})
+	for k, want := range map[string]float64{
+		"rsync daemon mutated / cairn / received MiB": 3, "load / propfind / p99 ms": 688.8, "load / backup throughput loss %": 69.8,
+	} {
+		if got, ok := f[k]; !ok || got < want-0.01 || got > want+0.01 {
+			t.Errorf("figures[%q] = %v (%v), want %v", k, got, ok, want)
+		}
+	}
+	if _, ok := f["rsync ssh mutated / rsync -a (ssh) / received MiB"]; !ok {
+		t.Error("peer's received bytes missing")
+	}
+}
+
 func TestReadLoad(t *testing.T) {
 	dir := t.TempDir()
 	if l, err := readLoad(filepath.Join(dir, "none.json")); l != nil || err != nil {
