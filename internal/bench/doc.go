@@ -85,7 +85,9 @@
 // -runs the number of runs, -work the work directory (default
 // /var/tmp/cairn-bench; corpora there are reused while their stamp files
 // match). -gen-only only generates the corpora. Every run saves its figures
-// to WORK/results-{full,quick}.json; -render FILE writes the report again
+// to WORK/results-{full,quick}.json (an -only run to
+// WORK/results-full-only-pulls.json and the like, so it does not overwrite
+// the whole run's); -render FILE writes the report again
 // from such a file without running anything. results/ (full-<cairn commit>.json) keeps the saved
 // figures of the runs whose BENCHMARKS.md was committed, for comparing
 // versions later.

@@ -298,7 +298,7 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	if err != nil {
 		return err
 	}
-	saved := filepath.Join(o.work, "results-"+name+".json")
+	saved := filepath.Join(o.work, savedName(name, o.only))
 	if err := os.WriteFile(saved, data, 0o644); err != nil {
 		return err
 	}
@@ -313,6 +313,17 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		b.log.Info("results saved", "file", o.results)
 	}
 	return b.writeReport(o.out)
+}
+
+// savedName is the work dir's results file of a run: results-full.json,
+// results-quick.json, or for an -only run results-full-only-pulls.json
+// and the like, so a partial run does not overwrite the figures of the
+// whole run it is to be merged into.
+func savedName(corpusName, only string) string {
+	if only != "" {
+		corpusName += "-only-" + strings.NewReplacer(",", "-", " ", "").Replace(only)
+	}
+	return "results-" + corpusName + ".json"
 }
 
 func (b *bench) setupTools(ctx context.Context) error {

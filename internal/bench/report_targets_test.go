@@ -250,6 +250,14 @@ func TestCompareNewFigures(t *testing.T) {
 	}
 }
 
+func TestSavedName(t *testing.T) {
+	for _, tc := range [][3]string{{"full", "", "results-full.json"}, {"quick", "pulls", "results-quick-only-pulls.json"}, {"full", "dump,fuse", "results-full-only-dump-fuse.json"}} {
+		if got := savedName(tc[0], tc[1]); got != tc[2] {
+			t.Errorf("savedName(%q, %q) = %q, want %q", tc[0], tc[1], got, tc[2])
+		}
+	}
+}
+
 func TestReadLoad(t *testing.T) {
 	dir := t.TempDir()
 	if l, err := readLoad(filepath.Join(dir, "none.json")); l != nil || err != nil {
