@@ -203,6 +203,17 @@ func openS3(ctx context.Context, u *url.URL, o OpenBackendOptions) (Backend, Dec
 	return b, d, err
 }
 
+// OpenS3 connects to a bucket like NewS3Backend, retrying transient
+// failures as OpenBackend does (o.OpenRetries, o.OpenTimeout and the
+// backoff of o.Decorate). It does not decorate the result.
+func OpenS3(ctx context.Context, cfg S3Config, o OpenBackendOptions) (*S3Backend, error) {
+	loc := "s3://" + cfg.Endpoint + "/" + cfg.Bucket
+	if p := strings.Trim(cfg.Prefix, "/"); p != "" {
+		loc += "/" + p
+	}
+	return openRetrying(ctx, loc, o, o.Decorate, func(ctx context.Context) (*S3Backend, error) { return NewS3Backend(ctx, cfg) })
+}
+
 // openRetrying runs open until it succeeds, fails for good, or
 // o.OpenRetries retries of transient failures are spent (see
 // OpenBackendOptions). The final error names the location (endpoint and

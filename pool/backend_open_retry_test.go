@@ -143,6 +143,14 @@ func TestOpenS3Retries(t *testing.T) {
 		t.Fatalf("%d requests, want 3", n)
 	}
 
+	// OpenS3 (the appliance's reopening of the storage chosen in setup)
+	// retries the same way.
+	op.queue("", "503", "slowdown")
+	if _, err := pool.OpenS3(ctx, pool.S3Config{Endpoint: addr, Bucket: s3.Bucket, Prefix: "openretry", Region: s3.Region,
+		AccessKey: s3.AccessKey, SecretKey: s3.SecretKey, Insecure: true}, pool.OpenBackendOptions{Decorate: noSleep}); err != nil || op.count() != 3 {
+		t.Fatalf("OpenS3 through two faults: %v (%d requests)", err, op.count())
+	}
+
 	// Unavailable for good: 1 + open_retries attempts, then a clear error.
 	op.queue("503")
 	_, err := pool.OpenBackend(ctx, loc+"&open_retries=4", pool.OpenBackendOptions{Getenv: env, Decorate: noSleep})
