@@ -82,10 +82,10 @@ func RsyncScript(es []RsyncEntry) []byte {
 		i32(0) // uid
 		i32(0) // gid
 		switch e.Mode & 0o170000 {
-		case rsReg:
+		case rsReg & 0o170000:
 			i32(1) // -H: device
 			i32(int32(b.Len()))
-		case rsLnk:
+		case rsLnk & 0o170000:
 			i32(int32(len(e.Target)))
 			b.WriteString(e.Target)
 		}
@@ -102,7 +102,7 @@ func RsyncScript(es []RsyncEntry) []byte {
 	ndx := func(name string) int32 { return int32(sort.SearchStrings(sorted, name)) }
 	walk := make([]RsyncEntry, 0, len(es))
 	for _, e := range es {
-		if e.Mode&0o170000 == rsReg {
+		if e.Mode&0o170000 == rsReg&0o170000 {
 			walk = append(walk, e)
 		}
 	}
@@ -180,8 +180,14 @@ func (m mux) Write(p []byte) (int, error) {
 
 // serve runs the session after the version exchange: the seed, the
 // receiver's filter list, then the body. Whatever the receiver sends
-// after the filters (its requests) is read and dropped.
+// after the filters (its requests) is read and dropped until it ends.
 func (s *RsyncSender) serve(r *bufio.Reader, w io.Writer) {
+	drained := make(chan struct{})
+	defer func() { <-drained }()
+	s.send(r, w, drained)
+}
+
+func (s *RsyncSender) send(r *bufio.Reader, w io.Writer, drained chan struct{}) {
 	binary.Write(w, binary.LittleEndian, int32(RsyncSeed))
 	for {
 		var n int32
@@ -189,10 +195,11 @@ func (s *RsyncSender) serve(r *bufio.Reader, w io.Writer) {
 			break
 		}
 		if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+			close(drained)
 			return
 		}
 	}
-	go io.Copy(io.Discard, r)
+	go func() { io.Copy(io.Discard, r); close(drained) }()
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var out io.Writer = mux{bw}
 	if s.Raw {
@@ -200,6 +207,9 @@ func (s *RsyncSender) serve(r *bufio.Reader, w io.Writer) {
 	}
 	if s.Body(out) == nil {
 		bw.Flush()
+	}
+	if cw, ok := w.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
 	}
 }
 
@@ -280,10 +290,6 @@ func StartRsyncd(t testing.TB, sender *RsyncSender) *Rsyncd {
 					d.mu.Unlock()
 				}
 				d.Sender.serve(br, c)
-				if tc, ok := c.(*net.TCPConn); ok {
-					tc.CloseWrite()
-				}
-				io.Copy(io.Discard, br)
 			}()
 		}
 	}()

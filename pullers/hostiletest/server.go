@@ -180,7 +180,6 @@ func (s *Server) exec(ch ssh.Channel, cmd string) {
 	status := uint32(0)
 	if s.Rsync != nil && strings.HasPrefix(cmd, "rsync ") && strings.Contains(cmd, "--server") {
 		serveRsyncExec(ch, s.Rsync)
-		ch.CloseWrite()
 	} else if strings.Contains(cmd, "tar") && strings.Contains(cmd, "--create") {
 		ch.Write(s.tarStream())
 	} else if !strings.Contains(cmd, "find") {
