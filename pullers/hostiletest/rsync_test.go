@@ -168,7 +168,7 @@ func TestHostileRsyncFails(t *testing.T) {
 			b := list(file("a", "hello"))
 			var x rsyncBody
 			x.Write(b[:bytes.LastIndex(b, []byte("hello"))-4-16-4]) // the list, up to the first answer
-			x.i32(0).i32(0).i32(0).i32(0).i32(0).i32(0)            // file 0 (the root) was not asked for
+			x.i32(0).i32(0).i32(0).i32(0).i32(0).i32(0)             // file 0 (the root) was not asked for
 			return x.Bytes()
 		}()), "not asked for"},
 		{"endless list", endless, fmt.Sprintf("longer than %d entries", maxEntries)},
