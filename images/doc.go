@@ -30,6 +30,8 @@
 //	(*Store).Open(ctx, *Manifest) *Image   // io.ReaderAt + io.ReadSeeker + Size()
 //	(*Store).GC(ctx, pool.GCOptions) (GCReport, error)
 //	(*Store).Check(ctx, pool.CheckOptions) (CheckReport, error)
+//	(*Store).Replicate(ctx, dst, ReplicateOptions) (ReplicateReport, error) // FORMAT.md §7
+//	(*Store).DeleteVersionsOf(ctx, gone)   // a replica's retention: versions of removed placeholders
 //	NewTree(ctx, pool.FS(…), filePool, openStore) *Tree  // restore tree with images overlaid
 //	Placeholder(*pool.Manifest) (name, id, ok)            // the version a snapshot stands for
 //

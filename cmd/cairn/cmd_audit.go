@@ -56,11 +56,13 @@ func runAudit(ctx context.Context, args []string) error {
 						lag += " LAGGING"
 					}
 				}
-				rows = append(rows, []string{h.Host, t.Target, fmt.Sprint(len(t.Snapshots)), newest,
+				rows = append(rows, []string{h.Host, t.Target, fmt.Sprint(len(t.Snapshots)), fmt.Sprint(len(t.Images)), newest,
 					fmt.Sprint(len(t.Missing)), fmt.Sprint(len(t.Gaps)), lag})
 			}
 		}
-		apTable([]string{"HOST", "TARGET", "SNAPSHOTS", "NEWEST COMPLETE", "MISSING", "GAPS", "LAG"}, rows)
+		// IMAGES: image snapshots held with their image (counted in
+		// SNAPSHOTS too; one whose image is not there is MISSING).
+		apTable([]string{"HOST", "TARGET", "SNAPSHOTS", "IMAGES", "NEWEST COMPLETE", "MISSING", "GAPS", "LAG"}, rows)
 		for _, t := range a.Targets {
 			if !t.Reachable {
 				fmt.Printf("target %s (%s): unreachable: %s\n", t.Name, t.Location, t.Error)

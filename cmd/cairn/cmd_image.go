@@ -23,6 +23,9 @@ func init() {
 }
 
 func runImageVerb(ctx context.Context, args []string) error {
+	if poolGiven(args) {
+		return runImageDirect(ctx, args) // cmd_image_direct.go
+	}
 	return apSub(ctx, "image", args, map[string]func(context.Context, []string) error{
 		"ls": imageLs, "download": imageDownload, "restore": imageRestore,
 	}, []string{"ls", "download", "restore"})
@@ -203,9 +206,16 @@ func imageRestore(ctx context.Context, args []string) error {
 }
 
 // directImages opens the image pool of a direct verb: loc, or else the
-// appliance layout's sibling of a directory pool (DATA/pool → DATA/images)
-// when it holds an image pool. nil, nil: there is none.
+// image pool nested in a replica (<pool>/images), or else the appliance
+// layout's sibling of a directory pool (DATA/pool → DATA/images) when it
+// holds an image pool. nil, nil: there is none. $CAIRN_IMAGES_KEY_FILE,
+// when set, is the image pool's key file.
 func directImages(ctx context.Context, poolLoc, loc, keyFile string) (*images.Store, error) {
+	if loc == "" && poolLoc != "" {
+		if nested := nestedImages(ctx, poolLoc); nested != "" {
+			loc = nested
+		}
+	}
 	if loc == "" {
 		if strings.Contains(poolLoc, "://") || poolLoc == "" {
 			return nil, nil
@@ -215,6 +225,9 @@ func directImages(ctx context.Context, poolLoc, loc, keyFile string) (*images.St
 			return nil, nil
 		}
 		loc = sib
+	}
+	if k := os.Getenv("CAIRN_IMAGES_KEY_FILE"); k != "" {
+		keyFile = k
 	}
 	b, err := pool.OpenBackend(ctx, loc, pool.OpenBackendOptions{})
 	if err != nil {

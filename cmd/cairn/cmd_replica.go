@@ -2,21 +2,23 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/cairn-backup/cairn/appliance"
 )
 
 func init() {
-	register(&command{name: "replica", short: "replication targets and append-only tokens (add|ls|rm|sync|token)", run: runReplicaVerb})
+	register(&command{name: "replica", short: "replication targets, append-only tokens, keys of received replicas (add|ls|rm|sync|token|key)", run: runReplicaVerb})
 }
 
 func runReplicaVerb(ctx context.Context, args []string) error {
 	return apSub(ctx, "replica", args, map[string]func(context.Context, []string) error{
-		"add": replicaAdd, "ls": replicaLs, "rm": replicaRm, "sync": replicaSync, "token": replicaToken,
-	}, []string{"add", "ls", "rm", "sync", "token"})
+		"add": replicaAdd, "ls": replicaLs, "rm": replicaRm, "sync": replicaSync, "token": replicaToken, "key": replicaKey,
+	}, []string{"add", "ls", "rm", "sync", "token", "key"})
 }
 
 func replicaAdd(ctx context.Context, args []string) error {
@@ -208,4 +210,106 @@ func replicaToken(ctx context.Context, args []string) error {
 			return nil
 		},
 	}, []string{"create", "ls", "rm"})
+}
+
+// replicaKey manages the keys of encrypted replicas this appliance
+// receives from other appliances. By default they stay on the primary.
+func replicaKey(ctx context.Context, args []string) error {
+	one := func(verb string, args []string, extra func(*flag.FlagSet)) (*apClient, *apConn, string, error) {
+		var c apConn
+		fs := apFlagSet("replica key "+verb, "replica key "+verb+" POOL-ID")
+		c.register(fs)
+		if extra != nil {
+			extra(fs)
+		}
+		pos, err := apParse(fs, args)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		if len(pos) != 1 {
+			return nil, nil, "", fmt.Errorf("replica key %s: want the UUID of the replicated pool (ls DATA/replicas)", verb)
+		}
+		cl, err := c.client()
+		if err != nil {
+			return nil, nil, "", err
+		}
+		return cl, &c, pos[0], nil
+	}
+	show := func(c *apConn, st appliance.ReplicaKeyStatus) error {
+		if c.json {
+			return apPrintJSON(st)
+		}
+		state := func(enc, held bool) string {
+			switch {
+			case !enc:
+				return "not encrypted"
+			case held:
+				return "encrypted, key held (sealed)"
+			}
+			return "encrypted, key not held (only the primary can read it)"
+		}
+		fmt.Printf("replica %s: file pool %s\n", st.Pool, state(st.Encrypted, st.Key))
+		if st.Images {
+			fmt.Printf("replica %s: image pool %s\n", st.Pool, state(st.ImagesEncrypted, st.ImagesKey))
+		}
+		return nil
+	}
+	return apSub(ctx, "replica key", args, map[string]func(context.Context, []string) error{
+		"import": func(ctx context.Context, args []string) error {
+			var keyFile, imagesKeyFile string
+			cl, c, id, err := one("import", args, func(fs *flag.FlagSet) {
+				fs.StringVar(&keyFile, "key-file", "", "the primary's pool key file (its DATA/pool.key)")
+				fs.StringVar(&imagesKeyFile, "images-key-file", "", "the primary's image pool key file (its DATA/images.key)")
+			})
+			if err != nil {
+				return err
+			}
+			if keyFile == "" && imagesKeyFile == "" {
+				return fmt.Errorf("replica key import: give --key-file and/or --images-key-file")
+			}
+			var in appliance.ReplicaKeyInput
+			for _, f := range []struct {
+				path string
+				dst  *string
+			}{{keyFile, &in.Key}, {imagesKeyFile, &in.ImagesKey}} {
+				if f.path == "" {
+					continue
+				}
+				b, err := os.ReadFile(f.path)
+				if err != nil {
+					return fmt.Errorf("replica key import: %w", err)
+				}
+				*f.dst = strings.TrimSpace(string(b))
+			}
+			var st appliance.ReplicaKeyStatus
+			if err := cl.do(ctx, "PUT", "/api/v1/replica/"+apEsc(id)+"/key", in, &st); err != nil {
+				return err
+			}
+			return show(c, st)
+		},
+		"show": func(ctx context.Context, args []string) error {
+			cl, c, id, err := one("show", args, nil)
+			if err != nil {
+				return err
+			}
+			var st appliance.ReplicaKeyStatus
+			if err := cl.do(ctx, "GET", "/api/v1/replica/"+apEsc(id)+"/key", nil, &st); err != nil {
+				return err
+			}
+			return show(c, st)
+		},
+		"rm": func(ctx context.Context, args []string) error {
+			cl, c, id, err := one("rm", args, nil)
+			if err != nil {
+				return err
+			}
+			if err := cl.do(ctx, "DELETE", "/api/v1/replica/"+apEsc(id)+"/key", nil, nil); err != nil {
+				return err
+			}
+			if !c.json {
+				fmt.Printf("forgot the keys of replica %s: it is ciphertext here again\n", id)
+			}
+			return nil
+		},
+	}, []string{"import", "show", "rm"})
 }

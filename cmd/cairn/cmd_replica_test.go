@@ -225,4 +225,14 @@ func TestCLIReplicaToAppliance(t *testing.T) {
 	if !strings.Contains(ls, "web1") {
 		t.Fatalf("snapshot ls of the received replica: %s", ls)
 	}
+	// Keys of received replicas: this one is not encrypted.
+	id := filepath.Base(dirs[0])
+	if out := mustCLI(t, b, "replica", "key", "show", id); !strings.Contains(out, "file pool not encrypted") {
+		t.Fatalf("replica key show: %s", out)
+	}
+	kf := filepath.Join(t.TempDir(), "k")
+	os.WriteFile(kf, []byte(strings.Repeat("ab", 32)+"\n"), 0o600)
+	if _, errOut, code := cairnCLI(t, b, "replica", "key", "import", id, "--key-file", kf); code == 0 || !strings.Contains(errOut, "not encrypted") {
+		t.Fatalf("key import for a plain replica: exit %d, %s", code, errOut)
+	}
 }
