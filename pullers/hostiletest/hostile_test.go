@@ -10,7 +10,6 @@ import (
 
 	"github.com/cairn-backup/cairn/pool"
 	"github.com/cairn-backup/cairn/pullers"
-	"github.com/cairn-backup/cairn/pullers/pullertest"
 	"github.com/cairn-backup/cairn/pullers/sftp"
 	"github.com/cairn-backup/cairn/pullers/tar"
 )
@@ -68,16 +67,28 @@ func TestHostileSSHHost(t *testing.T) {
 	os.Remove(filepath.Join(cwd, marker))
 	sp := sftp.New()
 	sp.MaxListBytes = 1 << 20 // the endless directory stops here
+	capped := sftp.New()
+	capped.MaxEntries = 300 // or here, as max_dir_entries sets it
 	for _, c := range []struct {
-		method string
-		pl     pullers.Puller
-	}{{sftp.Method, sp}, {"tar", tar.New()}} {
-		t.Run(c.method, func(t *testing.T) {
-			p := pullertest.NewPool(t)
+		name, method string
+		pl           pullers.Puller
+		endlessErr   string
+	}{
+		{"sftp", sftp.Method, sp, "listing longer than"},
+		{"sftp-max-entries", sftp.Method, capped, "more than 300 names in one directory"},
+		{"tar", "tar", tar.New(), ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t)
 			src := pullers.Source{Method: c.method, Name: "src", Path: "/src",
 				Options: map[string]string{"host": host, "port": port, "user": "u", "host_key": sftp.HostKeyString(srv.HostKey)},
 				Secret:  map[string]string{"password": Password}}
-			m, _ := pullertest.Pull(t, p, c.pl, src, nil, nil)
+			m, err := w.pull(t, c.pl, src)
+			if err != nil {
+				t.Fatalf("pull: %v", err)
+			}
+			w.check(t)
+			p := w.pool
 			tree := snapshotTree(t, p, m)
 			// The honest files are there, byte for byte.
 			for name, want := range map[string]string{"ok.txt": "fine\n", "sub/deep.txt": "deep\n", "-rf": "dash\n", "$(touch " + marker + ")": "subst\n"} {
@@ -135,7 +146,7 @@ func TestHostileSSHHost(t *testing.T) {
 			if huge > 20000 {
 				t.Errorf("%d names kept from the endless directory", huge)
 			}
-			if c.method == sftp.Method && (huge == 0 || !strings.Contains(strings.Join(m.Errors, "\n"), "listing longer than")) {
+			if c.endlessErr != "" && (huge == 0 || !errorOn(m, "zz-huge", c.endlessErr)) {
 				t.Errorf("endless listing: %d names, errors %q", huge, m.Errors)
 			}
 			if m.ErrorCount == 0 {
