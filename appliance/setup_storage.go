@@ -141,6 +141,13 @@ func (s *Server) openChosenPool(ctx context.Context, st *storageSetting, want st
 			return fmt.Errorf("storage credentials: %w", err)
 		}
 		in.S3.AccessKey, in.S3.SecretKey = keys["access_key"], keys["secret_key"]
+		// At start the store may be down or throttling for a while: wait
+		// for it with retries, as for --pool s3://… (the setup's live
+		// test below keeps failing at once).
+		if _, err := pool.OpenS3(ctx, pool.S3Config{Endpoint: in.S3.Endpoint, Bucket: in.S3.Bucket, Prefix: in.S3.Prefix,
+			Region: in.S3.Region, AccessKey: in.S3.AccessKey, SecretKey: in.S3.SecretKey, Insecure: in.S3.Insecure}, pool.OpenBackendOptions{}); err != nil {
+			return fmt.Errorf("wrong or missing storage: the catalog expects pool %s: %w", want, err)
+		}
 	}
 	b, _, err := storageOpen(ctx, &in, false)
 	if err != nil {
