@@ -17,11 +17,11 @@
 // Backends:
 //
 //	Backend: Put / Get(off, length) / Stat / List(prefix) / Delete / Location; Syncer: Sync; TempCleaner: CleanTemp
-//	OpenBackend(ctx, location, OpenBackendOptions) (Backend, error)  // "DIR", "file://…", "s3://…"; decorators composed in one place
+//	OpenBackend(ctx, location, OpenBackendOptions) (Backend, error)  // "DIR", "file://…", "s3://…"; decorators composed in one place; s3 opening retried (OpenRetries, open_retries=N)
 //	RegisterBackend(scheme, BackendFactory), BackendSchemes(), RedactLocation(location)
 //	Decorate(b, DecorateOptions) Backend          // retry, read-after-write verify, rate and concurrency limits
 //	NewDirBackend(dir), CreateDirBackend(dir) (*DirBackend, error)  // (*DirBackend).Close
-//	NewS3Backend(ctx, S3Config) (*S3Backend, error)
+//	NewS3Backend(ctx, S3Config) (*S3Backend, error)  // one attempt; OpenS3(ctx, S3Config, OpenBackendOptions) retries
 //	ValidateName(name) error, ValidName(element) bool
 //	ErrNotFound, ErrTransient, ErrInvalidName
 //
@@ -62,7 +62,8 @@
 // Maintenance:
 //
 //	(*Pool).GC(ctx, GCOptions) (GCReport, error)   // ErrLocked while a foreign backup runs; ErrImagePool on an image pool
-//	(*Pool).Check(ctx, CheckOptions) (CheckReport, error)  // structure, --read-data scrub (Percent or a Select slice), quarantine
+//	(*Pool).SetLockRegistry(LockRegistry)          // a registry of live processes (cluster instances) makes a dead owner's locks stale at once
+//	(*Pool).Check(ctx, CheckOptions) (CheckReport, error)  // structure, --read-data scrub (Percent or a Select slice), re-reads before quarantine
 //	(*Pool).VerifyContent(ctx, *Entry, io.Reader) error      // restore test: bytes vs the entry's recorded digests
 //
 // Replication (FORMAT.md §9):
