@@ -124,3 +124,41 @@ func TestHostileFTP(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileFTPMillions: an endless listing of names that must all be
+// refused streams until the listing byte cap (64 MiB, over a million
+// lines) with the heap flat: the listing is parsed as it arrives and no
+// refused name or its error is kept beyond the first 100.
+func TestHostileFTPMillions(t *testing.T) {
+	srv := StartFTP(t, Node{Dir: true, Kids: []Node{
+		{Name: "ok.txt", Data: []byte("fine\n"), Size: -1},
+		{Name: "flood", Dir: true, Endless: true, EndlessHostile: true, Size: -1},
+	}}, false)
+	w := newWorld(t)
+	h := newHeap()
+	srv.OnLines = h.sample
+	host, port, _ := net.SplitHostPort(srv.Addr)
+	m, err := w.pull(t, ftp.New(), pullers.Source{Method: ftp.Method, Name: "src", Path: "/src",
+		Options: map[string]string{"host": host, "port": port, "user": "u", "tls": "none"},
+		Secret:  map[string]string{"password": Password}})
+	if err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	w.check(t)
+	tree := w.tree(t, m)
+	if e, ok := tree["ok.txt"]; !ok || w.content(t, e) != "fine\n" {
+		t.Errorf("ok.txt: %+v", e)
+	}
+	if len(tree) != 2 || !errorOn(m, "flood", "listing exceeds the size limit") {
+		t.Errorf("tree %v, errors %q", keysOf(tree), firstN(m.Errors, 5))
+	}
+	lines := h.count()
+	if lines < 1_000_000 {
+		t.Errorf("only %d lines streamed", lines)
+	}
+	const limit = 32 << 20
+	if g := h.growth(); g > limit {
+		t.Errorf("heap grew %d MiB while %d hostile names streamed (limit %d MiB)", g>>20, lines, limit>>20)
+	}
+	t.Logf("%d lines streamed: heap +%d KiB at most (%d samples)", lines, h.growth()>>10, h.samples)
+}

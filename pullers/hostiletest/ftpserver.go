@@ -204,7 +204,11 @@ func (s *FTPServer) session(c net.Conn, track func(net.Conn)) {
 			switch {
 			case n.Endless:
 				for i := 1; ; i++ {
-					if _, err := fmt.Fprintf(bw, "%s\r\n", s.listLine(Node{Name: fmt.Sprintf("e%010d-%s", i, strings.Repeat("x", 40)), Size: 7})); err != nil {
+					name := fmt.Sprintf("e%010d-%s", i, strings.Repeat("x", 40))
+					if n.EndlessHostile {
+						name = fmt.Sprintf("../%d", i)
+					}
+					if _, err := fmt.Fprintf(bw, "%s\r\n", s.listLine(Node{Name: name, Size: 7})); err != nil {
 						break
 					}
 					if i%10000 == 0 && s.OnLines != nil {

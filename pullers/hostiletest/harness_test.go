@@ -202,6 +202,7 @@ type heap struct {
 	mu         sync.Mutex
 	base, peak uint64
 	samples    int
+	last       int // the last count a server passed
 }
 
 func newHeap() *heap {
@@ -211,13 +212,21 @@ func newHeap() *heap {
 	return &heap{base: ms.HeapInuse, peak: ms.HeapInuse}
 }
 
-func (h *heap) sample(int) {
+func (h *heap) sample(n int) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	h.mu.Lock()
 	h.peak = max(h.peak, ms.HeapInuse)
 	h.samples++
+	h.last = max(h.last, n)
 	h.mu.Unlock()
+}
+
+// count is the highest count a server passed to sample.
+func (h *heap) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last
 }
 
 // growth is the peak heap in use over the base, in bytes.

@@ -45,6 +45,10 @@ type Node struct {
 	// Drop: the data connection of a read is cut after half the data
 	// (ftp).
 	Drop bool
+	// EndlessHostile makes an endless listing (ftp) of names that must
+	// all be refused ("../N"): nothing is kept, the listing runs until
+	// the client's byte cap.
+	EndlessHostile bool
 	// Garbage: the directory's listing is binary garbage and a line too
 	// long to be one (ftp).
 	Garbage bool
