@@ -80,7 +80,7 @@ func (s *Server) handleDAV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := context.WithValue(r.Context(), principalKey, p)
-	webdav.NewHandler(s.userTree(ctx, p), DAVPrefix).ServeHTTP(w, r.WithContext(ctx))
+	webdav.NewHandlerOptions(s.userTree(ctx, p), DAVPrefix, s.davOptions()).ServeHTTP(w, r.WithContext(ctx))
 }
 
 // davPrincipal authenticates a WebDAV request.

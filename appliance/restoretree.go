@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cairn-backup/cairn/appliance/webdav"
 )
 
 // The restore tree as the appliance serves it: one pool.TreeFS with the
@@ -18,10 +20,12 @@ import (
 // list by the shared tree.
 const treeRefreshEvery = 2 * time.Second
 
-// restoreTree holds the shared pool tree and its refresh throttle.
+// restoreTree holds the shared pool tree, its refresh throttle and the
+// WebDAV share's cache.
 type restoreTree struct {
 	once sync.Once
-	fsys fs.FS // *images.Tree over the whole pool
+	fsys fs.FS         // *images.Tree over the whole pool
+	dav  *webdav.Cache // Lstat results and file blocks, shared by every user's view
 
 	mu   sync.Mutex
 	last time.Time
@@ -30,8 +34,19 @@ type restoreTree struct {
 // tree returns the shared pool tree, creating it on first use. Its I/O is
 // not bound to any request: a request's end does not break the next one.
 func (s *Server) tree() fs.FS {
-	s.rtree.once.Do(func() { s.rtree.fsys = s.fullTree(context.Background()) })
+	s.rtree.once.Do(func() {
+		s.rtree.fsys = s.fullTree(context.Background())
+		s.rtree.dav = webdav.NewCache(webdav.CacheOptions{})
+	})
 	return s.rtree.fsys
+}
+
+// davOptions are the WebDAV share's options: one cache across requests and
+// users (keyed by real path below the host filter, see webdav.Cache), and
+// the pool's immutability rule.
+func (s *Server) davOptions() webdav.Options {
+	s.tree()
+	return webdav.Options{Cache: s.rtree.dav, Immutable: webdav.PoolLayout}
 }
 
 // refreshTree makes the shared tree re-read the snapshot list, at most
