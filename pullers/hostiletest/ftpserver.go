@@ -41,46 +41,8 @@ func (s *FTPServer) Commands() []string {
 // StartFTP serves root until the test ends.
 func StartFTP(t testing.TB, root Node, mlsd bool) *FTPServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &FTPServer{Addr: ln.Addr().String(), Root: root, MLSD: mlsd, reads: map[string]int{}}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				s.session(c, func(d net.Conn) {
-					mu.Lock()
-					conns = append(conns, d)
-					mu.Unlock()
-				})
-			}()
-		}
-	}()
+	s := &FTPServer{Root: root, MLSD: mlsd, reads: map[string]int{}}
+	s.Addr = listen(t, s.session)
 	return s
 }
 

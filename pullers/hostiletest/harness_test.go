@@ -235,3 +235,40 @@ func (h *heap) growth() int64 {
 	defer h.mu.Unlock()
 	return int64(h.peak) - int64(h.base)
 }
+
+// honest are the files of the hostile trees that must be stored byte for
+// byte, whatever their names say.
+var honest = map[string]string{"ok.txt": "fine\n", "sub/deep.txt": "deep\n", "-rf": "dash\n",
+	"$(touch " + Marker + ")": "subst\n", "`touch " + Marker + "`": "backticks\n", "; touch " + Marker + " #": "semicolon\n"}
+
+// links are the links of the hostile trees, with their targets.
+var links = map[string]string{"out": "/etc", "up": "../../../../..", "loop/self": ".", "loop/parent": "..", "sub/back": "../.."}
+
+// checkTree asserts the honest files, that no refused content was stored,
+// and that links are stored as links and never followed.
+func (w *world) checkTree(t *testing.T, tree map[string]pool.Entry) {
+	t.Helper()
+	for name, want := range honest {
+		e, ok := tree[name]
+		if !ok {
+			t.Errorf("%s missing from the snapshot", name)
+			continue
+		}
+		if got := w.content(t, e); got != want {
+			t.Errorf("%s holds %q, want %q", name, got, want)
+		}
+	}
+	w.noEvil(t, tree)
+	for name, target := range links {
+		if e, ok := tree[name]; !ok || e.Type != pool.TypeSymlink || e.Target != target {
+			t.Errorf("%s: %+v, want a symlink to %q", name, tree[name], target)
+		}
+	}
+	for name := range tree {
+		for link := range links {
+			if strings.HasPrefix(name, link+"/") {
+				t.Errorf("followed a link: %s", name)
+			}
+		}
+	}
+}

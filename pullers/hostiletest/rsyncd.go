@@ -230,69 +230,39 @@ func (d *Rsyncd) Args() []string {
 	return append([]string(nil), d.args...)
 }
 
+func (d *Rsyncd) record(line string) {
+	d.mu.Lock()
+	d.args = append(d.args, strings.TrimSuffix(line, "\n"))
+	d.mu.Unlock()
+}
+
 // StartRsyncd serves sender until the test ends.
 func StartRsyncd(t testing.TB, sender *RsyncSender) *Rsyncd {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &Rsyncd{Addr: ln.Addr().String(), Sender: sender}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
+	d := &Rsyncd{Sender: sender}
+	d.Addr = listen(t, func(c net.Conn, _ func(net.Conn)) {
+		br := bufio.NewReader(c)
+		io.WriteString(c, "@RSYNCD: 27.0\n")
+		for range 2 { // version, module
+			l, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				io.WriteString(c, "@RSYNCD: 27.0\n")
-				for range 2 { // version, module
-					l, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					d.mu.Lock()
-					d.args = append(d.args, strings.TrimSuffix(l, "\n"))
-					d.mu.Unlock()
-				}
-				io.WriteString(c, "@RSYNCD: OK\n")
-				for {
-					l, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if l == "\n" {
-						break
-					}
-					d.mu.Lock()
-					d.args = append(d.args, strings.TrimSuffix(l, "\n"))
-					d.mu.Unlock()
-				}
-				d.Sender.serve(br, c)
-			}()
+			d.record(l)
 		}
-	}()
+		io.WriteString(c, "@RSYNCD: OK\n")
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if l == "\n" {
+				break
+			}
+			d.record(l)
+		}
+		d.Sender.serve(br, c)
+	})
 	return d
 }
 
