@@ -320,7 +320,6 @@ func mkdev(major, minor uint32) uint64 {
 }
 
 func devMajor(d uint64) uint32 { return uint32((d>>8)&0xfff | (d>>32)&^0xfff) }
-func devMinor(d uint64) uint32 { return uint32(d&0xff | (d>>12)&^0xff) }
 
 // cmpName29 is rsync's file-list order from protocol 29 on (f_name_cmp):
 // names compare element by element; in one directory, non-directories

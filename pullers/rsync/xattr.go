@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/binary"
-	"slices"
 	"sort"
 	"strings"
 )
@@ -266,14 +265,4 @@ func (a *rsyncACL) xattr() []byte {
 // (the sender never sends system.* names; ACLs come with -A).
 func xattrNameOK(n string) bool {
 	return n != "" && !strings.HasPrefix(n, "system.posix_acl_")
-}
-
-// sortedNames returns the names of m sorted (for stable test output).
-func sortedNames(m map[string][]byte) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
 }
