@@ -274,7 +274,7 @@ func (s *Server) openReceived(ctx context.Context, poolID string, b pool.Backend
 	return rp, err
 }
 
-// openReceivedPool opens the image pool nested in a received replica as
+// openReceivedImagesPool opens the image pool nested in a received replica as
 // a plain pool (its marker may not have arrived yet); nil, nil without
 // one.
 func (s *Server) openReceivedImagesPool(ctx context.Context, poolID string, b pool.Backend) (*pool.Pool, error) {
@@ -380,7 +380,7 @@ func (s *Server) handleReplicaKeyGet(r *http.Request, p *principal) (any, error)
 
 func (s *Server) replicaKeyStatus(ctx context.Context, id string, b pool.Backend) (*ReplicaKeyStatus, error) {
 	out := &ReplicaKeyStatus{Pool: id}
-	if rp, err := pool.Open(ctx, b, pool.OpenOptions{ExpectID: id}); errors.Is(err, pool.ErrNoKey) {
+	if _, err := pool.Open(ctx, b, pool.OpenOptions{ExpectID: id}); errors.Is(err, pool.ErrNoKey) {
 		out.Encrypted = true
 		key, err := s.receivedKey(ctx, id, false)
 		if err != nil {
@@ -389,8 +389,6 @@ func (s *Server) replicaKeyStatus(ctx context.Context, id string, b pool.Backend
 		out.Key = key != nil
 	} else if err != nil {
 		return nil, err
-	} else {
-		_ = rp
 	}
 	ib := replicaImagesBackend(b)
 	if _, err := ib.Stat(ctx, pool.IdentityName); err == nil {

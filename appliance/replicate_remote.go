@@ -654,11 +654,6 @@ func (s *Server) pruneReceived(ctx context.Context, poolID string, b *pool.DirBa
 	return s.pruneReceivedImages(ctx, poolID, b, removed)
 }
 
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
 // verifyReceived checks what was just written to a received replica: the
 // identity must be a pool identity naming this pool; an object must
 // decode to its digest and a manifest must decode, when the replica can

@@ -12,7 +12,7 @@
     const rows = [];
     for (const h of a.hosts || []) for (const t of h.targets || []) {
       rows.push(c.el("tr", { "data-host": h.host, "data-target": t.target }, c.td(c.hostLink(h.host)), c.td(t.target), c.td((t.snapshots || []).length, "num"),
-        c.td(t.newest_time ? c.fmtTime(t.newest_time) : "none"), c.td(c.el("span", { class: t.lagging ? "status bad" : "" }, t.target === "primary" ? "" : (t.lag_seconds > 0 ? c.fmtDur(t.lag_seconds) : "none") + (t.lagging ? " (lagging)" : ""))),
+        c.td((t.images || []).length, "num"), c.td(t.newest_time ? c.fmtTime(t.newest_time) : "none"), c.td(c.el("span", { class: t.lagging ? "status bad" : "" }, t.target === "primary" ? "" : (t.lag_seconds > 0 ? c.fmtDur(t.lag_seconds) : "none") + (t.lagging ? " (lagging)" : ""))),
         c.td((t.missing || []).length, "num"), c.td((t.gaps || []).length, "num")));
     }
     c.fill($("#audit-hosts tbody"), rows, $("#audit-hosts-empty"));
