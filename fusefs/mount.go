@@ -51,6 +51,7 @@ type Options struct {
 // Server is a mounted restore tree.
 type Server struct {
 	srv        *fuse.Server
+	tree       *tree
 	mountpoint string
 	log        *slog.Logger
 
@@ -84,7 +85,7 @@ func Mount(ctx context.Context, mountpoint string, fsys fs.FS, opts Options) (*S
 		return nil, err
 	}
 	t := &tree{fsys: fsys, log: log, cache: opts.CacheTimeout, volatile: opts.VolatileTimeout, refreshEvery: opts.RefreshInterval,
-		blocks: blockcache.New(blockcache.Options{MaxBytes: opts.CacheBytes})}
+		blocks: blockcache.New(blockcache.Options{MaxBytes: opts.CacheBytes}), lists: newListings()}
 	root := &node{t: t, path: "."}
 	vol := opts.VolatileTimeout
 	mo := fuse.MountOptions{
@@ -113,7 +114,7 @@ func Mount(ctx context.Context, mountpoint string, fsys fs.FS, opts Options) (*S
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
-	s := &Server{srv: srv, mountpoint: mountpoint, log: log, done: make(chan struct{})}
+	s := &Server{srv: srv, tree: t, mountpoint: mountpoint, log: log, done: make(chan struct{})}
 	go func() {
 		srv.Wait()
 		close(s.done)
@@ -130,6 +131,9 @@ func Mount(ctx context.Context, mountpoint string, fsys fs.FS, opts Options) (*S
 	log.Info("mounted restore tree")
 	return s, nil
 }
+
+// CacheStats returns the counters of the mount's block cache.
+func (s *Server) CacheStats() blockcache.Stats { return s.tree.blocks.Stats() }
 
 // Mountpoint returns where the tree is mounted.
 func (s *Server) Mountpoint() string { return s.mountpoint }

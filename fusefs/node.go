@@ -31,6 +31,7 @@ type tree struct {
 	lastRefresh  time.Time
 
 	blocks *blockcache.Cache // file blocks, keyed by content digest
+	lists  *listings         // regular files of listed directories (siblings.go)
 }
 
 // Refresher is implemented by trees that read their top levels (the
@@ -358,6 +359,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	var fl uint32
 	if immutable(n.path) {
 		fl = fuse.FOPEN_KEEP_CACHE
+		n.t.opened(n.path)
 	}
 	return h, fl, 0
 }
@@ -523,13 +525,15 @@ type dirHandle struct {
 	off  uint64      // entries produced so far
 	last fs.DirEntry // the entry produced last
 	eof  bool
+
+	files []sibling // regular files so far, for the sibling read-ahead
 }
 
 func (d *dirHandle) open() syscall.Errno {
 	if d.f != nil {
 		d.f.Close()
 	}
-	d.f, d.rd, d.buf, d.off, d.last, d.eof = nil, nil, nil, 0, nil, false
+	d.f, d.rd, d.buf, d.off, d.last, d.eof, d.files = nil, nil, nil, 0, nil, false, nil
 	if !immutable(d.n.path) {
 		d.n.t.refresh()
 	}
@@ -562,6 +566,10 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 		}
 	}
 	if len(d.buf) == 0 {
+		if d.eof && d.files != nil && immutable(join(d.n.path, "x")) {
+			d.n.t.lists.add(&listing{dir: d.n.path, files: d.files, last: -1})
+			d.files = nil
+		}
 		return nil, 0
 	}
 	e := d.buf[0]
@@ -573,6 +581,9 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	if e.Type().IsRegular() {
 		// Hard links need the entry's Sys() for their shared inode.
 		info, _ = e.Info()
+		if info != nil && len(d.files) < listMaxEntries/4 {
+			d.files = append(d.files, sibling{name: e.Name(), size: info.Size(), id: contentID(p, info)})
+		}
 	}
 	return &fuse.DirEntry{Name: e.Name(), Mode: unixType(e.Type()), Ino: inodeFor(p, info), Off: d.off}, 0
 }

@@ -354,3 +354,65 @@ func (c *Cache) add(k key, data []byte) {
 		c.evictions.Add(1)
 	}
 }
+
+// Ahead is a file that is not open yet, to fetch the first blocks of.
+type Ahead struct {
+	ID     string // content identity; must not be empty
+	Size   int64
+	Blocks int // how many blocks from the start
+	// Open opens the file; the returned func (may be nil) closes it.
+	Open func() (io.ReaderAt, func(), error)
+}
+
+// Prefetch fetches the first blocks of files that are not open yet, one
+// file after another, in the background on one of the cache's workers, and
+// reports whether a worker was free (nothing is queued otherwise). Blocks
+// already held are not fetched again; a file that fails to open or read is
+// skipped.
+func (c *Cache) Prefetch(files []Ahead) bool {
+	select {
+	case c.sem <- struct{}{}:
+	default:
+		return false
+	}
+	c.prefetch.Add(1)
+	go func() {
+		defer func() { <-c.sem }()
+		for _, a := range files {
+			c.prefetchOne(a)
+		}
+	}()
+	return true
+}
+
+func (c *Cache) prefetchOne(a Ahead) {
+	n := min(int64(a.Blocks), (a.Size+BlockSize-1)/BlockSize)
+	if a.ID == "" || n <= 0 || c.holds(a.ID, 0, n) {
+		return
+	}
+	ra, done, err := a.Open()
+	if err != nil {
+		return
+	}
+	if done != nil {
+		defer done()
+	}
+	f := c.Open(a.ID, ra, a.Size)
+	for i := range n {
+		if _, _, err := c.get(f, i); err != nil {
+			return
+		}
+	}
+}
+
+// holds reports whether blocks [from, to) of id are all held.
+func (c *Cache) holds(id string, from, to int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := from; i < to; i++ {
+		if _, ok := c.items[key{id, i}]; !ok {
+			return false
+		}
+	}
+	return true
+}

@@ -356,3 +356,52 @@ func runtimeGosched() {
 	runtime.Gosched()
 	time.Sleep(100 * time.Microsecond)
 }
+
+// Prefetch fetches the first blocks of files not open yet, skips files
+// without identity, failing opens and blocks already held, and a later
+// Open of the same identity reads from memory.
+func TestPrefetch(t *testing.T) {
+	a, b := data(30, 2*BlockSize+1), data(31, 1000)
+	srcA, srcB := &source{b: a}, &source{b: b}
+	c := New(Options{ReadAhead: -1, RandomWarmup: -1})
+	opens := 0
+	open := func(s *source) func() (io.ReaderAt, func(), error) {
+		return func() (io.ReaderAt, func(), error) { opens++; return s, nil, nil }
+	}
+	files := []Ahead{
+		{ID: "", Size: 5, Blocks: 1, Open: open(srcB)},
+		{ID: "a", Size: int64(len(a)), Blocks: 2, Open: open(srcA)},
+		{ID: "broken", Size: 10, Blocks: 1, Open: func() (io.ReaderAt, func(), error) { return nil, nil, errBroken }},
+		{ID: "b", Size: int64(len(b)), Blocks: 5, Open: open(srcB)},
+	}
+	if !c.Prefetch(files) {
+		t.Fatal("no worker free in an idle cache")
+	}
+	for c.Stats().Blocks < 3 {
+		runtimeGosched()
+	}
+	for c.Stats().Prefetches > 0 && len(c.sem) > 0 {
+		runtimeGosched()
+	}
+	if opens != 2 || srcA.calls.Load() != 2 || srcB.calls.Load() != 1 {
+		t.Fatalf("opens %d, fetches a=%d b=%d; want 2, 2, 1", opens, srcA.calls.Load(), srcB.calls.Load())
+	}
+	fa := c.Open("a", srcA, int64(len(a)))
+	got := make([]byte, 2*BlockSize)
+	if _, err := fa.ReadAt(got, 0); err != nil || !bytes.Equal(got, a[:2*BlockSize]) {
+		t.Fatalf("prefetched blocks: %v", err)
+	}
+	if srcA.calls.Load() != 2 {
+		t.Fatal("prefetched blocks were fetched again")
+	}
+	// Everything held: a second prefetch opens nothing.
+	if !c.Prefetch(files[1:2]) {
+		t.Fatal("no worker free")
+	}
+	for len(c.sem) > 0 {
+		runtimeGosched()
+	}
+	if opens != 2 {
+		t.Fatalf("a file whose blocks are held was opened again (%d opens)", opens)
+	}
+}
