@@ -209,14 +209,17 @@ func (m *listMeter) note(bytes, names int64) {
 	if m.cancel == nil {
 		return
 	}
-	m.bytes += bytes
-	m.names += names
+	// A reply arriving when a budget is already spent cancels the
+	// listing (and is lost with it); the one that goes over is still
+	// read, so the listing keeps every name up to the budget.
 	switch {
 	case m.bytes > m.maxBytes:
 		m.over = "bytes"
-	case m.names > m.maxNames:
+	case m.names >= m.maxNames:
 		m.over = "names"
 	default:
+		m.bytes += bytes
+		m.names += names
 		return
 	}
 	m.cancel()

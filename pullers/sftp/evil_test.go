@@ -39,6 +39,7 @@ type evilServer struct {
 	hostKey ssh.PublicKey
 	opens   sync.Map // path → *atomic.Int64
 	logins  atomic.Int64
+	tree    *fakeTree // more paths (pipeline_test.go); set before the first login
 }
 
 const evilPassword = "evil-pw"
@@ -199,6 +200,11 @@ func (h *evilFS) stat(p string) (fi, bool) {
 }
 
 func (h *evilFS) Fileread(r *pkgsftp.Request) (io.ReaderAt, error) {
+	if ra, ok, err := h.es.tree.read(r.Filepath); ok {
+		n, _ := h.es.opens.LoadOrStore(r.Filepath, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		return ra, err
+	}
 	data, ok := evilData(r.Filepath)
 	if !ok {
 		return nil, os.ErrNotExist
@@ -254,6 +260,9 @@ func (h *evilFS) Filelist(r *pkgsftp.Request) (pkgsftp.ListerAt, error) {
 	p := r.Filepath
 	switch r.Method {
 	case "List":
+		if l, ok := h.es.tree.list(p); ok {
+			return l, nil
+		}
 		switch {
 		case p == "/evil":
 			var l listerAt
@@ -270,6 +279,9 @@ func (h *evilFS) Filelist(r *pkgsftp.Request) (pkgsftp.ListerAt, error) {
 		}
 		return nil, os.ErrNotExist
 	case "Stat", "Lstat":
+		if e, ok := h.es.tree.stat(p); ok {
+			return listerAt{e}, nil
+		}
 		if e, ok := h.stat(p); ok {
 			return listerAt{e}, nil
 		}
