@@ -28,21 +28,19 @@ const (
 	defaultMaxList = 5_000_000
 )
 
-// file is one file-list entry as the server sent it.
+// file is one file-list entry as the server sent it. A pull holds one
+// per entry, so it is kept compact (owner names are looked up by id).
 type file struct {
 	name   string // cleaned, relative, "." for the root
+	target string
 	size   int64
-	mtime  int64 // nanoseconds
+	mtime  int64  // nanoseconds
+	rdev   uint64 // Linux encoding
 	mode   uint32
 	uid    uint32
 	gid    uint32
-	rdev   uint64 // Linux encoding
-	target string
-	user   string // owner names, unless --numeric-ids
-	group  string
-	dev    int64 // -H: device and inode of a regular file (protocol 30:
-	ino    int64 // dev -1 and ino the hard-link group, 0 if none)
 	ndx    int32 // index in the sorted list: the file's number on the wire
+	hlink  int32 // -H: hard-link group (the receive index of its first member + 1), 0 none
 	xset   int32 // protocol 30: xattr set (index into flist30.xsets), -1 none
 	acl    int32 // protocol 30: access ACL (index into flist30.acls), -1 none
 	defacl int32 // protocol 30: default ACL of a directory, -1 none
@@ -53,13 +51,14 @@ type file struct {
 // maxPath bytes. It returns the entries sorted as rsync sorts them (by
 // name, bytewise), duplicates removed; the index of an entry in that list
 // is its number in the transfer.
-func readFileList(r *rawReader, o flistOpts) ([]*file, error) {
+func readFileList(r *rawReader, o flistOpts) ([]file, error) {
 	if o.maxEntries <= 0 {
 		o.maxEntries = defaultMaxList
 	}
-	var list []*file
+	var list []file
 	last := &file{}
 	lastName := ""
+	inodes := map[[2]int64]int32{} // -H: (dev, ino) -> group
 	for {
 		flags, err := r.byte1("file list flags")
 		if err != nil {
@@ -72,6 +71,7 @@ func readFileList(r *rawReader, o flistOpts) ([]*file, error) {
 			return nil, protoErr("file list longer than %d entries", o.maxEntries)
 		}
 		f := &file{xset: -1, acl: -1, defacl: -1}
+		var dev, ino int64
 		l1 := 0
 		if flags&xmitSameName != 0 {
 			b, err := r.byte1("name prefix length")
@@ -196,17 +196,22 @@ func readFileList(r *rawReader, o flistOpts) ([]*file, error) {
 			f.target = string(tb)
 		}
 		if o.hard && typ == sIFREG {
-			if f.dev, err = r.longint("device"); err != nil {
+			if dev, err = r.longint("device"); err != nil {
 				return nil, err
 			}
-			if f.ino, err = r.longint("inode"); err != nil {
+			if ino, err = r.longint("inode"); err != nil {
 				return nil, err
 			}
+			k := [2]int64{dev, ino}
+			if inodes[k] == 0 {
+				inodes[k] = int32(len(list)) + 1
+			}
+			f.hlink = inodes[k]
 		}
 		if name == "." && typ != sIFDIR {
 			return nil, protoErr("the transfer root is not a directory")
 		}
-		list = append(list, f)
+		list = append(list, *f)
 		last = f
 	}
 	return sortList(list, func(a, b *file) int { return strings.Compare(a.name, b.name) }), nil
@@ -215,12 +220,12 @@ func readFileList(r *rawReader, o flistOpts) ([]*file, error) {
 // sortList sorts the list as the sender does, numbers the entries by
 // their sorted position (the index both sides use on the wire) and drops
 // duplicate names (the sender skips them too; their numbers stay unused).
-func sortList(list []*file, cmp func(a, b *file) int) []*file {
-	slices.SortStableFunc(list, cmp)
-	for i, f := range list {
-		f.ndx = int32(i)
+func sortList(list []file, cmp func(a, b *file) int) []file {
+	slices.SortStableFunc(list, func(a, b file) int { return cmp(&a, &b) })
+	for i := range list {
+		list[i].ndx = int32(i)
 	}
-	return slices.CompactFunc(list, func(a, b *file) bool { return a.name == b.name })
+	return slices.CompactFunc(list, func(a, b file) bool { return a.name == b.name })
 }
 
 // cleanName checks a name from the server: relative, no "..", no empty

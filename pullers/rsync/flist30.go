@@ -50,14 +50,14 @@ const maxMetaBytes = 256 << 20
 // recursion: the whole list, then its end marker), checking every name as
 // readFileList does. It returns the entries in the sender's sort order
 // (files before subdirectories, see cmpName29), numbered by position.
-func readFileList30(r *rawReader, o flistOpts, st *flist30) ([]*file, error) {
+func readFileList30(r *rawReader, o flistOpts, st *flist30) ([]file, error) {
 	if o.maxEntries <= 0 {
 		o.maxEntries = defaultMaxList
 	}
 	if st.budget == 0 {
 		st.budget = maxMetaBytes
 	}
-	var list []*file
+	var list []file
 	var (
 		lastName  []byte
 		mtime     int64 // seconds: what XMIT_SAME_TIME repeats
@@ -152,9 +152,9 @@ func readFileList30(r *rawReader, o flistOpts, st *flist30) ([]*file, error) {
 			if err != nil {
 				return nil, err
 			}
-			fl := list[first]
+			fl := &list[first]
 			f.size, f.mtime, f.mode, f.uid, f.gid, f.rdev, f.target = fl.size, fl.mtime, fl.mode, fl.uid, fl.gid, fl.rdev, fl.target
-			f.dev, f.ino = -1, fl.ino
+			f.hlink = fl.hlink
 			mtime, mode, uid, gid = floorDiv(fl.mtime, 1e9), fl.mode, fl.uid, fl.gid
 			if typ := mode & sIFMT; typ == sIFCHR || typ == sIFBLK {
 				rdevMajor = devMajor(fl.rdev)
@@ -262,7 +262,7 @@ func readFileList30(r *rawReader, o flistOpts, st *flist30) ([]*file, error) {
 				f.target = string(tb)
 			}
 			if o.hard && flags&xmitHlinked != 0 && typ != sIFDIR {
-				f.dev, f.ino = -1, int64(len(list))+1
+				f.hlink = int32(len(list)) + 1
 			}
 		}
 		if name == "." && f.mode&sIFMT != sIFDIR {
@@ -283,7 +283,7 @@ func readFileList30(r *rawReader, o flistOpts, st *flist30) ([]*file, error) {
 				return nil, err
 			}
 		}
-		list = append(list, f)
+		list = append(list, *f)
 	}
 	return sortList(list, cmpName29), nil
 }

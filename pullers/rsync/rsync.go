@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,19 +89,28 @@ func (p *Puller) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// item is one entry of the plan, in walk order.
+// item is one entry of the plan, in walk order. It is kept small (a
+// pull holds one per entry): the pool.Entry is built when the item is
+// stored, and what only changed files need (the previous version, the
+// xattr values asked for) lives in maps of the xfer.
 type item struct {
-	f     *file
-	ndx   int32
-	rel   string
-	e     pool.Entry
-	req   bool       // requested from the sender
-	prev  pool.Entry // previous version: the basis when prevOK
-	basis bool
-	head  sumHead
-	xfer  bool    // protocol 30: the file's data is requested (ITEM_TRANSFER)
-	xreq  []int32 // protocol 30: numbers of the long xattr values requested
+	f       *file
+	head    sumHead     // block-sum header sent with the request
+	content pool.Digest // the previous snapshot's content of an unchanged file
+	link    uint32      // Entry.HardLink, 0 for none
+	flags   uint8
 }
+
+const (
+	itemReq     = 1 << iota // an answer is expected from the sender
+	itemXfer                // protocol 30: the data is requested (ITEM_TRANSFER)
+	itemBasis               // the request carries the basis block sums
+	itemChunked             // content names a chunk list
+)
+
+func (it *item) has(f uint8) bool { return it.flags&f != 0 }
+
+func (it *item) rel() string { return it.f.name }
 
 // Pull implements pullers.Puller. See the package documentation.
 func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
@@ -172,26 +182,23 @@ func (p *Puller) transfer27(ctx context.Context, t *target, s *session, j *pulle
 	if err != nil {
 		return fmt.Errorf("%s: file list: %w", t, err)
 	}
-	var users, groups map[uint32]string
+	x := &xfer{p: p, t: t, s: s, j: j, dm: dm, r: r, seed: seed, proto: 27}
 	if !t.numeric {
-		if users, err = readIDList(r, "user"); err == nil {
-			groups, err = readIDList(r, "group")
+		if x.users, err = readIDList(r, "user"); err == nil {
+			x.groups, err = readIDList(r, "group")
 		}
 		if err != nil {
 			return fmt.Errorf("%s: file list: %w", t, err)
-		}
-		for _, f := range list {
-			f.user, f.group = users[f.uid], groups[f.gid]
 		}
 	}
 	if _, err := r.int32("io error flag"); err != nil {
 		return fmt.Errorf("%s: file list: %w", t, err)
 	}
-	x := &xfer{p: p, t: t, s: s, j: j, dm: dm, r: r, seed: seed, proto: 27}
 	plan, err := x.plan(ctx, list)
 	if err != nil {
 		return err
 	}
+	x.setPositions(plan)
 	for _, m := range dm.msgs {
 		p.log().Info("rsync: server message", "source", t.String(), "msg", m)
 	}
@@ -240,6 +247,11 @@ type xfer struct {
 	ndxOut  ndxCodec
 	ndxIn   ndxCodec
 
+	users, groups map[uint32]string    // owner names by id
+	prev          map[*item]pool.Entry // the previous version of a file sent as a delta
+	xreq          map[*item][]int32    // protocol 30: long xattr values asked for
+	posOf         []int32              // plan position of a requested file number, -1 none
+
 	mu   sync.Mutex
 	prog pullers.Progress
 }
@@ -266,8 +278,15 @@ func (x *xfer) recordError(rel string, err error) {
 	x.j.Sink.RecordError(rel, fmt.Errorf("%s/%s: %w", strings.TrimSuffix(where, "/"), rel, err))
 }
 
-func entryOf(f *file, name string) pool.Entry {
-	e := pool.Entry{Name: name, UID: f.uid, GID: f.gid, User: f.user, Group: f.group, ModTime: f.mtime}
+// entry builds the pool entry of an item (without xattrs, see fillXattrs).
+func (x *xfer) entry(it *item) pool.Entry {
+	f := it.f
+	name := "."
+	if f.name != "." {
+		name = path.Base(f.name)
+	}
+	e := pool.Entry{Name: name, UID: f.uid, GID: f.gid, User: x.users[f.uid], Group: x.groups[f.gid], ModTime: f.mtime,
+		HardLink: uint64(it.link), Content: it.content, Chunked: it.has(itemChunked)}
 	e.Mode = fs.FileMode(f.mode & 0o777)
 	if f.mode&0o4000 != 0 {
 		e.Mode |= fs.ModeSetuid
@@ -297,122 +316,164 @@ func entryOf(f *file, name string) pool.Entry {
 	return e
 }
 
-// plan arranges the sorted file list in walk order (parents first, a
-// directory's entries together) and decides what to request.
-func (x *xfer) plan(ctx context.Context, list []*file) ([]*item, error) {
-	byName := make(map[string]int, len(list))
-	for i, f := range list {
-		byName[f.name] = i
+// cmpWalk orders paths as the walk visits them: element by element,
+// bytewise, a directory before its contents.
+func cmpWalk(a, b string) int {
+	n := min(len(a), len(b))
+	i := 0
+	for i < n && a[i] == b[i] {
+		i++
 	}
-	if _, ok := byName["."]; !ok {
+	switch {
+	case i == len(a) && i == len(b):
+		return 0
+	case i == len(a):
+		return -1
+	case i == len(b):
+		return 1
+	case a[i] == '/':
+		return -1
+	case b[i] == '/':
+		return 1
+	case a[i] < b[i]:
+		return -1
+	}
+	return 1
+}
+
+// plan arranges the sorted file list in walk order (parents first, a
+// directory's entries together, names in byte order) and decides what to
+// request. list must stay as it is while the plan is in use.
+func (x *xfer) plan(ctx context.Context, list []file) ([]item, error) {
+	plan := make([]item, len(list))
+	for i := range list {
+		plan[i].f = &list[i]
+	}
+	slices.SortFunc(plan, func(a, b item) int {
+		switch {
+		case a.f.name == b.f.name:
+			return 0
+		case a.f.name == ".":
+			return -1
+		case b.f.name == ".":
+			return 1
+		}
+		return cmpWalk(a.f.name, b.f.name)
+	})
+	if len(plan) == 0 || plan[0].f.name != "." {
 		return nil, fmt.Errorf("%s: %w", x.t, protoErr("the file list has no root directory"))
 	}
-	children := make(map[int][]int)
-	for i, f := range list {
-		if f.name == "." {
-			continue
+	// Every entry's directory is on the stack of the walk's ancestors.
+	stack := []string{""}
+	for i := 1; i < len(plan); i++ {
+		f := plan[i].f
+		dir := path.Dir(f.name)
+		if dir == "." {
+			dir = ""
 		}
-		pi, ok := byName[path.Dir(f.name)]
-		if !ok || list[pi].mode&sIFMT != sIFDIR {
+		for len(stack) > 0 && stack[len(stack)-1] != dir {
+			stack = stack[:len(stack)-1]
+		}
+		if len(stack) == 0 {
 			return nil, fmt.Errorf("%s: %w", x.t, protoErr("%s is listed without its directory", quote(f.name)))
 		}
-		children[pi] = append(children[pi], i) // sorted: the list is
-	}
-	plan := make([]*item, 0, len(list))
-	var walk func(i int)
-	walk = func(i int) {
-		f := list[i]
-		it := &item{f: f, ndx: f.ndx, rel: f.name, e: entryOf(f, path.Base(f.name))}
-		if f.name == "." {
-			it.e.Name = "."
-		}
-		plan = append(plan, it)
-		for _, c := range children[i] {
-			walk(c)
+		if f.mode&sIFMT == sIFDIR {
+			stack = append(stack, f.name)
 		}
 	}
-	walk(byName["."])
-	// Hard links: regular files sharing (dev, ino) get one HardLink id.
-	inodes := map[[2]int64][]*item{}
-	for _, it := range plan {
-		if it.e.Type == pool.TypeFile && (it.f.dev != 0 || it.f.ino != 0) {
-			k := [2]int64{it.f.dev, it.f.ino}
-			inodes[k] = append(inodes[k], it)
+	// Hard links: regular files of one group get one HardLink id.
+	groups := map[int32][]int32{}
+	for i := range plan {
+		if f := plan[i].f; f.hlink != 0 && f.mode&sIFMT == sIFREG {
+			groups[f.hlink] = append(groups[f.hlink], int32(i))
 		}
 	}
-	for _, it := range plan {
-		if it.e.Type != pool.TypeFile || it.f.dev == 0 && it.f.ino == 0 {
-			continue
-		}
-		if its := inodes[[2]int64{it.f.dev, it.f.ino}]; len(its) > 1 && it.e.HardLink == 0 {
-			id := uint64(it.ndx) + 1
-			for _, o := range its {
-				o.e.HardLink = id
+	for _, g := range groups {
+		if len(g) > 1 {
+			id := uint32(plan[g[0]].f.ndx) + 1
+			for _, i := range g {
+				plan[i].link = id
 			}
 		}
 	}
 	basis, _ := x.j.Previous.(Basis)
-	for _, it := range plan {
-		if it.e.Type != pool.TypeFile || it.e.Size == 0 {
+	x.prev = map[*item]pool.Entry{}
+	maxNdx := int32(0)
+	for i := range plan {
+		it := &plan[i]
+		maxNdx = max(maxNdx, it.f.ndx)
+		if it.f.mode&sIFMT != sIFREG || it.f.size == 0 {
 			continue
 		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		if i%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 		}
-		it.req = true
+		it.flags |= itemReq
 		if x.j.Previous == nil {
 			continue
 		}
-		prev, ok, err := x.j.Previous.Lookup(ctx, it.rel)
+		prev, ok, err := x.j.Previous.Lookup(ctx, it.rel())
 		if err != nil || !ok || prev.Type != pool.TypeFile || prev.Content.IsZero() {
 			continue
 		}
-		if !x.t.full && prev.Size == it.e.Size && prev.ModTime == it.e.ModTime {
-			it.req = false
-			it.e.Content, it.e.Chunked = prev.Content, prev.Chunked
+		if !x.t.full && prev.Size == it.f.size && prev.ModTime == it.f.mtime {
+			it.flags &^= itemReq
+			it.content = prev.Content
+			if prev.Chunked {
+				it.flags |= itemChunked
+			}
 			continue
 		}
 		if basis != nil {
-			it.prev, it.basis = prev, true
+			it.flags |= itemBasis
 			it.head = headFor(prev.Size)
+			x.prev[it] = prev
 		}
+	}
+	x.posOf = make([]int32, maxNdx+1)
+	for i := range x.posOf {
+		x.posOf[i] = -1
 	}
 	return plan, nil
 }
 
+// setPositions records where each requested file number sits in the
+// plan (after the requests are final).
+func (x *xfer) setPositions(plan []item) {
+	for i := range plan {
+		if plan[i].has(itemReq) {
+			x.posOf[plan[i].f.ndx] = int32(i)
+		}
+	}
+}
+
+// position is the plan position of the answered file number ndx, -1 if
+// it was not asked for.
+func (x *xfer) position(ndx int32) int {
+	if ndx < 0 || int(ndx) >= len(x.posOf) {
+		return -1
+	}
+	return int(x.posOf[ndx])
+}
+
 // generate sends a request, with the basis checksums, for every planned
 // file, then the two end-of-phase markers.
-func (x *xfer) generate(ctx context.Context, plan []*item) error {
+func (x *xfer) generate(ctx context.Context, plan []item) error {
 	w := x.s.out
-	basis, _ := x.j.Previous.(Basis)
-	for _, it := range plan {
-		if !it.req {
+	for i := range plan {
+		it := &plan[i]
+		if !it.has(itemReq) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		x.report(it.rel) // before the request: what the sender reads is decided now
-		putInt(w, it.ndx)
-		sent := false
-		if it.basis {
-			cr, err := basis.OpenContent(ctx, &it.prev)
-			if err == nil {
-				err = writeSums(ctx, w, it.head, cr, x.blockSum)
-				if err != nil {
-					return fmt.Errorf("%s: basis: %w", it.rel, err)
-				}
-				sent = true
-			}
-			if !sent {
-				x.mu.Lock() // the receiver compares the echoed head with it
-				it.head = sumHead{}
-				x.mu.Unlock()
-				x.p.log().Warn("rsync: basis unreadable; whole file", "path", it.rel, "err", err)
-			}
-		}
-		if !sent {
-			putHead(w, sumHead{})
+		x.report(it.rel()) // before the request: what the sender reads is decided now
+		putInt(w, it.f.ndx)
+		if err := x.sendSums(ctx, it); err != nil {
+			return err
 		}
 		if err := w.Flush(); err != nil {
 			return err
@@ -423,36 +484,53 @@ func (x *xfer) generate(ctx context.Context, plan []*item) error {
 	return w.Flush()
 }
 
+// sendSums writes the block-sum header and sums of a file's basis, or
+// an empty header when it has none (or it cannot be read).
+func (x *xfer) sendSums(ctx context.Context, it *item) error {
+	w := x.s.out
+	if it.has(itemBasis) {
+		prev := x.prev[it]
+		cr, err := x.j.Previous.(Basis).OpenContent(ctx, &prev)
+		if err == nil {
+			if err := writeSums(ctx, w, it.head, cr, x.blockSum); err != nil {
+				return fmt.Errorf("%s: basis: %w", it.rel(), err)
+			}
+			return nil
+		}
+		x.mu.Lock() // the receiver compares the echoed head with it
+		it.head = sumHead{}
+		x.mu.Unlock()
+		x.p.log().Warn("rsync: basis unreadable; whole file", "path", it.rel(), "err", err)
+	}
+	putHead(w, sumHead{})
+	return nil
+}
+
+// passOver stores the plan from pos up to (not including) end: entries
+// that were not requested; requested ones passed over were not sent.
+func (x *xfer) passOver(ctx context.Context, plan []item, pos *int, end int) error {
+	for ; *pos < end; *pos++ {
+		it := &plan[*pos]
+		if it.has(itemReq) {
+			msg := x.dm.messagesAbout(it.rel())
+			if msg == "" {
+				msg = "the server did not send it (vanished or unreadable?)"
+			}
+			x.recordError(it.rel(), errors.New(msg))
+			continue
+		}
+		if err := x.addMeta(ctx, it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // receive stores the plan's entries in order, reading the requested
 // files' data as the sender sends it.
-func (x *xfer) receive(ctx context.Context, plan []*item) error {
+func (x *xfer) receive(ctx context.Context, plan []item) error {
 	pos := 0
 	phase := 0
-	// upto stores the plan up to (not including) index end; requested
-	// files passed over were not sent.
-	upto := func(end int) error {
-		for ; pos < end; pos++ {
-			it := plan[pos]
-			if it.req {
-				msg := x.dm.messagesAbout(it.rel)
-				if msg == "" {
-					msg = "the server did not send it (vanished or unreadable?)"
-				}
-				x.recordError(it.rel, errors.New(msg))
-				continue
-			}
-			if err := x.addMeta(ctx, it); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	ndxPos := make(map[int32]int)
-	for i, it := range plan {
-		if it.req {
-			ndxPos[it.ndx] = i
-		}
-	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -464,21 +542,21 @@ func (x *xfer) receive(ctx context.Context, plan []*item) error {
 		if ndx == -1 {
 			phase++
 			if phase == 1 {
-				if err := upto(len(plan)); err != nil {
+				if err := x.passOver(ctx, plan, &pos, len(plan)); err != nil {
 					return err
 				}
 				continue
 			}
 			return nil
 		}
-		i, ok := ndxPos[ndx]
-		if !ok || i < pos || phase > 0 {
+		i := x.position(ndx)
+		if i < pos || phase > 0 {
 			return fmt.Errorf("%s: %w", x.t, protoErr("the server sent file %d, which was not asked for (or out of order)", ndx))
 		}
-		if err := upto(i); err != nil {
+		if err := x.passOver(ctx, plan, &pos, i); err != nil {
 			return err
 		}
-		if err := x.recvFile(ctx, plan[i]); err != nil {
+		if err := x.recvFile(ctx, &plan[i]); err != nil {
 			return err
 		}
 		pos = i + 1
@@ -486,35 +564,34 @@ func (x *xfer) receive(ctx context.Context, plan []*item) error {
 }
 
 func (x *xfer) addMeta(ctx context.Context, it *item) error {
-	if err := x.fillXattrs(it); err != nil {
-		return err
-	}
-	err := x.j.Sink.Add(ctx, it.rel, it.e, nil)
+	e := x.entry(it)
+	x.fillXattrs(it, &e)
+	err := x.j.Sink.Add(ctx, it.rel(), e, nil)
 	if err == nil {
 		x.count(func(p *pullers.Progress) {
 			p.Files++
-			if it.e.Type == pool.TypeFile && it.e.Size > 0 {
+			if e.Type == pool.TypeFile && e.Size > 0 {
 				p.Skipped++
-				p.Bytes += it.e.Size
+				p.Bytes += e.Size
 			}
-		}, it.rel)
+		}, it.rel())
 		return nil
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	if errors.Is(err, pool.ErrEntry) || errors.Is(err, pool.ErrContentMissing) {
-		x.recordError(it.rel, err)
+		x.recordError(it.rel(), err)
 		return nil
 	}
-	return fmt.Errorf("%s/%s: store: %w", x.t, it.rel, err)
+	return fmt.Errorf("%s/%s: store: %w", x.t, it.rel(), err)
 }
 
 // recvFile reads one file's delta and streams it into the sink.
 func (x *xfer) recvFile(ctx context.Context, it *item) error {
-	if err := x.fillXattrs(it); err != nil {
-		return err
-	}
+	e := x.entry(it)
+	x.fillXattrs(it, &e)
+	rel := it.rel()
 	var h sumHead
 	for _, v := range []*int32{&h.count, &h.blen, &h.s2len, &h.rem} {
 		n, err := x.r.int32("sum head")
@@ -527,23 +604,24 @@ func (x *xfer) recvFile(ctx context.Context, it *item) error {
 	want := it.head
 	x.mu.Unlock()
 	if h != want {
-		return fmt.Errorf("%s: %w", x.t, protoErr("%s: the checksum header came back changed", quote(it.rel)))
+		return fmt.Errorf("%s: %w", x.t, protoErr("%s: the checksum header came back changed", quote(rel)))
 	}
-	fr := &fileReader{r: x.r, h: h, sum: x.fileSum(), left: it.e.Size + 1}
+	fr := &fileReader{r: x.r, h: h, sum: x.fileSum(), left: e.Size + 1}
 	if h.count > 0 {
-		cr, err := x.j.Previous.(Basis).OpenContent(ctx, &it.prev)
+		prev := x.prev[it]
+		cr, err := x.j.Previous.(Basis).OpenContent(ctx, &prev)
 		if err != nil {
 			fr.fileErr = fmt.Errorf("open the basis: %w", err)
 		} else {
 			fr.basis = cr
 		}
 	}
-	err := x.j.Sink.Add(ctx, it.rel, it.e, fr)
+	err := x.j.Sink.Add(ctx, rel, e, fr)
 	if derr := fr.drain(); derr != nil {
-		return fmt.Errorf("%s: %s: %w", x.t, it.rel, derr)
+		return fmt.Errorf("%s: %s: %w", x.t, rel, derr)
 	}
 	if err == nil {
-		x.count(func(p *pullers.Progress) { p.Files++; p.Bytes += it.e.Size }, it.rel)
+		x.count(func(p *pullers.Progress) { p.Files++; p.Bytes += e.Size }, rel)
 		return nil
 	}
 	if ctx.Err() != nil {
@@ -553,10 +631,10 @@ func (x *xfer) recvFile(ctx context.Context, it *item) error {
 		if fr.fileErr != nil {
 			err = fr.fileErr
 		}
-		x.recordError(it.rel, err)
+		x.recordError(rel, err)
 		return nil
 	}
-	return fmt.Errorf("%s/%s: store: %w", x.t, it.rel, err)
+	return fmt.Errorf("%s/%s: store: %w", x.t, rel, err)
 }
 
 // fileSum starts the whole-file checksum: MD5 from protocol 30 on, else

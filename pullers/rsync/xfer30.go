@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -80,31 +79,29 @@ func (p *Puller) transfer30(ctx context.Context, t *target, s *session, j *pulle
 	if err != nil {
 		return fmt.Errorf("%s: file list: %w", t, err)
 	}
-	if !t.numeric {
-		users, err := readIDList30(r, "user", compat&cfID0Names != 0)
-		if err != nil {
-			return fmt.Errorf("%s: file list: %w", t, err)
-		}
-		groups, err := readIDList30(r, "group", compat&cfID0Names != 0)
-		if err != nil {
-			return fmt.Errorf("%s: file list: %w", t, err)
-		}
-		for _, f := range list {
-			f.user, f.group = users[f.uid], groups[f.gid]
-		}
-	}
 	x := &xfer{p: p, t: t, s: s, j: j, dm: dm, r: r, seed: seed, proto: s.proto,
 		seedFix: compat&cfChksumSeedFix != 0, fl: fl, ndxOut: newNdxCodec(), ndxIn: newNdxCodec()}
+	if !t.numeric {
+		if x.users, err = readIDList30(r, "user", compat&cfID0Names != 0); err != nil {
+			return fmt.Errorf("%s: file list: %w", t, err)
+		}
+		if x.groups, err = readIDList30(r, "group", compat&cfID0Names != 0); err != nil {
+			return fmt.Errorf("%s: file list: %w", t, err)
+		}
+	}
 	plan, err := x.plan(ctx, list)
 	if err != nil {
 		return err
 	}
-	for _, it := range plan {
-		it.xfer = it.req
+	for i := range plan {
+		if plan[i].has(itemReq) {
+			plan[i].flags |= itemXfer
+		}
 	}
 	if err := x.planXattrs(ctx, plan); err != nil {
 		return err
 	}
+	x.setPositions(plan)
 	for _, m := range dm.msgs {
 		p.log().Info("rsync: server message", "source", t.String(), "msg", m)
 	}
@@ -182,11 +179,13 @@ func readIDList30(r *rawReader, what string, id0 bool) (map[uint32]string, error
 // previous snapshot does not already hold with the same MD5. The first
 // entry (in request order) of a set asks for them; later entries sharing
 // the set get them from that answer.
-func (x *xfer) planXattrs(ctx context.Context, plan []*item) error {
+func (x *xfer) planXattrs(ctx context.Context, plan []item) error {
+	x.xreq = map[*item][]int32{}
 	if !x.t.xattrs {
 		return nil
 	}
-	for _, it := range plan {
+	for k := range plan {
+		it := &plan[k]
 		if it.f.xset < 0 {
 			continue
 		}
@@ -200,7 +199,7 @@ func (x *xfer) planXattrs(ctx context.Context, plan []*item) error {
 			}
 			if !looked && x.j.Previous != nil {
 				looked = true
-				if pe, ok, err := x.j.Previous.Lookup(ctx, it.rel); err == nil && ok {
+				if pe, ok, err := x.j.Previous.Lookup(ctx, it.rel()); err == nil && ok {
 					prev = &pe
 				}
 			}
@@ -213,20 +212,18 @@ func (x *xfer) planXattrs(ctx context.Context, plan []*item) error {
 				}
 			}
 			xi.pending = true
-			it.xreq = append(it.xreq, int32(i+1))
-		}
-		if len(it.xreq) > 0 {
-			it.req = true
+			x.xreq[it] = append(x.xreq[it], int32(i+1))
+			it.flags |= itemReq
 		}
 	}
 	return nil
 }
 
-// fillXattrs puts an entry's xattrs and ACLs into it.e just before it is
+// fillXattrs puts an item's xattrs and ACLs into e just before it is
 // stored (long values have arrived by then).
-func (x *xfer) fillXattrs(it *item) error {
+func (x *xfer) fillXattrs(it *item, e *pool.Entry) {
 	if x.fl == nil {
-		return nil
+		return
 	}
 	f := it.f
 	var m map[string][]byte
@@ -259,64 +256,49 @@ func (x *xfer) fillXattrs(it *item) error {
 			put(xi.name, xi.value)
 		}
 		if len(missing) > 0 {
-			x.recordError(it.rel, fmt.Errorf("the sender did not send the value of xattr %s", strings.Join(missing, ", ")))
+			x.recordError(it.rel(), fmt.Errorf("the sender did not send the value of xattr %s", strings.Join(missing, ", ")))
 		}
 	}
-	it.e.Xattrs = m
-	return nil
+	e.Xattrs = m
 }
 
 // generate30 sends a request for every planned item: its index, item
 // flags, the xattr values wanted, and for a file the basis checksums;
 // then the end of the first phase.
-func (x *xfer) generate30(ctx context.Context, plan []*item) error {
+func (x *xfer) generate30(ctx context.Context, plan []item) error {
 	w := x.s.out
-	basis, _ := x.j.Previous.(Basis)
 	var b []byte
-	for _, it := range plan {
-		if !it.req {
+	for i := range plan {
+		it := &plan[i]
+		if !it.has(itemReq) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		x.report(it.rel)
+		x.report(it.rel())
+		xreq := x.xreq[it]
 		var iflags uint16
-		if it.xfer {
+		if it.has(itemXfer) {
 			iflags |= itemTransfer
 		}
-		if len(it.xreq) > 0 {
+		if len(xreq) > 0 {
 			iflags |= itemReportXattr
 		}
-		b = x.ndxOut.appendNdx(b[:0], it.ndx)
+		b = x.ndxOut.appendNdx(b[:0], it.f.ndx)
 		b = append(b, byte(iflags), byte(iflags>>8))
-		if len(it.xreq) > 0 {
+		if len(xreq) > 0 {
 			prior := int32(0)
-			for _, n := range it.xreq {
+			for _, n := range xreq {
 				b = appendVarint(b, n-prior)
 				prior = n
 			}
 			b = append(b, 0)
 		}
 		w.Write(b)
-		if it.xfer {
-			sent := false
-			if it.basis {
-				cr, err := basis.OpenContent(ctx, &it.prev)
-				if err == nil {
-					if err := writeSums(ctx, w, it.head, cr, x.blockSum); err != nil {
-						return fmt.Errorf("%s: basis: %w", it.rel, err)
-					}
-					sent = true
-				} else {
-					x.mu.Lock()
-					it.head = sumHead{}
-					x.mu.Unlock()
-					x.p.log().Warn("rsync: basis unreadable; whole file", "path", it.rel, "err", err)
-				}
-			}
-			if !sent {
-				putHead(w, sumHead{})
+		if it.has(itemXfer) {
+			if err := x.sendSums(ctx, it); err != nil {
+				return err
 			}
 		}
 		if err := w.Flush(); err != nil {
@@ -331,31 +313,8 @@ func (x *xfer) generate30(ctx context.Context, plan []*item) error {
 // answer's index, item flags, long xattr values, and for a file its data.
 // After the first phase it ends the later phases (no redo, no delayed
 // updates, no deletions).
-func (x *xfer) receive30(ctx context.Context, plan []*item, genErr chan error) error {
+func (x *xfer) receive30(ctx context.Context, plan []item, genErr chan error) error {
 	pos, phase := 0, 0
-	upto := func(end int) error {
-		for ; pos < end; pos++ {
-			it := plan[pos]
-			if it.req {
-				msg := x.dm.messagesAbout(it.rel)
-				if msg == "" {
-					msg = "the server did not send it (vanished or unreadable?)"
-				}
-				x.recordError(it.rel, errors.New(msg))
-				continue
-			}
-			if err := x.addMeta(ctx, it); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	ndxPos := make(map[int32]int)
-	for i, it := range plan {
-		if it.req {
-			ndxPos[it.ndx] = i
-		}
-	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -368,7 +327,7 @@ func (x *xfer) receive30(ctx context.Context, plan []*item, genErr chan error) e
 			phase++
 			switch phase {
 			case 1:
-				if err := upto(len(plan)); err != nil {
+				if err := x.passOver(ctx, plan, &pos, len(plan)); err != nil {
 					return err
 				}
 				// The generator has written its end of phase 0; now
@@ -412,23 +371,23 @@ func (x *xfer) receive30(ctx context.Context, plan []*item, genErr chan error) e
 				return fmt.Errorf("%s: %w", x.t, err)
 			}
 		}
-		i, ok := ndxPos[ndx]
-		if !ok || i < pos || phase > 0 {
+		i := x.position(ndx)
+		if i < pos || phase > 0 {
 			return fmt.Errorf("%s: %w", x.t, protoErr("the server sent file %d, which was not asked for (or out of order)", ndx))
 		}
-		it := plan[i]
+		it := &plan[i]
 		if iflags&itemReportXattr != 0 {
 			if err := x.recvXattrValues(it); err != nil {
-				return fmt.Errorf("%s: %s: %w", x.t, quote(it.rel), err)
+				return fmt.Errorf("%s: %s: %w", x.t, quote(it.rel()), err)
 			}
 		}
-		if (iflags&itemTransfer != 0) != it.xfer {
-			return fmt.Errorf("%s: %w", x.t, protoErr("%s: the server's answer does not match the request (item flags %#x)", quote(it.rel), iflags))
+		if (iflags&itemTransfer != 0) != it.has(itemXfer) {
+			return fmt.Errorf("%s: %w", x.t, protoErr("%s: the server's answer does not match the request (item flags %#x)", quote(it.rel()), iflags))
 		}
-		if err := upto(i); err != nil {
+		if err := x.passOver(ctx, plan, &pos, i); err != nil {
 			return err
 		}
-		if it.xfer {
+		if it.has(itemXfer) {
 			err = x.recvFile(ctx, it)
 		} else {
 			err = x.addMeta(ctx, it)
@@ -462,7 +421,7 @@ func (x *xfer) recvXattrValues(it *item) error {
 		}
 		num += rel
 		xi := &set[num-1]
-		if !slices.Contains(it.xreq, num) {
+		if !slices.Contains(x.xreq[it], num) {
 			return protoErr("xattr %s was not asked for", quote(xi.name))
 		}
 		n, err := x.r.uvarint("xattr value length", maxXattrValue)
