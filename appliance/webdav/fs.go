@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/net/webdav"
 
+	"github.com/cairn-backup/cairn/fusefs/blockcache"
+
 	"github.com/cairn-backup/cairn/pool"
 )
 
@@ -236,9 +238,9 @@ type file struct {
 	closed bool
 }
 
-// open opens the tree's file. Regular files with io.ReaderAt are read
-// through the share's block cache (keyed by content digest when the path
-// is immutable), so sequential GETs get read-ahead.
+// open opens the tree's file. Regular files with io.ReaderAt larger than
+// one block are read through the share's block cache (keyed by content
+// digest when the path is immutable), so sequential GETs get read-ahead.
 func (f *file) open() error {
 	if f.f != nil {
 		return nil
@@ -253,11 +255,17 @@ func (f *file) open() error {
 	f.f = tf
 	if !f.info.IsDir() {
 		if ra, ok := tf.(io.ReaderAt); ok {
-			id := ""
-			if f.s.immutable != nil && f.s.immutable(f.real) {
-				id = contentID(f.info)
+			size := f.info.Size()
+			if size > blockcache.BlockSize {
+				id := ""
+				if f.s.immutable != nil && f.s.immutable(f.real) {
+					id = contentID(f.info)
+				}
+				ra = f.s.cache.blocks.Open(id, ra, size)
 			}
-			f.rs = io.NewSectionReader(f.s.cache.blocks.Open(id, ra, f.info.Size()), 0, f.info.Size())
+			// A file of one block has nothing to read ahead; the pool
+			// keeps its decoded object for a second reader.
+			f.rs = io.NewSectionReader(ra, 0, size)
 		} else if sk, ok := tf.(io.ReadSeeker); ok {
 			f.rs = sk
 		}
