@@ -26,6 +26,42 @@
 //     is refreshed at most every Options.RefreshInterval, when the kernel
 //     asks about the volatile levels.
 //
+// # Caching, and what it costs in memory
+//
+// Four layers, each bounded:
+//
+//   - The kernel: entries and attributes inside snapshots are cached for
+//     Options.CacheTimeout (1 hour), file pages are kept across opens
+//     (FOPEN_KEEP_CACHE) and listings too (FOPEN_CACHE_DIR). READDIRPLUS
+//     answers each listed entry's lookup from the listing itself, so
+//     ls -l, find and tar need no LOOKUP per name. The kernel bounds and
+//     reclaims these under memory pressure.
+//   - Node attributes: a node inside a snapshot keeps its Lstat result and
+//     directory link count; nodes live as long as the kernel remembers the
+//     inode (it sends FORGET when it drops one).
+//   - The block cache (fusefs/blockcache), one per mount, at most
+//     Options.CacheBytes (default 64 MiB) of decoded file data in aligned
+//     1 MiB blocks keyed by content digest, so the same content in two
+//     snapshots is decoded once. A block is fetched once however many
+//     reads want it at the same time (kernel read-ahead sends several), a
+//     read inside one block is answered from it without a copy, and two
+//     background workers read ahead: the next 2 blocks of a file read
+//     forward, the whole of a file of at most half the cap that is read at
+//     random (after 4 misses out of order), and directory read-ahead (see
+//     below). Read-ahead is skipped, never queued, while both workers are
+//     busy.
+//   - Directory read-ahead: the regular files of listed directories inside
+//     snapshots (name, size, digest: about 100 bytes a file, an LRU of at
+//     most 100,000 files over all directories). When two files of a
+//     directory are opened in listing order, as tar, cp -r and rsync do,
+//     the first block of the next 8 files (at most 4 MiB) is fetched in the
+//     background. A single open fetches nothing extra.
+//
+// Below these, the pool keeps its own LRUs of decoded trees (8 MiB) and
+// chunks (32 MiB), shared by everything that reads the pool. A mount's
+// memory is therefore about 64 + 40 MiB of caches plus go-fuse's request
+// buffers, whatever the size of the tree.
+//
 // # Invariants
 //
 //   - Lookups are lazy: a lookup reads one entry, a listing streams one

@@ -47,6 +47,33 @@
 // (http.ServeContent). A tree that caches its snapshot list (Refresher,
 // like *pool.TreeFS) is refreshed at most every RefreshInterval.
 //
+// # Caching
+//
+// A Cache (Options.Cache; NewHandler makes one per handler) keeps, across
+// requests:
+//
+//   - Lstat results of immutable paths (Options.Immutable; PoolLayout for
+//     a *pool.TreeFS: three or more elements deep, inside a snapshot),
+//     keyed by real path, at most CacheOptions.MaxEntries (default 50,000,
+//     about 20 MiB). Resolving a request path walks it element by element
+//     (for the symlink rules above); with the cache that walk no longer
+//     re-reads the tree from the root for each element, and the entries a
+//     PROPFIND lists are remembered for the Stat that follows each.
+//   - Decoded blocks of files larger than one block (fusefs/blockcache,
+//     CacheOptions.BlockBytes, default 32 MiB), keyed by content digest:
+//     a GET reads ahead of the client and a file fetched twice (or the
+//     same content in two snapshots) is decoded once. Smaller files are
+//     read straight from the pool, which keeps their decoded object.
+//
+// A Cache may be shared by handlers over different views of one tree (the
+// appliance's per-user host filters): an immutable path has at least three
+// elements, and the first two (the host) are always asked of the view
+// itself, so a hidden host fails before the cache is consulted.
+//
+// Files are opened on first read, not by OpenFile: x/net/webdav opens every
+// entry of a PROPFIND only to Stat it. GET and HEAD answers are typed by
+// extension (as getcontenttype is), so no file is read to sniff its type.
+//
 // # Depth
 //
 // PROPFIND takes Depth 0 or 1. Depth infinity (also the default when the
