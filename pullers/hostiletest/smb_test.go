@@ -58,7 +58,7 @@ func TestHostileSMB(t *testing.T) {
 	w := newWorld(t)
 	pl := smb.New()
 	pl.MaxEntries = capN // as the appliance sets it from max_dir_entries
-	pl.MaxDepth = 8 // the loop: 2^8 directories
+	pl.MaxDepth = 8      // the loop: 2^8 directories
 	m, err := w.pull(t, pl, pullers.Source{Method: smb.Method, Name: "src", Path: "",
 		Options: map[string]string{"host": s.Host, "port": strconv.Itoa(s.Port), "user": s.User, "share": s.Share},
 		Secret:  map[string]string{"password": s.Password}})
