@@ -122,6 +122,11 @@ func (w *Writer) Checkpoint(ctx context.Context) (*Manifest, error) {
 	}
 	m := w.manifest(root)
 	m.Status, m.Checkpoint = StatusPartial, true
+	if err := w.lock.verify(ctx); err != nil {
+		err = fmt.Errorf("checkpoint of snapshot %s: %w", w.id, err)
+		w.fail(err)
+		return nil, w.failed()
+	}
 	if err := w.p.putManifest(ctx, m); err != nil {
 		w.fail(err)
 		return nil, w.failed()

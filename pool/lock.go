@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"weak"
@@ -201,12 +202,40 @@ func (p *Pool) holderDead(ctx context.Context, name string) bool {
 	return false
 }
 
+// ErrLockLost reports that a writer's lock object was removed by another
+// process that judged its holder dead (a lock registry said so, or the
+// lock aged out while the holder was frozen). A GC may then have deleted
+// objects the snapshot uses, so it is not committed.
+var ErrLockLost = errors.New("pool lock lost")
+
 // heldLock is a lock object kept fresh by a heartbeat goroutine.
 type heldLock struct {
 	p    *Pool
 	name string
 	stop chan struct{}
 	done chan struct{}
+	lost atomic.Bool // the lock object vanished while held
+}
+
+// verify checks that the lock object still exists, before a writer
+// commits a manifest: a writer whose lock another process removed as
+// stale must not commit (see ErrLockLost).
+func (l *heldLock) verify(ctx context.Context) error {
+	if l == nil {
+		return nil
+	}
+	if !l.lost.Load() {
+		_, err := l.p.Backend().Stat(ctx, l.name)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("check lock %s: %w", l.name, err)
+		}
+		l.lost.Store(err != nil)
+	}
+	if l.lost.Load() {
+		return fmt.Errorf("%w: %s at %s was removed by another process that judged this one dead; a GC may have deleted objects this snapshot uses, so it is not committed (run the backup again)",
+			ErrLockLost, l.name, l.p.Location())
+	}
+	return nil
 }
 
 func (p *Pool) takeLock(ctx context.Context, name string, info lockInfo) (*heldLock, error) {
@@ -230,9 +259,16 @@ func (p *Pool) takeLock(ctx context.Context, name string, info lockInfo) (*heldL
 			case <-l.stop:
 				return
 			case <-t.C:
+				// A lock removed by another process (it judged us dead)
+				// is not written again: the holder has lost it.
+				bctx := context.WithoutCancel(ctx)
+				if _, err := p.Backend().Stat(bctx, name); errors.Is(err, ErrNotFound) {
+					l.lost.Store(true)
+					return
+				}
 				// A failed refresh is retried at the next tick; the lock
 				// only goes stale after several misses.
-				p.PutNamed(context.WithoutCancel(ctx), name, KindManifest, data)
+				p.PutNamed(bctx, name, KindManifest, data)
 			}
 		}
 	}()

@@ -35,8 +35,9 @@ func (r fakeRegistry) Dead(_ context.Context, owner string, created time.Time) b
 // another machine would have; same PID, so the PID check cannot help)
 // holds a lock. While the registry says B is alive, GC refuses; once it
 // says B is dead, GC proceeds at once, removes B's lock, sweeps its
-// unfinished objects, and the pool checks clean with the earlier
-// snapshot intact. A dead owner's GC lock does not make writers wait; a
+// unfinished objects, B's writer (had it only been frozen) cannot commit
+// (ErrLockLost), and the pool checks clean with the earlier snapshot
+// intact. A dead owner's GC lock does not make writers wait; a
 // live one's does. Without a registry the lock blocks as before.
 func TestLockRegistry(t *testing.T) {
 	ctx := context.Background()
@@ -116,6 +117,11 @@ func TestLockRegistry(t *testing.T) {
 		t.Fatalf("registry asked about %v", asked)
 	}
 	mu.Unlock()
+	// Were B only frozen, not dead, its commit now fails: its lock is
+	// gone, and with it the guarantee that GC kept what it uses.
+	if _, err := w.Finish(ctx); !errors.Is(err, ErrLockLost) || !strings.Contains(err.Error(), lockName) {
+		t.Fatalf("finish of B's backup after its lock was removed: %v", err)
+	}
 	crep, err := pa.Check(ctx, CheckOptions{ReadData: true})
 	if err != nil || !crep.OK() || crep.Snapshots != 1 {
 		t.Fatalf("check after GC: %s, %v", crep.String(), err)
@@ -144,4 +150,31 @@ func TestLockRegistry(t *testing.T) {
 		t.Fatalf("writer after B's GC died: %v", err)
 	}
 	w2.Abort()
+
+	// A lock removed while held is not written again by the heartbeat
+	// (that would hide the loss); the writer's checkpoint then fails.
+	saved := lockRefresh
+	lockRefresh = 5 * time.Millisecond
+	defer func() { lockRefresh = saved }()
+	w3, err := pb.NewWriter(ctx, SnapshotMeta{Host: "h3", Source: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w3.Abort()
+	if err := w3.Add(ctx, ".", Entry{Name: ".", Type: TypeDir, Mode: 0o755}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, w3.lock.name); err != nil {
+		t.Fatal(err)
+	}
+	for !w3.lock.lost.Load() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // ten more refresh periods
+	if _, err := b.Stat(ctx, w3.lock.name); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("removed lock written again: %v", err)
+	}
+	if _, err := w3.Checkpoint(ctx); !errors.Is(err, ErrLockLost) {
+		t.Fatalf("checkpoint after the lock was removed: %v", err)
+	}
 }

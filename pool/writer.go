@@ -780,6 +780,9 @@ func (w *Writer) Finish(ctx context.Context) (*Manifest, error) {
 	if len(m.RootEntry) == 0 {
 		w.nerrs.Add(1)
 	}
+	if err := w.lock.verify(ctx); err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", w.id, err)
+	}
 	if err := w.p.putManifest(ctx, m); err != nil {
 		return nil, err
 	}
