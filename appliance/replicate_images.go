@@ -46,9 +46,25 @@ func (s *Server) replicateImages(ctx context.Context, t *storedTarget, b pool.Ba
 	if err != nil || store == nil {
 		return images.ReplicateReport{}, err
 	}
+	// The versions of the placeholders the target has or will have, by
+	// name: no image manifest is read for the others.
+	snaps, err := s.cat.Snapshots(ctx, "")
+	if err != nil {
+		return images.ReplicateReport{}, err
+	}
+	want := map[string]bool{}
+	for _, sn := range snaps {
+		if !have[sn.ID] && !sel(sn.Host, sn.Source, sn.Started, sn.Status) {
+			continue
+		}
+		if v, ok := s.placeholderOf(ctx, sn); ok {
+			want[v] = true
+		}
+	}
 	rep, err := store.Replicate(ctx, replicaImagesBackend(b), images.ReplicateOptions{
 		Concurrency: t.Concurrency,
 		Limiter:     lim,
+		Want:        func(v images.VersionRef) bool { return want[v.Name+"/"+v.ID] },
 		Select: func(m *images.Manifest) bool {
 			if m.Snapshot == "" {
 				return false // not one of the appliance's image snapshots

@@ -204,6 +204,9 @@ func TestReplicationImagesDirResume(t *testing.T) {
 	if len(prim.Images) != 2 || !slices.Equal(nas.Images, []string{p2}) || nas.NewestComplete != p2 || len(nas.Missing) != 0 {
 		t.Fatalf("audit: primary %+v, nas %+v", prim, nas)
 	}
+	if w := e.do("socket", "GET", "/metrics", nil); !strings.Contains(w.Body.String(), `cairn_replication_lag_seconds{target="nas",host="vm"} 0`) {
+		t.Fatalf("lag metric of an image snapshot on its target:\n%s", w.Body)
+	}
 	// Its image gone from the target, the image snapshot is missing there.
 	for v := range vs {
 		os.Remove(filepath.Join(replica, "images", "images", v))

@@ -20,8 +20,10 @@ import (
 
 // ReplicateOptions configure (*Store).Replicate.
 type ReplicateOptions struct {
-	// Select picks the versions to copy among those the target lacks;
-	// nil copies every version.
+	// Want, when set, picks the versions to consider by name before
+	// their manifests are read (cheap); Select then sees the manifest.
+	// nil for both copies every version.
+	Want   func(VersionRef) bool
 	Select func(*Manifest) bool
 	// Concurrency is the number of blocks copied at once (default 4).
 	Concurrency int
@@ -99,6 +101,9 @@ func (s *Store) Replicate(ctx context.Context, dst pool.Backend, o ReplicateOpti
 			return rep, err
 		}
 		key := v.Name + "/" + v.ID
+		if o.Want != nil && !o.Want(v) {
+			continue
+		}
 		if have[key] {
 			rep.Present++
 			continue

@@ -21,8 +21,8 @@ import (
 // TestCLIImageReplica: an image snapshot replicates to a directory
 // target with the rest; `cairn audit` shows it per target; with the
 // appliance stopped, the direct image verbs read it from the replica
-// with no catalog (ls, download, restore — the SHA-256 of the original)
-// and `pool check` checks the replica's image pool; after a disaster a
+// with no catalog (ls, download, restore — the SHA-256 of the original),
+// `cairn mount` shows it and `pool check` checks the replica's image pool; after a disaster a
 // new appliance adopts the replica's pools and `catalog rebuild` brings
 // the image back.
 func TestCLIImageReplica(t *testing.T) {
@@ -95,6 +95,8 @@ func TestCLIImageReplica(t *testing.T) {
 	if got, _ := os.ReadFile(dl); !bytes.Equal(got, raw) {
 		t.Fatal("image restore from the replica differs")
 	}
+	// And through FUSE: the replica's restore tree shows the image.
+	mountReplica(t, replica, "vm/latest/images/disk.img", raw)
 	if out := cliOK(t, nil, "pool", "check", "--pool", replica, "--read-data").stdout; !strings.Contains(out, "images:") {
 		t.Fatalf("pool check of the replica does not check its image pool:\n%s", out)
 	}
