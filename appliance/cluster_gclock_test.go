@@ -78,7 +78,7 @@ func TestClusterGCDeadInstanceLock(t *testing.T) {
 	var gj JobBody
 	a.must("socket", "POST", "/api/v1/pool/gc", nil, &gj)
 	if j := a.waitJob(gj.ID); j.State != catalog.JobFailed || !strings.Contains(j.Error, "a backup is running in another process") ||
-		!strings.Contains(j.Error, bLock) {
+		!strings.Contains(j.Error, bLock) || !strings.Contains(j.Error, "backup k/data@") || !strings.Contains(j.Error, "instance b") {
 		t.Fatalf("GC while b is alive: %+v", j)
 	}
 

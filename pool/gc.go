@@ -79,7 +79,7 @@ func (p *Pool) GC(ctx context.Context, o GCOptions) (GCReport, error) {
 			return rep, fmt.Errorf("gc: %w", err)
 		}
 		if len(foreign) > 0 {
-			return rep, fmt.Errorf("%w: gc at %s: a backup is running in another process (%s); try again later", ErrLocked, p.Location(), foreign[0])
+			return rep, fmt.Errorf("%w: gc at %s: a backup is running in another process: %s; try again later", ErrLocked, p.Location(), p.describeLock(ctx, foreign[0]))
 		}
 		rep.StaleLocks = p.removeStaleLocks(ctx, time.Now())
 	}

@@ -208,6 +208,36 @@ func (p *Pool) holderDead(ctx context.Context, name string) bool {
 // objects the snapshot uses, so it is not committed.
 var ErrLockLost = errors.New("pool lock lost")
 
+// describeLock names a lock object and, when it is readable, its holder:
+// "locks/writer-… (backup h/s@id by instance b, host x, pid 12, since …)".
+func (p *Pool) describeLock(ctx context.Context, name string) string {
+	_, data, err := p.GetNamed(ctx, name)
+	var info lockInfo
+	if err != nil || json.Unmarshal(data, &info) != nil {
+		return name
+	}
+	var parts []string
+	if info.Snapshot != "" {
+		parts = append(parts, "backup "+info.Snapshot)
+	}
+	if info.Owner != "" {
+		parts = append(parts, "instance "+info.Owner)
+	}
+	if info.Host != "" {
+		parts = append(parts, "host "+info.Host)
+	}
+	if info.PID > 0 {
+		parts = append(parts, fmt.Sprintf("pid %d", info.PID))
+	}
+	if !info.Created.IsZero() {
+		parts = append(parts, "since "+info.Created.UTC().Format(time.RFC3339))
+	}
+	if len(parts) == 0 {
+		return name
+	}
+	return name + " (" + strings.Join(parts, ", ") + ")"
+}
+
 // heldLock is a lock object kept fresh by a heartbeat goroutine.
 type heldLock struct {
 	p    *Pool

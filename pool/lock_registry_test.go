@@ -90,7 +90,8 @@ func TestLockRegistry(t *testing.T) {
 	}
 
 	// B alive: GC refuses, naming the lock.
-	if _, err := pa.GC(ctx, GCOptions{Grace: -1}); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), lockName) {
+	if _, err := pa.GC(ctx, GCOptions{Grace: -1}); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), lockName) ||
+		!strings.Contains(err.Error(), "backup h2/s@") || !strings.Contains(err.Error(), "instance B") {
 		t.Fatalf("GC while B is alive: %v", err)
 	}
 	// No registry: judged by age only, so it blocks too.
