@@ -461,10 +461,13 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		if len(b) == len(dest) || off+int64(len(b)) >= h.bf.Size() {
 			return fuse.ReadResultData(b), 0
 		}
+		// Across a block boundary: copy both parts.
 		n = copy(dest, b)
-		var k int
-		k, err = h.bf.ReadAt(dest[n:], off+int64(n))
-		n += k
+		k, rerr := h.bf.ReadAt(dest[n:], off+int64(n))
+		if rerr != nil && rerr != io.EOF {
+			return nil, h.t.errno("read", h.path, rerr)
+		}
+		return fuse.ReadResultData(dest[:n+k]), 0
 	case h.ra != nil:
 		n, err = h.ra.ReadAt(dest, off)
 	case h.seek != nil:
