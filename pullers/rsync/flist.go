@@ -51,11 +51,12 @@ type file struct {
 // maxPath bytes. It returns the entries sorted as rsync sorts them (by
 // name, bytewise), duplicates removed; the index of an entry in that list
 // is its number in the transfer.
-func readFileList(r *rawReader, o flistOpts) ([]file, error) {
+func readFileList(r *rawReader, o flistOpts) ([]*file, error) {
 	if o.maxEntries <= 0 {
 		o.maxEntries = defaultMaxList
 	}
-	var list []file
+	var list []*file
+	var arena fileArena
 	last := &file{}
 	lastName := ""
 	inodes := map[[2]int64]int32{} // -H: (dev, ino) -> group
@@ -114,7 +115,7 @@ func readFileList(r *rawReader, o flistOpts) ([]file, error) {
 			return nil, err
 		}
 		f.name = name
-		if f.size, err = r.longint("size of " + quote(name)); err != nil {
+		if f.size, err = r.longint("file size"); err != nil {
 			return nil, err
 		}
 		if f.size < 0 || f.size > maxFileSize {
@@ -211,7 +212,7 @@ func readFileList(r *rawReader, o flistOpts) ([]file, error) {
 		if name == "." && typ != sIFDIR {
 			return nil, protoErr("the transfer root is not a directory")
 		}
-		list = append(list, *f)
+		list = append(list, arena.add(f))
 		last = f
 	}
 	return sortList(list, func(a, b *file) int { return strings.Compare(a.name, b.name) }), nil
@@ -220,12 +221,27 @@ func readFileList(r *rawReader, o flistOpts) ([]file, error) {
 // sortList sorts the list as the sender does, numbers the entries by
 // their sorted position (the index both sides use on the wire) and drops
 // duplicate names (the sender skips them too; their numbers stay unused).
-func sortList(list []file, cmp func(a, b *file) int) []file {
-	slices.SortStableFunc(list, func(a, b file) int { return cmp(&a, &b) })
-	for i := range list {
-		list[i].ndx = int32(i)
+func sortList(list []*file, cmp func(a, b *file) int) []*file {
+	slices.SortStableFunc(list, cmp)
+	for i, f := range list {
+		f.ndx = int32(i)
 	}
-	return slices.CompactFunc(list, func(a, b file) bool { return a.name == b.name })
+	return slices.CompactFunc(list, func(a, b *file) bool { return a.name == b.name })
+}
+
+// fileArena holds the entries of a list in fixed-size chunks: one
+// allocation per chunk, and entries never move while the list grows.
+type fileArena struct{ chunks [][]file }
+
+const arenaChunk = 1024
+
+func (a *fileArena) add(f *file) *file {
+	if len(a.chunks) == 0 || len(a.chunks[len(a.chunks)-1]) == arenaChunk {
+		a.chunks = append(a.chunks, make([]file, 0, arenaChunk))
+	}
+	c := &a.chunks[len(a.chunks)-1]
+	*c = append(*c, *f)
+	return &(*c)[len(*c)-1]
 }
 
 // cleanName checks a name from the server: relative, no "..", no empty

@@ -50,16 +50,18 @@ const maxMetaBytes = 256 << 20
 // recursion: the whole list, then its end marker), checking every name as
 // readFileList does. It returns the entries in the sender's sort order
 // (files before subdirectories, see cmpName29), numbered by position.
-func readFileList30(r *rawReader, o flistOpts, st *flist30) ([]file, error) {
+func readFileList30(r *rawReader, o flistOpts, st *flist30) ([]*file, error) {
 	if o.maxEntries <= 0 {
 		o.maxEntries = defaultMaxList
 	}
 	if st.budget == 0 {
 		st.budget = maxMetaBytes
 	}
-	var list []file
+	var list []*file // in receive order until sorted
+	var arena fileArena
+	var nameBuf [maxPath]byte // the previous name, then this one
 	var (
-		lastName  []byte
+		lastLen   int
 		mtime     int64 // seconds: what XMIT_SAME_TIME repeats
 		mode      uint32
 		uid, gid  uint32
@@ -113,7 +115,7 @@ func readFileList30(r *rawReader, o flistOpts, st *flist30) ([]file, error) {
 				return nil, err
 			}
 			l1 = int(b)
-			if l1 > len(lastName) {
+			if l1 > lastLen {
 				return nil, protoErr("name prefix %d longer than the previous name", l1)
 			}
 		}
@@ -133,13 +135,11 @@ func readFileList30(r *rawReader, o flistOpts, st *flist30) ([]file, error) {
 		if l1+l2 > maxPath {
 			return nil, protoErr("name of %d bytes", l1+l2)
 		}
-		nb := make([]byte, l1+l2)
-		copy(nb, lastName[:l1])
-		if err := r.full(nb[l1:], "name"); err != nil {
+		if err := r.full(nameBuf[l1:l1+l2], "name"); err != nil {
 			return nil, err
 		}
-		lastName = nb
-		name, err := cleanName(string(nb))
+		lastLen = l1 + l2
+		name, err := cleanName(string(nameBuf[:lastLen]))
 		if err != nil {
 			return nil, err
 		}
@@ -152,7 +152,7 @@ func readFileList30(r *rawReader, o flistOpts, st *flist30) ([]file, error) {
 			if err != nil {
 				return nil, err
 			}
-			fl := &list[first]
+			fl := list[first]
 			f.size, f.mtime, f.mode, f.uid, f.gid, f.rdev, f.target = fl.size, fl.mtime, fl.mode, fl.uid, fl.gid, fl.rdev, fl.target
 			f.hlink = fl.hlink
 			mtime, mode, uid, gid = floorDiv(fl.mtime, 1e9), fl.mode, fl.uid, fl.gid
@@ -160,7 +160,7 @@ func readFileList30(r *rawReader, o flistOpts, st *flist30) ([]file, error) {
 				rdevMajor = devMajor(fl.rdev)
 			}
 		} else {
-			if f.size, err = r.varlong("size of "+quote(name), 3); err != nil {
+			if f.size, err = r.varlong("file size", 3); err != nil {
 				return nil, err
 			}
 			if f.size < 0 || f.size > maxFileSize {
@@ -283,7 +283,7 @@ func readFileList30(r *rawReader, o flistOpts, st *flist30) ([]file, error) {
 				return nil, err
 			}
 		}
-		list = append(list, *f)
+		list = append(list, arena.add(f))
 	}
 	return sortList(list, cmpName29), nil
 }

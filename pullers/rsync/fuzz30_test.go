@@ -56,7 +56,7 @@ func FuzzFileList30(f *testing.F) {
 					}
 				}
 			}
-			if fl.size < 0 || i > 0 && cmpName29(&list[i-1], &list[i]) >= 0 {
+			if fl.size < 0 || i > 0 && cmpName29(list[i-1], fl) >= 0 {
 				t.Fatalf("bad list at %d: %+v", i, fl)
 			}
 			if int(fl.xset) >= len(st.xsets) || int(fl.acl) >= len(st.acls) || int(fl.defacl) >= len(st.defacls) {

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/cairn-backup/cairn/pullers"
@@ -52,7 +54,7 @@ func synthList(dirs, files int) []byte {
 
 // listAndPlan decodes the list and plans the pull (no previous snapshot):
 // the structures a pull holds for its whole length.
-func listAndPlan(b []byte) ([]file, []item, error) {
+func listAndPlan(b []byte) ([]*file, []item, error) {
 	r := &rawReader{r: bytes.NewReader(b)}
 	list, err := readFileList30(r, flistOpts{owner: true, devices: true, links: true, hard: true, proto: 31, varintFlags: true}, &flist30{})
 	if err != nil {
@@ -67,7 +69,10 @@ func listAndPlan(b []byte) ([]file, []item, error) {
 // entry (go test -run MemoryPerEntry -v); it fails only far above the
 // budget, as a guard against regressions, not a benchmark.
 func TestMemoryPerEntry(t *testing.T) {
-	const dirs, files = 100, 1000
+	dirs, files := 100, 1000
+	if v, err := strconv.Atoi(os.Getenv("CAIRN_RSYNC_MEM_DIRS")); err == nil && v > 0 {
+		dirs = v // e.g. 1000 for a million entries
+	}
 	b := synthList(dirs, files)
 	n := dirs*files + dirs + 1
 	var m0, m1 runtime.MemStats

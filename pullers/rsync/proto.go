@@ -33,7 +33,8 @@ func (r *rawReader) varint(what string) (int32, error) {
 	if extra > 4 {
 		return 0, protoErr("%s: varint prefix %#x too long", what, ch)
 	}
-	var b [8]byte
+	b := r.x[:8]
+	clear(b)
 	if err := r.full(b[:extra], what); err != nil {
 		return 0, err
 	}
@@ -60,12 +61,13 @@ func (r *rawReader) uvarint(what string, max int) (int, error) {
 
 // varlong is read_varlong: a 64-bit value in at least minBytes bytes.
 func (r *rawReader) varlong(what string, minBytes int) (int64, error) {
-	var b2 [8]byte
+	b2 := r.b[:]
 	if err := r.full(b2[:minBytes], what); err != nil {
 		return 0, err
 	}
-	var u [9]byte
-	copy(u[:], b2[1:minBytes])
+	u := r.x[:9]
+	clear(u)
+	copy(u, b2[1:minBytes])
 	extra := int(intByteExtra[b2[0]/4])
 	if minBytes+extra > 9 {
 		return 0, protoErr("%s: varlong prefix %#x too long", what, b2[0])

@@ -343,11 +343,11 @@ func cmpWalk(a, b string) int {
 
 // plan arranges the sorted file list in walk order (parents first, a
 // directory's entries together, names in byte order) and decides what to
-// request. list must stay as it is while the plan is in use.
-func (x *xfer) plan(ctx context.Context, list []file) ([]item, error) {
+// request. The plan points into the entries of list.
+func (x *xfer) plan(ctx context.Context, list []*file) ([]item, error) {
 	plan := make([]item, len(list))
-	for i := range list {
-		plan[i].f = &list[i]
+	for i, f := range list {
+		plan[i].f = f
 	}
 	slices.SortFunc(plan, func(a, b item) int {
 		switch {

@@ -40,6 +40,7 @@ const (
 type rawReader struct {
 	r io.Reader
 	b [8]byte
+	x [16]byte // scratch for varints (a local array would escape)
 }
 
 func (r *rawReader) full(p []byte, what string) error {
