@@ -630,14 +630,14 @@ func (w *walker) list(rel string) ([]os.FileInfo, error) {
 		fis, err := d.Readdir(1024)
 		out = append(out, fis...)
 		w.cn.last.Store(time.Now().UnixNano())
+		if len(out) > w.maxEntries {
+			return out[:w.maxEntries], fmt.Errorf("more than %d names in one directory; kept the first %d", w.maxEntries, w.maxEntries)
+		}
 		if errors.Is(err, io.EOF) || (err == nil && len(fis) == 0) {
 			return out, nil
 		}
 		if err != nil {
 			return out, err
-		}
-		if len(out) > w.maxEntries {
-			return out[:w.maxEntries], fmt.Errorf("more than %d names in one directory; kept the first %d", w.maxEntries, w.maxEntries)
 		}
 	}
 }
