@@ -422,3 +422,44 @@ func TestSubBackendConformance(t *testing.T) {
 		return pool.Sub(b, "images")
 	})
 }
+
+// TestReplicationImagesRclone: image snapshots to an rclone remote (a
+// local one, served by Debian's rclone over WebDAV), with the target's
+// retention pruning the older image.
+func TestReplicationImagesRclone(t *testing.T) {
+	testenv.Need(t, "rclone")
+	srv := testenv.SSHD(t)
+	e := newEnv(t, noMaint())
+	dir := filepath.Join(t.TempDir(), "offsite")
+	os.MkdirAll(dir, 0o700)
+	e.must("socket", "POST", "/api/v1/replicas", ReplicaTargetInput{ReplicaTarget: ReplicaTarget{Name: "rc", Kind: KindRclone,
+		Retention: ReplicaRetention{Last: 1}}, Location: "offsite:" + dir, RcloneConf: "[offsite]\ntype = local\n"}, nil)
+	img := filepath.Join(srv.Dir, "vm.img")
+	v1 := smallImage(47)
+	os.WriteFile(img, v1, 0o600)
+	e.imageHost(srv, "vm", img)
+	e.jobOK(e.backup("vm"))
+	st := e.waitReplicated("rc", 1)
+	p1 := st.Snapshots[0]
+	v2 := append([]byte(nil), v1...)
+	copy(v2[0:], randBytes(images.BlockSize, 48))
+	os.WriteFile(img, v2, 0o600)
+	e.jobOK(e.backup("vm"))
+	waitFor(t, "the second image snapshot on rc", func() bool {
+		st = e.targetStatus("rc")
+		return !st.Running && st.LastError == "" && len(st.Snapshots) == 1 && st.Snapshots[0] != p1
+	})
+	b, err := pool.NewDirBackend(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	openReplica(t, b, e.s.pool.ID(), 1)
+	store, _ := e.s.imageStore(context.Background(), false)
+	if vs := checkReplicaImages(t, b, store.Pool().ID(), ""); len(vs) != 1 || !slices.Equal(sortedKeys(vs), st.ImageVersions) {
+		t.Fatalf("rclone replica versions %v, status %v", vs, st.ImageVersions)
+	}
+	if got := replicaImage(t, b, pool.OpenOptions{}, "", st.Snapshots[0]); got != sha256.Sum256(v2) {
+		t.Fatal("the image read from the rclone replica differs")
+	}
+}
