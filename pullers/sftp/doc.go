@@ -47,9 +47,26 @@
 // names, hard links, xattrs and sub-second times are not carried.
 // Symlinks are recorded with their target (READLINK) and never followed.
 // A regular file's metadata is taken from the open handle (FSTAT), so
-// size and content belong together; its content streams into the sink
-// through pkg/sftp's pipelined concurrent reads (up to 64 requests in
-// flight per file).
+// size and content belong together.
+//
+// # Concurrency and memory
+//
+// The walk runs ahead of the sink: while the sink stores one file, up to
+// Workers (default 8) further files are being fetched over the same SSH
+// session, each with OPEN, then FSTAT and its READs sent together (64
+// requests of 32 KiB in flight per file, plus one READ of a byte past the
+// announced end, so the end of a file costs no extra round trip), then
+// CLOSE. The sink still receives every entry in walk order, from one
+// goroutine (pullers/internal/ahead). Fetched content waits in memory
+// until the sink takes it: at most MaxInFlight bytes (default 64 MiB) are
+// reserved for it, a file that fits gets size+1 bytes, a larger one a
+// window of at most 8 MiB that is refilled as the sink reads, so a server
+// announcing huge files cannot make memory grow. Beyond the cap, each
+// worker may have its 64 reads (2 MiB) on the wire. Workers = 1 fetches
+// one file at a time (still one ahead of the sink). Progress.Path is the
+// file whose fetch is starting; the counters are what the sink stored.
+// Previous snapshot lookups (the incremental skip) run in the walk, so a
+// reused file costs no request at all.
 //
 // # Hostile servers
 //
@@ -58,16 +75,23 @@
 // shorter or longer than the size its handle reports is a per-file error
 // (at most size+1 bytes are accepted); one listing may send at most
 // MaxListBytes (then the entries so far are kept, an error is recorded and
-// the session is replaced); directories nest at most MaxDepth deep. Nothing
-// is ever written on the host by a pull.
+// the session is replaced); one directory may hold at most MaxEntries
+// names (default 1<<20; the first ones are kept and an error naming the
+// directory is recorded). Both are counted on the SSH_FXP_NAME replies as
+// they arrive, so file data read meanwhile does not count, and a listing
+// is cut without being held in memory whole. Directories nest at most
+// MaxDepth deep. Nothing is ever written on the host by a pull.
 //
 // # Errors and retries
 //
 // A file that vanished, cannot be opened or read, or changed size while
 // being read is recorded with Sink.RecordError. When the connection drops,
 // it is re-established and the file is tried again (Retries times), then
-// recorded as a per-file error; after 10 reconnects the pull fails.
-// Cancelling ctx closes the connection at once.
+// recorded as a per-file error; files fetched ahead on the lost session
+// are fetched again on the new one (each such retry counts against
+// Retries); after 10 reconnects the pull fails. One file's failure never
+// affects the files fetched with it. Cancelling ctx closes the connection
+// at once, which ends every fetch in flight.
 //
 // # Incremental
 //

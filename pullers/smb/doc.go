@@ -38,10 +38,35 @@
 // shown mangled (8.3). A reparse point that the server reports as such is
 // recorded as a symlink with its target.
 //
+// # Concurrency and memory
+//
+// The walk runs ahead of the sink: while the sink stores one file, up to
+// Workers (default 8) further files are being fetched over the same SMB
+// session, each with CREATE, then QUERY_INFO and its READs sent together
+// (16 READs of 64 KiB in flight per file, plus one READ of a byte past
+// the announced end, so the end of a file costs no extra round trip),
+// then CLOSE. The sink still receives every entry in walk order, from one
+// goroutine (pullers/internal/ahead). Fetched content waits in memory
+// until the sink takes it: at most MaxInFlight bytes (default 64 MiB) are
+// reserved for it, a file that fits gets size+1 bytes, a larger one a
+// window of at most 8 MiB refilled as the sink reads; beyond the cap each
+// worker may have its 16 reads (1 MiB) on the wire. Progress.Path is the
+// file whose fetch is starting; the counters are what the sink stored.
+//
+// SMB credits: go-smb2 keeps a balance of 128 credits and, when
+// concurrent requests have drained it, sends a request with too low a
+// credit charge, which the server rejects (Samba logs "CreditCharge too
+// low"; the operation fails with an invalid parameter). Every request of
+// a pull therefore first takes its charge from a semaphore of 128: one
+// credit per CREATE, CLOSE or 64 KiB READ, 16 for QUERY_INFO,
+// QUERY_DIRECTORY and IOCTL (go-smb2 asks for 1 MiB replies there).
+//
 // # Hostile servers
 //
 // Names are checked (pool.ValidName, no backslash), duplicates dropped, a
-// directory listing holds at most MaxEntries names, directories nest at
+// directory listing holds at most MaxEntries names (default 1<<20; the
+// first ones are kept, read 1024 at a time, and an error naming the
+// directory is recorded), directories nest at
 // most MaxDepth deep (a server that follows a symlink loop cannot make the
 // walk endless), and a file is accepted only with exactly the size its
 // open handle reports.
@@ -49,5 +74,12 @@
 // # Incremental
 //
 // A file whose previous entry has the same size and mtime is reused
-// without being read.
+// without being read (no request at all).
+//
+// # Errors and cancellation
+//
+// A file that vanished or cannot be opened or read is a per-file error
+// that does not affect the files fetched with it; a connection that
+// stalls (Options["timeout"]) or drops fails the pull. Cancelling ctx
+// closes the connection at once, which ends every fetch in flight.
 package smb
