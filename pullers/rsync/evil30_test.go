@@ -34,6 +34,7 @@ type s30 struct {
 	bytes.Buffer
 	ndx    *rsync.NdxEnc
 	varint bool // flags as varints (CF_VARINT_FLIST_FLAGS)
+	noID0  bool // no names of id 0 (without CF_ID0_NAMES)
 }
 
 func new30() *s30 { return &s30{ndx: rsync.NewNdxEnc(), varint: true} }
@@ -106,8 +107,12 @@ func (s *s30) end() *s30 {
 	} else {
 		s.WriteByte(0)
 	}
-	s.v(0).WriteString("\x04root")
-	s.v(0).WriteString("\x04root")
+	for range 2 {
+		s.v(0)
+		if !s.noID0 {
+			s.WriteString("\x04root")
+		}
+	}
 	return s
 }
 
@@ -143,13 +148,20 @@ func (s *s30) file(ndx int32, data []byte, xv ...any) *s30 {
 
 // done ends the phases, sends the statistics and the goodbye (31).
 func (s *s30) done() *s30 {
+	s.done30()
+	s.Write(s.ndx.Append(nil, -1))
+	return s
+}
+
+// done30 ends the phases and sends the statistics; protocol 30 has no
+// goodbye from the sender.
+func (s *s30) done30() *s30 {
 	for range 3 {
 		s.Write(s.ndx.Append(nil, -1))
 	}
 	for range 5 {
 		s.Write(rsync.AppendVarlong(nil, 0, 3))
 	}
-	s.Write(s.ndx.Append(nil, -1))
 	return s
 }
 
@@ -158,6 +170,11 @@ func (s *s30) done() *s30 {
 // offers), the seed, then body multiplexed. What the puller writes after
 // the negotiation is read and ignored.
 func fakeDaemon31(t *testing.T, compat int32, checksums string, body []byte) pullers.Source {
+	return fakeDaemonProto(t, 31, compat, checksums, body)
+}
+
+// fakeDaemonProto is fakeDaemon31 greeting with another protocol.
+func fakeDaemonProto(t *testing.T, proto int, compat int32, checksums string, body []byte) pullers.Source {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -173,7 +190,7 @@ func fakeDaemon31(t *testing.T, compat int32, checksums string, body []byte) pul
 			go func() {
 				defer c.Close()
 				br := bufio.NewReader(c)
-				io.WriteString(c, "@RSYNCD: 31.0 md5 md4\n")
+				io.WriteString(c, "@RSYNCD: "+strconv.Itoa(proto)+".0 md5 md4\n")
 				for range 2 { // version, module
 					br.ReadString('\n')
 				}
@@ -375,5 +392,39 @@ func TestFakeSender31(t *testing.T) {
 				t.Fatalf("pool check: %v %s", cerr, rep.String())
 			}
 		})
+	}
+}
+
+// TestFakeSender30: a protocol-30 sender (rsync 3.0: byte flags, no
+// nanoseconds, no goodbye of its own) is spoken to at 30.
+func TestFakeSender30(t *testing.T) {
+	s := new30()
+	s.varint, s.noID0 = false, true
+	s.entry(".", 0, dir, "", noACL, noACL, xattrs())
+	s.entry("a", 5, reg, "", noACL, xattrs("user.k", "v"))
+	s.entry("d", 0, dir, "", noACL, noACL, xref(1))
+	s.entry("d/b", 3, reg, "", noACL, xref(2))
+	s.end()
+	// Protocol 29+ order: root, a, d, d/b.
+	s.file(1, []byte("hello")).file(3, []byte("bee")).done30()
+	src := fakeDaemonProto(t, 30, 0, "", s.Bytes())
+	p := pullertest.NewPool(t)
+	pl := rsync.New()
+	m, err := pullOnce(t, p, pl, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pl.Negotiated() != 30 || m.ErrorCount != 0 {
+		t.Fatalf("protocol %d, errors %q", pl.Negotiated(), m.Errors)
+	}
+	sfs := p.SnapshotFS(context.Background(), m)
+	for n, want := range map[string]string{"a": "hello", "d/b": "bee"} {
+		if b, _ := fs.ReadFile(sfs, n); string(b) != want {
+			t.Errorf("%s = %q", n, b)
+		}
+		st, _ := fs.Stat(sfs, n)
+		if string(st.Sys().(*pool.Entry).Xattrs["user.k"]) != "v" {
+			t.Errorf("%s: xattrs %q", n, st.Sys().(*pool.Entry).Xattrs)
+		}
 	}
 }
