@@ -138,7 +138,9 @@ func TestBound(t *testing.T) {
 	waitFor(t, func() bool { return served.Load() == 3*window+8192 })
 	// Closing the first frees its window for the next start.
 	started[0].Close()
-	started = append(started, <-startedc)
+	if b := <-startedc; b.Cap() != window {
+		t.Errorf("the next start got %d bytes, want the window %d", b.Cap(), window)
+	}
 	if got := served.Load(); got > 3*window+8192+window {
 		t.Errorf("served %d bytes, more than the budget allows", got)
 	}
