@@ -38,6 +38,12 @@ const (
 	protocolOld = 27
 )
 
+// errNeed30: xattrs or ACLs asked for, but the pull speaks an older
+// protocol (the peer's, or the cap Puller.Protocol).
+func errNeed30(proto, remote int) error {
+	return fmt.Errorf("xattrs and ACLs need protocol 30 or newer (rsync 3.0+); this pull speaks %d (the peer offers %d): %w", proto, remote, pullers.ErrPermanent)
+}
+
 // pickProtocol is the protocol to use with a peer that speaks remote (at
 // most max): 30 or 31 when the peer has them, else 27.
 func pickProtocol(remote, max int) int {
@@ -324,7 +330,7 @@ func (p *Puller) openDaemon(ctx context.Context, t *target) (*session, error) {
 		fmt.Fprintf(s.out, "@RSYNCD: %d.0\n%s\n", s.proto, t.module)
 	}
 	if (t.xattrs || t.acls) && s.proto < 30 {
-		return fail(fmt.Errorf("xattrs and ACLs need protocol 30 (rsync 3.0 or newer); the daemon speaks %d: %w", v, pullers.ErrPermanent))
+		return fail(errNeed30(s.proto, v))
 	}
 	if err := s.out.Flush(); err != nil {
 		return fail(err)
@@ -512,6 +518,10 @@ func (p *Puller) openSSHCmd(ctx context.Context, t *target, args func(proto int)
 		return nil, fmt.Errorf("%s: %w", t, protoErr("remote protocol %d", v))
 	}
 	s.proto = pickProtocol(int(v), want)
+	if (t.xattrs || t.acls) && s.proto < 30 {
+		s.closer()
+		return nil, fmt.Errorf("%s: %w", t, errNeed30(s.proto, int(v)))
+	}
 	putInt(s.out, int32(s.proto))
 	if err := s.out.Flush(); err != nil {
 		s.closer()

@@ -75,6 +75,7 @@ func (p *Puller) Restore(ctx context.Context, fsys fs.FS, subtree string, s pull
 	rt := *t
 	rt.path = path.Clean(dest)
 	rt.numeric = true
+	rt.xattrs, rt.acls = false, false // protocol 27: not sent back
 	args := func(int) []string { return []string{"--server", "-lptgoDr", "--numeric-ids", "."} }
 	sess, err := p.openSSHCmd(ctx, &rt, args, rt.path+"/", protocolOld)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -199,5 +200,20 @@ func TestXattrsACLs(t *testing.T) {
 				t.Fatal("the changed long value was not fetched")
 			}
 		})
+	}
+}
+
+// TestXattrsNeed30: xattrs or ACLs asked of a sender older than protocol
+// 30 fail the pull with a clear, permanent error instead of silently
+// leaving them out.
+func TestXattrsNeed30(t *testing.T) {
+	for _, opt := range []string{"xattrs", "acls"} {
+		src := fakeDaemon(t, nil, false) // greets as a pre-3.0 daemon
+		src.Options[opt] = "true"
+		_, err := pullOnce(t, pullertest.NewPool(t), rsync.New(), src, nil)
+		if !errors.Is(err, pullers.ErrPermanent) || !strings.Contains(err.Error(), "need protocol 30") {
+			t.Fatalf("%s from a protocol-29 daemon: %v", opt, err)
+		}
+		t.Log(err)
 	}
 }
