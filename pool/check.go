@@ -30,7 +30,8 @@ type CheckOptions struct {
 	// overwrite) never quarantine a good object. 0 means DefaultRereads;
 	// negative means none. RereadDelay is the wait before the first
 	// re-read, doubled for each further one (default 200ms, jittered
-	// ±25%). Sleep waits (tests inject it; default a timer).
+	// ±25%; on a local directory, with nothing to wait out, 0); negative
+	// re-reads at once. Sleep waits (tests inject it; default a timer).
 	Rereads     int
 	RereadDelay time.Duration
 	Sleep       func(ctx context.Context, d time.Duration) error
@@ -57,7 +58,7 @@ func (o *CheckOptions) rereads() int {
 // verified: the object is good, its bytes were damaged on the way.
 func (o *CheckOptions) verified(ctx context.Context, read func() error) (flaky bool, err error) {
 	base := o.RereadDelay
-	if base <= 0 {
+	if base == 0 {
 		base = 200 * time.Millisecond
 	}
 	sleep := o.Sleep
@@ -66,10 +67,14 @@ func (o *CheckOptions) verified(ctx context.Context, read func() error) (flaky b
 	}
 	err = read()
 	for i := 0; err != nil && errors.Is(err, ErrCorrupt) && i < o.rereads(); i++ {
-		d := base << min(i, 20)
-		d = d*3/4 + rand.N(d/2+1)
-		if serr := sleep(ctx, d); serr != nil {
-			return false, serr
+		if base > 0 {
+			d := base << min(i, 20)
+			d = d*3/4 + rand.N(d/2+1)
+			if serr := sleep(ctx, d); serr != nil {
+				return false, serr
+			}
+		} else if cerr := ctx.Err(); cerr != nil {
+			return false, cerr
 		}
 		if err = read(); err == nil {
 			return true, nil
@@ -134,6 +139,9 @@ func (r *CheckReport) String() string {
 // means the check itself could not run (storage unreachable).
 func (p *Pool) Check(ctx context.Context, o CheckOptions) (CheckReport, error) {
 	var rep CheckReport
+	if o.RereadDelay == 0 && onLocalDisk(p.b) {
+		o.RereadDelay = -1 // no network or eventual consistency to wait out
+	}
 	// Manifests first: objects they reference were stored before them, so
 	// the object listing that follows includes all of them.
 	ids, err := p.SnapshotIDs(ctx)
@@ -291,6 +299,20 @@ func (p *Pool) Check(ctx context.Context, o CheckOptions) (CheckReport, error) {
 	slices.SortFunc(rep.Missing, func(a, b Digest) int { return slices.Compare(a[:], b[:]) })
 	slices.SortFunc(rep.Corrupt, func(a, b Digest) int { return slices.Compare(a[:], b[:]) })
 	return rep, nil
+}
+
+// onLocalDisk reports whether b is (decorators around) a local directory.
+func onLocalDisk(b Backend) bool {
+	for {
+		if _, ok := b.(*DirBackend); ok {
+			return true
+		}
+		u, ok := b.(interface{ Unwrap() Backend })
+		if !ok {
+			return false
+		}
+		b = u.Unwrap()
+	}
 }
 
 // readData re-reads stored objects on GOMAXPROCS workers.

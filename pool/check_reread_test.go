@@ -181,3 +181,24 @@ func readEntry(t *testing.T, p *Pool, e *Entry) []byte {
 	}
 	return b
 }
+
+// TestCheckRereadsLocal: on a local directory the re-reads of a corrupt
+// object follow at once (nothing to wait out), and it is still
+// quarantined and reported.
+func TestCheckRereadsLocal(t *testing.T) {
+	ctx := context.Background()
+	p, b := structPool(t)
+	src := t.TempDir()
+	genTree(t, src, 12, 10)
+	m := backupDir(t, ctx, p, src, "h", "s")
+	e := mustLookup(t, p, m.Root, "d01/e1/f0001.txt")
+	flipByte(t, objectFile(b, e.Content), -4)
+	slept := 0
+	rep, err := p.Check(ctx, CheckOptions{ReadData: true, Sleep: func(context.Context, time.Duration) error { slept++; return nil }})
+	if err != nil || len(rep.Corrupt) != 1 || rep.Corrupt[0] != e.Content || !hasUse(rep, m.ID, "d01/e1/f0001.txt") || rep.Flaky != 0 {
+		t.Fatalf("check of a flipped local object: %s, %v", rep.String(), err)
+	}
+	if slept != 0 {
+		t.Fatalf("%d waits before re-reading a local object, want none", slept)
+	}
+}
