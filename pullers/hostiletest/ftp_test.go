@@ -103,8 +103,8 @@ func TestHostileFTP(t *testing.T) {
 }
 
 // TestHostileFTPMillions: an endless listing of names that must all be
-// refused streams until the listing byte cap (64 MiB, over a million
-// lines) with the heap flat: the listing is parsed as it arrives and no
+// refused streams until the listing byte cap (over a million lines) with
+// the heap flat: the listing is parsed as it arrives and no
 // refused name or its error is kept beyond the first 100.
 func TestHostileFTPMillions(t *testing.T) {
 	srv := StartFTP(t, Node{Dir: true, Kids: []Node{
@@ -115,7 +115,8 @@ func TestHostileFTPMillions(t *testing.T) {
 	h := newHeap()
 	srv.OnLines = h.sample
 	host, port, _ := net.SplitHostPort(srv.Addr)
-	m, err := w.pull(t, ftp.New(), pullers.Source{Method: ftp.Method, Name: "src", Path: "/src",
+	// A 42 MiB byte cap is over a million of these lines.
+	m, err := w.pull(t, &ftp.Puller{MaxListing: 42 << 20}, pullers.Source{Method: ftp.Method, Name: "src", Path: "/src",
 		Options: map[string]string{"host": host, "port": port, "user": "u", "tls": "none"},
 		Secret:  map[string]string{"password": Password}})
 	if err != nil {
