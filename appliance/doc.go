@@ -59,7 +59,11 @@
 // its environment). Each committed snapshot event wakes one worker per
 // target; a run copies the complete snapshots not older than the newest
 // the target holds of that host and source (pool.Replicate), then applies
-// the target's retention and GC. Targets and their sealed secrets live in
+// the target's retention and GC. The image versions of those snapshots go
+// first, to the image pool nested at <target>/images (replicate_images.go,
+// images.(*Store).Replicate). Keys of encrypted replicas received from
+// another appliance stay on the primary unless an admin imports them
+// (sealed, PUT /api/v1/replica/{pool}/key). Targets and their sealed secrets live in
 // the settings table. verify.go runs the scheduled pool check over a
 // rotating slice of the digest space and the restore tests (sample files
 // read through the restore tree against their recorded digests; dumps

@@ -318,6 +318,15 @@ func (s *Server) handleReplicaRecvPut(w http.ResponseWriter, r *http.Request, p 
 		s.writeErr(w, r, err)
 		return
 	}
+	manifest := strings.HasPrefix(name, "snapshots/") || strings.HasPrefix(name, replicaImagesDir+"/images/")
+	if manifest {
+		// What the manifest references is durable before it is listed
+		// (the sender's barrier cannot reach this disk).
+		if err := b.Sync(r.Context()); err != nil {
+			s.writeErr(w, r, err)
+			return
+		}
+	}
 	if err := b.Put(r.Context(), name, bytes.NewReader(data), int64(len(data))); err != nil {
 		s.writeErr(w, r, err)
 		return
@@ -329,13 +338,15 @@ func (s *Server) handleReplicaRecvPut(w http.ResponseWriter, r *http.Request, p 
 		s.writeErr(w, r, badRequest("%s refused: %v", name, err))
 		return
 	}
-	if strings.HasPrefix(name, "snapshots/") {
-		// A manifest: make it and everything before it durable, then
-		// apply this appliance's retention to the replica.
+	if manifest {
+		// And the manifest itself.
 		if err := b.Sync(r.Context()); err != nil {
 			s.writeErr(w, r, err)
 			return
 		}
+	}
+	if strings.HasPrefix(name, "snapshots/") {
+		// Then apply this appliance's retention to the replica.
 		if err := s.pruneReceived(r.Context(), id, b); err != nil {
 			s.log.Warn("retention of a received replica", "pool", id, "err", err)
 		}
