@@ -40,22 +40,26 @@
 //     directory link count; nodes live as long as the kernel remembers the
 //     inode (it sends FORGET when it drops one).
 //   - The block cache (fusefs/blockcache), one per mount, at most
-//     Options.CacheBytes (default 64 MiB) of decoded file data in aligned
-//     1 MiB blocks keyed by content digest, so the same content in two
-//     snapshots is decoded once. A block is fetched once however many
-//     reads want it at the same time (kernel read-ahead sends several), a
-//     read inside one block is answered from it without a copy, and two
-//     background workers read ahead: the next 2 blocks of a file read
-//     forward, the whole of a file of at most half the cap that is read at
-//     random (after 4 misses out of order), and directory read-ahead (see
-//     below). Read-ahead is skipped, never queued, while both workers are
-//     busy.
+//     Options.CacheBytes (default 64 MiB) of decoded data of files larger
+//     than one block, in aligned 1 MiB blocks keyed by content digest, so
+//     the same content in two snapshots is decoded once. A block is fetched
+//     once however many reads want it at the same time (kernel read-ahead
+//     sends several), a read inside one block is answered from it without
+//     a copy, and two background workers read ahead: the next 2 blocks of
+//     a file read forward, and the whole of a file of at most half the cap
+//     that is read at random (after 4 misses out of order). Read-ahead is
+//     skipped, never queued, while both workers are busy. Files of one
+//     block are read straight from the pool, whose cache keeps the decoded
+//     object: copying it into a block would only cost time.
 //   - Directory read-ahead: the regular files of listed directories inside
 //     snapshots (name, size, digest: about 100 bytes a file, an LRU of at
 //     most 100,000 files over all directories). When two files of a
 //     directory are opened in listing order, as tar, cp -r and rsync do,
-//     the first block of the next 8 files (at most 4 MiB) is fetched in the
-//     background. A single open fetches nothing extra.
+//     the next 8 files (at most 4 MiB) are fetched in the background on
+//     the block cache's workers: a small file into the pool's cache (its
+//     reader waits for that fetch rather than doing it twice), the first
+//     block of a larger one into the block cache. A single open, or opens
+//     out of order, fetch nothing extra.
 //
 // Below these, the pool keeps its own LRUs of decoded trees (8 MiB) and
 // chunks (32 MiB), shared by everything that reads the pool. A mount's

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,8 +31,10 @@ type tree struct {
 	rmu          sync.Mutex
 	lastRefresh  time.Time
 
-	blocks *blockcache.Cache // file blocks, keyed by content digest
-	lists  *listings         // regular files of listed directories (siblings.go)
+	blocks  *blockcache.Cache // file blocks, keyed by content digest
+	lists   *listings         // regular files of listed directories (siblings.go)
+	warming sync.Map          // content id → chan closed when its prefetch ends
+	warmed  atomic.Int64      // small files prefetched
 }
 
 // Refresher is implemented by trees that read their top levels (the
@@ -353,7 +356,15 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	h.seek, _ = f.(io.Seeker)
 	if h.ra != nil {
 		if info, errno := n.stat(); errno == 0 && info.Mode().IsRegular() {
-			h.bf = n.t.blocks.Open(contentID(n.path, info), h.ra, info.Size())
+			id := contentID(n.path, info)
+			if info.Size() > blockcache.BlockSize {
+				h.bf = n.t.blocks.Open(id, h.ra, info.Size())
+			} else {
+				// One block: nothing to read ahead, and the pool keeps
+				// the decoded object; a copy into the block cache would
+				// only cost an allocation and a copy.
+				h.warmID = id
+			}
 		}
 	}
 	var fl uint32
@@ -427,17 +438,20 @@ func contentID(p string, info fs.FileInfo) string {
 	return ""
 }
 
-// fileHandle is one open file. Reads go through the mount's block cache
-// over ReadAt when the restore tree's file supports it, so a read at any
-// offset fetches only the blocks it covers, each block is decoded once
-// however many reads want it, and sequential readers get read-ahead.
+// fileHandle is one open file. Reads of a file larger than one block go
+// through the mount's block cache over ReadAt when the restore tree's file
+// supports it, so a read at any offset fetches only the blocks it covers,
+// each block is decoded once however many reads want it, and sequential
+// readers get read-ahead. Smaller files are read with ReadAt directly.
 type fileHandle struct {
 	t    *tree
 	path string
 	f    fs.File
 	ra   io.ReaderAt
-	bf   *blockcache.File // nil without ReaderAt
+	bf   *blockcache.File // nil without ReaderAt, or for a file of one block
 	seek io.Seeker
+
+	warmID string // content id of a one-block file (see tree.prefetch)
 
 	mu  sync.Mutex // serialises Seek+Read and the sequential fallback
 	pos int64      // sequential fallback: bytes consumed from f
@@ -469,6 +483,9 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		}
 		return fuse.ReadResultData(dest[:n+k]), 0
 	case h.ra != nil:
+		if h.warmID != "" {
+			h.t.waitWarm(h.warmID)
+		}
 		n, err = h.ra.ReadAt(dest, off)
 	case h.seek != nil:
 		h.mu.Lock()

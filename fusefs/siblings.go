@@ -120,30 +120,69 @@ func (t *tree) opened(p string) {
 		}
 	}
 	ls.mu.Unlock()
-	var ahead []blockcache.Ahead
-	for _, s := range todo {
-		if s.id == "" || s.size == 0 {
-			continue
-		}
-		fp := join(dir, s.name)
-		ahead = append(ahead, blockcache.Ahead{ID: s.id, Size: s.size, Blocks: 1, Open: func() (io.ReaderAt, func(), error) {
-			f, err := t.fsys.Open(fp)
-			if err != nil {
-				return nil, nil, err
-			}
-			ra, ok := f.(io.ReaderAt)
-			if !ok {
-				f.Close()
-				return nil, nil, fs.ErrInvalid
-			}
-			return ra, func() { f.Close() }, nil
-		}})
+	if len(todo) == 0 {
+		return
 	}
-	if len(ahead) > 0 && !t.blocks.Prefetch(ahead) {
+	if !t.blocks.Go(func() {
+		for _, s := range todo {
+			t.prefetch(join(dir, s.name), s)
+		}
+	}) {
 		// Every worker is busy: leave these to a later open.
 		ls.mu.Lock()
 		ls.queued = min(ls.queued, from)
 		ls.mu.Unlock()
+	}
+}
+
+// prefetch fetches the start of the file p ahead of its reader. A file of
+// one block is read straight from the pool when opened (see Open), so it
+// is warmed in the pool's own cache of decoded objects, with its digest in
+// t.warming meanwhile so that its reader waits for this fetch instead of
+// doing it again; a larger file's first block goes to the block cache.
+func (t *tree) prefetch(p string, s sibling) {
+	if s.id == "" || s.size == 0 {
+		return
+	}
+	open := func() (io.ReaderAt, func(), error) {
+		f, err := t.fsys.Open(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		ra, ok := f.(io.ReaderAt)
+		if !ok {
+			f.Close()
+			return nil, nil, fs.ErrInvalid
+		}
+		return ra, func() { f.Close() }, nil
+	}
+	if s.size > blockcache.BlockSize {
+		t.blocks.Load(blockcache.Ahead{ID: s.id, Size: s.size, Blocks: 1, Open: open})
+		return
+	}
+	ch := make(chan struct{})
+	if _, busy := t.warming.LoadOrStore(s.id, ch); busy {
+		return
+	}
+	defer func() {
+		t.warming.Delete(s.id)
+		close(ch)
+	}()
+	ra, done, err := open()
+	if err != nil {
+		return
+	}
+	defer done()
+	var one [1]byte
+	if _, err := ra.ReadAt(one[:], 0); err == nil || err == io.EOF {
+		t.warmed.Add(1)
+	}
+}
+
+// waitWarm waits for a prefetch of the content id that is under way.
+func (t *tree) waitWarm(id string) {
+	if ch, ok := t.warming.Load(id); ok {
+		<-ch.(chan struct{})
 	}
 }
 

@@ -131,6 +131,7 @@ type Stats struct {
 	Fetches, Hits, Waits, Prefetches, Evictions int64
 	Bytes                                       int64 // held now
 	Blocks                                      int   // held now
+	Busy                                        int   // background workers at work now
 }
 
 // Stats returns the counters.
@@ -139,7 +140,7 @@ func (c *Cache) Stats() Stats {
 	b, n := c.size, len(c.items)
 	c.mu.Unlock()
 	return Stats{Fetches: c.fetches.Load(), Hits: c.hits.Load(), Waits: c.waits.Load(),
-		Prefetches: c.prefetch.Load(), Evictions: c.evictions.Load(), Bytes: b, Blocks: n}
+		Prefetches: c.prefetch.Load(), Evictions: c.evictions.Load(), Bytes: b, Blocks: n, Busy: len(c.sem)}
 }
 
 // MaxBytes returns the bound on the bytes held.
@@ -370,6 +371,18 @@ type Ahead struct {
 // already held are not fetched again; a file that fails to open or read is
 // skipped.
 func (c *Cache) Prefetch(files []Ahead) bool {
+	return c.Go(func() {
+		for _, a := range files {
+			c.Load(a)
+		}
+	})
+}
+
+// Go runs fn on one of the cache's background workers and reports whether
+// one was free; fn is not run (nor queued) otherwise. Callers use it for
+// read-ahead of their own that should share the cache's bound on
+// background work.
+func (c *Cache) Go(fn func()) bool {
 	select {
 	case c.sem <- struct{}{}:
 	default:
@@ -378,14 +391,15 @@ func (c *Cache) Prefetch(files []Ahead) bool {
 	c.prefetch.Add(1)
 	go func() {
 		defer func() { <-c.sem }()
-		for _, a := range files {
-			c.prefetchOne(a)
-		}
+		fn()
 	}()
 	return true
 }
 
-func (c *Cache) prefetchOne(a Ahead) {
+// Load fetches the first blocks of a file that is not open yet, now, on
+// the caller's goroutine. Blocks already held are not fetched again; a
+// failure to open or read leaves the rest unfetched.
+func (c *Cache) Load(a Ahead) {
 	n := min(int64(a.Blocks), (a.Size+BlockSize-1)/BlockSize)
 	if a.ID == "" || n <= 0 || c.holds(a.ID, 0, n) {
 		return
