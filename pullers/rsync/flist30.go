@@ -7,18 +7,15 @@ import (
 
 // File-list flags of protocols 28-31 beyond the protocol-27 byte.
 const (
-	xmitExtendedFlags  = 1 << 2  // a second flags byte follows (byte flags)
-	xmitSameRdevMajor  = 1 << 8  // devices
-	xmitNoContentDir   = 1 << 8  // directories (implied parents)
-	xmitHlinked        = 1 << 9  // a hard-linked non-directory
-	xmitUserNameFollow = 1 << 10 // incremental recursion only
-	xmitGroupNameFollo = 1 << 11 // incremental recursion only
-	xmitHlinkFirst     = 1 << 12 // the first of its hard-link group
-	xmitIOErrorEndlist = 1 << 12 // with xmitExtendedFlags alone: the end marker
-	xmitModNsec        = 1 << 13 // protocol 31: nanoseconds follow the mtime
-	xmitSameAtime      = 1 << 14 // --atimes only
-	xmitCrtimeEqMtime  = 1 << 17 // --crtimes only
-	maxNsec            = 999_999_999
+	xmitExtendedFlags    = 1 << 2  // a second flags byte follows (byte flags)
+	xmitSameRdevMajor    = 1 << 8  // devices
+	xmitHlinked          = 1 << 9  // a hard-linked non-directory
+	xmitUserNameFollows  = 1 << 10 // incremental recursion only
+	xmitGroupNameFollows = 1 << 11 // incremental recursion only
+	xmitHlinkFirst       = 1 << 12 // the first of its hard-link group
+	xmitIOErrorEndlist   = 1 << 12 // with xmitExtendedFlags alone: the end marker
+	xmitModNsec          = 1 << 13 // protocol 31: nanoseconds follow the mtime
+	maxNsec              = 999_999_999
 )
 
 // flistOpts says which optional fields the list carries (the options we
@@ -200,7 +197,7 @@ func readFileList30(r *rawReader, o flistOpts, st *flist30) ([]*file, error) {
 						return nil, err
 					}
 					uid = uint32(v)
-					if flags&xmitUserNameFollow != 0 {
+					if flags&xmitUserNameFollows != 0 {
 						if _, err := readIDName(r, "user"); err != nil {
 							return nil, err
 						}
@@ -212,7 +209,7 @@ func readFileList30(r *rawReader, o flistOpts, st *flist30) ([]*file, error) {
 						return nil, err
 					}
 					gid = uint32(v)
-					if flags&xmitGroupNameFollo != 0 {
+					if flags&xmitGroupNameFollows != 0 {
 						if _, err := readIDName(r, "group"); err != nil {
 							return nil, err
 						}

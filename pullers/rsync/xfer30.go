@@ -16,8 +16,6 @@ import (
 // Compat flags the sender announces from protocol 30 on.
 const (
 	cfIncRecurse     = 1 << 0
-	cfSafeFlist      = 1 << 3
-	cfAvoidXattrOpt  = 1 << 4
 	cfChksumSeedFix  = 1 << 5
 	cfVarintFlist    = 1 << 7
 	cfID0Names       = 1 << 8
