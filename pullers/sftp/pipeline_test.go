@@ -242,13 +242,17 @@ func TestPipelineCancel(t *testing.T) {
 			stored.Store(pr.Files)
 		}})
 	}()
-	// Wait until files are stored and a batch is in flight, hanging.
-	// (pkg/sftp's server answers in request order, so a hanging read
-	// also holds back the answers to requests sent after it.)
-	for stored.Load() < 2 || opened() < 14 {
+	// Wait until files are stored and a hanging one is in flight with
+	// others. (pkg/sftp's server answers in request order, so the hanging
+	// read also holds back the answers to requests sent after it: how
+	// many more get opened varies.)
+	deadline := time.After(time.Minute)
+	for stored.Load() < 2 || opened() < 11 {
 		select {
 		case err := <-errc:
 			t.Fatalf("the pull ended before the cancel: %v", err)
+		case <-deadline:
+			t.Fatalf("no hanging file in flight: %d stored, %d opened", stored.Load(), opened())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
