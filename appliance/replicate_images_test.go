@@ -83,7 +83,7 @@ func checkReplicaImages(t *testing.T, b pool.Backend, id, keyFile string) map[st
 func countFiles(dir string) int {
 	n := 0
 	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
+		if err == nil && d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".tmp-") {
 			n++
 		}
 		return nil

@@ -150,7 +150,7 @@ func TestCLIImageReplicaKilled(t *testing.T) {
 	blocks := func() int {
 		n := 0
 		filepath.WalkDir(filepath.Join(replica, "images", "objects"), func(_ string, d os.DirEntry, err error) error {
-			if err == nil && d.Type().IsRegular() {
+			if err == nil && d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".tmp-") {
 				n++
 			}
 			return nil
