@@ -579,6 +579,7 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	if len(d.buf) == 0 && !d.eof {
 		ents, err := d.rd.ReadDir(256)
 		d.buf = ents
+		d.n.t.readSubdirs(d.n.path, ents)
 		if err == io.EOF || (err == nil && len(ents) == 0) {
 			d.eof = true
 		} else if err != nil {

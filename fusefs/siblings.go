@@ -199,3 +199,42 @@ func (ls *listing) find(name string) int {
 	}
 	return -1
 }
+
+// readSubdirs reads, in the background, the listings of the
+// subdirectories among ents (a batch of dir's listing inside a snapshot),
+// split over the block cache's two workers. READDIRPLUS counts each
+// subdirectory's own subdirectories for its link count, and ls -R, find
+// and tar list them next: from a cold disk, reading those trees one at a
+// time in the foreground is what a recursive listing waits on (cold, each
+// tree is a file of its own to read from disk). The pool
+// keeps the decoded trees (its tree cache), so the foreground then finds
+// them in memory. Skipped while the workers are busy.
+func (t *tree) readSubdirs(dir string, ents []fs.DirEntry) {
+	var subs []string
+	for _, e := range ents {
+		if p := join(dir, e.Name()); e.IsDir() && immutable(p) {
+			subs = append(subs, p)
+		}
+	}
+	if len(subs) < 3 {
+		return // the foreground is about to read them anyway
+	}
+	// The foreground reads them in order from the first (READDIRPLUS):
+	// leave it the first third and start the workers at the second and the
+	// last, so that they are ahead of it, not racing it for the same tree.
+	n := len(subs)
+	for _, part := range [][]string{subs[n/3 : 2*n/3], subs[2*n/3:]} {
+		if !t.blocks.Go(func() {
+			for _, p := range part {
+				if f, err := t.fsys.Open(p); err == nil {
+					if d, ok := f.(fs.ReadDirFile); ok {
+						d.ReadDir(1)
+					}
+					f.Close()
+				}
+			}
+		}) {
+			return
+		}
+	}
+}
