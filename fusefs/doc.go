@@ -60,6 +60,11 @@
 //     reader waits for that fetch rather than doing it twice), the first
 //     block of a larger one into the block cache. A single open, or opens
 //     out of order, fetch nothing extra.
+//   - Subdirectory read-ahead: listing a directory inside a snapshot reads
+//     the trees of its subdirectories (those past the first third, where
+//     READDIRPLUS's own link counting starts) on the same two workers, into
+//     the pool's tree cache, so a cold ls -R or find waits on several disk
+//     reads at once rather than one after another.
 //
 // Below these, the pool keeps its own LRUs of decoded trees (8 MiB) and
 // chunks (32 MiB), shared by everything that reads the pool. A mount's
