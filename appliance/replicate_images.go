@@ -167,11 +167,20 @@ func (s *Server) adoptImagePool(ctx context.Context) (string, error) {
 		return "", err
 	}
 	loc := s.imagesLocation()
+	nested := func() {
+		// A replica adopted without --images: say how to get its images.
+		if _, err := replicaImagesBackend(s.pool.Backend()).Stat(ctx, images.MarkerName); err == nil {
+			s.log.Warn("the pool holds a replica's image pool that is not adopted: restart with --images pointing at it",
+				"images", s.pool.Location()+"/"+replicaImagesDir, "image_location", pool.RedactLocation(loc))
+		}
+	}
 	b, err := openImagesBackend(ctx, loc, false)
 	if err != nil {
+		nested()
 		return "", nil // nothing there
 	}
 	if _, err := b.Stat(ctx, images.MarkerName); errors.Is(err, pool.ErrNotFound) {
+		nested()
 		return "", nil
 	}
 	st, err := images.Open(ctx, b, pool.OpenOptions{KeyFile: filepath.Join(s.dataDir, imagesKeyName)}, nil)
