@@ -23,6 +23,7 @@ type GCReport struct {
 	Kept       int   // unreferenced blocks kept: younger than the grace period
 	KeptBytes  int64
 	KeptInUse  int // unreferenced by manifests but held by a running version writer
+	StaleLocks int // lock objects of dead holders removed (lock.go)
 }
 
 // GC deletes blocks that no image manifest references, except those
@@ -56,8 +57,12 @@ func (s *Store) GC(ctx context.Context, o pool.GCOptions) (GCReport, error) {
 			return rep, fmt.Errorf("image gc: %w", err)
 		}
 		if len(ws) > 0 {
-			return rep, fmt.Errorf("%w: image gc at %s: an image pull is running in another process (%s); try again later", ErrLocked, s.p.Location(), ws[0])
+			return rep, fmt.Errorf("%w: image gc at %s: an image pull is running in another process: %s; try again later",
+				ErrLocked, s.p.Location(), s.describeLock(ctx, ws[0]))
 		}
+		// Locks of dead holders (aged out, or their owner dead by the lock
+		// registry) go; a holder that comes back will not commit.
+		rep.StaleLocks = s.removeDeadLocks(ctx)
 	}
 
 	s.mu.Lock()

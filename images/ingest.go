@@ -319,11 +319,14 @@ func (w *VersionWriter) Commit(ctx context.Context) (*Manifest, Stats, error) {
 			b.add(false, w.digs[i], h)
 		}
 	}
-	stats := w.stats
+	stats, lock := w.stats, w.lock
 	w.mu.Unlock()
 	defer w.Abort()
 	p := w.s.p
 	if err := p.Sync(ctx); err != nil {
+		return nil, stats, fmt.Errorf("image %s: %w", m.Name, err)
+	}
+	if err := lock.verify(ctx); err != nil { // a GC may have judged this writer dead (lock.go)
 		return nil, stats, fmt.Errorf("image %s: %w", m.Name, err)
 	}
 	if err := p.PutNamed(ctx, ManifestName(m.Name, m.ID), pool.KindManifest, m.encode()); err != nil {

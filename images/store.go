@@ -54,6 +54,7 @@ type Store struct {
 	gcActive int                           // running GCs
 	gcRefs   map[pool.Digest]struct{}      // digests made live while a GC runs
 	deleting map[pool.Digest]chan struct{} // GC deletions in progress
+	registry pool.LockRegistry             // vouches for lock holders elsewhere (lock.go)
 }
 
 // Init creates an image pool on b: a new pool identity (pool.Init, so
