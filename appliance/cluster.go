@@ -167,6 +167,7 @@ func (c *cluster) start(ctx context.Context) error {
 		// Locks in the shared pool carry this instance's ID; the pool
 		// asks the instance table whether a foreign holder still lives.
 		s.pool.SetLockRegistry(instanceLocks{c})
+		s.imgs.setLockRegistry(instanceLocks{c}) // and the image pool's (now or when opened)
 	}
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.heartbeatLoop() }()
@@ -338,7 +339,8 @@ func (c *cluster) renew(ctx context.Context, now time.Time) {
 	}
 }
 
-// instanceLocks is the pool's LockRegistry in cluster mode: the
+// instanceLocks is the pools' LockRegistry in cluster mode (the file pool's
+// and the image pool's): the
 // instances table. A pool lock (a backup's writer lock, a GC's lock)
 // taken by an instance is stale at once — GC need not wait 30 minutes
 // for a writer killed on another machine — when that instance stopped
@@ -372,6 +374,17 @@ func (l instanceLocks) Dead(ctx context.Context, owner string, created time.Time
 		return dead
 	}
 	return false // unknown (pruned after a day: by then the lock is stale by age)
+}
+
+// setLockRegistry makes r the image pool's lock registry, now if it is
+// open and when imageStore opens it otherwise.
+func (st *imageState) setLockRegistry(r pool.LockRegistry) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.registry = r
+	if st.store != nil {
+		st.store.SetLockRegistry(r)
+	}
 }
 
 // expire re-queues the jobs of instances that stopped renewing.

@@ -45,8 +45,9 @@ const imagesKeyName = "images.key"
 
 // imageState is the lazily opened image pool.
 type imageState struct {
-	mu    sync.Mutex
-	store *images.Store
+	mu       sync.Mutex
+	store    *images.Store
+	registry pool.LockRegistry // cluster mode: the instances table (cluster.go); set on store
 
 	umu            sync.Mutex // usage cache, like the file pool's (metrics.go)
 	usageAt        time.Time
@@ -156,6 +157,7 @@ func (s *Server) imageStore(ctx context.Context, create bool) (*images.Store, er
 		if err != nil {
 			return nil, fmt.Errorf("wrong or missing image storage: the catalog expects image pool %s at %s: %w", want, pool.RedactLocation(loc), err)
 		}
+		st.store.SetLockRegistry(st.registry)
 		return st.store, nil
 	}
 	if !create {
@@ -187,6 +189,7 @@ func (s *Server) imageStore(ctx context.Context, create bool) (*images.Store, er
 		return nil, err
 	}
 	st.store = store
+	store.SetLockRegistry(st.registry)
 	return store, nil
 }
 
