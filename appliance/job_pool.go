@@ -37,6 +37,7 @@ type CheckResult struct {
 	Referenced   int                `json:"referenced"`
 	ReadObjects  int                `json:"read_objects"`
 	ReadBytes    int64              `json:"read_bytes"`
+	Flaky        int                `json:"flaky"` // read back wrong once, then verified: not corrupt (pool.CheckReport.Flaky)
 	BadSnapshots []string           `json:"bad_snapshots,omitempty"`
 	Missing      []string           `json:"missing,omitempty"`
 	Corrupt      []string           `json:"corrupt,omitempty"`
@@ -58,7 +59,7 @@ func runCheck(ctx context.Context, jc *jobCtx) error {
 		return err
 	}
 	res := CheckResult{OK: rep.OK(), Summary: rep.String(), Snapshots: rep.Snapshots, Objects: rep.Objects,
-		Referenced: rep.Referenced, ReadObjects: rep.ReadObjects, ReadBytes: rep.ReadBytes, BadSnapshots: rep.BadSnapshots}
+		Referenced: rep.Referenced, ReadObjects: rep.ReadObjects, ReadBytes: rep.ReadBytes, Flaky: rep.Flaky, BadSnapshots: rep.BadSnapshots}
 	for _, d := range rep.Missing {
 		res.Missing = append(res.Missing, d.String())
 	}

@@ -92,9 +92,13 @@ type CheckSummary struct {
 	SliceTo   float64   `json:"slice_to"`
 	// Coverage is the fraction of the digest space re-read since the
 	// rotation last started over (1 = the whole pool has been re-read).
-	Coverage float64  `json:"coverage"`
-	Corrupt  []string `json:"corrupt,omitempty"`
-	Missing  []string `json:"missing,omitempty"`
+	Coverage float64 `json:"coverage"`
+	// Flaky counts objects that read back wrong once and then verified on
+	// a fresh read (pool.CheckReport.Flaky): not corrupt, but a sign of
+	// unreliable storage or transport.
+	Flaky   int      `json:"flaky"`
+	Corrupt []string `json:"corrupt,omitempty"`
+	Missing []string `json:"missing,omitempty"`
 	// Affected names every snapshot path using a bad object:
 	// "host/source@snapshot:path".
 	Affected []string `json:"affected,omitempty"`
@@ -130,7 +134,7 @@ func (s *Server) rotatingCheck(ctx context.Context, percent float64) (pool.Check
 }
 
 func summarize(rep pool.CheckReport, now time.Time) *CheckSummary {
-	sum := &CheckSummary{Time: now, OK: rep.OK(), Summary: rep.String()}
+	sum := &CheckSummary{Time: now, OK: rep.OK(), Summary: rep.String(), Flaky: rep.Flaky}
 	for _, d := range rep.Corrupt {
 		sum.Corrupt = append(sum.Corrupt, d.String())
 	}
