@@ -340,8 +340,8 @@ func (c *cluster) renew(ctx context.Context, now time.Time) {
 }
 
 // instanceLocks is the pools' LockRegistry in cluster mode (the file pool's
-// and the image pool's): the
-// instances table. A pool lock (a backup's writer lock, a GC's lock)
+// and the image pool's): the instances table. A pool lock (a backup's
+// writer lock, an image pull's, a GC's lock)
 // taken by an instance is stale at once — GC need not wait 30 minutes
 // for a writer killed on another machine — when that instance stopped
 // cleanly (it ended its jobs first), registered again since the lock was
