@@ -34,7 +34,8 @@ type CacheOptions struct {
 	// MaxEntries bounds the remembered Lstat results (default 50,000,
 	// roughly 20 MiB).
 	MaxEntries int
-	// BlockBytes bounds the cached file blocks (default 32 MiB; see
+	// BlockBytes bounds the cached file blocks (default 16 MiB: a few
+	// blocks of read-ahead for each of a few concurrent large GETs; see
 	// fusefs/blockcache).
 	BlockBytes int64
 }
@@ -66,7 +67,7 @@ func NewCache(o CacheOptions) *Cache {
 		o.MaxEntries = 50_000
 	}
 	if o.BlockBytes <= 0 {
-		o.BlockBytes = 32 << 20
+		o.BlockBytes = 16 << 20
 	}
 	return &Cache{
 		blocks: blockcache.New(blockcache.Options{MaxBytes: o.BlockBytes}),

@@ -60,7 +60,7 @@
 //     re-reads the tree from the root for each element, and the entries a
 //     PROPFIND lists are remembered for the Stat that follows each.
 //   - Decoded blocks of files larger than one block (fusefs/blockcache,
-//     CacheOptions.BlockBytes, default 32 MiB), keyed by content digest:
+//     CacheOptions.BlockBytes, default 16 MiB), keyed by content digest:
 //     a GET reads ahead of the client and a file fetched twice (or the
 //     same content in two snapshots) is decoded once. Smaller files are
 //     read straight from the pool, which keeps their decoded object.
