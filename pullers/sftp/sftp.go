@@ -290,7 +290,14 @@ func (w *walker) conn() *conn {
 // run feeds the sink from a producer running walk, with the files
 // fetched ahead by a Fetcher.
 func (w *walker) run(ctx context.Context, walk func(context.Context) error) error {
-	w.f = ahead.New(ctx, w.p.Workers, w.p.MaxInFlight, 0)
+	workers, maxBytes := w.p.Workers, w.p.MaxInFlight
+	if workers <= 0 {
+		workers = DefaultWorkers
+	}
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxInFlight
+	}
+	w.f = ahead.New(ctx, workers, maxBytes, 0)
 	w.out = make(chan item, 256)
 	done := make(chan struct{})
 	go func() {
