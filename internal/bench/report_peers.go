@@ -10,14 +10,14 @@ import (
 // peerHints explain, per scenario prefix, what bounds Cairn there beyond
 // the figures (filled from profiles and the pullers' designs).
 var peerHints = map[string]string{
-	"sftp":          "pullers/sftp: pkg/sftp over x/crypto/ssh (Go ciphers, per-file open/stat/read/close round trips), not the pool",
-	"smb":           "pullers/smb: go-smb2, one file at a time with per-file create/query/read/close round trips, not the pool",
+	"sftp":          "pullers/sftp: pkg/sftp over x/crypto/ssh (Go ciphers); 8 files fetched ahead over the one session (pullers/internal/ahead, 64 MiB budget), CPU: Go ciphers plus chunking, hashing and zstd into the pool",
+	"smb":           "pullers/smb: go-smb2 with 8 files fetched ahead (pullers/internal/ahead); CPU-bound now: go-smb2 signing plus chunking, hashing and zstd into the pool, against smbclient's plain copy",
 	"ftp":           "FTP needs a data connection per file (PASV, connect, RETR, 226): per-file round trips; lftp pays them too",
-	"rsync":         "pullers/rsync speaks protocol 29 (whole file list first, no incremental recursion) and hashes every block it receives",
+	"rsync":         "pullers/rsync (protocol 31, no incremental recursion: the whole file list first) hashes every block it receives, and chunks, hashes and compresses it again into the pool",
 	"mariadb dump":  "mariadb-dump's output also goes through chunking, hashing and zstd before it is stored; mariadb-dump alone only writes to /dev/null",
 	"postgres dump": "pg_dump's output also goes through chunking, hashing and zstd before it is stored; pg_dump alone only writes to /dev/null",
-	"fuse":          "fusefs: one FUSE request per lookup/getattr/read; each read of a chunked file decodes whole zstd chunks from the pool",
-	"webdav":        "the handler walks pool trees and decodes objects per request",
+	"fuse":          "fusefs: a cold read decodes and verifies each pool object (zstd + BLAKE3), one file per object; the 64 MiB block cache with read-ahead helps sequential and repeated reads only",
+	"webdav":        "each object is decoded and verified on its first read; no read-ahead across files after a PROPFIND",
 }
 
 func hintFor(sc string) string {

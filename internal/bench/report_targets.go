@@ -332,7 +332,7 @@ func (b *bench) scaleTargets() []targetRow {
 				if !row.met {
 					row.limit = "see the scale section"
 					if path == "rsync" {
-						row.limit = "pullers/rsync speaks protocol 29: the sender sends the whole file list first (no incremental recursion) and the receiver keeps it in memory"
+						row.limit = "pullers/rsync asks for no incremental recursion, so the whole file list arrives first and the receiver keeps it in memory (≈160 bytes per entry for list and plan since the compaction of this version), plus the pool writer's state"
 					}
 				}
 				rows = append(rows, row)
