@@ -66,10 +66,31 @@
 // Names are checked (pool.ValidName, no backslash), duplicates dropped, a
 // directory listing holds at most MaxEntries names (default 1<<20; the
 // first ones are kept, read 1024 at a time, and an error naming the
-// directory is recorded), directories nest at
-// most MaxDepth deep (a server that follows a symlink loop cannot make the
-// walk endless), and a file is accepted only with exactly the size its
-// open handle reports.
+// directory is recorded), directories nest at most MaxDepth deep, at most
+// MaxDirs directories (default 1<<20) are descended into per pull (the
+// rest are kept empty, with one error), and a file is accepted only with
+// exactly the size its open handle reports.
+//
+// Directory cycles: Samba follows symlinks itself, so "self -> ." or
+// "parent -> .." is a directory holding an ancestor again, endlessly.
+// go-smb2 exposes no file IDs (no FileInternalInformation, no
+// FileIdBothDirectoryInformation), and Samba marks no followed link as a
+// reparse point, so a directory is identified by a signature: its own
+// attributes, change and write times, and every listed name with its
+// attributes, size, change and write times (not the creation time: Samba
+// makes it up from the access time when the file system keeps none). A
+// directory whose signature equals an ancestor's is a candidate; it is
+// confirmed by a probe that appends the path from the ancestor again and
+// again (up to 30 times, MaxDepth, or a 4 KiB path) and finds the
+// ancestor's listing each time. A confirmed cycle is stored as an empty
+// directory with the error "directory cycle: <path> is <ancestor>". A
+// link to a directory that is no ancestor (a sibling) is no cycle: its
+// contents are stored again under the link's name. Trade-off: a file
+// system with coarse timestamps gives a tree made at once equal times,
+// so an honest chain that repeats the same names, sizes and times 30
+// times over (d/d/d/... with the same files) is taken for a cycle and
+// cut; a shorter one costs a probe per level and ancestor and is kept
+// whole.
 //
 // # Incremental
 //

@@ -2,6 +2,8 @@ package smb
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +37,8 @@ func init() {
 const (
 	DefaultMaxDepth   = 256
 	DefaultMaxEntries = 1 << 20 // per directory
+	// DefaultMaxDirs directories are descended into per pull.
+	DefaultMaxDirs = 1 << 20
 	// DefaultWorkers files are fetched at once over the one session.
 	DefaultWorkers = 8
 	// DefaultMaxInFlight caps the file content held in memory between
@@ -52,6 +56,8 @@ type Puller struct {
 	Dial       func(ctx context.Context, network, addr string) (net.Conn, error)
 	MaxDepth   int // 0: DefaultMaxDepth
 	MaxEntries int // names per directory; 0: DefaultMaxEntries
+	// MaxDirs directories are descended into per pull; 0: DefaultMaxDirs.
+	MaxDirs int
 	// Dialect, when non-zero, forces one SMB dialect (0x0311 for 3.1.1).
 	Dialect uint16
 	// Workers files are fetched at once; 0: DefaultWorkers, 1: one at a time.
@@ -270,6 +276,9 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	if w.maxEntries <= 0 {
 		w.maxEntries = DefaultMaxEntries
 	}
+	if w.maxDirs = p.MaxDirs; w.maxDirs <= 0 {
+		w.maxDirs = DefaultMaxDirs
+	}
 	if v := j.Source.Options["full"]; v != "" {
 		if w.full, err = strconv.ParseBool(v); err != nil {
 			return fmt.Errorf("smb %s: option full=%q: want true or false", t.addr, v)
@@ -304,7 +313,7 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 		return fmt.Errorf("%s: store the root: %w", w.where(""), err)
 	}
 	w.added(&e)
-	return w.run(ctx)
+	return w.run(ctx, fi)
 }
 
 // cleanBase turns Source.Path into a share-relative slash path ("" for
@@ -327,7 +336,11 @@ type walker struct {
 	excludes   []string
 	maxDepth   int
 	maxEntries int
+	maxDirs    int
 	full       bool
+
+	dirs     int  // directories descended into (producer)
+	dirsOver bool // the MaxDirs error was recorded
 
 	f       *ahead.Fetcher
 	out     chan item
@@ -364,7 +377,7 @@ type head struct {
 }
 
 // run feeds the sink from the producer's walk.
-func (w *walker) run(ctx context.Context) error {
+func (w *walker) run(ctx context.Context, root os.FileInfo) error {
 	workers, maxBytes := w.p.Workers, w.p.MaxInFlight
 	if workers <= 0 {
 		workers = DefaultWorkers
@@ -378,7 +391,7 @@ func (w *walker) run(ctx context.Context) error {
 	go func() {
 		defer close(done)
 		defer close(w.out)
-		w.walkErr = w.walkDir(w.f.Context(), "", 0)
+		w.walkErr = w.walkDir(w.f.Context(), "", 0, root, nil)
 	}()
 	err := w.consume(ctx)
 	w.f.Stop()
@@ -580,6 +593,7 @@ func (w *walker) addFailed(ctx context.Context, rel string, err error) error {
 // Attribute bits ([MS-FSCC] 2.6).
 const (
 	attrReadonly = 0x1
+	attrHidden   = 0x2
 	attrDir      = 0x10
 	attrReparse  = 0x400
 )
@@ -642,7 +656,112 @@ func (w *walker) list(rel string) ([]os.FileInfo, error) {
 	}
 }
 
-func (w *walker) walkDir(ctx context.Context, rel string, depth int) error {
+// ancestor is a directory on the path of the walk: its path, depth and
+// signatures (dirSig).
+type ancestor struct {
+	rel       string
+	depth     int
+	sig, list [sha256.Size]byte
+}
+
+// maxProbePath bounds the paths a cycle probe asks for (Linux's PATH_MAX
+// on the server; Samba resolves no longer path).
+const maxProbePath = 4 << 10
+
+// maxProbeRepeats bounds the repetitions a cycle probe lists: Samba
+// resolves at most 40 links in a path (and reports more as "not found").
+const maxProbeRepeats = 30
+
+// dirSig is what identifies a directory, since go-smb2 exposes no file
+// IDs. list is a hash of every listed name with its attributes, size and
+// change and write times (appendStat), in name order; sig adds the
+// directory's own. A server that follows a link back to an ancestor
+// lists that same directory again, so the signatures match; distinct
+// directories match only if all those times agree to the 100 ns, which a
+// file system with coarse timestamps does give a tree made at once, so a
+// match is confirmed by cycleProbe.
+func dirSig(own os.FileInfo, fis []os.FileInfo) (sig, list [sha256.Size]byte) {
+	list = listSig(fis)
+	return sha256.Sum256(appendStat(list[:], own, true)), list
+}
+
+func listSig(fis []os.FileInfo) [sha256.Size]byte {
+	sorted := slices.Clone(fis)
+	slices.SortFunc(sorted, func(a, b os.FileInfo) int { return strings.Compare(a.Name(), b.Name()) })
+	var b []byte
+	for _, fi := range sorted {
+		b = append(b, fi.Name()...)
+		b = appendStat(append(b, 0), fi, false)
+	}
+	return sha256.Sum256(b)
+}
+
+// appendStat appends fi's attributes, change and write times and size;
+// for a directory's own (as listed in its parent, where Samba derives
+// it from the name the link has) less the hidden bit. Not the creation
+// time: Samba reports the least of the other three times when the file
+// system keeps none, and the access time changes as the walk reads.
+func appendStat(b []byte, fi os.FileInfo, own bool) []byte {
+	if st, ok := fi.(*smb2.FileStat); ok {
+		attrs := st.FileAttributes
+		if own {
+			attrs &^= attrHidden
+		}
+		b = binary.LittleEndian.AppendUint32(b, attrs)
+		for _, t := range []time.Time{st.ChangeTime, st.LastWriteTime} {
+			b = binary.LittleEndian.AppendUint64(b, uint64(t.UnixNano()))
+		}
+	} else {
+		b = binary.LittleEndian.AppendUint64(b, uint64(fi.ModTime().UnixNano()))
+	}
+	return binary.LittleEndian.AppendUint64(b, uint64(fi.Size()))
+}
+
+// cycleProbe confirms that rel (at depth), whose signature equals its
+// ancestor a's, is a directory cycle: the path from a to rel, appended
+// to rel again and again, must keep naming a directory with a's listing
+// until it is deeper than MaxDepth (or its path longer than
+// maxProbePath). A cycle does so forever; an honest tree whose times
+// merely coincide ends or differs on the way (a tree that does not is
+// deeper than MaxDepth along it, so the walk would have cut it anyway).
+// The probe lists one directory per repetition, along one path; when the
+// server cannot open one (other than "not found" or "not a directory":
+// Samba resolves at most 40 links in a path) the walk could not either,
+// and the cycle is taken as confirmed.
+func (w *walker) cycleProbe(ctx context.Context, rel string, depth int, a ancestor) bool {
+	step := rel
+	if a.rel != "" {
+		step = rel[len(a.rel)+1:]
+	}
+	period := depth - a.depth
+	for p, n := rel, 0; depth <= w.maxDepth && len(p) <= maxProbePath && n < maxProbeRepeats; depth, n = depth+period, n+1 {
+		if ctx.Err() != nil {
+			return false
+		}
+		p += "/" + step
+		fis, err := w.list(p)
+		if err != nil && len(fis) < w.maxEntries { // not cut at MaxEntries as a's was
+			// Gone or no directory: an honest tree ends. Anything else
+			// (Samba resolves at most 40 links in a path) the walk
+			// would meet down this path too.
+			s := fmt.Sprint(err)
+			return !errors.Is(err, os.ErrNotExist) && !strings.Contains(s, "NOT_FOUND") && !strings.Contains(s, "NOT_A_DIRECTORY")
+		}
+		if listSig(fis) != a.list {
+			return false
+		}
+	}
+	return true
+}
+
+// probeHook, when set (by tests), is told of each cycle probe.
+var probeHook func(rel, ancestor string)
+
+// walkDir lists rel (whose own metadata is own; anc are the directories
+// above it) and visits its entries. A directory that is one of its
+// ancestors over again is a cycle: it is kept, with no children, and an
+// error names it.
+func (w *walker) walkDir(ctx context.Context, rel string, depth int, own os.FileInfo, anc []ancestor) error {
 	fis, err := w.list(rel)
 	if err != nil {
 		if w.broken(ctx) {
@@ -652,6 +771,20 @@ func (w *walker) walkDir(ctx context.Context, rel string, depth int) error {
 			return err
 		}
 	}
+	sig, list := dirSig(own, fis)
+	for _, a := range anc {
+		if a.sig != sig {
+			continue
+		}
+		if probeHook != nil {
+			probeHook(rel, a.rel)
+		}
+		if w.cycleProbe(ctx, rel, depth, a) {
+			return w.fail(ctx, relOrDot(rel), fmt.Errorf("directory cycle: %s is %s (the server follows a link back to it); not descended",
+				relOrDot(rel), relOrDot(a.rel)))
+		}
+	}
+	anc = append(anc[:len(anc):len(anc)], ancestor{rel: rel, depth: depth, sig: sig, list: list})
 	byName := make(map[string]os.FileInfo, len(fis))
 	names := make([]string, 0, len(fis))
 	for _, fi := range fis {
@@ -683,7 +816,7 @@ func (w *walker) walkDir(ctx context.Context, rel string, depth int) error {
 		if w.excluded(child) {
 			continue
 		}
-		if err := w.visit(ctx, child, w.entry(name, byName[name]), depth+1); err != nil {
+		if err := w.visit(ctx, child, byName[name], depth+1, anc); err != nil {
 			return err
 		}
 	}
@@ -698,17 +831,26 @@ func vanished(err error) error {
 	return err
 }
 
-func (w *walker) visit(ctx context.Context, rel string, e pool.Entry, depth int) error {
+func (w *walker) visit(ctx context.Context, rel string, fi os.FileInfo, depth int, anc []ancestor) error {
+	e := w.entry(path.Base(rel), fi)
 	switch e.Type {
 	case pool.TypeDir:
-		// The server may follow symlinks to directories: bound the depth.
+		// The server may follow symlinks to directories: bound the depth
+		// (walkDir also stops at cycles) and the directories in all.
 		if depth > w.maxDepth || len(rel) > 32<<10 {
 			return w.fail(ctx, rel, fmt.Errorf("nested deeper than %d directories or 32 KiB; not descended", w.maxDepth))
 		}
 		if err := w.emitAdd(ctx, rel, e); err != nil {
 			return err
 		}
-		return w.walkDir(ctx, rel, depth)
+		if w.dirs++; w.dirs > w.maxDirs {
+			if w.dirsOver {
+				return nil
+			}
+			w.dirsOver = true
+			return w.fail(ctx, rel, fmt.Errorf("more than %d directories in the source; this and later directories kept empty", w.maxDirs))
+		}
+		return w.walkDir(ctx, rel, depth, fi, anc)
 	case pool.TypeSymlink:
 		done := w.cn.opc(costBig)
 		target, err := w.cn.share.Readlink(w.remote(rel))
