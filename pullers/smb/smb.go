@@ -719,15 +719,17 @@ func appendStat(b []byte, fi os.FileInfo, own bool) []byte {
 
 // cycleProbe confirms that rel (at depth), whose signature equals its
 // ancestor a's, is a directory cycle: the path from a to rel, appended
-// to rel again and again, must keep naming a directory with a's listing
-// until it is deeper than MaxDepth (or its path longer than
-// maxProbePath). A cycle does so forever; an honest tree whose times
-// merely coincide ends or differs on the way (a tree that does not is
-// deeper than MaxDepth along it, so the walk would have cut it anyway).
-// The probe lists one directory per repetition, along one path; when the
-// server cannot open one (other than "not found" or "not a directory":
-// Samba resolves at most 40 links in a path) the walk could not either,
-// and the cycle is taken as confirmed.
+// to rel again and again, must keep naming a directory with a's listing,
+// maxProbeRepeats times (fewer if the path gets deeper than MaxDepth or
+// longer than maxProbePath). A cycle does so; an honest tree whose times
+// merely coincide ends or differs on the way, unless it repeats the same
+// listing maxProbeRepeats times in a row (then it is cut as a cycle; see
+// doc.go). The repeat cap also keeps the probe below the number of links
+// Samba resolves in one path: past it, Samba answers "not found", which
+// would look like an honest end. The probe lists one directory per
+// repetition, along one path; an error other than "not found" or "not a
+// directory" is one the walk would meet down this path too, and the
+// cycle is taken as confirmed.
 func (w *walker) cycleProbe(ctx context.Context, rel string, depth int, a ancestor) bool {
 	step := rel
 	if a.rel != "" {
