@@ -16,8 +16,8 @@ var peerHints = map[string]string{
 	"rsync":         "pullers/rsync (protocol 31, no incremental recursion: the whole file list first) hashes every block it receives, and chunks, hashes and compresses it again into the pool",
 	"mariadb dump":  "mariadb-dump's output also goes through chunking, hashing and zstd before it is stored; mariadb-dump alone only writes to /dev/null",
 	"postgres dump": "pg_dump's output also goes through chunking, hashing and zstd before it is stored; pg_dump alone only writes to /dev/null",
-	"fuse":          "fusefs: a cold read decodes and verifies each pool object (zstd + BLAKE3), one file per object; the 64 MiB block cache with read-ahead helps sequential and repeated reads only",
-	"webdav":        "each object is decoded and verified on its first read; no read-ahead across files after a PROPFIND",
+	"fuse":          "fusefs: a cold read decodes and verifies each pool object (zstd + BLAKE3), one file per object; one FUSE request per lookup/getattr/read",
+	"webdav":        "each object is decoded and verified when read; no read-ahead across files after a PROPFIND",
 }
 
 func hintFor(sc string) string {
