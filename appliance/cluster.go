@@ -169,10 +169,12 @@ func (c *cluster) start(ctx context.Context) error {
 		s.pool.SetLockRegistry(instanceLocks{c})
 		s.imgs.setLockRegistry(instanceLocks{c}) // and the image pool's (now or when opened)
 	}
+	if c.on {
+		c.lastRenew = now // before the heartbeat loop, which renews and sets it
+	}
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.heartbeatLoop() }()
 	if c.on {
-		c.lastRenew = now
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.claimLoop() }()
 		c.wg.Add(1)
