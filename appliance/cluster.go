@@ -87,7 +87,7 @@ type cluster struct {
 	schedDone   chan struct{}
 	beats       int
 	lastRenew   time.Time
-	orphans     map[int64]bool // leases held but not run here at the last beat
+	orphans     map[int64]time.Time // leases held but not run here, since when
 }
 
 func newCluster(r *jobRunner) (*cluster, error) {
@@ -315,13 +315,18 @@ func (c *cluster) renew(ctx context.Context, now time.Time) {
 			lost = append(lost, rj)
 		}
 	}
-	// A lease held without a job running here (twice in a row, so a
-	// claim not yet started is no orphan) is released to the queue.
-	orphans, release := map[int64]bool{}, []int64{}
+	// A lease held without a job running here for a whole lease timeout
+	// is released to the queue. (A claim not yet started is no orphan:
+	// on a loaded machine starting one can take several beats.)
+	orphans, release := map[int64]time.Time{}, []int64{}
 	for id := range held {
 		if c.r.running[id] == nil {
-			orphans[id] = true
-			if c.orphans[id] {
+			since, seen := c.orphans[id]
+			if !seen {
+				since = now
+			}
+			orphans[id] = since
+			if now.Sub(since) >= c.cfg.LeaseTimeout {
 				release = append(release, id)
 			}
 		}
