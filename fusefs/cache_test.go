@@ -3,6 +3,7 @@ package fusefs
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -259,5 +261,50 @@ func TestWalkWithSubdirReadAhead(t *testing.T) {
 	// foreground and a worker decoded at the same time.
 	if n := cb.gets.Load(); n > 152+40 {
 		t.Errorf("the walk read %d objects for 152 directories", n)
+	}
+}
+
+// Files inside a snapshot are opened without asking the server: after the
+// first open answers ENOSYS, the kernel sends no OPEN, RELEASE or FLUSH,
+// and reads without a handle, served by the node; every file, opened
+// several times and with its pages dropped, still reads back its own
+// bytes; and an open for writing still fails.
+func TestOpenWithoutRequests(t *testing.T) {
+	files := map[string][]byte{"big.bin": randBytes(7, 2*blockcache.BlockSize+99)}
+	for i := range 20 {
+		files[fmt.Sprintf("d/f%02d", i)] = randBytes(uint64(300+i), 1000+i*777)
+	}
+	root, s, _ := poolMount(t, files, Options{})
+	check := func(name string, f *os.File) {
+		t.Helper()
+		b, err := io.ReadAll(f)
+		must(t, err)
+		if !bytes.Equal(b, files[name]) {
+			t.Fatalf("%s: wrong bytes (%d, want %d)", name, len(b), len(files[name]))
+		}
+	}
+	for round := range 3 {
+		var open []*os.File
+		for name := range files {
+			f, err := os.Open(filepath.Join(root, name))
+			must(t, err)
+			open = append(open, f)
+			check(name, f)
+			if round == 2 {
+				dropPages(t, filepath.Join(root, name))
+				_, err := f.Seek(0, io.SeekStart)
+				must(t, err)
+				check(name, f)
+			}
+		}
+		for _, f := range open {
+			must(t, f.Close())
+		}
+	}
+	if o, fl := s.tree.opens.Load(), s.tree.flushes.Load(); o != 1 || fl != 1 {
+		t.Errorf("63 opens and closes sent %d OPEN and %d FLUSH requests, want 1 and 1", o, fl)
+	}
+	if _, err := os.OpenFile(filepath.Join(root, "d/f00"), os.O_WRONLY, 0); !errors.Is(err, syscall.EROFS) {
+		t.Errorf("open for writing: %v, want EROFS", err)
 	}
 }

@@ -36,6 +36,18 @@
 //     answers each listed entry's lookup from the listing itself, so
 //     ls -l, find and tar need no LOOKUP per name. The kernel bounds and
 //     reclaims these under memory pressure.
+//   - Requests per file: the first open of a file inside a snapshot
+//     answers ENOSYS and the first close's FLUSH too, after which the
+//     kernel opens and closes files without asking (no OPEN, RELEASE or
+//     FLUSH; pages are kept as with FOPEN_KEEP_CACHE) and sends reads
+//     without a handle. Reading a small file cold is then one READ, not
+//     four requests. A node that was read keeps its reader (for a pool
+//     file: the chunk list, ~50 bytes a MiB) until the kernel forgets the
+//     inode. The catch: this holds for the whole mount, so a tree with
+//     regular files outside snapshots (Cairn has none) gets their pages
+//     kept too, dropped only when their size or mtime is seen to change
+//     (FUSE_AUTO_INVAL_DATA), and an unreadable file fails on its first
+//     read rather than on open.
 //   - Node attributes: a node inside a snapshot keeps its Lstat result and
 //     directory link count; nodes live as long as the kernel remembers the
 //     inode (it sends FORGET when it drops one).

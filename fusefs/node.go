@@ -35,6 +35,8 @@ type tree struct {
 	lists   *listings         // regular files of listed directories (siblings.go)
 	warming sync.Map          // content id → chan closed when its prefetch ends
 	warmed  atomic.Int64      // small files prefetched
+
+	opens, flushes atomic.Int64 // OPEN and FLUSH requests seen (the kernel stops sending them)
 }
 
 // Refresher is implemented by trees that read their top levels (the
@@ -112,6 +114,7 @@ type node struct {
 	mu       sync.Mutex
 	info     fs.FileInfo // cached Lstat result (immutable paths only)
 	dirLinks uint32      // cached link count of a directory, 0 = not yet counted
+	rd       *reader     // for reads without a handle (see Open), made on first read
 }
 
 // Compile-time checks: the read operations, and every write operation so
@@ -125,6 +128,9 @@ var (
 	_ gofs.NodeGetxattrer     = (*node)(nil)
 	_ gofs.NodeListxattrer    = (*node)(nil)
 	_ gofs.NodeStatfser       = (*node)(nil)
+	_ gofs.NodeReader         = (*node)(nil)
+	_ gofs.NodeFlusher        = (*node)(nil)
+	_ gofs.NodeOnForgetter    = (*node)(nil)
 
 	_ gofs.NodeSetattrer      = (*node)(nil)
 	_ gofs.NodeCreater        = (*node)(nil)
@@ -341,38 +347,79 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 
 const writeFlags = syscall.O_WRONLY | syscall.O_RDWR | syscall.O_CREAT | syscall.O_TRUNC | syscall.O_APPEND
 
-// Open opens a file for reading. Contents inside a snapshot never change,
-// so the kernel may keep its page cache across opens (FOPEN_KEEP_CACHE).
+// Open opens a file for reading. Inside a snapshot it answers ENOSYS to a
+// read-only open: the kernel takes that as "no OPEN support" and from then
+// on opens every file of the mount without asking (FUSE no_open), sends no
+// RELEASE either, keeps each file's pages across opens as FOPEN_KEEP_CACHE
+// does, and sends reads without a handle, which the node serves from a
+// reader of its own (see Read). A cold tar or cp -r of many small files
+// then costs one request a file instead of three. Outside snapshots (the
+// generic trees of tests; Cairn has no files there) an open gets a handle
+// and its pages are dropped on open, until the kernel stops asking.
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	n.t.opens.Add(1)
 	if flags&writeFlags != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	f, err := n.t.fsys.Open(n.path)
-	if err != nil {
-		return nil, 0, n.t.errno("open", n.path, err)
+	if immutable(n.path) {
+		return nil, 0, syscall.ENOSYS
 	}
-	h := &fileHandle{t: n.t, path: n.path, f: f}
-	h.ra, _ = f.(io.ReaderAt)
-	h.seek, _ = f.(io.Seeker)
-	if h.ra != nil {
-		if info, errno := n.stat(); errno == 0 && info.Mode().IsRegular() {
-			id := contentID(n.path, info)
-			if info.Size() > blockcache.BlockSize {
-				h.bf = n.t.blocks.Open(id, h.ra, info.Size())
-			} else {
-				// One block: nothing to read ahead, and the pool keeps
-				// the decoded object; a copy into the block cache would
-				// only cost an allocation and a copy.
-				h.warmID = id
-			}
+	r, errno := n.t.open(n)
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	return &fileHandle{r: r}, 0, 0
+}
+
+// Read serves a read with the open's handle, or, for opens the kernel did
+// not ask about (see Open), with the node's own reader, made on the first
+// read and kept until the kernel forgets the inode.
+func (n *node) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if h, ok := f.(*fileHandle); ok {
+		return h.r.read(dest, off)
+	}
+	n.mu.Lock()
+	r := n.rd
+	n.mu.Unlock()
+	if r == nil {
+		nr, errno := n.t.open(n) // n.stat takes n.mu
+		if errno != 0 {
+			return nil, errno
+		}
+		n.mu.Lock()
+		if r = n.rd; r == nil {
+			n.rd, r = nr, nr
+		}
+		n.mu.Unlock()
+		if r != nr {
+			nr.close() // a concurrent first read won
 		}
 	}
-	var fl uint32
-	if immutable(n.path) {
-		fl = fuse.FOPEN_KEEP_CACHE
+	if off == 0 && immutable(n.path) {
+		// A reader starting on the file: the sibling read-ahead's cue.
 		n.t.opened(n.path)
 	}
-	return h, fl, 0
+	return r.read(dest, off)
+}
+
+// Flush answers ENOSYS, after which the kernel sends no FLUSH on close
+// for the rest of the mount: nothing is ever written, so there is nothing
+// to flush.
+func (n *node) Flush(ctx context.Context, f gofs.FileHandle) syscall.Errno {
+	n.t.flushes.Add(1)
+	return syscall.ENOSYS
+}
+
+// OnForget closes the node's reader when the kernel has forgotten the
+// inode.
+func (n *node) OnForget() {
+	n.mu.Lock()
+	r := n.rd
+	n.rd = nil
+	n.mu.Unlock()
+	if r != nil {
+		r.close()
+	}
 }
 
 // OpendirHandle returns a streaming directory handle: entries are read from
@@ -438,12 +485,13 @@ func contentID(p string, info fs.FileInfo) string {
 	return ""
 }
 
-// fileHandle is one open file. Reads of a file larger than one block go
-// through the mount's block cache over ReadAt when the restore tree's file
-// supports it, so a read at any offset fetches only the blocks it covers,
-// each block is decoded once however many reads want it, and sequential
-// readers get read-ahead. Smaller files are read with ReadAt directly.
-type fileHandle struct {
+// reader reads one file of the tree. Reads of a file larger than one
+// block go through the mount's block cache over ReadAt when the restore
+// tree's file supports it, so a read at any offset fetches only the blocks
+// it covers, each block is decoded once however many reads want it, and
+// sequential readers get read-ahead. Smaller files are read with ReadAt
+// directly. It is safe for concurrent use.
+type reader struct {
 	t    *tree
 	path string
 	f    fs.File
@@ -457,81 +505,117 @@ type fileHandle struct {
 	pos int64      // sequential fallback: bytes consumed from f
 }
 
+// open opens n's file for reading.
+func (t *tree) open(n *node) (*reader, syscall.Errno) {
+	f, err := t.fsys.Open(n.path)
+	if err != nil {
+		return nil, t.errno("open", n.path, err)
+	}
+	r := &reader{t: t, path: n.path, f: f}
+	r.ra, _ = f.(io.ReaderAt)
+	r.seek, _ = f.(io.Seeker)
+	if r.ra != nil {
+		if info, errno := n.stat(); errno == 0 && info.Mode().IsRegular() {
+			id := contentID(n.path, info)
+			if info.Size() > blockcache.BlockSize {
+				r.bf = t.blocks.Open(id, r.ra, info.Size())
+			} else {
+				// One block: nothing to read ahead, and the pool keeps
+				// the decoded object; a copy into the block cache would
+				// only cost an allocation and a copy.
+				r.warmID = id
+			}
+		}
+	}
+	return r, 0
+}
+
+// fileHandle is one open of a file whose open the kernel asked about.
+type fileHandle struct{ r *reader }
+
 func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return h.r.read(dest, off)
+}
+
+func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
+	h.r.close()
+	return 0
+}
+
+func (r *reader) read(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	var (
 		n   int
 		err error
 	)
 	switch {
-	case h.bf != nil:
+	case r.bf != nil:
 		// One block: answer straight from the cache, without a copy.
-		b, err := h.bf.Slice(off, len(dest))
+		b, err := r.bf.Slice(off, len(dest))
 		if err == io.EOF {
 			return fuse.ReadResultData(nil), 0
 		}
 		if err != nil {
-			return nil, h.t.errno("read", h.path, err)
+			return nil, r.t.errno("read", r.path, err)
 		}
-		if len(b) == len(dest) || off+int64(len(b)) >= h.bf.Size() {
+		if len(b) == len(dest) || off+int64(len(b)) >= r.bf.Size() {
 			return fuse.ReadResultData(b), 0
 		}
 		// Across a block boundary: copy both parts.
 		n = copy(dest, b)
-		k, rerr := h.bf.ReadAt(dest[n:], off+int64(n))
+		k, rerr := r.bf.ReadAt(dest[n:], off+int64(n))
 		if rerr != nil && rerr != io.EOF {
-			return nil, h.t.errno("read", h.path, rerr)
+			return nil, r.t.errno("read", r.path, rerr)
 		}
 		return fuse.ReadResultData(dest[:n+k]), 0
-	case h.ra != nil:
-		if h.warmID != "" {
-			h.t.waitWarm(h.warmID)
+	case r.ra != nil:
+		if r.warmID != "" {
+			r.t.waitWarm(r.warmID)
 		}
-		n, err = h.ra.ReadAt(dest, off)
-	case h.seek != nil:
-		h.mu.Lock()
-		if _, err = h.seek.Seek(off, io.SeekStart); err == nil {
-			n, err = io.ReadFull(h.f, dest)
+		n, err = r.ra.ReadAt(dest, off)
+	case r.seek != nil:
+		r.mu.Lock()
+		if _, err = r.seek.Seek(off, io.SeekStart); err == nil {
+			n, err = io.ReadFull(r.f, dest)
 		}
-		h.mu.Unlock()
+		r.mu.Unlock()
 	default:
-		h.mu.Lock()
-		n, err = h.readSequential(dest, off)
-		h.mu.Unlock()
+		r.mu.Lock()
+		n, err = r.readSequential(dest, off)
+		r.mu.Unlock()
 	}
 	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-		return nil, h.t.errno("read", h.path, err)
+		return nil, r.t.errno("read", r.path, err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
 // readSequential serves files that are only io.Readers: it reopens the
-// file to go backwards and discards to go forwards.
-func (h *fileHandle) readSequential(dest []byte, off int64) (int, error) {
-	if off < h.pos {
-		f, err := h.t.fsys.Open(h.path)
+// file to go backwards and discards to go forwards. The caller holds mu.
+func (r *reader) readSequential(dest []byte, off int64) (int, error) {
+	if off < r.pos {
+		f, err := r.t.fsys.Open(r.path)
 		if err != nil {
 			return 0, err
 		}
-		h.f.Close()
-		h.f, h.pos = f, 0
+		r.f.Close()
+		r.f, r.pos = f, 0
 	}
-	if off > h.pos {
-		k, err := io.CopyN(io.Discard, h.f, off-h.pos)
-		h.pos += k
+	if off > r.pos {
+		k, err := io.CopyN(io.Discard, r.f, off-r.pos)
+		r.pos += k
 		if err != nil {
 			return 0, err
 		}
 	}
-	n, err := io.ReadFull(h.f, dest)
-	h.pos += int64(n)
+	n, err := io.ReadFull(r.f, dest)
+	r.pos += int64(n)
 	return n, err
 }
 
-func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.f.Close()
-	return 0
+func (r *reader) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.f.Close()
 }
 
 // dirHandle streams a directory. For READDIRPLUS, go-fuse asks it to look up
