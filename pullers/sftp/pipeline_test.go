@@ -242,12 +242,13 @@ func TestPipelineCancel(t *testing.T) {
 			stored.Store(pr.Files)
 		}})
 	}()
-	// Wait until files are stored and a hanging one is in flight with
-	// others. (pkg/sftp's server answers in request order, so the hanging
-	// read also holds back the answers to requests sent after it: how
-	// many more get opened varies.)
+	// Wait until a hanging file is in flight with others. (pkg/sftp's
+	// server answers in request order, so the hanging read also holds back
+	// the answers to requests sent after it: how many more get opened, and
+	// whether any file is stored before the cancel, varies with the
+	// scheduling — CI under load saw 12 opened and only the root stored.)
 	deadline := time.After(time.Minute)
-	for stored.Load() < 2 || opened() < 11 {
+	for opened() < 11 {
 		select {
 		case err := <-errc:
 			t.Fatalf("the pull ended before the cancel: %v", err)
