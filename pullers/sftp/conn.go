@@ -132,114 +132,281 @@ func (c *conn) alive() bool {
 	return err == nil
 }
 
-// listMeter watches the SFTP packets the server sends and meters the
-// listing replies (SSH_FXP_NAME): while armed, it counts their bytes and
-// names and cancels the listing once it goes over its budget. File data
-// (SSH_FXP_DATA) read at the same time by other requests is not counted.
-// The packet framing is parsed on the side; pkg/sftp does the real
-// decoding.
+// listMeter watches the SFTP packets of a session in both directions and
+// meters the replies (SSH_FXP_NAME) to the READDIRs of each armed
+// listing: it counts their bytes and names and cancels that listing once
+// it goes over its budget. Several listings may be armed at once: a
+// listing is known by the path its OPENDIR names, its handle by the
+// HANDLE reply to that OPENDIR, its READDIRs by that handle, and their
+// replies by request id. File data (SSH_FXP_DATA) and the replies to
+// other requests are not counted. The framing is parsed on the side;
+// pkg/sftp does the real encoding and decoding.
 type listMeter struct {
-	r io.Reader
+	r  io.Reader
+	w  io.WriteCloser
+	rf framer // replies, parsed by the one goroutine that reads the session
+	wf framer // requests, parsed under pkg/sftp's write lock, before they are sent
 
-	// Parser state, used by the one goroutine that reads the session.
-	hdr  [13]byte // length, type, id, count
-	hn   int      // header bytes collected
-	left int64    // body bytes of the current packet still to pass
+	mu      sync.Mutex
+	byPath  map[string]*metered
+	opens   map[uint32]*metered // OPENDIR id
+	handles map[string]*metered
+	reads   map[uint32]*metered // READDIR id
+}
 
-	mu       sync.Mutex
+// metered is one armed listing.
+type metered struct {
+	path     string
 	bytes    int64
 	names    int64
 	maxBytes int64
 	maxNames int64
 	cancel   func()
 	over     string // "bytes" or "names": which budget was exceeded
+	handle   string
+	ids      []uint32 // its OPENDIR and READDIRs waiting for a reply
 }
 
-const fxpName = 104 // SSH_FXP_NAME
+// SFTP packet types ([draft-ietf-secsh-filexfer-02]).
+const (
+	fxpClose   = 4
+	fxpOpendir = 11
+	fxpReaddir = 12
+	fxpStatus  = 101
+	fxpHandle  = 102
+	fxpName    = 104
+)
+
+// maxHandle is the longest handle SFTP allows (256 bytes); maxMeterPath
+// the longest OPENDIR path matched to an armed listing.
+const (
+	maxHandle    = 256
+	maxMeterPath = 256 << 10
+)
+
+func newListMeter(r io.Reader, w io.WriteCloser) *listMeter {
+	m := &listMeter{r: r, w: w, byPath: map[string]*metered{}, opens: map[uint32]*metered{},
+		handles: map[string]*metered{}, reads: map[uint32]*metered{}}
+	m.rf.want = func(typ byte) int {
+		switch typ {
+		case fxpHandle:
+			return maxHandle + 1 // one more: to see a handle that is too long
+		case fxpName, fxpStatus:
+			return 0
+		}
+		return -1
+	}
+	m.rf.got = m.reply
+	m.wf.want = func(typ byte) int {
+		switch typ {
+		case fxpOpendir:
+			return maxMeterPath
+		case fxpReaddir, fxpClose:
+			return maxHandle
+		}
+		return -1
+	}
+	m.wf.got = m.request
+	return m
+}
 
 func (m *listMeter) Read(p []byte) (int, error) {
 	n, err := m.r.Read(p)
-	m.scan(p[:n])
+	m.rf.scan(p[:n])
 	return n, err
 }
 
-// want is how many header bytes the current packet has: 4 (length), the
-// type, and for a NAME reply the id and the count of names.
-func (m *listMeter) want() int {
-	w := 5
-	if m.hn >= 5 && m.hdr[4] == fxpName {
-		w = 13
-	}
-	if m.hn >= 4 {
-		w = int(min(int64(w), 4+int64(binary.BigEndian.Uint32(m.hdr[:4]))))
-	}
-	return w
+func (m *listMeter) Write(p []byte) (int, error) {
+	m.wf.scan(p) // before the server can answer
+	return m.w.Write(p)
 }
 
-func (m *listMeter) scan(p []byte) {
-	for len(p) > 0 {
-		if m.left > 0 {
-			k := min(int64(len(p)), m.left)
-			m.left -= k
-			p = p[k:]
-			continue
-		}
-		k := copy(m.hdr[m.hn:m.want()], p)
-		m.hn += k
-		p = p[k:]
-		if m.hn < m.want() {
-			continue
-		}
-		length := int64(binary.BigEndian.Uint32(m.hdr[:4]))
-		if m.hn >= 5 && m.hdr[4] == fxpName {
-			var count int64
-			if m.hn >= 13 {
-				count = int64(binary.BigEndian.Uint32(m.hdr[9:13]))
-			}
-			m.note(4+length, count)
-		}
-		m.left = 4 + length - int64(m.hn)
-		m.hn = 0
-	}
-}
+func (m *listMeter) Close() error { return m.w.Close() }
 
-func (m *listMeter) note(bytes, names int64) {
+// request notes an OPENDIR of an armed path, or a READDIR or CLOSE of an
+// armed listing's handle.
+func (m *listMeter) request(typ byte, id uint32, _ int64, str []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cancel == nil {
+	switch typ {
+	case fxpOpendir:
+		if l := m.byPath[string(str)]; l != nil && l.cancel != nil {
+			m.opens[id] = l
+			l.ids = append(l.ids, id)
+		}
+	case fxpReaddir:
+		if l := m.handles[string(str)]; l != nil {
+			m.reads[id] = l
+			l.ids = append(l.ids, id)
+		}
+	case fxpClose:
+		delete(m.handles, string(str))
+	}
+}
+
+// reply meters a NAME reply to a metered READDIR and learns the handle
+// of a metered OPENDIR.
+func (m *listMeter) reply(typ byte, id uint32, length int64, str []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch typ {
+	case fxpHandle:
+		l := m.opens[id]
+		if l == nil {
+			return
+		}
+		delete(m.opens, id)
+		if len(str) > maxHandle {
+			l.overLocked("bytes") // no valid handle: nothing to meter the listing by
+			return
+		}
+		l.handle = string(str)
+		m.handles[l.handle] = l
+	case fxpStatus:
+		delete(m.opens, id)
+		delete(m.reads, id)
+	case fxpName:
+		l := m.reads[id]
+		if l == nil {
+			return
+		}
+		delete(m.reads, id)
+		var count int64
+		if len(str) >= 4 {
+			count = int64(binary.BigEndian.Uint32(str[:4]))
+		}
+		l.noteLocked(4+length, count)
+	}
+}
+
+func (l *metered) noteLocked(bytes, names int64) {
+	if l.cancel == nil {
 		return
 	}
 	// A reply arriving when a budget is already spent cancels the
 	// listing (and is lost with it); the one that goes over is still
 	// read, so the listing keeps every name up to the budget.
 	switch {
-	case m.bytes > m.maxBytes:
-		m.over = "bytes"
-	case m.names >= m.maxNames:
-		m.over = "names"
+	case l.bytes > l.maxBytes:
+		l.overLocked("bytes")
+	case l.names >= l.maxNames:
+		l.overLocked("names")
 	default:
-		m.bytes += bytes
-		m.names += names
+		l.bytes += bytes
+		l.names += names
+	}
+}
+
+func (l *metered) overLocked(what string) {
+	if l.cancel == nil {
 		return
 	}
-	m.cancel()
-	m.cancel = nil
+	l.over = what
+	l.cancel()
+	l.cancel = nil
 }
 
-// arm calls cancel once the listing replies from now on exceed maxBytes
-// bytes or maxNames names.
-func (m *listMeter) arm(maxBytes, maxNames int64, cancel func()) {
+// arm meters the listing of path (as given to ReadDir): cancel is called
+// once its replies from now on exceed maxBytes bytes or maxNames names.
+// One path is armed at most once at a time.
+func (m *listMeter) arm(path string, maxBytes, maxNames int64, cancel func()) *metered {
+	l := &metered{path: path, maxBytes: maxBytes, maxNames: maxNames, cancel: cancel}
+	if len(path) > maxMeterPath {
+		l.over = "bytes" // never seen whole: not listed
+		cancel()
+		l.cancel = nil
+		return l
+	}
 	m.mu.Lock()
-	m.bytes, m.names, m.maxBytes, m.maxNames, m.cancel, m.over = 0, 0, maxBytes, maxNames, cancel, ""
+	m.byPath[path] = l
 	m.mu.Unlock()
+	return l
 }
 
-// disarm ends the metering and says which budget was exceeded, if any.
-func (m *listMeter) disarm() string {
+// disarm ends the metering of l and says which budget was exceeded, if
+// any.
+func (m *listMeter) disarm(l *metered) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.cancel = nil
-	return m.over
+	if m.byPath[l.path] == l {
+		delete(m.byPath, l.path)
+	}
+	for _, id := range l.ids {
+		if m.opens[id] == l {
+			delete(m.opens, id)
+		}
+		if m.reads[id] == l {
+			delete(m.reads, id)
+		}
+	}
+	if l.handle != "" && m.handles[l.handle] == l {
+		delete(m.handles, l.handle)
+	}
+	l.cancel = nil
+	return l.over
+}
+
+// framer splits a stream of SFTP packets (uint32 length, byte type,
+// uint32 id, ...) and hands got each packet's type, id, length and, for
+// the types want names, the first string after the id (at most
+// want(type) bytes of it; 0: the raw uint32 after the id instead, for
+// NAME's count). It keeps no more than that of any packet.
+type framer struct {
+	want func(typ byte) int // < 0: only the type
+	got  func(typ byte, id uint32, length int64, str []byte)
+
+	hdr  []byte
+	left int64 // body bytes of the current packet still to pass
+}
+
+// need is how many bytes of the current packet to collect, given hdr.
+func (f *framer) need() int {
+	n := 5
+	if len(f.hdr) >= 5 {
+		switch w := f.want(f.hdr[4]); {
+		case w < 0:
+		case len(f.hdr) < 13 || w == 0:
+			n = 13 // id and the string's length (or NAME's count)
+		default:
+			n = 13 + int(min(int64(binary.BigEndian.Uint32(f.hdr[9:13])), int64(w)))
+		}
+	}
+	if len(f.hdr) >= 4 {
+		n = int(min(int64(n), 4+int64(binary.BigEndian.Uint32(f.hdr[:4]))))
+	}
+	return n
+}
+
+func (f *framer) scan(p []byte) {
+	for len(p) > 0 {
+		if f.left > 0 {
+			k := min(int64(len(p)), f.left)
+			f.left -= k
+			p = p[k:]
+			continue
+		}
+		for len(p) > 0 && len(f.hdr) < f.need() {
+			k := min(len(p), f.need()-len(f.hdr))
+			f.hdr = append(f.hdr, p[:k]...)
+			p = p[k:]
+		}
+		if len(f.hdr) < f.need() {
+			return
+		}
+		length := int64(binary.BigEndian.Uint32(f.hdr[:4]))
+		if len(f.hdr) >= 9 {
+			var str []byte
+			if len(f.hdr) >= 13 {
+				str = f.hdr[9:]
+				if w := f.want(f.hdr[4]); w > 0 {
+					str = f.hdr[13:]
+				}
+			}
+			f.got(f.hdr[4], binary.BigEndian.Uint32(f.hdr[5:9]), length, str)
+		}
+		f.left = 4 + length - int64(len(f.hdr))
+		f.hdr = f.hdr[:0]
+	}
 }
 
 // HostKeyString formats a key in authorized_keys format, as
@@ -333,8 +500,8 @@ func (p *Puller) dial(ctx context.Context, t *target) (*conn, error) {
 		client.Close()
 		return fail(fmt.Errorf("sftp %s: %w", t.addr, err))
 	}
-	in := &listMeter{r: rd}
-	c, err := sftp.NewClientPipe(in, wr,
+	in := newListMeter(rd, wr)
+	c, err := sftp.NewClientPipe(in, in,
 		sftp.UseConcurrentReads(true),
 		sftp.UseFstat(true),
 		sftp.MaxConcurrentRequestsPerFile(64),

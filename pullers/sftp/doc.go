@@ -68,6 +68,15 @@
 // Previous snapshot lookups (the incremental skip) run in the walk, so a
 // reused file costs no request at all.
 //
+// Directories are listed ahead of the walk (pullers/internal/walk.Lister):
+// up to 8 listings (OPENDIR, READDIRs, CLOSE) at once over the same
+// session, always the next ones in walk order, at most 32 listed and not
+// yet walked. The walk's order and what it stores are the same as with
+// one listing at a time; only the waiting for round trips overlaps. A
+// listing, READLINK or LSTAT that failed because the session dropped
+// under another request is tried again on the new session (Retries
+// times).
+//
 // # Hostile servers
 //
 // Every name is checked (pool.ValidName: no "/", NUL, "." or ".."; pkg/sftp
@@ -78,8 +87,10 @@
 // the session is replaced); one directory may hold at most MaxEntries
 // names (default 1<<20; the first ones are kept and an error naming the
 // directory is recorded). Both are counted on the SSH_FXP_NAME replies as
-// they arrive, so file data read meanwhile does not count, and a listing
-// is cut without being held in memory whole. Directories nest at most
+// they arrive, each listing's own (told apart by the handle its OPENDIR
+// got and the ids of its READDIRs, read off the packets both ways), so
+// file data and other listings read meanwhile do not count, and a
+// listing is cut without being held in memory whole. Directories nest at most
 // MaxDepth deep. Nothing is ever written on the host by a pull.
 //
 // # Errors and retries

@@ -22,6 +22,7 @@ import (
 	"github.com/cairn-backup/cairn/pool"
 	"github.com/cairn-backup/cairn/pullers"
 	"github.com/cairn-backup/cairn/pullers/internal/ahead"
+	"github.com/cairn-backup/cairn/pullers/internal/walk"
 )
 
 // Method is the source method name this puller registers.
@@ -172,16 +173,12 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	if err := w.options(); err != nil {
 		return err
 	}
-	for _, pat := range j.Source.Excludes {
-		pat = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(pat, "./"), "/"), "/")
-		if pat == "" {
-			continue
-		}
-		if _, err := path.Match(pat, ""); err != nil {
-			return fmt.Errorf("sftp %s: exclude pattern %q: %w", t.addr, pat, err)
-		}
-		w.excludes = append(w.excludes, pat)
+	if w.excludes, err = walk.ParseExcludes(j.Source.Excludes); err != nil {
+		return fmt.Errorf("sftp %s: %w", t.addr, err)
 	}
+	w.pipe = walk.New(walk.Config{Job: j, Workers: p.Workers, MaxBytes: p.MaxInFlight,
+		Where: w.where, Full: w.fullRead, Fetch: w.fetch, Store: w.storeFile,
+		Close: func() { w.conn().Close() }})
 	w.cn, err = p.dial(ctx, t)
 	if err != nil {
 		return err
@@ -201,7 +198,7 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 		if err := j.Sink.Add(ctx, ".", e, nil); err != nil {
 			return fmt.Errorf("sftp %s:%s: store the root: %w", t.addr, w.base, err)
 		}
-		w.added(&e)
+		w.pipe.Added(&e)
 		return w.run(ctx, func(ctx context.Context) error { return w.walkDir(ctx, "", 0) })
 	}
 	// Several paths: each at its own absolute location below a synthetic
@@ -211,7 +208,7 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	if err := j.Sink.Add(ctx, ".", root, nil); err != nil {
 		return fmt.Errorf("sftp %s: store the root: %w", t.addr, err)
 	}
-	w.added(&root)
+	w.pipe.Added(&root)
 	return w.run(ctx, func(ctx context.Context) error {
 		for _, r := range roots {
 			if err := w.walkRoot(ctx, strings.TrimPrefix(r, "/")); err != nil {
@@ -222,17 +219,14 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	})
 }
 
-// walker is the state of one pull. The walk (listing directories,
-// deciding what to fetch, starting the fetches) runs on one goroutine, the
-// producer; the sink is fed on another, the consumer (the caller of
-// Pull), in walk order, from the items the producer sends; the fetches
-// run on the ahead.Fetcher's workers in between.
+// walker is the state of one pull: the walk runs on the producer of a
+// walk.Pipe, with its listings from a walk.Lister.
 type walker struct {
 	p          *Puller
 	j          *pullers.Job
 	t          *target
 	base       string // remote path of the snapshot root
-	excludes   []string
+	excludes   walk.Excludes
 	maxDepth   int
 	maxList    int64
 	maxEntries int
@@ -245,33 +239,10 @@ type walker struct {
 	cn      *conn
 	redials int
 
-	f       *ahead.Fetcher
-	out     chan item
-	walkErr error // the producer's, read after out is closed
-
-	progMu sync.Mutex
-	prog   pullers.Progress
+	pipe   *walk.Pipe
+	lister *walk.Lister[[]os.FileInfo]
 
 	dirsSeen map[string]bool // producer only: multi-path directories already emitted
-}
-
-type itemKind uint8
-
-const (
-	itemAdd  itemKind = iota // a non-file entry (or an empty file's)
-	itemFile                 // a file being fetched into buf
-	itemSkip                 // a file reused from the previous snapshot
-	itemErr                  // a per-file error
-)
-
-// item is one step of the walk, for the consumer.
-type item struct {
-	kind itemKind
-	rel  string
-	e    pool.Entry // itemSkip: the listed entry, skip is what to add
-	skip pool.Entry
-	buf  *ahead.Buffer
-	err  error
 }
 
 // head is what a fetch tells the consumer before the content.
@@ -287,103 +258,21 @@ func (w *walker) conn() *conn {
 	return w.cn
 }
 
-// run feeds the sink from a producer running walk, with the files
-// fetched ahead by a Fetcher.
-func (w *walker) run(ctx context.Context, walk func(context.Context) error) error {
-	workers, maxBytes := w.p.Workers, w.p.MaxInFlight
-	if workers <= 0 {
-		workers = DefaultWorkers
-	}
-	if maxBytes <= 0 {
-		maxBytes = DefaultMaxInFlight
-	}
-	w.f = ahead.New(ctx, workers, maxBytes, 0)
-	w.out = make(chan item, 256)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(w.out)
-		w.walkErr = walk(w.f.Context())
-	}()
-	err := w.consume(ctx)
-	// Stop the producer and the fetches: closing the session ends any
-	// request still waiting for the server.
-	w.f.Stop()
-	w.conn().Close()
-	<-done
-	w.f.Wait()
-	if err != nil {
-		return err
-	}
-	w.report()
-	return nil
-}
+// Listing ahead: listAhead directories listed at once over the session
+// while the walk works, listHeld at most in flight or waiting for it.
+const (
+	listAhead = 8
+	listHeld  = 32
+)
 
-func (w *walker) consume(ctx context.Context) error {
-	rejected := "" // a directory the sink rejected: its subtree is dropped
-	for {
-		var it item
-		var ok bool
-		select {
-		case it, ok = <-w.out:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if !ok {
-			if w.walkErr != nil && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return w.walkErr
-		}
-		if err := ctx.Err(); err != nil {
-			if it.buf != nil {
-				it.buf.Close()
-			}
-			return err
-		}
-		if rejected != "" && strings.HasPrefix(it.rel, rejected+"/") {
-			if it.buf != nil {
-				it.buf.Close()
-			}
-			continue
-		}
-		var err error
-		switch it.kind {
-		case itemErr:
-			w.recordError(it.rel, it.err)
-		case itemAdd:
-			var ok bool
-			ok, err = w.add(ctx, it.rel, it.e)
-			if !ok && err == nil && it.e.Type == pool.TypeDir {
-				rejected = it.rel
-			}
-		case itemSkip:
-			err = w.storeSkip(ctx, it)
-		case itemFile:
-			err = w.storeFile(ctx, it.rel, it.e, it.buf)
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-// emit hands it to the consumer (producer side).
-func (w *walker) emit(ctx context.Context, it item) error {
-	select {
-	case w.out <- it:
-		return nil
-	case <-ctx.Done():
-		if it.buf != nil {
-			it.buf.Close()
-		}
-		return ctx.Err()
-	}
-}
-
-// fail records a per-file error found by the producer.
-func (w *walker) fail(ctx context.Context, rel string, err error) error {
-	return w.emit(ctx, item{kind: itemErr, rel: rel, err: err})
+// run runs walk on the pipe's producer with a Lister.
+func (w *walker) run(ctx context.Context, walkFn func(context.Context) error) error {
+	return w.pipe.Run(ctx, func(ctx context.Context) error {
+		w.lister = walk.NewLister(ctx, walk.ListerConfig[[]os.FileInfo]{
+			List: w.listDir, Children: w.children, InFlight: listAhead, Held: listHeld})
+		defer w.lister.Close()
+		return walkFn(ctx)
+	})
 }
 
 func (w *walker) options() error {
@@ -434,89 +323,6 @@ func (w *walker) remote(rel string) string {
 
 func (w *walker) where(rel string) string {
 	return fmt.Sprintf("sftp %s:%s", w.t.addr, w.remote(rel))
-}
-
-func (w *walker) excluded(rel string) bool {
-	for _, pat := range w.excludes {
-		if ok, _ := path.Match(pat, rel); ok {
-			return true
-		}
-		if !strings.Contains(pat, "/") {
-			if ok, _ := path.Match(pat, path.Base(rel)); ok {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// recordError, added and report are the consumer's; setPath the
-// producer's. Progress is called under progMu, so never concurrently.
-func (w *walker) recordError(rel string, err error) {
-	w.j.Sink.RecordError(rel, fmt.Errorf("%s: %w", w.where(rel), err))
-	w.progMu.Lock()
-	w.prog.Errors++
-	w.reportLocked()
-	w.progMu.Unlock()
-}
-
-func (w *walker) report() {
-	w.progMu.Lock()
-	w.prog.Path = ""
-	w.reportLocked()
-	w.progMu.Unlock()
-}
-
-func (w *walker) reportLocked() {
-	if w.j.Progress != nil {
-		w.j.Progress(w.prog)
-	}
-}
-
-// setPath reports rel as the current path: the producer calls it before
-// it starts fetching rel, so a Progress hook that changes the source sees
-// every later file fetched after it returns.
-func (w *walker) setPath(rel string) {
-	w.progMu.Lock()
-	w.prog.Path = rel
-	w.reportLocked()
-	w.progMu.Unlock()
-}
-
-func (w *walker) added(e *pool.Entry) {
-	w.progMu.Lock()
-	w.prog.Files++
-	if e.Type == pool.TypeFile {
-		w.prog.Bytes += e.Size
-	}
-	w.reportLocked()
-	w.progMu.Unlock()
-}
-
-func (w *walker) skipped() {
-	w.progMu.Lock()
-	w.prog.Skipped++
-	w.progMu.Unlock()
-}
-
-// add stores a non-file entry; a rejected entry is a per-file error.
-func (w *walker) add(ctx context.Context, rel string, e pool.Entry) (bool, error) {
-	if err := w.j.Sink.Add(ctx, rel, e, nil); err != nil {
-		return false, w.addFailed(ctx, rel, err)
-	}
-	w.added(&e)
-	return true, nil
-}
-
-func (w *walker) addFailed(ctx context.Context, rel string, err error) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if errors.Is(err, pool.ErrEntry) {
-		w.recordError(rel, err)
-		return nil
-	}
-	return fmt.Errorf("%s: store: %w", w.where(rel), err)
 }
 
 // entry converts SFTP attributes (v3: mode, uid, gid, mtime in seconds,
@@ -585,18 +391,25 @@ func (w *walker) walkRoot(ctx context.Context, rel string) error {
 		if w.dirsSeen[cur] {
 			continue
 		}
-		fi, err := w.conn().c.Lstat(w.remote(cur))
+		var fi os.FileInfo
+		err := w.retry(ctx, func(cn *conn) (err error) {
+			fi, err = cn.c.Lstat(w.remote(cur))
+			return err
+		})
+		if fe := (*fatalError)(nil); errors.As(err, &fe) {
+			return fe.error
+		}
 		if err != nil {
-			return w.fail(ctx, cur, fmt.Errorf("stat: %w", err))
+			return w.pipe.Fail(ctx, cur, fmt.Errorf("stat: %w", err))
 		}
 		e := w.entry(els[i], fi)
 		if i == len(els)-1 {
 			return w.visit(ctx, cur, e, 0)
 		}
 		if e.Type != pool.TypeDir {
-			return w.fail(ctx, cur, errors.New("not a directory on the way to a source path"))
+			return w.pipe.Fail(ctx, cur, errors.New("not a directory on the way to a source path"))
 		}
-		if err := w.emitAdd(ctx, cur, e); err != nil {
+		if err := w.pipe.Add(ctx, cur, e); err != nil {
 			return err
 		}
 		w.dirsSeen[cur] = true
@@ -604,19 +417,15 @@ func (w *walker) walkRoot(ctx context.Context, rel string) error {
 	return nil
 }
 
-func (w *walker) emitAdd(ctx context.Context, rel string, e pool.Entry) error {
-	w.setPath(rel)
-	return w.emit(ctx, item{kind: itemAdd, rel: rel, e: e})
-}
-
 // list reads the directory rel: at most maxList bytes of listing and
 // maxEntries names, counted as the server's replies arrive.
 func (w *walker) list(ctx context.Context, cn *conn, rel string) ([]os.FileInfo, error) {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cn.in.arm(w.maxList, int64(w.maxEntries), cancel)
-	fis, err := cn.c.ReadDirContext(lctx, w.remote(rel))
-	over := cn.in.disarm()
+	remote := w.remote(rel)
+	m := cn.in.arm(remote, w.maxList, int64(w.maxEntries), cancel)
+	fis, err := cn.c.ReadDirContext(lctx, remote)
+	over := cn.in.disarm(m)
 	if err == nil && over == "" && len(fis) <= w.maxEntries {
 		return fis, nil
 	}
@@ -633,7 +442,7 @@ func (w *walker) list(ctx context.Context, cn *conn, rel string) ([]os.FileInfo,
 	if err != nil {
 		// The session may still be answering the abandoned listing.
 		if rerr := w.redial(ctx, cn); rerr != nil {
-			return nil, rerr
+			return nil, &fatalError{rerr}
 		}
 	}
 	return fis, &listTruncated{terr}
@@ -641,52 +450,72 @@ func (w *walker) list(ctx context.Context, cn *conn, rel string) ([]os.FileInfo,
 
 type listTruncated struct{ error }
 
+// fatalError ends the pull: no session could be had.
+type fatalError struct{ error }
+
+func (e *fatalError) Unwrap() error { return e.error }
+
+// listDir (the Lister's List, on any goroutine) lists rel.
+func (w *walker) listDir(ctx context.Context, rel string) (fis []os.FileInfo, err error) {
+	err = w.retry(ctx, func(cn *conn) (err error) {
+		fis, err = w.list(ctx, cn, rel)
+		return err
+	})
+	return fis, err
+}
+
+// children (the Lister's) names the subdirectories of rel at depth that
+// walkDir and visit will descend into.
+func (w *walker) children(rel string, depth int, fis []os.FileInfo, _ error) []string {
+	if depth+1 > w.maxDepth {
+		return nil
+	}
+	names, byName, _ := walk.Names(fis, pool.ValidName)
+	var out []string
+	for _, name := range names {
+		child := walk.Join(rel, name)
+		if typeOf(rawMode(byName[name]), byName[name].Mode()) == pool.TypeDir && !w.excludes.Match(child) {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+func rawMode(fi os.FileInfo) uint32 {
+	if st, ok := fi.Sys().(*sftp.FileStat); ok {
+		return st.Mode
+	}
+	return 0
+}
+
 // walkDir emits the children of rel ("" for the root).
 func (w *walker) walkDir(ctx context.Context, rel string, depth int) error {
-	cn := w.conn()
-	fis, err := w.list(ctx, cn, rel)
+	fis, err := w.lister.Get(ctx, rel, depth)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var lt *listTruncated
-		if !errors.As(err, &lt) {
-			if fatal := w.connLost(ctx, cn); fatal != nil {
-				return fatal
-			}
+		if fe := (*fatalError)(nil); errors.As(err, &fe) {
+			return fe.error
 		}
-		if err := w.fail(ctx, relOrDot(rel), fmt.Errorf("read directory: %w", err)); err != nil {
+		if err := w.pipe.Fail(ctx, walk.RelOrDot(rel), fmt.Errorf("read directory: %w", err)); err != nil {
 			return err
 		}
 	}
 	// The server's names are hostile: pkg/sftp already took path.Base;
 	// drop what cannot be one name, and duplicates.
-	byName := make(map[string]os.FileInfo, len(fis))
-	names := make([]string, 0, len(fis))
-	for _, fi := range fis {
-		name := fi.Name()
-		if !pool.ValidName(name) {
-			if err := w.fail(ctx, relOrDot(rel), fmt.Errorf("the server listed an invalid name %q", name)); err != nil {
-				return err
-			}
-			continue
+	names, byName, invalid := walk.Names(fis, pool.ValidName)
+	for _, name := range invalid {
+		if err := w.pipe.Fail(ctx, walk.RelOrDot(rel), fmt.Errorf("the server listed an invalid name %q", name)); err != nil {
+			return err
 		}
-		if _, dup := byName[name]; dup {
-			continue
-		}
-		byName[name] = fi
-		names = append(names, name)
 	}
-	slices.Sort(names)
 	for _, name := range names {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		child := name
-		if rel != "" {
-			child = rel + "/" + name
-		}
-		if w.excluded(child) {
+		child := walk.Join(rel, name)
+		if w.excludes.Match(child) {
 			continue
 		}
 		if err := w.visit(ctx, child, w.entry(name, byName[name]), depth+1); err != nil {
@@ -696,42 +525,66 @@ func (w *walker) walkDir(ctx context.Context, rel string, depth int) error {
 	return nil
 }
 
-func relOrDot(rel string) string {
-	if rel == "" {
-		return "."
-	}
-	return rel
-}
-
 func (w *walker) visit(ctx context.Context, rel string, e pool.Entry, depth int) error {
 	switch e.Type {
 	case pool.TypeDir:
 		if depth > w.maxDepth {
-			return w.fail(ctx, rel, fmt.Errorf("nested deeper than %d directories; not descended", w.maxDepth))
+			return w.pipe.Fail(ctx, rel, fmt.Errorf("nested deeper than %d directories; not descended", w.maxDepth))
 		}
-		if err := w.emitAdd(ctx, rel, e); err != nil {
+		if err := w.pipe.Add(ctx, rel, e); err != nil {
 			return err
 		}
 		return w.walkDir(ctx, rel, depth)
 	case pool.TypeFile:
-		return w.visitFile(ctx, rel, e)
+		return w.pipe.File(ctx, rel, e)
 	case pool.TypeSymlink:
-		cn := w.conn()
-		target, err := cn.c.ReadLink(w.remote(rel))
+		target, err := w.readLink(ctx, rel)
 		if err != nil {
-			if fatal := w.connLost(ctx, cn); fatal != nil {
-				return fatal
+			var fe *fatalError
+			if errors.As(err, &fe) {
+				return fe.error
 			}
-			return w.fail(ctx, rel, fmt.Errorf("readlink: %w", vanished(err)))
+			return w.pipe.Fail(ctx, rel, fmt.Errorf("readlink: %w", vanished(err)))
 		}
 		if strings.IndexByte(target, 0) >= 0 || len(target) > 64<<10 {
-			return w.fail(ctx, rel, errors.New("the server sent an invalid symlink target"))
+			return w.pipe.Fail(ctx, rel, errors.New("the server sent an invalid symlink target"))
 		}
 		e.Target = target
-		return w.emitAdd(ctx, rel, e)
+		return w.pipe.Add(ctx, rel, e)
 	default:
-		return w.emitAdd(ctx, rel, e)
+		return w.pipe.Add(ctx, rel, e)
 	}
+}
+
+// retry runs op on the current session. When op failed because the
+// session dropped (also under another request: listings and fetches run
+// at the same time), it runs again on a new one, Retries times. A failed
+// reconnect is a *fatalError.
+func (w *walker) retry(ctx context.Context, op func(cn *conn) error) error {
+	for attempt := 0; ; attempt++ {
+		cn := w.conn()
+		err := op(cn)
+		var lt *listTruncated
+		var fe *fatalError
+		if err == nil || ctx.Err() != nil || errors.As(err, &lt) || errors.As(err, &fe) || !w.lost(cn) {
+			return err
+		}
+		if rerr := w.redial(ctx, cn); rerr != nil {
+			return &fatalError{rerr}
+		}
+		if attempt >= w.retries {
+			return err
+		}
+	}
+}
+
+// readLink reads the target of the symlink rel.
+func (w *walker) readLink(ctx context.Context, rel string) (target string, err error) {
+	err = w.retry(ctx, func(cn *conn) (err error) {
+		target, err = cn.c.ReadLink(w.remote(rel))
+		return err
+	})
+	return target, err
 }
 
 // vanished rewords "does not exist" for a file listed a moment ago.
@@ -740,18 +593,6 @@ func vanished(err error) error {
 		return fmt.Errorf("vanished during backup: %w", err)
 	}
 	return err
-}
-
-// connLost checks the session cn after an error; a dead one is replaced.
-// It returns an error only when no new session can be had.
-func (w *walker) connLost(ctx context.Context, cn *conn) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if !w.lost(cn) {
-		return nil
-	}
-	return w.redial(ctx, cn)
 }
 
 // lost: cn was replaced, or does not answer.
@@ -786,49 +627,6 @@ func (w *walker) redial(ctx context.Context, old *conn) error {
 	return nil
 }
 
-func (w *walker) previous(ctx context.Context, rel string) (pool.Entry, bool) {
-	if w.j.Previous == nil {
-		return pool.Entry{}, false
-	}
-	e, ok, err := w.j.Previous.Lookup(ctx, rel)
-	if err != nil || !ok {
-		return pool.Entry{}, false
-	}
-	return e, true
-}
-
-// visitFile (producer) emits a file: reused when size and mtime match the
-// previous snapshot, else fetched ahead.
-func (w *walker) visitFile(ctx context.Context, rel string, e pool.Entry) error {
-	w.setPath(rel)
-	if prev, ok := w.previous(ctx, rel); ok && !w.fullRead(rel) && prev.Type == pool.TypeFile &&
-		prev.Size == e.Size && prev.ModTime == e.ModTime && e.Size > 0 && !prev.Content.IsZero() {
-		skip := e
-		skip.Content, skip.Chunked = prev.Content, prev.Chunked
-		return w.emit(ctx, item{kind: itemSkip, rel: rel, e: e, skip: skip})
-	}
-	b, err := w.f.Start(e.Size, w.fetch(rel, e))
-	if err != nil {
-		return err
-	}
-	return w.emit(ctx, item{kind: itemFile, rel: rel, e: e, buf: b})
-}
-
-// storeSkip (consumer) adds a reused file; when its content is gone from
-// the pool, the file is read after all.
-func (w *walker) storeSkip(ctx context.Context, it item) error {
-	err := w.j.Sink.Add(ctx, it.rel, it.skip, nil)
-	if err == nil {
-		w.skipped()
-		w.added(&it.skip)
-		return nil
-	}
-	if !errors.Is(err, pool.ErrContentMissing) || ctx.Err() != nil {
-		return w.addFailed(ctx, it.rel, err)
-	}
-	return w.storeFile(ctx, it.rel, it.e, w.f.Direct(it.e.Size, w.fetch(it.rel, it.e)))
-}
-
 // storeFile (consumer) adds a fetched file. When the fetch failed because
 // the session dropped, the file is fetched again on a new session
 // (Retries times), then recorded as a per-file error.
@@ -845,13 +643,13 @@ func (w *walker) storeFile(ctx context.Context, rel string, e pool.Entry, b *ahe
 			return ctx.Err()
 		}
 		if attempt >= w.retries || !w.lost(cn) {
-			w.recordError(rel, ferr)
+			w.pipe.RecordError(rel, ferr)
 			return nil // a file error, not the connection: no retry
 		}
 		if err := w.redial(ctx, cn); err != nil {
 			return err
 		}
-		b = w.f.Direct(e.Size, w.fetch(rel, e))
+		b = w.pipe.Refetch(rel, e)
 	}
 }
 
@@ -872,7 +670,7 @@ func (w *walker) store(ctx context.Context, rel string, b *ahead.Buffer) (done b
 	}
 	err = w.j.Sink.Add(ctx, rel, h.e, b)
 	if err == nil {
-		w.added(&h.e)
+		w.pipe.Added(&h.e)
 		return true, nil, nil, nil
 	}
 	if ctx.Err() != nil {

@@ -52,6 +52,9 @@
 // window of at most 8 MiB refilled as the sink reads; beyond the cap each
 // worker may have its 16 reads (1 MiB) on the wire. Progress.Path is the
 // file whose fetch is starting; the counters are what the sink stored.
+// Directories are listed ahead of the walk (pullers/internal/walk.Lister):
+// up to 4 listings at once, the next ones in walk order, at most 16
+// listed and not yet walked; the walk's order and result are unchanged.
 //
 // SMB credits: go-smb2 keeps a balance of 128 credits and, when
 // concurrent requests have drained it, sends a request with too low a

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairn-backup/cairn/pullers"
+	"github.com/cairn-backup/cairn/pullers/internal/walk"
 )
 
 // RestoreOptions say where a restore writes.
@@ -116,7 +117,7 @@ func (p *Puller) Restore(ctx context.Context, fsys fs.FS, subtree string, s pull
 			rel = ""
 		}
 		if err != nil {
-			fail(relOrDot(rel), err)
+			fail(walk.RelOrDot(rel), err)
 			if d != nil && d.IsDir() {
 				return fs.SkipDir
 			}
@@ -124,7 +125,7 @@ func (p *Puller) Restore(ctx context.Context, fsys fs.FS, subtree string, s pull
 		}
 		fi, err := d.Info()
 		if err != nil {
-			fail(relOrDot(rel), err)
+			fail(walk.RelOrDot(rel), err)
 			return nil
 		}
 		mode := fi.Mode()
@@ -158,7 +159,7 @@ func (p *Puller) Restore(ctx context.Context, fsys fs.FS, subtree string, s pull
 	}
 	for _, d := range slices.Backward(dirs) {
 		if err := sh.Chtimes(w.remote(d.rel), d.mtime, d.mtime); err != nil {
-			fail(relOrDot(d.rel), fmt.Errorf("chtimes %s: %w", w.where(d.rel), err))
+			fail(walk.RelOrDot(d.rel), fmt.Errorf("chtimes %s: %w", w.where(d.rel), err))
 		}
 	}
 	return res, nil

@@ -24,6 +24,7 @@ import (
 	"github.com/cairn-backup/cairn/pool"
 	"github.com/cairn-backup/cairn/pullers"
 	"github.com/cairn-backup/cairn/pullers/internal/ahead"
+	"github.com/cairn-backup/cairn/pullers/internal/walk"
 )
 
 // Method is the source method name this puller registers.
@@ -284,16 +285,17 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 			return fmt.Errorf("smb %s: option full=%q: want true or false", t.addr, v)
 		}
 	}
-	for _, pat := range j.Source.Excludes {
-		pat = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(pat, "./"), "/"), "/")
-		if pat == "" {
-			continue
-		}
-		if _, err := path.Match(pat, ""); err != nil {
-			return fmt.Errorf("smb %s: exclude pattern %q: %w", t.addr, pat, err)
-		}
-		w.excludes = append(w.excludes, pat)
+	if w.excludes, err = walk.ParseExcludes(j.Source.Excludes); err != nil {
+		return fmt.Errorf("smb %s: %w", t.addr, err)
 	}
+	w.pipe = walk.New(walk.Config{Job: j, Workers: p.Workers, MaxBytes: p.MaxInFlight,
+		Where: w.where, Explain: explain, Fetch: w.fetch,
+		Full: func(string) bool { return w.full },
+		Store: func(ctx context.Context, rel string, _ pool.Entry, b *ahead.Buffer) error {
+			return w.store(ctx, rel, b)
+		},
+		Interrupted: func(ctx context.Context) error { return w.fatal(ctx, "", ctx.Err()) },
+		Close:       func() { w.cn.Close() }})
 	w.cn, err = p.dial(ctx, t)
 	if err != nil {
 		return err
@@ -312,8 +314,14 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	if err := j.Sink.Add(ctx, ".", e, nil); err != nil {
 		return fmt.Errorf("%s: store the root: %w", w.where(""), err)
 	}
-	w.added(&e)
-	return w.run(ctx, fi)
+	w.pipe.Added(&e)
+	return w.pipe.Run(ctx, func(ctx context.Context) error {
+		w.lister = walk.NewLister(ctx, walk.ListerConfig[[]os.FileInfo]{
+			List:     func(_ context.Context, rel string) ([]os.FileInfo, error) { return w.list(rel) },
+			Children: w.children, InFlight: listAhead, Held: listHeld})
+		defer w.lister.Close()
+		return w.walkDir(ctx, "", 0, fi, nil)
+	})
 }
 
 // cleanBase turns Source.Path into a share-relative slash path ("" for
@@ -324,16 +332,14 @@ func cleanBase(p string) string {
 }
 
 // walker is the state of one pull. As in pullers/sftp, the walk runs on
-// one goroutine (the producer), the sink is fed in walk order on the
-// caller's (the consumer), and the files are fetched ahead in between by
-// an ahead.Fetcher's workers over the one session.
+// the producer of a walk.Pipe, with its listings from a walk.Lister.
 type walker struct {
 	p          *Puller
 	j          *pullers.Job
 	t          *target
 	cn         *conn
 	base       string
-	excludes   []string
+	excludes   walk.Excludes
 	maxDepth   int
 	maxEntries int
 	maxDirs    int
@@ -342,142 +348,23 @@ type walker struct {
 	dirs     int  // directories descended into (producer)
 	dirsOver bool // the MaxDirs error was recorded
 
-	f       *ahead.Fetcher
-	out     chan item
-	walkErr error // the producer's, read after out is closed
-
-	progMu sync.Mutex
-	prog   pullers.Progress
+	pipe   *walk.Pipe
+	lister *walk.Lister[[]os.FileInfo]
 }
 
-type itemKind uint8
-
+// Listing ahead: listAhead directories listed at once while the walk
+// works (each holds costBig credits), listHeld at most in flight or
+// waiting for it.
 const (
-	itemAdd  itemKind = iota // a non-file entry
-	itemFile                 // a file being fetched into buf
-	itemSkip                 // a file reused from the previous snapshot
-	itemErr                  // a per-file error
+	listAhead = 4
+	listHeld  = 16
 )
-
-// item is one step of the walk, for the consumer.
-type item struct {
-	kind itemKind
-	rel  string
-	e    pool.Entry // itemSkip: the listed entry, skip is what to add
-	skip pool.Entry
-	buf  *ahead.Buffer
-	err  error
-}
 
 // head is what a fetch tells the consumer before the content.
 type head struct {
 	e      pool.Entry // from the open handle
 	err    error      // why the file could not be opened or stat'ed
 	opened bool       // err came after the open
-}
-
-// run feeds the sink from the producer's walk.
-func (w *walker) run(ctx context.Context, root os.FileInfo) error {
-	workers, maxBytes := w.p.Workers, w.p.MaxInFlight
-	if workers <= 0 {
-		workers = DefaultWorkers
-	}
-	if maxBytes <= 0 {
-		maxBytes = DefaultMaxInFlight
-	}
-	w.f = ahead.New(ctx, workers, maxBytes, 0)
-	w.out = make(chan item, 256)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(w.out)
-		w.walkErr = w.walkDir(w.f.Context(), "", 0, root, nil)
-	}()
-	err := w.consume(ctx)
-	w.f.Stop()
-	w.cn.Close() // ends any request still waiting for the server
-	<-done
-	w.f.Wait()
-	if err != nil {
-		return err
-	}
-	w.progMu.Lock()
-	w.prog.Path = ""
-	w.reportLocked()
-	w.progMu.Unlock()
-	return nil
-}
-
-func (w *walker) consume(ctx context.Context) error {
-	rejected := "" // a directory the sink rejected: its subtree is dropped
-	for {
-		var it item
-		var ok bool
-		select {
-		case it, ok = <-w.out:
-		case <-ctx.Done():
-			return w.fatal(ctx, "", ctx.Err())
-		}
-		if !ok {
-			if w.walkErr != nil && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return w.walkErr
-		}
-		if err := ctx.Err(); err != nil {
-			if it.buf != nil {
-				it.buf.Close()
-			}
-			return err
-		}
-		if rejected != "" && strings.HasPrefix(it.rel, rejected+"/") {
-			if it.buf != nil {
-				it.buf.Close()
-			}
-			continue
-		}
-		var err error
-		switch it.kind {
-		case itemErr:
-			w.recordError(it.rel, it.err)
-		case itemAdd:
-			var ok bool
-			ok, err = w.add(ctx, it.rel, it.e)
-			if !ok && err == nil && it.e.Type == pool.TypeDir {
-				rejected = it.rel
-			}
-		case itemSkip:
-			err = w.storeSkip(ctx, it)
-		case itemFile:
-			err = w.store(ctx, it.rel, it.buf)
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-// emit hands it to the consumer (producer side).
-func (w *walker) emit(ctx context.Context, it item) error {
-	select {
-	case w.out <- it:
-		return nil
-	case <-ctx.Done():
-		if it.buf != nil {
-			it.buf.Close()
-		}
-		return ctx.Err()
-	}
-}
-
-// fail records a per-file error found by the producer.
-func (w *walker) fail(ctx context.Context, rel string, err error) error {
-	return w.emit(ctx, item{kind: itemErr, rel: rel, err: err})
-}
-
-func (w *walker) emitAdd(ctx context.Context, rel string, e pool.Entry) error {
-	w.setPath(rel)
-	return w.emit(ctx, item{kind: itemAdd, rel: rel, e: e})
 }
 
 // remote is the share-relative path of rel, as go-smb2 wants it.
@@ -515,81 +402,6 @@ func (w *walker) broken(ctx context.Context) bool {
 	return err != nil
 }
 
-// recordError, added and skipped are the consumer's, setPath the
-// producer's; Progress is called under progMu, never concurrently.
-func (w *walker) recordError(rel string, err error) {
-	w.j.Sink.RecordError(rel, fmt.Errorf("%s: %w", w.where(rel), explain(err)))
-	w.progMu.Lock()
-	w.prog.Errors++
-	w.reportLocked()
-	w.progMu.Unlock()
-}
-
-func (w *walker) reportLocked() {
-	if w.j.Progress != nil {
-		w.j.Progress(w.prog)
-	}
-}
-
-// setPath reports rel as the current path before its fetch starts, so a
-// Progress hook that changes the source sees every later file fetched
-// after it returns.
-func (w *walker) setPath(rel string) {
-	w.progMu.Lock()
-	w.prog.Path = rel
-	w.reportLocked()
-	w.progMu.Unlock()
-}
-
-func (w *walker) added(e *pool.Entry) {
-	w.progMu.Lock()
-	w.prog.Files++
-	if e.Type == pool.TypeFile {
-		w.prog.Bytes += e.Size
-	}
-	w.reportLocked()
-	w.progMu.Unlock()
-}
-
-func (w *walker) skipped() {
-	w.progMu.Lock()
-	w.prog.Skipped++
-	w.progMu.Unlock()
-}
-
-func (w *walker) excluded(rel string) bool {
-	for _, pat := range w.excludes {
-		if ok, _ := path.Match(pat, rel); ok {
-			return true
-		}
-		if !strings.Contains(pat, "/") {
-			if ok, _ := path.Match(pat, path.Base(rel)); ok {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func (w *walker) add(ctx context.Context, rel string, e pool.Entry) (bool, error) {
-	if err := w.j.Sink.Add(ctx, rel, e, nil); err != nil {
-		return false, w.addFailed(ctx, rel, err)
-	}
-	w.added(&e)
-	return true, nil
-}
-
-func (w *walker) addFailed(ctx context.Context, rel string, err error) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if errors.Is(err, pool.ErrEntry) {
-		w.recordError(rel, err)
-		return nil
-	}
-	return fmt.Errorf("%s: store: %w", w.where(rel), err)
-}
-
 // Attribute bits ([MS-FSCC] 2.6).
 const (
 	attrReadonly = 0x1
@@ -621,13 +433,6 @@ func (w *walker) entry(name string, fi os.FileInfo) pool.Entry {
 		}
 	}
 	return e
-}
-
-func relOrDot(rel string) string {
-	if rel == "" {
-		return "."
-	}
-	return rel
 }
 
 // list reads a directory in batches, at most maxEntries names.
@@ -764,12 +569,12 @@ var probeHook func(rel, ancestor string)
 // ancestors over again is a cycle: it is kept, with no children, and an
 // error names it.
 func (w *walker) walkDir(ctx context.Context, rel string, depth int, own os.FileInfo, anc []ancestor) error {
-	fis, err := w.list(rel)
+	fis, err := w.lister.Get(ctx, rel, depth)
 	if err != nil {
 		if w.broken(ctx) {
 			return w.fatal(ctx, rel, fmt.Errorf("read directory: %w", err))
 		}
-		if err := w.fail(ctx, relOrDot(rel), fmt.Errorf("read directory: %w", vanished(err))); err != nil {
+		if err := w.pipe.Fail(ctx, walk.RelOrDot(rel), fmt.Errorf("read directory: %w", vanished(err))); err != nil {
 			return err
 		}
 	}
@@ -782,40 +587,23 @@ func (w *walker) walkDir(ctx context.Context, rel string, depth int, own os.File
 			probeHook(rel, a.rel)
 		}
 		if w.cycleProbe(ctx, rel, depth, a) {
-			return w.fail(ctx, relOrDot(rel), fmt.Errorf("directory cycle: %s is %s (the server follows a link back to it); not descended",
-				relOrDot(rel), relOrDot(a.rel)))
+			return w.pipe.Fail(ctx, walk.RelOrDot(rel), fmt.Errorf("directory cycle: %s is %s (the server follows a link back to it); not descended",
+				walk.RelOrDot(rel), walk.RelOrDot(a.rel)))
 		}
 	}
 	anc = append(anc[:len(anc):len(anc)], ancestor{rel: rel, depth: depth, sig: sig, list: list})
-	byName := make(map[string]os.FileInfo, len(fis))
-	names := make([]string, 0, len(fis))
-	for _, fi := range fis {
-		name := fi.Name()
-		if name == "." || name == ".." {
-			continue
+	names, byName, invalid := walk.Names(fis, validName)
+	for _, name := range invalid {
+		if err := w.pipe.Fail(ctx, walk.RelOrDot(rel), fmt.Errorf("the server listed an invalid name %q", name)); err != nil {
+			return err
 		}
-		if !pool.ValidName(name) || strings.ContainsRune(name, '\\') {
-			if err := w.fail(ctx, relOrDot(rel), fmt.Errorf("the server listed an invalid name %q", name)); err != nil {
-				return err
-			}
-			continue
-		}
-		if _, dup := byName[name]; dup {
-			continue
-		}
-		byName[name] = fi
-		names = append(names, name)
 	}
-	slices.Sort(names)
 	for _, name := range names {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		child := name
-		if rel != "" {
-			child = rel + "/" + name
-		}
-		if w.excluded(child) {
+		child := walk.Join(rel, name)
+		if w.excludes.Match(child) {
 			continue
 		}
 		if err := w.visit(ctx, child, byName[name], depth+1, anc); err != nil {
@@ -823,6 +611,32 @@ func (w *walker) walkDir(ctx context.Context, rel string, depth int, own os.File
 		}
 	}
 	return nil
+}
+
+// validName: the name can be one path element (no backslash either).
+func validName(name string) bool {
+	return pool.ValidName(name) && !strings.ContainsRune(name, '\\')
+}
+
+// maxRel is the longest path the walk descends into.
+const maxRel = 32 << 10
+
+// children (the Lister's) names the subdirectories of rel at depth that
+// walkDir and visit will descend into. A cycle found by walkDir, or the
+// MaxDirs limit, may leave a few of them listed ahead for nothing.
+func (w *walker) children(rel string, depth int, fis []os.FileInfo, _ error) []string {
+	if depth+1 > w.maxDepth {
+		return nil
+	}
+	names, byName, _ := walk.Names(fis, validName)
+	var out []string
+	for _, name := range names {
+		child := walk.Join(rel, name)
+		if len(child) <= maxRel && w.entry(name, byName[name]).Type == pool.TypeDir && !w.excludes.Match(child) {
+			out = append(out, child)
+		}
+	}
+	return out
 }
 
 func vanished(err error) error {
@@ -839,10 +653,10 @@ func (w *walker) visit(ctx context.Context, rel string, fi os.FileInfo, depth in
 	case pool.TypeDir:
 		// The server may follow symlinks to directories: bound the depth
 		// (walkDir also stops at cycles) and the directories in all.
-		if depth > w.maxDepth || len(rel) > 32<<10 {
-			return w.fail(ctx, rel, fmt.Errorf("nested deeper than %d directories or 32 KiB; not descended", w.maxDepth))
+		if depth > w.maxDepth || len(rel) > maxRel {
+			return w.pipe.Fail(ctx, rel, fmt.Errorf("nested deeper than %d directories or 32 KiB; not descended", w.maxDepth))
 		}
-		if err := w.emitAdd(ctx, rel, e); err != nil {
+		if err := w.pipe.Add(ctx, rel, e); err != nil {
 			return err
 		}
 		if w.dirs++; w.dirs > w.maxDirs {
@@ -850,7 +664,7 @@ func (w *walker) visit(ctx context.Context, rel string, fi os.FileInfo, depth in
 				return nil
 			}
 			w.dirsOver = true
-			return w.fail(ctx, rel, fmt.Errorf("more than %d directories in the source; this and later directories kept empty", w.maxDirs))
+			return w.pipe.Fail(ctx, rel, fmt.Errorf("more than %d directories in the source; this and later directories kept empty", w.maxDirs))
 		}
 		return w.walkDir(ctx, rel, depth, fi, anc)
 	case pool.TypeSymlink:
@@ -861,55 +675,12 @@ func (w *walker) visit(ctx context.Context, rel string, fi os.FileInfo, depth in
 			if w.broken(ctx) {
 				return w.fatal(ctx, rel, err)
 			}
-			return w.fail(ctx, rel, fmt.Errorf("readlink: %w", vanished(err)))
+			return w.pipe.Fail(ctx, rel, fmt.Errorf("readlink: %w", vanished(err)))
 		}
 		e.Target = strings.ReplaceAll(target, `\`, "/")
-		return w.emitAdd(ctx, rel, e)
+		return w.pipe.Add(ctx, rel, e)
 	}
-	return w.visitFile(ctx, rel, e)
-}
-
-func (w *walker) previous(ctx context.Context, rel string) (pool.Entry, bool) {
-	if w.j.Previous == nil {
-		return pool.Entry{}, false
-	}
-	e, ok, err := w.j.Previous.Lookup(ctx, rel)
-	if err != nil || !ok {
-		return pool.Entry{}, false
-	}
-	return e, true
-}
-
-// visitFile (producer) emits a file: reused when size and mtime match the
-// previous snapshot, else fetched ahead.
-func (w *walker) visitFile(ctx context.Context, rel string, e pool.Entry) error {
-	w.setPath(rel)
-	if prev, ok := w.previous(ctx, rel); ok && !w.full && prev.Type == pool.TypeFile &&
-		prev.Size == e.Size && prev.ModTime == e.ModTime && e.Size > 0 && !prev.Content.IsZero() {
-		skip := e
-		skip.Content, skip.Chunked = prev.Content, prev.Chunked
-		return w.emit(ctx, item{kind: itemSkip, rel: rel, e: e, skip: skip})
-	}
-	b, err := w.f.Start(e.Size, w.fetch(rel, e))
-	if err != nil {
-		return err
-	}
-	return w.emit(ctx, item{kind: itemFile, rel: rel, e: e, buf: b})
-}
-
-// storeSkip (consumer) adds a reused file; when its content is gone from
-// the pool, the file is read after all.
-func (w *walker) storeSkip(ctx context.Context, it item) error {
-	err := w.j.Sink.Add(ctx, it.rel, it.skip, nil)
-	if err == nil {
-		w.skipped()
-		w.added(&it.skip)
-		return nil
-	}
-	if !errors.Is(err, pool.ErrContentMissing) || ctx.Err() != nil {
-		return w.addFailed(ctx, it.rel, err)
-	}
-	return w.store(ctx, it.rel, w.f.Direct(it.e.Size, w.fetch(it.rel, it.e)))
+	return w.pipe.File(ctx, rel, e)
 }
 
 // store (consumer) adds the file fetched into b.
@@ -924,7 +695,7 @@ func (w *walker) store(ctx context.Context, rel string, b *ahead.Buffer) error {
 		if !h.opened && w.broken(ctx) {
 			return w.fatal(ctx, rel, h.err)
 		}
-		w.recordError(rel, h.err)
+		w.pipe.RecordError(rel, h.err)
 		return nil
 	}
 	if err := w.j.Sink.Add(ctx, rel, h.e, b); err != nil {
@@ -937,10 +708,10 @@ func (w *walker) store(ctx context.Context, rel string, b *ahead.Buffer) error {
 		if w.broken(ctx) {
 			return w.fatal(ctx, rel, err)
 		}
-		w.recordError(rel, err)
+		w.pipe.RecordError(rel, err)
 		return nil
 	}
-	w.added(&h.e)
+	w.pipe.Added(&h.e)
 	return nil
 }
 
