@@ -56,8 +56,10 @@
 //     than one block, in aligned 1 MiB blocks keyed by content digest, so
 //     the same content in two snapshots is decoded once. A block is fetched
 //     once however many reads want it at the same time (kernel read-ahead
-//     sends several), a read inside one block is answered from it without
-//     a copy, and two background workers read ahead: the next 2 blocks of
+//     sends several), a read is answered from the blocks without a copy
+//     (each held until go-fuse has written the reply, so that an evicted
+//     block's buffer is reused for the next fetch rather than a fresh MiB
+//     faulted in), and two background workers read ahead: the next 2 blocks of
 //     a file read forward, and the whole of a file of at most half the cap
 //     that is read at random (after 4 misses out of order). Read-ahead is
 //     skipped, never queued, while both workers are busy. Files of one
@@ -80,8 +82,9 @@
 //
 // Below these, the pool keeps its own LRUs of decoded trees (8 MiB) and
 // chunks (32 MiB), shared by everything that reads the pool. A mount's
-// memory is therefore about 64 + 40 MiB of caches plus go-fuse's request
-// buffers, whatever the size of the tree.
+// memory is therefore about 64 + 40 MiB of caches, up to 8 MiB of idle
+// block buffers and go-fuse's request buffers, whatever the size of the
+// tree.
 //
 // # Invariants
 //

@@ -530,6 +530,44 @@ func (t *tree) open(n *node) (*reader, syscall.Errno) {
 	return r, 0
 }
 
+// blockResult is a read answered from block cache refs, released when
+// the reply has been written. Besides fuse.ReadResult it has go-fuse's
+// Slices, so the reply is written straight from the blocks.
+type blockResult struct {
+	refs []blockcache.Ref
+	size int
+	bufs [][]byte
+}
+
+func (b *blockResult) Size() int { return b.size }
+
+func (b *blockResult) Bytes(buf []byte) ([]byte, fuse.Status) {
+	if len(b.refs) == 1 {
+		return b.refs[0].Data, fuse.OK
+	}
+	n := 0
+	for _, r := range b.refs {
+		n += copy(buf[n:], r.Data)
+	}
+	return buf[:n], fuse.OK
+}
+
+func (b *blockResult) Slices() ([][]byte, fuse.Status) {
+	if b.bufs == nil {
+		for _, r := range b.refs {
+			b.bufs = append(b.bufs, r.Data)
+		}
+	}
+	return b.bufs, fuse.OK
+}
+
+func (b *blockResult) Done() {
+	for _, r := range b.refs {
+		r.Release()
+	}
+	b.refs, b.bufs = nil, nil
+}
+
 // fileHandle is one open of a file whose open the kernel asked about.
 type fileHandle struct{ r *reader }
 
@@ -549,24 +587,23 @@ func (r *reader) read(dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	)
 	switch {
 	case r.bf != nil:
-		// One block: answer straight from the cache, without a copy.
-		b, err := r.bf.Slice(off, len(dest))
-		if err == io.EOF {
-			return fuse.ReadResultData(nil), 0
+		// Straight from the cache, without a copy: the reply is written
+		// from the blocks (two across a block boundary), which are held
+		// until go-fuse is done with them.
+		res := &blockResult{}
+		for res.size < len(dest) {
+			ref, err := r.bf.Ref(off+int64(res.size), len(dest)-res.size)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				res.Done()
+				return nil, r.t.errno("read", r.path, err)
+			}
+			res.refs = append(res.refs, ref)
+			res.size += len(ref.Data)
 		}
-		if err != nil {
-			return nil, r.t.errno("read", r.path, err)
-		}
-		if len(b) == len(dest) || off+int64(len(b)) >= r.bf.Size() {
-			return fuse.ReadResultData(b), 0
-		}
-		// Across a block boundary: copy both parts.
-		n = copy(dest, b)
-		k, rerr := r.bf.ReadAt(dest[n:], off+int64(n))
-		if rerr != nil && rerr != io.EOF {
-			return nil, r.t.errno("read", r.path, rerr)
-		}
-		return fuse.ReadResultData(dest[:n+k]), 0
+		return res, 0
 	case r.ra != nil:
 		if r.warmID != "" {
 			r.t.waitWarm(r.warmID)

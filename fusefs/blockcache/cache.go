@@ -26,8 +26,11 @@
 //   - keys blocks by a caller-chosen identity: the content digest for pool
 //     files, so equal content in two snapshots shares its blocks.
 //
-// Blocks are never written to: slices returned by Slice must not be
-// modified. Files must not change while cached (the restore tree is
+// Blocks are never written to: slices returned by Slice and Ref must not
+// be modified. The buffer of an evicted block is reused for a new one
+// (a fresh MiB costs page faults and zeroing on every fetch), but only once
+// nothing refers to it any more: a Ref holds its block until Release, and
+// a block handed out by Slice is never reused. Files must not change while cached (the restore tree is
 // immutable below the snapshot level); a file without a stable identity
 // gets a unique one per Open and so is cached only while open.
 package blockcache
@@ -75,6 +78,7 @@ type Cache struct {
 	order    *list.List // of *block, most recent first
 	items    map[key]*list.Element
 	inflight map[key]*call
+	free     [][]byte // buffers of evicted blocks, cap BlockSize, for reuse
 
 	// Counters, for tests and diagnostics.
 	fetches   atomic.Int64 // blocks read from the underlying files
@@ -82,6 +86,7 @@ type Cache struct {
 	waits     atomic.Int64 // requests that waited for another's fetch
 	prefetch  atomic.Int64 // background fetches started
 	evictions atomic.Int64
+	reused    atomic.Int64 // fetches into the buffer of an evicted block
 }
 
 type key struct {
@@ -89,16 +94,26 @@ type key struct {
 	idx int64
 }
 
+// block is one cached block. refs, cached and pinned are guarded by the
+// cache's mu; the buffer is reused only when refs is 0, the block has left
+// the LRU and it was never pinned.
 type block struct {
-	k    key
-	data []byte
+	k      key
+	data   []byte
+	refs   int  // holders outside the LRU (gets in progress, Refs)
+	cached bool // in the LRU
+	pinned bool // handed out by Slice: held for as long as the GC says
 }
 
 type call struct {
-	done chan struct{}
-	data []byte
-	err  error
+	done    chan struct{}
+	waiters int // gets waiting for this fetch, each to hold a ref
+	b       *block
+	err     error
 }
+
+// maxFree bounds the idle buffers kept for reuse.
+const maxFree = 8
 
 // New returns an empty cache.
 func New(o Options) *Cache {
@@ -129,6 +144,7 @@ func New(o Options) *Cache {
 // Stats are a cache's counters since New.
 type Stats struct {
 	Fetches, Hits, Waits, Prefetches, Evictions int64
+	Reused                                      int64 // fetches into an evicted block's buffer
 	Bytes                                       int64 // held now
 	Blocks                                      int   // held now
 	Busy                                        int   // background workers at work now
@@ -140,7 +156,7 @@ func (c *Cache) Stats() Stats {
 	b, n := c.size, len(c.items)
 	c.mu.Unlock()
 	return Stats{Fetches: c.fetches.Load(), Hits: c.hits.Load(), Waits: c.waits.Load(),
-		Prefetches: c.prefetch.Load(), Evictions: c.evictions.Load(), Bytes: b, Blocks: n, Busy: len(c.sem)}
+		Prefetches: c.prefetch.Load(), Evictions: c.evictions.Load(), Reused: c.reused.Load(), Bytes: b, Blocks: n, Busy: len(c.sem)}
 }
 
 // MaxBytes returns the bound on the bytes held.
@@ -182,37 +198,67 @@ func (f *File) blocks() int64 { return (f.size + BlockSize - 1) / BlockSize }
 // block boundary. The slice aliases the cache and must not be modified. At
 // or past the end of the file it returns io.EOF.
 func (f *File) Slice(off int64, n int) ([]byte, error) {
+	r, err := f.Ref(off, n)
+	if err != nil {
+		return nil, err
+	}
+	f.c.mu.Lock()
+	r.b.pinned = true
+	f.c.mu.Unlock()
+	r.Release()
+	return r.Data, nil
+}
+
+// Ref is a view of cached bytes that holds their block: its buffer is not
+// reused until Release, which must be called exactly once.
+type Ref struct {
+	Data []byte // must not be modified
+	b    *block
+	c    *Cache
+}
+
+// Release lets the block's buffer be reused once it leaves the cache.
+func (r Ref) Release() {
+	if r.b != nil {
+		r.c.put(r.b)
+	}
+}
+
+// Ref is like Slice but holds the block until Release, so that its buffer
+// is reused after eviction (Slice's never is).
+func (f *File) Ref(off int64, n int) (Ref, error) {
 	if off < 0 {
-		return nil, errors.New("blockcache: negative offset")
+		return Ref{}, errors.New("blockcache: negative offset")
 	}
 	if off >= f.size {
-		return nil, io.EOF
+		return Ref{}, io.EOF
 	}
 	idx := off / BlockSize
 	seq := f.track(off, n, idx)
-	data, fetched, err := f.c.get(f, idx)
+	b, fetched, err := f.c.get(f, idx)
 	if err != nil {
-		return nil, err
+		return Ref{}, err
 	}
 	if fetched && !seq {
 		f.missed()
 	}
-	data = data[off-idx*BlockSize:]
+	data := b.data[off-idx*BlockSize:]
 	if len(data) > n {
 		data = data[:n]
 	}
-	return data, nil
+	return Ref{Data: data, b: b, c: f.c}, nil
 }
 
 // ReadAt implements io.ReaderAt through the cache.
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	done := 0
 	for done < len(p) {
-		b, err := f.Slice(off+int64(done), len(p)-done)
+		r, err := f.Ref(off+int64(done), len(p)-done)
 		if err != nil {
 			return done, err
 		}
-		done += copy(p[done:], b)
+		done += copy(p[done:], r.Data)
+		r.Release()
 	}
 	if off+int64(done) >= f.size {
 		return done, io.EOF
@@ -283,51 +329,97 @@ func (c *Cache) ahead(f *File, from, to int64) {
 	go func() {
 		defer func() { <-c.sem }()
 		for i := from; i < to; i++ {
-			if _, _, err := c.get(f, i); err != nil {
+			b, _, err := c.get(f, i)
+			if err != nil {
 				return
 			}
+			c.put(b)
 		}
 	}()
 }
 
 // get returns block idx of f, from memory or fetched once, and whether
-// this call fetched it.
-func (c *Cache) get(f *File, idx int64) ([]byte, bool, error) {
+// this call fetched it. The caller holds a ref on the block and must put
+// it.
+func (c *Cache) get(f *File, idx int64) (*block, bool, error) {
 	k := key{f.id, idx}
 	c.mu.Lock()
 	if el, ok := c.items[k]; ok {
 		c.order.MoveToFront(el)
+		b := el.Value.(*block)
+		b.refs++
 		c.mu.Unlock()
 		c.hits.Add(1)
-		return el.Value.(*block).data, false, nil
+		return b, false, nil
 	}
 	if cl, ok := c.inflight[k]; ok {
+		cl.waiters++
 		c.mu.Unlock()
 		c.waits.Add(1)
 		<-cl.done
-		return cl.data, false, cl.err
+		return cl.b, false, cl.err
 	}
 	cl := &call{done: make(chan struct{})}
 	c.inflight[k] = cl
 	c.mu.Unlock()
 
-	cl.data, cl.err = f.fetch(idx)
+	data, err := f.fetch(idx)
 	c.fetches.Add(1)
 
 	c.mu.Lock()
 	delete(c.inflight, k)
-	if cl.err == nil {
-		c.add(k, cl.data)
+	cl.err = err
+	if err == nil {
+		cl.b = &block{k: k, data: data, refs: 1 + cl.waiters}
+		c.add(cl.b)
 	}
 	c.mu.Unlock()
 	close(cl.done)
-	return cl.data, true, cl.err
+	return cl.b, true, cl.err
+}
+
+// put drops a ref taken by get.
+func (c *Cache) put(b *block) {
+	c.mu.Lock()
+	b.refs--
+	c.recycle(b)
+	c.mu.Unlock()
+}
+
+// recycle keeps b's buffer for reuse if nothing refers to b any more. The
+// caller holds mu.
+func (c *Cache) recycle(b *block) {
+	if b.refs > 0 || b.cached || b.pinned || cap(b.data) != BlockSize || len(c.free) >= maxFree {
+		return
+	}
+	c.free = append(c.free, b.data[:0])
+	b.data = nil
+}
+
+// buffer returns a buffer of n bytes for a block: a reused one when n is
+// most of a block and one is idle. Its contents are overwritten by the
+// fetch.
+func (c *Cache) buffer(n int) []byte {
+	if n > BlockSize/2 {
+		c.mu.Lock()
+		if k := len(c.free); k > 0 {
+			buf := c.free[k-1]
+			c.free[k-1] = nil
+			c.free = c.free[:k-1]
+			c.mu.Unlock()
+			c.reused.Add(1)
+			return buf[:n]
+		}
+		c.mu.Unlock()
+		return make([]byte, n, BlockSize)
+	}
+	return make([]byte, n)
 }
 
 // fetch reads block idx from the underlying file.
 func (f *File) fetch(idx int64) ([]byte, error) {
 	off := idx * BlockSize
-	buf := make([]byte, min(BlockSize, f.size-off))
+	buf := f.c.buffer(int(min(BlockSize, f.size-off)))
 	n, err := f.ra.ReadAt(buf, off)
 	if n == len(buf) {
 		return buf, nil
@@ -340,18 +432,21 @@ func (f *File) fetch(idx int64) ([]byte, error) {
 
 // add stores a fetched block and evicts the least recently used ones
 // beyond the bound. The caller holds mu.
-func (c *Cache) add(k key, data []byte) {
-	if _, ok := c.items[k]; ok {
+func (c *Cache) add(b *block) {
+	if _, ok := c.items[b.k]; ok {
 		return
 	}
-	c.items[k] = c.order.PushFront(&block{k: k, data: data})
-	c.size += int64(len(data))
+	b.cached = true
+	c.items[b.k] = c.order.PushFront(b)
+	c.size += int64(len(b.data))
 	for c.size > c.max {
 		el := c.order.Back()
-		b := el.Value.(*block)
+		old := el.Value.(*block)
 		c.order.Remove(el)
-		delete(c.items, b.k)
-		c.size -= int64(len(b.data))
+		delete(c.items, old.k)
+		c.size -= int64(len(old.data))
+		old.cached = false
+		c.recycle(old)
 		c.evictions.Add(1)
 	}
 }
@@ -413,9 +508,11 @@ func (c *Cache) Load(a Ahead) {
 	}
 	f := c.Open(a.ID, ra, a.Size)
 	for i := range n {
-		if _, _, err := c.get(f, i); err != nil {
+		b, _, err := c.get(f, i)
+		if err != nil {
 			return
 		}
+		c.put(b)
 	}
 }
 

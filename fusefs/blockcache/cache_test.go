@@ -405,3 +405,48 @@ func TestPrefetch(t *testing.T) {
 		t.Fatalf("a file whose blocks are held was opened again (%d opens)", opens)
 	}
 }
+
+// An evicted block's buffer is reused for the next fetch, but never while
+// a Ref still holds it nor after Slice handed it out: the held bytes stay
+// the block's own through any amount of eviction.
+func TestBufferReuse(t *testing.T) {
+	want := data(11, 12*BlockSize)
+	src := &source{b: want}
+	c := New(Options{MaxBytes: 4 * BlockSize, ReadAhead: -1, RandomWarmup: -1})
+	f := c.Open("r", src, int64(len(want)))
+	held, err := f.Ref(5, 100) // block 0, held throughout
+	if err != nil {
+		t.Fatal(err)
+	}
+	sliced, err := f.Slice(BlockSize+7, 100) // block 1, handed out for good
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		for idx := int64(2); idx < 12; idx++ {
+			b := make([]byte, 300)
+			if _, err := f.ReadAt(b, idx*BlockSize+int64(round)); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(b, want[idx*BlockSize+int64(round):][:300]) {
+				t.Fatalf("round %d block %d: wrong bytes", round, idx)
+			}
+			if !bytes.Equal(held.Data, want[5:105]) || !bytes.Equal(sliced, want[BlockSize+7:][:100]) {
+				t.Fatalf("round %d block %d: a held block's buffer was reused", round, idx)
+			}
+		}
+	}
+	held.Release()
+	st := c.Stats()
+	// 2 + 3×10 fetches: every one after the cache filled (and the first
+	// evictions freed a buffer) reused one.
+	if st.Fetches != 32 || st.Reused < 20 {
+		t.Fatalf("%+v: want 32 fetches, most into reused buffers", st)
+	}
+	// The last block is short: its buffer is a reused full one, or its own.
+	r, err := f.Ref(int64(len(want))-10, 100)
+	if err != nil || !bytes.Equal(r.Data, want[len(want)-10:]) {
+		t.Fatalf("tail: %d bytes, %v", len(r.Data), err)
+	}
+	r.Release()
+}
