@@ -98,6 +98,13 @@
 // permission denied) are per-file errors carrying the server's message.
 // Deleted files are simply absent from the new snapshot.
 //
+// The work overlaps. The generator goroutine buffers its requests (they
+// go out before and after each basis's sums, not one by one) and reads a
+// basis over 1 MiB a piece ahead of its sums on a goroutine of its
+// own. The receiver feeds the sink (the pool hashes and chunks there),
+// and the whole-file MD5 of a file of 1 MiB or more runs on another
+// goroutine, on copies of its bytes.
+//
 // # Restore
 //
 // Puller.Restore writes a snapshot subtree back over SSH: this package is

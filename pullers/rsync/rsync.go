@@ -252,6 +252,10 @@ type xfer struct {
 	xreq          map[*item][]int32    // protocol 30: long xattr values asked for
 	posOf         []int32              // plan position of a requested file number, -1 none
 
+	sumBufs sumBufs // blocks of the large files' background checksums
+	bsum    hash.Hash
+	bsumOut []byte
+
 	mu   sync.Mutex
 	prog pullers.Progress
 }
@@ -475,9 +479,6 @@ func (x *xfer) generate(ctx context.Context, plan []item) error {
 		if err := x.sendSums(ctx, it); err != nil {
 			return err
 		}
-		if err := w.Flush(); err != nil {
-			return err
-		}
 	}
 	putInt(w, -1)
 	putInt(w, -1)
@@ -486,16 +487,25 @@ func (x *xfer) generate(ctx context.Context, plan []item) error {
 
 // sendSums writes the block-sum header and sums of a file's basis, or
 // an empty header when it has none (or it cannot be read).
+//
+// The requests are not flushed one by one: those without a basis go out
+// when the buffer fills and at the end of the phase (the generator never
+// waits for the sender, so nothing waits on what is buffered). What is
+// buffered goes out before a basis is read from the pool (which takes a
+// while), so the sender works on it meanwhile, and the sums right after.
 func (x *xfer) sendSums(ctx context.Context, it *item) error {
 	w := x.s.out
 	if it.has(itemBasis) {
+		if err := w.Flush(); err != nil {
+			return err
+		}
 		prev := x.prev[it]
 		cr, err := x.j.Previous.(Basis).OpenContent(ctx, &prev)
 		if err == nil {
 			if err := writeSums(ctx, w, it.head, cr, x.blockSum); err != nil {
 				return fmt.Errorf("%s: basis: %w", it.rel(), err)
 			}
-			return nil
+			return w.Flush()
 		}
 		x.mu.Lock() // the receiver compares the echoed head with it
 		it.head = sumHead{}
@@ -606,7 +616,14 @@ func (x *xfer) recvFile(ctx context.Context, it *item) error {
 	if h != want {
 		return fmt.Errorf("%s: %w", x.t, protoErr("%s: the checksum header came back changed", quote(rel)))
 	}
-	fr := &fileReader{r: x.r, h: h, sum: x.fileSum(), left: e.Size + 1}
+	fr := &fileReader{r: x.r, h: h, left: e.Size + 1}
+	if e.Size >= bgSumMin {
+		bs := newBgSum(x.fileSum(), &x.sumBufs)
+		defer bs.close()
+		fr.sum = bs
+	} else {
+		fr.sum = x.fileSum()
+	}
 	if h.count > 0 {
 		prev := x.prev[it]
 		cr, err := x.j.Previous.(Basis).OpenContent(ctx, &prev)
@@ -652,7 +669,13 @@ func (x *xfer) blockSum(b []byte) []byte {
 	if x.proto < 30 {
 		return blockSum(b, x.seed)
 	}
-	h := md5.New()
+	// Only the generator calls it: one hash and one result buffer serve
+	// every block (writeSums copies the result out at once).
+	if x.bsum == nil {
+		x.bsum = md5.New()
+	}
+	h := x.bsum
+	h.Reset()
 	var s [4]byte
 	binary.LittleEndian.PutUint32(s[:], uint32(x.seed))
 	if x.seedFix && x.seed != 0 {
@@ -662,7 +685,8 @@ func (x *xfer) blockSum(b []byte) []byte {
 	if !x.seedFix && x.seed != 0 {
 		h.Write(s[:])
 	}
-	return h.Sum(nil)
+	x.bsumOut = h.Sum(x.bsumOut[:0])
+	return x.bsumOut
 }
 
 // newSum starts a whole-file checksum: MD4 of the seed, then the data.
@@ -682,7 +706,7 @@ type fileReader struct {
 	r       *rawReader
 	h       sumHead
 	basis   io.ReaderAt
-	sum     hash.Hash
+	sum     fileSummer
 	lit     int    // literal bytes left in the current token
 	blk     []byte // basis block bytes not yet returned
 	bbuf    []byte
@@ -795,6 +819,12 @@ func (f *fileReader) next() error {
 // drain reads what is left of the file's tokens so the stream stays in
 // step; it returns only a connection or protocol error.
 func (f *fileReader) drain() error {
+	if f.fatal != nil {
+		return f.fatal
+	}
+	if f.done && f.lit == 0 && len(f.blk) == 0 {
+		return nil // the usual case: the sink read up to the checksum
+	}
 	buf := make([]byte, 32<<10)
 	f.left = 1 << 62
 	for {

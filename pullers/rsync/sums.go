@@ -81,11 +81,18 @@ func blockSum(b []byte, seed int32) []byte {
 // bytes long).
 func writeSums(ctx context.Context, w *bufio.Writer, h sumHead, r io.Reader, strong func([]byte) []byte) error {
 	putHead(w, h)
-	br := bufio.NewReaderSize(r, 1<<20)
 	buf := make([]byte, h.blen)
 	left := int64(h.count-1)*int64(h.blen) + int64(h.blen)
 	if h.rem != 0 {
 		left = int64(h.count-1)*int64(h.blen) + int64(h.rem)
+	}
+	var br io.Reader
+	if left > readAheadMin {
+		ra := newReadAhead(r)
+		defer ra.stop()
+		br = ra
+	} else {
+		br = bufio.NewReaderSize(r, int(left)) // a small basis gets a small buffer
 	}
 	var b4 [4]byte
 	for i := int32(0); i < h.count; i++ {
@@ -116,4 +123,73 @@ func putHead(w *bufio.Writer, h sumHead) {
 	putInt(w, h.blen)
 	putInt(w, h.s2len)
 	putInt(w, h.rem)
+}
+
+// A basis from this size on is read ahead, in readAheadPiece pieces, on
+// its own goroutine: fetching and decompressing the next piece from the
+// pool overlaps the checksums of this one. The sender waits for the sums
+// of a changed file before it sends anything of it.
+const (
+	readAheadMin   = 1 << 20
+	readAheadPiece = 1 << 20
+	readAheadDepth = 2
+)
+
+type readAhead struct {
+	pieces chan []byte
+	errc   chan error
+	done   chan struct{}
+	cur    []byte
+	err    error
+}
+
+func newReadAhead(r io.Reader) *readAhead {
+	ra := &readAhead{pieces: make(chan []byte, readAheadDepth), errc: make(chan error, 1), done: make(chan struct{})}
+	go func() {
+		defer close(ra.pieces)
+		for {
+			b := make([]byte, readAheadPiece)
+			n, err := io.ReadFull(r, b)
+			if n > 0 {
+				select {
+				case ra.pieces <- b[:n]:
+				case <-ra.done:
+					return
+				}
+			}
+			if err != nil {
+				if err == io.ErrUnexpectedEOF {
+					err = io.EOF
+				}
+				ra.errc <- err
+				return
+			}
+		}
+	}()
+	return ra
+}
+
+func (ra *readAhead) Read(p []byte) (int, error) {
+	for len(ra.cur) == 0 {
+		if ra.err != nil {
+			return 0, ra.err
+		}
+		b, ok := <-ra.pieces
+		if !ok {
+			ra.err = <-ra.errc
+			continue
+		}
+		ra.cur = b
+	}
+	n := copy(p, ra.cur)
+	ra.cur = ra.cur[n:]
+	return n, nil
+}
+
+// stop ends the goroutine; it returns once the goroutine is done with the
+// underlying reader.
+func (ra *readAhead) stop() {
+	close(ra.done)
+	for range ra.pieces {
+	}
 }

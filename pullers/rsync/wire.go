@@ -89,7 +89,14 @@ type demux struct {
 	hdr   [4]byte
 }
 
-func newDemux(r io.Reader) *demux { return &demux{r: bufio.NewReaderSize(r, 256<<10)} }
+// newDemux reads r; a *bufio.Reader (the session's) is read directly,
+// not through a second buffer.
+func newDemux(r io.Reader) *demux {
+	if br, ok := r.(*bufio.Reader); ok {
+		return &demux{r: br}
+	}
+	return &demux{r: bufio.NewReaderSize(r, 256<<10)}
+}
 
 func (d *demux) Read(p []byte) (int, error) {
 	for d.left == 0 {

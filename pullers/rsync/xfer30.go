@@ -299,9 +299,6 @@ func (x *xfer) generate30(ctx context.Context, plan []item) error {
 				return err
 			}
 		}
-		if err := w.Flush(); err != nil {
-			return err
-		}
 	}
 	w.Write(x.ndxOut.appendNdx(b[:0], ndxDone))
 	return w.Flush()
