@@ -89,6 +89,10 @@ type cmdSpec struct {
 	args  []string
 	env   []string
 	stdin io.Reader
+	// blockOut asks the tool to write its stdout in pipeSize blocks
+	// (stdbuf, where it works) instead of stdio's 4 KiB to a pipe: set
+	// for dumps, whose reader otherwise wakes for every 4 KiB.
+	blockOut bool
 }
 
 // config is a parsed Source.
@@ -325,31 +329,26 @@ func runInto(ctx context.Context, sink pullers.Sink, c *conn, cmd cmdSpec, file 
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := c.run(rctx, cmd, pw, redact)
-		if err == nil {
-			pw.Close()
-		} else {
-			pw.CloseWithError(err)
-		}
-		done <- err
-	}()
+	cmd.blockOut = true
+	out, err := startTool(func(w *os.File) error { return c.run(rctx, cmd, w, redact) })
+	if err != nil {
+		return 0, fmt.Errorf("store %s: %w", file, err)
+	}
 	e := pool.Entry{Name: file, Type: pool.TypeFile, Mode: 0o600, ModTime: mtime.UnixNano()}
-	n, err := ss.AddStream(ctx, file, e, pr)
+	n, err := ss.AddStream(ctx, file, e, out)
 	if err != nil {
 		// The sink stopped reading (rejected entry or storage failure):
 		// stop the tool, then prefer its own error, which says why.
-		pr.CloseWithError(err)
 		cancel()
-		if runErr := <-done; runErr != nil && errors.Is(err, runErr) {
+		out.close()
+		if runErr := out.wait(); runErr != nil && errors.Is(err, runErr) {
 			return 0, runErr
 		}
 		return 0, fmt.Errorf("store %s: %w", file, err)
 	}
-	if err := <-done; err != nil {
-		return 0, err // cannot happen: the pipe would have carried it
+	out.close()
+	if err := out.wait(); err != nil {
+		return 0, err // cannot happen: the end of file would have carried it
 	}
 	return n, nil
 }
@@ -359,7 +358,16 @@ func runInto(ctx context.Context, sink pullers.Sink, c *conn, cmd cmdSpec, file 
 // stderr, with secrets masked.
 func runCmd(ctx context.Context, spec cmdSpec, out io.Writer, redact func(string) string) error {
 	tail := &tailBuffer{max: 4 << 10}
-	cmd := exec.CommandContext(ctx, spec.path, spec.args...)
+	name, args := spec.path, spec.args
+	if spec.blockOut {
+		if sb := stdbuf(); sb != "" {
+			// A tool not found keeps its own error below.
+			if p, err := exec.LookPath(spec.path); err == nil {
+				name, args = sb, append([]string{stdbufOut, p}, args...)
+			}
+		}
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = spec.env
 	cmd.Stdin = spec.stdin
 	cmd.Stdout = out
@@ -374,9 +382,9 @@ func runCmd(ctx context.Context, spec cmdSpec, out io.Writer, redact func(string
 	if err != nil {
 		msg := strings.TrimSpace(tail.String())
 		if msg == "" {
-			return fmt.Errorf("%s: %v", filepath.Base(cmd.Path), err)
+			return fmt.Errorf("%s: %v", filepath.Base(spec.path), err)
 		}
-		return fmt.Errorf("%s: %v: %s", filepath.Base(cmd.Path), err, redact(msg))
+		return fmt.Errorf("%s: %v: %s", filepath.Base(spec.path), err, redact(msg))
 	}
 	return nil
 }

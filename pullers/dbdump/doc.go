@@ -86,10 +86,21 @@
 // (pullers.StreamSink; *pool.Writer implements it): the pool chunks,
 // hashes and stores it as it arrives, so no temporary file holds a dump
 // and memory stays within the writer's bounds however big the database
-// is. A tool that fails ends the pipe with its error, so the half-read
+// is. A tool that fails ends the stream with its error, so the half-read
 // dump is rejected and nothing of it is stored. (pg_dump -Fc to a pipe
 // writes no data offsets into its table of contents; pg_restore reads
 // such a dump sequentially, which is all a full restore needs.)
+//
+// The stages overlap: the tool writes into a pipe with a 1 MiB kernel
+// buffer (its stdout itself, no copying goroutine); a goroutine reads it
+// ahead into at most 4 blocks of 1 MiB (pipe.go) while the pool writer
+// chunks and hashes the blocks before them, and the writer's workers
+// compress and store chunks meanwhile. The tools run under coreutils
+// stdbuf with a 1 MiB stdout buffer where it works (mode (a): found on
+// PATH and tried once per process; mode (b): the host's, tried in the
+// session's shell): stdio writes a pipe 4 KiB at a time otherwise, and
+// every write wakes the reader. On mariadb-dump that took a dump's CPU
+// time (tool and appliance) down by about a quarter.
 //
 // # Restore
 //

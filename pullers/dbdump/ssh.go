@@ -184,12 +184,18 @@ func remoteRunner(client *ssh.Client, c *conn, binDir string) func(ctx context.C
 		if binDir != "" {
 			tool = path.Join(binDir, tool)
 		}
+		prelude := ""
+		if spec.blockOut {
+			// The host's stdbuf, when it has a working one (see stdbufOut).
+			prelude = fmt.Sprintf(`o=; stdbuf %[1]s true 2>/dev/null && o='stdbuf %[1]s'; `, stdbufOut)
+			words = append(words, "$o")
+		}
 		words = append(words, shellQuote(tool))
 		for _, a := range spec.args {
 			words = append(words, remoteWord(a, c.cred, c.dir))
 		}
 		script := fmt.Sprintf(`umask 077; d=$(mktemp -d) || exit 125; trap 'rm -rf "$d"' EXIT; `+
-			`dd bs=1 count=%d of="$d/cred" 2>/dev/null || exit 125; %s`, len(cred), strings.Join(words, " "))
+			`dd bs=1 count=%d of="$d/cred" 2>/dev/null || exit 125; %s%s`, len(cred), prelude, strings.Join(words, " "))
 		sess, err := client.NewSession()
 		if err != nil {
 			return fmt.Errorf("ssh session: %w", ctxErr(ctx, err))

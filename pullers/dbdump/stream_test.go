@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cairn-backup/cairn/internal/testenv"
 	"github.com/cairn-backup/cairn/pool"
 	"github.com/cairn-backup/cairn/pullers"
 )
@@ -127,4 +129,73 @@ func TestDumpNeedsStreamSink(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cannot store a stream of unknown size") {
 		t.Fatalf("Pull = %v", err)
 	}
+}
+
+// TestDumpToolWritesInBlocks: a dump tool runs under stdbuf with a
+// pipeSize stdout buffer (stdio would write a pipe 4 KiB at a time), and
+// its content and failures are still its own.
+func TestDumpToolWritesInBlocks(t *testing.T) {
+	testenv.Need(t, "stdbuf")
+	if stdbuf() == "" {
+		t.Fatal("stdbuf is installed but does not work")
+	}
+	bin := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(bin, "pg_dump"), []byte("#!/bin/sh\necho \"buffer=$_STDBUF_O\"\n"), 0o755))
+	p := newPool(t)
+	src := pullers.Source{Options: map[string]string{"databases": "appdb", "globals": "false", "bin_dir": bin}}
+	m, err := pull(t, p, NewPostgres(), src)
+	must(t, err)
+	if got, want := string(readFile(t, p, m, "appdb.sql")), fmt.Sprintf("buffer=%d\n", pipeSize); got != want {
+		t.Fatalf("dump %q, want %q", got, want)
+	}
+	must(t, os.WriteFile(filepath.Join(bin, "pg_dump"), []byte("#!/bin/sh\necho 'pg_dump: error: boom' >&2\nexit 3\n"), 0o755))
+	if _, err := pull(t, p, NewPostgres(), src); err == nil || !strings.Contains(err.Error(), "pg_dump: exit status 3: pg_dump: error: boom") {
+		t.Fatalf("Pull = %v, want pg_dump's own failure", err)
+	}
+}
+
+// TestSinkStopStopsTool: when the sink stops reading mid-dump, the tool
+// (here endless) is stopped and Pull returns the sink's error.
+func TestSinkStopStopsTool(t *testing.T) {
+	bin := t.TempDir()
+	pidFile := filepath.Join(bin, "pid")
+	must(t, os.WriteFile(filepath.Join(bin, "pg_dump"), []byte("#!/bin/sh\necho $$ > "+pidFile+"\nexec yes 'INSERT INTO t VALUES (1);'\n"), 0o755))
+	p := newPool(t)
+	ctx := context.Background()
+	w, err := p.NewWriter(ctx, poolMeta())
+	must(t, err)
+	defer w.Abort()
+	err = NewPostgres().Pull(ctx, &pullers.Job{Host: "h", Sink: stoppingSink{w}, Source: pullers.Source{
+		Options: map[string]string{"databases": "appdb", "globals": "false", "bin_dir": bin}}})
+	if !errors.Is(err, errSinkFull) {
+		t.Fatalf("Pull = %v, want the sink's error", err)
+	}
+	b, err := os.ReadFile(pidFile)
+	must(t, err)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	must(t, err)
+	if alive(pid) {
+		t.Fatalf("the tool (pid %d) still runs after Pull returned", pid)
+	}
+}
+
+var errSinkFull = errors.New("sink full")
+
+// stoppingSink reads 3 MiB of a stream, checks it, then fails.
+type stoppingSink struct{ w *pool.Writer }
+
+func (s stoppingSink) Add(ctx context.Context, path string, e pool.Entry, r io.Reader) error {
+	return s.w.Add(ctx, path, e, r)
+}
+func (s stoppingSink) RecordError(path string, err error) { s.w.RecordError(path, err) }
+func (s stoppingSink) AddStream(ctx context.Context, path string, e pool.Entry, r io.Reader) (int64, error) {
+	const line = "INSERT INTO t VALUES (1);\n"
+	buf := make([]byte, 3<<20)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return 0, err
+	}
+	if want := bytes.Repeat([]byte(line), len(buf)/len(line)+1)[:len(buf)]; !bytes.Equal(buf, want) {
+		return 0, fmt.Errorf("stream content differs from the tool's output")
+	}
+	return 0, errSinkFull
 }
