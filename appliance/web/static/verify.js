@@ -30,8 +30,9 @@
       try {
         const res = await c.api("POST", "/verify/restore-test", data);
         const bad = (res || []).filter((r) => !r.ok).length;
-        $("#rt-msg").textContent = (res || []).length + " hosts tested, " + bad + " failed.";
+        // The table first, then the message: the message says the run is over.
         show(await c.api("GET", "/verify"));
+        $("#rt-msg").textContent = (res || []).length + " hosts tested, " + bad + " failed.";
       } catch (e) { $("#rt-msg").textContent = ""; err.textContent = e.message; err.hidden = false; }
       finally { $("#rt-run-btn").disabled = false; }
     };
