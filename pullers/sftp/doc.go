@@ -54,8 +54,9 @@
 // The walk runs ahead of the sink: while the sink stores one file, up to
 // Workers (default 8) further files are being fetched over the same SSH
 // session, each with OPEN, then FSTAT and its READs sent together (64
-// requests of 32 KiB in flight per file, plus one READ of a byte past the
-// announced end, so the end of a file costs no extra round trip), then
+// requests of 32 KiB in flight per file; the last one asks for a byte
+// past the announced end, or one more READ does, so the end of a file
+// costs no extra round trip), then
 // CLOSE. The sink still receives every entry in walk order, from one
 // goroutine (pullers/internal/ahead). Fetched content waits in memory
 // until the sink takes it: at most MaxInFlight bytes (default 64 MiB) are

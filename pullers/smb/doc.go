@@ -42,15 +42,18 @@
 //
 // The walk runs ahead of the sink: while the sink stores one file, up to
 // Workers (default 8) further files are being fetched over the same SMB
-// session, each with CREATE, then QUERY_INFO and its READs sent together
-// (16 READs of 64 KiB in flight per file, plus one READ of a byte past
-// the announced end, so the end of a file costs no extra round trip),
-// then CLOSE. The sink still receives every entry in walk order, from one
+// session, each with CREATE, then its READs (4 READs of 256 KiB in
+// flight per file; the last one asks for a byte past the announced end,
+// or one more READ does, so the end of a file costs no extra round
+// trip), then CLOSE. Size, times and attributes are those of the open
+// handle, as the CREATE response gives them (go-smb2 keeps them
+// unexported; read by reflection, with a QUERY_INFO when that fails), so
+// a small file costs three requests and no stat. The sink still receives every entry in walk order, from one
 // goroutine (pullers/internal/ahead). Fetched content waits in memory
 // until the sink takes it: at most MaxInFlight bytes (default 64 MiB) are
 // reserved for it, a file that fits gets size+1 bytes, a larger one a
 // window of at most 8 MiB refilled as the sink reads; beyond the cap each
-// worker may have its 16 reads (1 MiB) on the wire. Progress.Path is the
+// worker may have its 4 reads (1 MiB) on the wire. Progress.Path is the
 // file whose fetch is starting; the counters are what the sink stored.
 // Directories are listed ahead of the walk (pullers/internal/walk.Lister):
 // up to 4 listings at once, the next ones in walk order, at most 16
@@ -61,7 +64,7 @@
 // credit charge, which the server rejects (Samba logs "CreditCharge too
 // low"; the operation fails with an invalid parameter). Every request of
 // a pull therefore first takes its charge from a semaphore of 128: one
-// credit per CREATE, CLOSE or 64 KiB READ, 16 for QUERY_INFO,
+// credit per CREATE or CLOSE, one per 64 KiB of a READ, 16 for QUERY_INFO,
 // QUERY_DIRECTORY and IOCTL (go-smb2 asks for 1 MiB replies there).
 //
 // # Hostile servers

@@ -289,9 +289,10 @@ func TestReadAll(t *testing.T) {
 		reqs       int
 	}{
 		{"empty", 0, 0, 0, 1},
-		{"small", 10, 10, 10, 2},
-		{"chunks", 100, 100, 100, 5}, // 4 chunks of 32 and the probe
-		{"longer", 50, 10, 11, 2},
+		{"small", 10, 10, 10, 1},        // the probe rides on the read
+		{"chunks", 100, 100, 100, 4},    // 3 chunks of 32, then 4 bytes and the probe
+		{"whole chunks", 96, 96, 96, 4}, // 3 chunks of 32 and the probe
+		{"longer", 50, 10, 11, 1},
 		{"shorter", 10, 100, 10, 2}, // stops at the short chunk (the others may be in flight)
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -9,9 +9,9 @@ import (
 
 // ReadAll reads a file of size bytes from r with up to depth reads of at
 // most chunk bytes in flight, and writes what it gets to w in order. The
-// reads cover [0, size) and one more byte at size, sent as a request of
-// its own together with the others, so the end of the file costs no extra
-// round trip: a file longer than size shows as one byte too many (at most
+// reads cover [0, size) and one more byte at size, sent with the last
+// read when it has room for it (else as a request of its own together
+// with the others), so the end of the file costs no extra round trip: a file longer than size shows as one byte too many (at most
 // size+1 bytes are written), a shorter one as missing bytes; the reader
 // of w (the sink) judges. It returns r's first error other than io.EOF,
 // or w's, after every read it started has returned.
@@ -38,8 +38,15 @@ func ReadAll(ctx context.Context, r io.ReaderAt, size int64, chunk, depth int, w
 		q := &read{off: next, done: make(chan struct{})}
 		if next < size {
 			l := min(int64(chunk), size-next)
-			bp := bufPool.Get().(*[]byte)
-			q.buf = (*bp)[:l]
+			if next+l == size && l < int64(chunk) {
+				l++ // the last read has room for the probe byte: one request fewer
+				probed = true
+			}
+			if l == int64(chunk) {
+				q.buf = (*bufPool.Get().(*[]byte))[:l]
+			} else {
+				q.buf = make([]byte, l) // a small file costs no whole chunk
+			}
 			next += l
 		} else {
 			q.buf = make([]byte, 1)
