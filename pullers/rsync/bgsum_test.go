@@ -71,3 +71,31 @@ func TestReadAhead(t *testing.T) {
 	ra.Read(b[:])
 	ra.stop()
 }
+
+// TestRollSum: the four-bytes-a-step weak checksum equals the byte loop
+// of rsync's get_checksum1 (signed bytes) for every length and content.
+func TestRollSum(t *testing.T) {
+	ref := func(b []byte) uint32 {
+		var s1, s2 uint32
+		for _, c := range b {
+			s1 += uint32(int32(int8(c)))
+			s2 += s1
+		}
+		return s1&0xffff | s2<<16
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for n := range 300 {
+		b := make([]byte, n*37%9000)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		if n%3 == 0 {
+			for i := range b {
+				b[i] |= 0x80 // all negative as int8
+			}
+		}
+		if got, want := rollSum(b), ref(b); got != want {
+			t.Fatalf("%d bytes: %08x, want %08x", len(b), got, want)
+		}
+	}
+}
