@@ -470,15 +470,9 @@ func (w *walker) children(rel string, depth int, fis []os.FileInfo, _ error) []s
 	if depth+1 > w.maxDepth {
 		return nil
 	}
-	names, byName, _ := walk.Names(fis, pool.ValidName)
-	var out []string
-	for _, name := range names {
-		child := walk.Join(rel, name)
-		if typeOf(rawMode(byName[name]), byName[name].Mode()) == pool.TypeDir && !w.excludes.Match(child) {
-			out = append(out, child)
-		}
-	}
-	return out
+	return walk.SubDirs(rel, fis, pool.ValidName, w.excludes, func(_ string, fi os.FileInfo) bool {
+		return typeOf(rawMode(fi), fi.Mode()) == pool.TypeDir
+	})
 }
 
 func rawMode(fi os.FileInfo) uint32 {
@@ -504,25 +498,9 @@ func (w *walker) walkDir(ctx context.Context, rel string, depth int) error {
 	}
 	// The server's names are hostile: pkg/sftp already took path.Base;
 	// drop what cannot be one name, and duplicates.
-	names, byName, invalid := walk.Names(fis, pool.ValidName)
-	for _, name := range invalid {
-		if err := w.pipe.Fail(ctx, walk.RelOrDot(rel), fmt.Errorf("the server listed an invalid name %q", name)); err != nil {
-			return err
-		}
-	}
-	for _, name := range names {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		child := walk.Join(rel, name)
-		if w.excludes.Match(child) {
-			continue
-		}
-		if err := w.visit(ctx, child, w.entry(name, byName[name]), depth+1); err != nil {
-			return err
-		}
-	}
-	return nil
+	return w.pipe.Listed(ctx, rel, fis, pool.ValidName, w.excludes, func(child string, fi os.FileInfo) error {
+		return w.visit(ctx, child, w.entry(path.Base(child), fi), depth+1)
+	})
 }
 
 func (w *walker) visit(ctx context.Context, rel string, e pool.Entry, depth int) error {

@@ -594,25 +594,9 @@ func (w *walker) walkDir(ctx context.Context, rel string, depth int, own os.File
 		}
 	}
 	anc = append(anc[:len(anc):len(anc)], ancestor{rel: rel, depth: depth, sig: sig, list: list})
-	names, byName, invalid := walk.Names(fis, validName)
-	for _, name := range invalid {
-		if err := w.pipe.Fail(ctx, walk.RelOrDot(rel), fmt.Errorf("the server listed an invalid name %q", name)); err != nil {
-			return err
-		}
-	}
-	for _, name := range names {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		child := walk.Join(rel, name)
-		if w.excludes.Match(child) {
-			continue
-		}
-		if err := w.visit(ctx, child, byName[name], depth+1, anc); err != nil {
-			return err
-		}
-	}
-	return nil
+	return w.pipe.Listed(ctx, rel, fis, validName, w.excludes, func(child string, fi os.FileInfo) error {
+		return w.visit(ctx, child, fi, depth+1, anc)
+	})
 }
 
 // validName: the name can be one path element (no backslash either).
@@ -630,15 +614,9 @@ func (w *walker) children(rel string, depth int, fis []os.FileInfo, _ error) []s
 	if depth+1 > w.maxDepth {
 		return nil
 	}
-	names, byName, _ := walk.Names(fis, validName)
-	var out []string
-	for _, name := range names {
-		child := walk.Join(rel, name)
-		if len(child) <= maxRel && w.entry(name, byName[name]).Type == pool.TypeDir && !w.excludes.Match(child) {
-			out = append(out, child)
-		}
-	}
-	return out
+	return walk.SubDirs(rel, fis, validName, w.excludes, func(child string, fi os.FileInfo) bool {
+		return len(child) <= maxRel && w.entry(path.Base(child), fi).Type == pool.TypeDir
+	})
 }
 
 func vanished(err error) error {

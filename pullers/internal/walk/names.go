@@ -1,6 +1,7 @@
 package walk
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path"
@@ -85,4 +86,45 @@ func (x Excludes) Match(rel string) bool {
 		}
 	}
 	return false
+}
+
+// Listed (producer) walks rel's listing fis: each name valid rejects is a
+// per-file error on rel, then visit is called for every other name, in
+// byte order, duplicates and excluded paths left out.
+func (p *Pipe) Listed(ctx context.Context, rel string, fis []os.FileInfo, valid func(string) bool, x Excludes,
+	visit func(child string, fi os.FileInfo) error) error {
+	names, byName, invalid := Names(fis, valid)
+	for _, name := range invalid {
+		if err := p.Fail(ctx, RelOrDot(rel), fmt.Errorf("the server listed an invalid name %q", name)); err != nil {
+			return err
+		}
+	}
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		child := Join(rel, name)
+		if x.Match(child) {
+			continue
+		}
+		if err := visit(child, byName[name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SubDirs names the subdirectories in rel's listing fis that Listed
+// visits and that isDir says the walk descends into: what a
+// Lister's Children returns.
+func SubDirs(rel string, fis []os.FileInfo, valid func(string) bool, x Excludes, isDir func(child string, fi os.FileInfo) bool) []string {
+	names, byName, _ := Names(fis, valid)
+	var out []string
+	for _, name := range names {
+		child := Join(rel, name)
+		if isDir(child, byName[name]) && !x.Match(child) {
+			out = append(out, child)
+		}
+	}
+	return out
 }
