@@ -208,29 +208,55 @@ func (r *ContentReader) Seek(offset int64, whence int) (int64, error) {
 	return offset, nil
 }
 
+// chunkPooled is chunk for a bulk read: the data comes from the cache
+// or from pooled buffers that release (always non-nil) gives back.
+func (r *ContentReader) chunkPooled(c chunkRef) ([]byte, func(), error) {
+	st := r.p.state()
+	if v, ok := st.chunks.get(c.d); ok {
+		return v.([]byte), func() {}, nil
+	}
+	kind, data, release, err := r.p.getPooled(r.ctx, c.d)
+	if err != nil {
+		return nil, release, err
+	}
+	if kind != KindData || int64(len(data)) != c.size {
+		release()
+		return nil, func() {}, fmt.Errorf("object %s: %w: %s of %d bytes, want data of %d", c.d, ErrCorrupt, kind, len(data), c.size)
+	}
+	return data, release, nil
+}
+
 // WriteTo copies the remaining content to w chunk by chunk, fetching the
 // next chunk while the current one is written (a restore overlaps reading,
 // decompressing and hashing with writing). It bypasses the shared cache so
-// a restore does not evict what interactive readers use.
+// a restore does not evict what interactive readers use, and reads into
+// reused buffers, given back once w.Write returns (io.Writer must not
+// retain them).
 func (r *ContentReader) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	if r.pos >= r.size {
 		return 0, nil
 	}
 	type result struct {
-		data []byte
-		err  error
+		data    []byte
+		release func()
+		err     error
 	}
 	fetch := func(c chunkRef) chan result {
 		ch := make(chan result, 1)
 		go func() {
-			data, err := r.chunk(c, false)
-			ch <- result{data, err}
+			data, release, err := r.chunkPooled(c)
+			ch <- result{data, release, err}
 		}()
 		return ch
 	}
 	i := sort.Search(len(r.chunks), func(i int) bool { return r.chunks[i].off+r.chunks[i].size > r.pos })
 	var ahead chan result
+	defer func() {
+		if ahead != nil {
+			(<-ahead).release()
+		}
+	}()
 	for ; i < len(r.chunks); i++ {
 		c := r.chunks[i]
 		var res result
@@ -238,7 +264,7 @@ func (r *ContentReader) WriteTo(w io.Writer) (int64, error) {
 			res = <-ahead
 			ahead = nil
 		} else {
-			res.data, res.err = r.chunk(c, false)
+			res.data, res.release, res.err = r.chunkPooled(c)
 		}
 		if res.err != nil {
 			return total, res.err
@@ -247,6 +273,7 @@ func (r *ContentReader) WriteTo(w io.Writer) (int64, error) {
 			ahead = fetch(r.chunks[i+1])
 		}
 		n, err := w.Write(res.data[r.pos-c.off:])
+		res.release()
 		total += int64(n)
 		r.pos += int64(n)
 		if err != nil {

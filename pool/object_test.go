@@ -137,6 +137,9 @@ func TestCompressionDecision(t *testing.T) {
 		{"random", randomish(1 << 20), compNone},
 		{"small random", randomish(20000), compNone},
 		{"small text", sampleText(20000), compZstd},
+		{"random 4 KiB", randomish(4096), compNone},
+		{"random just under 4 KiB", randomish(4095), compNone},
+		{"text 4 KiB", sampleText(4096), compZstd},
 	} {
 		raw := encodeObject(nil, KindData, c.data, nil, nil, nil, nil)
 		h, err := parseHeader(raw)
@@ -145,6 +148,69 @@ func TestCompressionDecision(t *testing.T) {
 		}
 		if c.want == compNone && len(raw) != headerSize+len(c.data) {
 			t.Errorf("%s: raw object is %d bytes", c.name, len(raw))
+		}
+	}
+}
+
+// hexish is random lowercase hex digits.
+func hexish(n int) []byte {
+	b := randomish(n)
+	for i := range b {
+		b[i] = "0123456789abcdef"[b[i]&15]
+	}
+	return b
+}
+
+// symbols is random bytes out of the first k values (log2 k bits a byte).
+func symbols(n, k int) []byte {
+	b := randomish(n)
+	for i := range b {
+		b[i] = byte(int(b[i]) * k / 256)
+	}
+	return b
+}
+
+// worthCompressing judges by entropy where it can: random data of 4 KiB
+// or more is not tried, low-entropy data is tried without sampling, and
+// in between (or under 4 KiB) the samples or the object are tried.
+func TestWorthCompressing(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		data []byte
+		want bool
+	}{
+		{"random 4 KiB", randomish(4096), false},
+		{"random 1 MiB", randomish(1 << 20), false},
+		{"random under 4 KiB: tried", randomish(4095), true},
+		{"hex: tried", hexish(20000), true},
+		{"large hex: tried without samples", hexish(1 << 20), true},
+		{"large text", sampleText(1 << 20), true},
+		// 7.4 bits a byte and no repeats: the samples are tried and
+		// do not shrink.
+		{"181 symbols", symbols(100000, 181), false},
+		// 7.4 bits a byte with repeats: the samples shrink.
+		{"181 symbols repeated", bytes.Repeat(symbols(2000, 181), 50), true},
+	} {
+		if got := worthCompressing(c.data); got != c.want {
+			t.Errorf("%s (%.2f bits a byte): %v, want %v", c.name, byteEntropy(c.data), got, c.want)
+		}
+	}
+}
+
+func TestByteEntropy(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		segs     [][]byte
+		min, max float64
+	}{
+		{"empty", nil, 0, 0},
+		{"one symbol", [][]byte{bytes.Repeat([]byte{7}, 1000)}, 0, 0},
+		{"two symbols", [][]byte{bytes.Repeat([]byte{1, 2}, 500)}, 1, 1},
+		{"hex", [][]byte{hexish(1 << 16)}, 3.99, 4},
+		{"random in segments", [][]byte{randomish(8192), randomish(8192)[:100], randomish(3)}, 7.95, 8},
+	} {
+		if h := byteEntropy(c.segs...); h < c.min-1e-9 || h > c.max+1e-9 {
+			t.Errorf("%s: entropy %.4f, want %.2f…%.2f", c.name, h, c.min, c.max)
 		}
 	}
 }

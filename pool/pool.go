@@ -348,6 +348,45 @@ func (p *Pool) putEncoded(ctx context.Context, name string, kind Kind, data, bin
 	return int64(len(enc)), p.b.Put(ctx, name, bytes.NewReader(enc), int64(len(enc)))
 }
 
+// getPooled is Get into buffers of readBufs: release (always non-nil)
+// returns them once the caller is done with plain. For bulk reads
+// (restore), where fresh buffers per object cost more in zeroing, page
+// faults and GC than the decoding itself.
+func (p *Pool) getPooled(ctx context.Context, d Digest) (kind Kind, plain []byte, release func(), err error) {
+	var bufs [2]*[]byte
+	nb := 0
+	alloc := func(n int) []byte {
+		bp := readBufs.get(n)
+		if nb < len(bufs) {
+			bufs[nb] = bp
+			nb++
+		}
+		return *bp
+	}
+	release = func() {
+		for i := range nb {
+			readBufs.put(bufs[i])
+			bufs[i] = nil
+		}
+		nb = 0
+	}
+	name := ObjectName(d)
+	raw, err := readAllInto(ctx, p.b, name, MaxObjectSize+headerSize+nonceSize+tagSize+64, alloc)
+	if err != nil {
+		release()
+		return 0, nil, func() {}, fmt.Errorf("get object %s: %w", d, err)
+	}
+	kind, plain, err = decodeObjectInto(raw, p.aead(), objectBinding(d), false, nil, alloc)
+	if err == nil && p.Hash(plain) != d {
+		err = fmt.Errorf("%w: content does not match its digest", ErrCorrupt)
+	}
+	if err != nil {
+		release()
+		return 0, nil, func() {}, fmt.Errorf("object %s at %s/%s: %w", d, p.b.Location(), name, err)
+	}
+	return kind, plain, release, nil
+}
+
 // Exists reports whether the object d is stored (a Stat; no read).
 func (p *Pool) Exists(ctx context.Context, d Digest) (bool, error) {
 	_, err := p.b.Stat(ctx, ObjectName(d))
@@ -519,6 +558,16 @@ func (p *Pool) Sync(ctx context.Context) error {
 
 // readAll reads a whole backend object, refusing more than max bytes.
 func readAll(ctx context.Context, b Backend, name string, max int64) ([]byte, error) {
+	return readAllInto(ctx, b, name, max, nil)
+}
+
+// readAllInto is readAll that reads into alloc(n)[:0] (capacity ≥ n,
+// owned by the caller) when it knows the size n it needs, or into new
+// memory when alloc is nil.
+func readAllInto(ctx context.Context, b Backend, name string, max int64, alloc func(n int) []byte) ([]byte, error) {
+	if db, ok := b.(*DirBackend); ok && db.fd >= 0 {
+		return db.readWhole(ctx, name, max, alloc)
+	}
 	rc, err := b.Get(ctx, name, 0, -1)
 	if err != nil {
 		return nil, err
@@ -527,7 +576,11 @@ func readAll(ctx context.Context, b Backend, name string, max int64) ([]byte, er
 	var data []byte
 	if n := sizeHint(rc); n > 0 && n <= max {
 		// One allocation of the right size instead of io.ReadAll's growth.
-		data = make([]byte, 0, n+1)
+		if alloc != nil {
+			data = alloc(int(n) + 1)[:0]
+		} else {
+			data = make([]byte, 0, n+1)
+		}
 	}
 	data, err = readInto(data, io.LimitReader(rc, max+1))
 	if err != nil {
