@@ -389,12 +389,11 @@ func (r *restorer) file(ctx context.Context, dirfd int, rel string, e *pool.Entr
 		r.fail(rel, fmt.Errorf("create: %w", err))
 		return
 	}
-	f := os.NewFile(uintptr(fd), rel)
-	n, err := r.copyContent(ctx, f, e)
+	n, err := r.copyContent(ctx, fdWriter(fd), e)
 	if err == nil {
 		r.meta(fd, -1, "", rel, e, "")
 	}
-	if cerr := f.Close(); err == nil && cerr != nil {
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err == nil {
@@ -428,7 +427,29 @@ func (r *restorer) linkInto(dirfd int, rel, first string, e *pool.Entry) error {
 	return nil
 }
 
-func (r *restorer) copyContent(ctx context.Context, f *os.File, e *pool.Entry) (int64, error) {
+// fdWriter writes to a raw descriptor: no os.File (whose NewFile costs
+// an fcntl per restored file) between the content and the kernel.
+type fdWriter int
+
+func (w fdWriter) Write(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Write(int(w), p[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("write: %w", err)
+		}
+		if m == 0 {
+			return n, io.ErrShortWrite
+		}
+		n += m
+	}
+	return n, nil
+}
+
+func (r *restorer) copyContent(ctx context.Context, f io.Writer, e *pool.Entry) (int64, error) {
 	if e.Size == 0 {
 		return 0, nil
 	}
