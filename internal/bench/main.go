@@ -29,6 +29,7 @@ type options struct {
 	results                    string
 	compareOld, compareNew     string
 	only                       string
+	transports                 string
 	shared                     bool
 	mergeScale                 string
 	merge                      string
@@ -58,6 +59,7 @@ func main() {
 	flag.BoolVar(&o.shared, "shared", false, "say prominently in the report that the machine was shared with other work")
 	flag.StringVar(&o.merge, "merge", "", "with -render: take the peer figures (pairs, their results, dump dedup, verification notes) of this results file (an -only run) over the rendered file's, and save the merge to -results")
 	flag.StringVar(&o.load, "load", "bench/load.json", "figures of the load test (internal/torture TestLoad, make torture) to report; a missing file is skipped")
+	flag.StringVar(&o.transports, "transports", "", "with the pulls part: run only these transports, comma-separated of rsync daemon, rsync ssh, sftp, smb, ftp (sftp's no-change peer is rsync ssh's)")
 	flag.StringVar(&o.only, "only", "", "run only these peer parts: comma-separated of pulls, dump, fuse, webdav, scale")
 	flag.Parse()
 	scaleSet := os.Getenv("BENCH_SCALE") == "1"

@@ -283,6 +283,10 @@ func (b *bench) transports(s *servers) []transport {
 			},
 		})
 	}
+	if b.o.transports != "" {
+		want := strings.Split(b.o.transports, ",")
+		ts = slices.DeleteFunc(ts, func(t transport) bool { return !slices.Contains(want, t.name) })
+	}
 	return ts
 }
 
