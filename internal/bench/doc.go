@@ -80,7 +80,9 @@
 //
 // BENCH_QUICK=1 (or -quick) uses a ≈200 MiB corpus and one run of each
 // peer scenario (-pull-runs). -peers=false skips the peer scenarios, -only
-// selects some of them (pulls, dump, fuse, webdav, scale), -shared flags
+// selects some of them (pulls, dump, fuse, webdav, scale), -transports
+// some of the pulls' transports ("rsync daemon,rsync ssh", sftp, smb,
+// ftp; sftp's no-change peer is rsync ssh's), -shared flags
 // the report as made on a shared machine. -tools selects tools,
 // -runs the number of runs, -work the work directory (default
 // /var/tmp/cairn-bench; corpora there are reused while their stamp files
