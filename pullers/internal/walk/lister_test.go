@@ -70,8 +70,7 @@ func TestListerWalk(t *testing.T) {
 			var running, maxRunning atomic.Int64
 			var mu sync.Mutex
 			listed := map[string]int{}
-			var l *Lister[[]string]
-			l = NewLister(context.Background(), ListerConfig[[]string]{
+			l := NewLister(context.Background(), ListerConfig[[]string]{
 				List: func(ctx context.Context, rel string) ([]string, error) {
 					n := running.Add(1)
 					defer running.Add(-1)
