@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairn-backup/cairn/pool"
 	"github.com/cairn-backup/cairn/pullers"
+	"github.com/cairn-backup/cairn/pullers/internal/walk"
 )
 
 // Method is the source method name this puller registers.
@@ -98,7 +99,7 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 	if w.maxDepth <= 0 {
 		w.maxDepth = defaultMaxDepth
 	}
-	w.excludes, err = parseExcludes(j.Source.Excludes)
+	w.excludes, err = walk.ParseExcludes(j.Source.Excludes)
 	if err != nil {
 		return fmt.Errorf("ftp %s: %w", cfg.addr, err)
 	}
@@ -184,7 +185,7 @@ type walker struct {
 	cfg        *config
 	s          *session
 	root       string
-	excludes   []string
+	excludes   walk.Excludes
 	maxListing int64
 	maxDepth   int
 	maxEntries int
@@ -373,7 +374,7 @@ func (w *walker) walkDir(ctx context.Context, rel string, depth int) error {
 		if rel != "" {
 			child = rel + "/" + le.Name
 		}
-		if excluded(w.excludes, child) {
+		if w.excludes.Match(child) {
 			continue
 		}
 		e := entryOf(&le)
@@ -616,39 +617,6 @@ func (r *exactReader) more() bool {
 		}
 		if err != nil {
 			return false
-		}
-	}
-	return false
-}
-
-// parseExcludes normalizes exclude patterns like the local puller does.
-func parseExcludes(pats []string) ([]string, error) {
-	var out []string
-	for _, pat := range pats {
-		pat = strings.TrimPrefix(strings.TrimPrefix(pat, "./"), "/")
-		pat = strings.TrimSuffix(pat, "/")
-		if pat == "" {
-			continue
-		}
-		if _, err := path.Match(pat, ""); err != nil {
-			return nil, fmt.Errorf("exclude pattern %q: %w", pat, err)
-		}
-		out = append(out, pat)
-	}
-	return out, nil
-}
-
-// excluded reports whether rel matches a pattern as a whole or, for
-// patterns without "/", on its last element.
-func excluded(pats []string, rel string) bool {
-	for _, pat := range pats {
-		if ok, _ := path.Match(pat, rel); ok {
-			return true
-		}
-		if !strings.Contains(pat, "/") {
-			if ok, _ := path.Match(pat, path.Base(rel)); ok {
-				return true
-			}
 		}
 	}
 	return false

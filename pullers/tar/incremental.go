@@ -185,7 +185,7 @@ func (r *reader) plan(ctx context.Context, ls []listed) ([]planItem, error) {
 		if _, err := cleanName("./" + l.rel); err != nil || r.under(l.rel) {
 			continue // tar would refuse it too; no request
 		}
-		if excluded(r.excludes, l.rel) {
+		if r.excludes.Match(l.rel) {
 			if l.typ == 'd' {
 				r.skipped = append(r.skipped, l.rel)
 			}

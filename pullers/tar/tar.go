@@ -18,6 +18,7 @@ import (
 
 	"github.com/cairn-backup/cairn/pool"
 	"github.com/cairn-backup/cairn/pullers"
+	"github.com/cairn-backup/cairn/pullers/internal/walk"
 )
 
 // Method is the source method name this puller registers.
@@ -80,7 +81,7 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 		return fmt.Errorf("tar %s: bad source path %q", t.addr, src)
 	}
 	where := fmt.Sprintf("tar %s:%s", t.addr, src)
-	excludes, err := parseExcludes(j.Source.Excludes)
+	excludes, err := walk.ParseExcludes(j.Source.Excludes)
 	if err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
@@ -242,7 +243,7 @@ type reader struct {
 	p        *Puller
 	j        *pullers.Job
 	where    string
-	excludes []string
+	excludes walk.Excludes
 	links    map[string]string // path -> dev:ino
 	groups   map[string]uint64 // dev:ino -> HardLink id
 	skipped  []string          // directories whose children are skipped
@@ -352,7 +353,7 @@ func (r *reader) member(ctx context.Context, tr *tar.Reader, sr *streamReader, h
 			return err
 		}
 	}
-	if rel != "." && (r.under(rel) || excluded(r.excludes, rel)) {
+	if rel != "." && (r.under(rel) || r.excludes.Match(rel)) {
 		if hdr.Typeflag == tar.TypeDir {
 			r.skipped = append(r.skipped, rel)
 		}
@@ -557,35 +558,4 @@ func (c *lineCollector) lines() []string {
 		}
 	}
 	return out
-}
-
-// parseExcludes normalizes exclude patterns like the local puller does.
-func parseExcludes(pats []string) ([]string, error) {
-	var out []string
-	for _, pat := range pats {
-		pat = strings.TrimPrefix(strings.TrimPrefix(pat, "./"), "/")
-		pat = strings.TrimSuffix(pat, "/")
-		if pat == "" {
-			continue
-		}
-		if _, err := path.Match(pat, ""); err != nil {
-			return nil, fmt.Errorf("exclude pattern %q: %w", pat, err)
-		}
-		out = append(out, pat)
-	}
-	return out, nil
-}
-
-func excluded(pats []string, rel string) bool {
-	for _, pat := range pats {
-		if ok, _ := path.Match(pat, rel); ok {
-			return true
-		}
-		if !strings.Contains(pat, "/") {
-			if ok, _ := path.Match(pat, path.Base(rel)); ok {
-				return true
-			}
-		}
-	}
-	return false
 }
