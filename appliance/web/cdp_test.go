@@ -302,6 +302,9 @@ func (b *browser) waitLoaded() {
 // next page to load.
 func (b *browser) submit(sel string) {
 	b.t.Helper()
+	// The page that has sel may still be loading (a wait on its path alone
+	// does not cover the parse): wait for the form first.
+	b.waitFor("form "+sel, `document.readyState === "complete" && document.querySelector(`+jsString(sel)+`) !== null`)
 	b.eval(`window.__cairnOld = true; document.querySelector(` + jsString(sel) + `).requestSubmit()`)
 	b.waitFor("navigation after submitting "+sel, `!window.__cairnOld && document.readyState === "complete"`)
 }
