@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cairn-backup/cairn/pool"
 	"github.com/cairn-backup/cairn/pullers"
+	"github.com/cairn-backup/cairn/pullers/internal/walk"
 )
 
 // Method is the source method name this puller registers.
@@ -75,16 +74,8 @@ func (p *Puller) Pull(ctx context.Context, j *pullers.Job) error {
 		}
 		w.oneFS = b
 	}
-	for _, pat := range j.Source.Excludes {
-		pat = strings.TrimPrefix(strings.TrimPrefix(pat, "./"), "/")
-		pat = strings.TrimSuffix(pat, "/")
-		if pat == "" {
-			continue
-		}
-		if _, err := path.Match(pat, ""); err != nil {
-			return fmt.Errorf("local %s: exclude pattern %q: %w", root, pat, err)
-		}
-		w.excludes = append(w.excludes, pat)
+	if w.excludes, err = walk.ParseExcludes(j.Source.Excludes); err != nil {
+		return fmt.Errorf("local %s: %w", root, err)
 	}
 	// The root is what the user named: follow it if it is a symlink.
 	fd, err := openRetry(func() (int, error) {
@@ -118,7 +109,7 @@ type devIno struct{ dev, ino uint64 }
 type walker struct {
 	j        *pullers.Job
 	root     string
-	excludes []string
+	excludes walk.Excludes
 	oneFS    bool
 	rootDev  uint64
 	links    map[devIno]uint64
@@ -126,27 +117,6 @@ type walker struct {
 	prog     pullers.Progress
 	dirbuf   []byte
 	max      int // names per directory; 0: no cap
-}
-
-// excluded reports whether rel (relative to the root) matches an exclude
-// pattern, on any element or as a whole.
-func (w *walker) excluded(rel string) bool {
-	if len(w.excludes) == 0 {
-		return false
-	}
-	for _, pat := range w.excludes {
-		if ok, _ := path.Match(pat, rel); ok {
-			return true
-		}
-		if !strings.Contains(pat, "/") {
-			// An element pattern: only the last element is new at this
-			// depth; the parents were tested when they were visited.
-			if ok, _ := path.Match(pat, path.Base(rel)); ok {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // recordError notes a per-file failure and counts it.
@@ -246,7 +216,7 @@ func (w *walker) walkDir(ctx context.Context, dirfd int, rel string) error {
 		if rel != "" {
 			child = rel + "/" + name
 		}
-		if w.excluded(child) {
+		if w.excludes.Match(child) {
 			continue
 		}
 		if !pool.ValidName(name) {
